@@ -4,36 +4,65 @@ package motoserver
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 )
+
+//go:embed clock.py
+var clockPy []byte
 
 // Server is a running moto_server on a loopback port.
 type Server struct {
 	Endpoint string // http://127.0.0.1:PORT
 	cmd      *exec.Cmd
 	done     chan struct{}
+	clock    string // file holding the clock offset; "" without clock support
+	dir      string
 }
 
 // Start launches moto_server on a free loopback port and waits until it
 // answers. logPath, when not empty, receives its output.
 func Start(logPath string) (*Server, error) {
-	bin, err := exec.LookPath("moto_server")
-	if err != nil {
-		return nil, errors.New("moto_server not found on PATH: run `make deps` (python3 -m pip install 'moto[server]')")
-	}
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
+	dir, err := os.MkdirTemp("", "keyrotor-moto-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{}), dir: dir}
+	var cmd *exec.Cmd
+	// Prefer moto with a settable clock (python3 that imports moto); fall
+	// back to the plain moto_server command.
+	if py, perr := exec.LookPath("python3"); perr == nil && exec.Command(py, "-c", "import moto.server").Run() == nil {
+		script := filepath.Join(dir, "clock.py")
+		s.clock = filepath.Join(dir, "clock")
+		if err := os.WriteFile(script, clockPy, 0o644); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(s.clock, []byte("0"), 0o644); err != nil {
+			return nil, err
+		}
+		cmd = exec.Command(py, script, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
+		cmd.Env = append(os.Environ(), "KEYROTOR_MOTO_CLOCK="+s.clock)
+	} else {
+		bin, err := exec.LookPath("moto_server")
+		if err != nil {
+			return nil, errors.New("moto_server not found on PATH: run `make deps` (python3 -m pip install 'moto[server]')")
+		}
+		cmd = exec.Command(bin, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
+	}
+	s.cmd = cmd
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if logPath != "" {
 		f, ferr := os.Create(logPath)
@@ -45,7 +74,6 @@ func Start(logPath string) (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start moto_server: %w", err)
 	}
-	s := &Server{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(s.done) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -76,6 +104,15 @@ func (s *Server) Reset(ctx context.Context) error {
 	return nil
 }
 
+// SetClock moves the emulator's clock by offset from the real time (for
+// example -200 days to create keys that are 200 days old). Zero restores it.
+func (s *Server) SetClock(offset time.Duration) error {
+	if s.clock == "" {
+		return errors.New("this moto_server has no settable clock (python3 cannot import moto)")
+	}
+	return os.WriteFile(s.clock, []byte(fmt.Sprintf("%f", offset.Seconds())), 0o644)
+}
+
 // Stop ends moto_server and its process group.
 func (s *Server) Stop() {
 	if s == nil || s.cmd.Process == nil {
@@ -87,6 +124,9 @@ func (s *Server) Stop() {
 	case <-time.After(5 * time.Second):
 		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 		<-s.done
+	}
+	if s.dir != "" {
+		_ = os.RemoveAll(s.dir)
 	}
 }
 

@@ -6,11 +6,11 @@ package awsconf
 
 import (
 	"context"
-	"net/http"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 )
@@ -35,7 +35,7 @@ func Load(ctx context.Context, opts Options) (aws.Config, error) {
 		timeout = 30 * time.Second
 	}
 	lo := []func(*config.LoadOptions) error{
-		config.WithHTTPClient(&http.Client{Timeout: timeout}),
+		config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(timeout)),
 	}
 	if opts.Region != "" {
 		lo = append(lo, config.WithRegion(opts.Region))

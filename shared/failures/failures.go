@@ -179,3 +179,12 @@ func Boundary(err error) error {
 	}
 	return &StepError{Msg: err.Error()}
 }
+
+// APICodeOr returns the AWS error code of err, or def. Use it where an
+// error's full text could echo request data.
+func APICodeOr(err error, def string) string {
+	if c := APICode(err); c != "" {
+		return c
+	}
+	return def
+}

@@ -1,0 +1,25 @@
+// Command find is the FindDueKeys Lambda: it reads the credential report,
+// checks the candidates live and returns the plan (see shared/rotation).
+package main
+
+import (
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/keyrotor/keyrotor/shared/audit"
+	"github.com/keyrotor/keyrotor/shared/lambdastep"
+	"github.com/keyrotor/keyrotor/shared/rotation"
+)
+
+func main() {
+	env := lambdastep.Setup("find")
+	store := s3.NewFromConfig(env.AWS, func(o *s3.Options) { o.UsePathStyle = true })
+	f := &rotation.Finder{
+		IAM:    iam.NewFromConfig(env.AWS),
+		S3:     store,
+		Report: audit.NewS3Writer(store, env.Config.ReportBucket),
+		Config: env.Config,
+		Log:    env.Log,
+	}
+	lambdastep.Start(env, f.Handle)
+}

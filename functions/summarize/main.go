@@ -1,0 +1,22 @@
+// Command summarize is the SummarizeRun Lambda: it totals the per-user
+// results, writes the run summary and tells the admins.
+package main
+
+import (
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+
+	"github.com/keyrotor/keyrotor/shared/lambdastep"
+	"github.com/keyrotor/keyrotor/shared/rotation"
+)
+
+func main() {
+	env := lambdastep.Setup("summarize")
+	s := &rotation.Summarizer{
+		S3:     s3.NewFromConfig(env.AWS, func(o *s3.Options) { o.UsePathStyle = true }),
+		Topic:  sns.NewFromConfig(env.AWS),
+		Config: env.Config,
+		Log:    env.Log,
+	}
+	lambdastep.Start(env, s.Handle)
+}

@@ -1,0 +1,69 @@
+// Package lambdastep is the wiring every keyrotor function shares: JSON
+// logs, configuration from the environment, the AWS SDK configuration, and a
+// handler wrapper that returns only the named error types of package
+// failures, so Step Functions' Retry and Catch see the names they list.
+package lambdastep
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/keyrotor/keyrotor/shared/awsconf"
+	"github.com/keyrotor/keyrotor/shared/config"
+	"github.com/keyrotor/keyrotor/shared/failures"
+)
+
+// Env is what a function's main needs.
+type Env struct {
+	Config config.Config
+	AWS    aws.Config
+	Log    *slog.Logger
+}
+
+// Setup loads the configuration and the SDK configuration once, at start-up.
+// A bad setting ends the process with a message naming the variable (the
+// Lambda init fails, visibly, before any work is done).
+func Setup(function string) Env {
+	log := lambdacontext.NewLogger().With("function", function)
+	slog.SetDefault(log)
+	cfg, err := config.FromEnv(os.Getenv)
+	if err != nil {
+		log.Error("invalid configuration", "error", err.Error())
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// The SDK retries a little (2 attempts); the state machine owns the
+	// real retries, with backoff and jitter, on the named errors.
+	awsCfg, err := awsconf.Load(context.Background(), awsconf.Options{MaxAttempts: 2})
+	if err != nil {
+		log.Error("load AWS configuration", "error", err.Error())
+		os.Exit(1)
+	}
+	return Env{Config: cfg, AWS: awsCfg, Log: log}
+}
+
+// Start runs handle as the Lambda handler, converting its errors with
+// failures.Boundary and logging them (by name and message, never payloads).
+func Start[In, Out any](env Env, handle func(context.Context, In) (Out, error)) {
+	lambda.Start(Wrap(env.Log, handle))
+}
+
+// Wrap is Start's handler conversion, exposed for tests.
+func Wrap[In, Out any](log *slog.Logger, handle func(context.Context, In) (Out, error)) func(context.Context, In) (Out, error) {
+	return func(ctx context.Context, in In) (Out, error) {
+		out, err := handle(ctx, in)
+		if err != nil {
+			named := failures.Boundary(err)
+			log.ErrorContext(ctx, "step failed", "errorType", failures.Name(named), "error", named.Error())
+			var zero Out
+			return zero, named
+		}
+		return out, nil
+	}
+}

@@ -1,0 +1,460 @@
+package rotation
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/iam/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/keyrotor/keyrotor/shared/config"
+	"github.com/keyrotor/keyrotor/shared/credreport"
+	"github.com/keyrotor/keyrotor/shared/failures"
+	"github.com/keyrotor/keyrotor/shared/policy"
+)
+
+// FindIAM is the part of IAM the find step calls.
+type FindIAM interface {
+	credreport.API
+	ListKeysAPI
+	ListTagsAPI
+	GetAccessKeyLastUsed(ctx context.Context, in *iam.GetAccessKeyLastUsedInput, optFns ...func(*iam.Options)) (*iam.GetAccessKeyLastUsedOutput, error)
+	GetGroup(ctx context.Context, in *iam.GetGroupInput, optFns ...func(*iam.Options)) (*iam.GetGroupOutput, error)
+}
+
+var _ FindIAM = (*iam.Client)(nil)
+
+// PutObjectAPI writes an S3 object.
+type PutObjectAPI interface {
+	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+}
+
+// Candidate is a user whose report row shows a key that may be due, with
+// the live facts gathered for it.
+type Candidate struct {
+	Row       credreport.Row
+	User      policy.User
+	Email     string
+	Decisions []policy.Decision
+}
+
+// Assessment is everything find learned: the report rows and, for the
+// candidates, the live facts and decisions. The audit report is built from it.
+type Assessment struct {
+	AsOf       time.Time
+	ReportTime time.Time
+	Rows       []credreport.Row
+	Candidates map[string]*Candidate // by user name
+}
+
+// ReportWriter writes the audit report of a run; nil disables it.
+type ReportWriter interface {
+	WriteReport(ctx context.Context, execution string, a *Assessment, rules policy.Rules) (*ReportRef, error)
+}
+
+// Finder is the find step.
+type Finder struct {
+	IAM    FindIAM
+	S3     PutObjectAPI // nil: no plan object is written (unit tests)
+	Report ReportWriter // nil: no audit report
+	Config config.Config
+	Now    func() time.Time
+	Log    *slog.Logger
+	// InlineItemsLimit bounds the JSON size of Plan.Items (default 64 KiB).
+	InlineItemsLimit int
+}
+
+// FindInput is the find function's payload: the execution input, untouched,
+// and the execution name from the context object.
+type FindInput struct {
+	Request       json.RawMessage `json:"request"`
+	ExecutionName string          `json:"executionName"`
+}
+
+var userNameRE = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
+
+// ParseRequest decodes and checks the execution input strictly: unknown
+// fields, wrong types, malformed names or times are errors naming the field.
+func ParseRequest(raw []byte) (Request, error) {
+	var r Request
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return r, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return Request{}, inputError(err)
+	}
+	if dec.More() {
+		return Request{}, &failures.InvalidInputError{Msg: "trailing data after the JSON object"}
+	}
+	if r.Users != nil && len(r.Users) == 0 {
+		return Request{}, &failures.InvalidInputError{Field: "users", Msg: "empty list: omit the field to consider every user, or name at least one user"}
+	}
+	seen := map[string]bool{}
+	for i, u := range r.Users {
+		if !userNameRE.MatchString(u) {
+			return Request{}, &failures.InvalidInputError{Field: fmt.Sprintf("users[%d]", i), Msg: fmt.Sprintf("%q is not an IAM user name (1-64 characters: letters, digits and +=,.@_-)", u)}
+		}
+		if seen[strings.ToLower(u)] {
+			return Request{}, &failures.InvalidInputError{Field: fmt.Sprintf("users[%d]", i), Msg: fmt.Sprintf("%q is listed twice", u)}
+		}
+		seen[strings.ToLower(u)] = true
+	}
+	if r.AsOf != "" {
+		if _, err := time.Parse(time.RFC3339, r.AsOf); err != nil {
+			return Request{}, &failures.InvalidInputError{Field: "asOf", Msg: fmt.Sprintf("%q is not an RFC 3339 time; write it like 2026-11-23T00:00:00Z", r.AsOf)}
+		}
+	}
+	return r, nil
+}
+
+func inputError(err error) error {
+	var ute *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &ute):
+		field := ute.Field
+		if field == "" {
+			return &failures.InvalidInputError{Msg: fmt.Sprintf("the execution input must be a JSON object like {\"dryRun\":true}, got %s", ute.Value)}
+		}
+		return &failures.InvalidInputError{Field: field, Msg: fmt.Sprintf("wrong type: got %s, want %s", ute.Value, kindOf(field))}
+	case errors.As(err, &se):
+		return &failures.InvalidInputError{Msg: fmt.Sprintf("not valid JSON at byte %d: %v", se.Offset, se)}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return &failures.InvalidInputError{Field: f, Msg: "unknown field; the input accepts only dryRun (bool), users (list of user names) and asOf (RFC 3339 time)"}
+	}
+	return &failures.InvalidInputError{Msg: err.Error()}
+}
+
+func kindOf(field string) string {
+	switch {
+	case field == "dryRun":
+		return "true or false"
+	case strings.HasPrefix(field, "users"):
+		return "a list of IAM user names"
+	case field == "asOf":
+		return "an RFC 3339 time string"
+	}
+	return "another type"
+}
+
+// Handle runs the find step.
+func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
+	req, err := ParseRequest(in.Request)
+	if err != nil {
+		return nil, err
+	}
+	now := f.now()
+	asOf := now
+	if req.AsOf != "" {
+		asOf, _ = time.Parse(time.RFC3339, req.AsOf)
+	}
+	a, err := f.Assess(ctx, asOf, req.Users)
+	if err != nil {
+		return nil, err
+	}
+	rules := f.rules()
+	plan := &Plan{
+		ExecutionName: in.ExecutionName, AsOf: asOf, DryRun: req.DryRun, Pass: 1,
+		ToleratedFailurePercentage: 100, Items: []Item{}, Blocked: []Skipped{}, Exempt: []Skipped{},
+	}
+	plan.Counts.Users = len(a.Rows)
+	plan.Counts.Candidates = len(a.Candidates)
+	for _, name := range sortedKeys(a.Candidates) {
+		c := a.Candidates[name]
+		for _, d := range c.Decisions {
+			switch d.Action {
+			case policy.Rotate, policy.Retire:
+				plan.Items = append(plan.Items, itemFor(c, d, asOf))
+			case policy.Blocked:
+				plan.Blocked = append(plan.Blocked, Skipped{User: name, UserARN: c.Row.ARN, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
+			case policy.Exempt:
+				plan.Exempt = append(plan.Exempt, Skipped{User: name, UserARN: c.Row.ARN, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
+			}
+		}
+	}
+	for _, it := range plan.Items {
+		if it.Action == policy.Rotate {
+			plan.Counts.Rotate++
+		} else {
+			plan.Counts.Retire++
+		}
+	}
+	plan.Counts.Blocked, plan.Counts.Exempt = len(plan.Blocked), len(plan.Exempt)
+
+	if f.S3 != nil && f.Config.ReportBucket != "" {
+		plan.Bucket = f.Config.ReportBucket
+		plan.ItemsKey = fmt.Sprintf("plans/%s/%s/items.json", now.UTC().Format("2006-01-02"), safeKey(in.ExecutionName))
+		body, _ := json.Marshal(plan.Items)
+		if _, err := f.S3.PutObject(ctx, &s3.PutObjectInput{
+			Bucket: aws.String(plan.Bucket), Key: aws.String(plan.ItemsKey),
+			Body: bytes.NewReader(body), ContentType: aws.String("application/json"),
+		}); err != nil {
+			return nil, fmt.Errorf("write plan items to s3://%s/%s: %w", plan.Bucket, plan.ItemsKey, err)
+		}
+	}
+	if f.Report != nil {
+		ref, err := f.Report.WriteReport(ctx, in.ExecutionName, a, rules)
+		if err != nil {
+			return nil, fmt.Errorf("write audit report: %w", err)
+		}
+		plan.Report = ref
+	}
+	f.trimInline(plan)
+	f.log().InfoContext(ctx, "plan ready", "execution", in.ExecutionName, "asOf", asOf.Format(time.RFC3339),
+		"dryRun", req.DryRun, "users", plan.Counts.Users, "candidates", plan.Counts.Candidates,
+		"rotate", plan.Counts.Rotate, "retire", plan.Counts.Retire, "blocked", plan.Counts.Blocked, "exempt", plan.Counts.Exempt)
+	return plan, nil
+}
+
+func (f *Finder) trimInline(p *Plan) {
+	limit := f.InlineItemsLimit
+	if limit == 0 {
+		limit = 64 << 10
+	}
+	size := 0
+	for i, it := range p.Items {
+		b, _ := json.Marshal(it)
+		size += len(b) + 1
+		if size > limit {
+			p.Items, p.ItemsTruncated = p.Items[:i], true
+			return
+		}
+	}
+}
+
+// Assess reads the credential report and checks the candidates live: the
+// work of discovery, shared by find and the audit command. users, when not
+// empty, restricts it; naming a user that is not in the report is an error.
+func (f *Finder) Assess(ctx context.Context, asOf time.Time, users []string) (*Assessment, error) {
+	rows, generated, err := credreport.Fetch(ctx, f.IAM)
+	if err != nil {
+		return nil, err
+	}
+	rows = withoutRoot(rows)
+	if len(users) > 0 {
+		if rows, err = restrict(rows, users); err != nil {
+			return nil, err
+		}
+	}
+	a := &Assessment{AsOf: asOf, ReportTime: generated, Rows: rows, Candidates: map[string]*Candidate{}}
+	rules := f.rules()
+	var exemptGroup map[string]bool
+	for _, row := range rows {
+		if !mayBeDue(row, rules, asOf) {
+			continue
+		}
+		if exemptGroup == nil && f.Config.ExemptGroup != "" {
+			if exemptGroup, err = f.groupMembers(ctx, f.Config.ExemptGroup); err != nil {
+				return nil, err
+			}
+		}
+		c, err := f.checkLive(ctx, row, exemptGroup, rules, asOf)
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
+			a.Candidates[row.User] = c
+		}
+	}
+	return a, nil
+}
+
+// mayBeDue reports whether the report row shows an Active key that the
+// policy would act on. It is cheap (no calls) and errs on the side of
+// checking: the live data decides.
+func mayBeDue(row credreport.Row, r policy.Rules, asOf time.Time) bool {
+	for _, k := range row.Keys {
+		if !k.Present() || !k.Active {
+			continue
+		}
+		d := r.KeyOnly(policy.Key{ID: "report", Active: true, Created: k.LastRotated, LastUsed: k.LastUsed}, asOf)
+		if d.Action != policy.OK {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *Finder) checkLive(ctx context.Context, row credreport.Row, exemptGroup map[string]bool, rules policy.Rules, asOf time.Time) (*Candidate, error) {
+	keys, exists, err := liveKeys(ctx, f.IAM, row.User)
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		return nil, nil // deleted since the report
+	}
+	tags, err := readLedger(ctx, f.IAM, row.User)
+	if isNoSuchEntity(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	u := policy.User{Name: row.User}
+	switch {
+	case strings.EqualFold(tags[f.Config.ExemptTag], config.ExemptTagValue):
+		u.Exempt, u.ExemptReason = true, fmt.Sprintf("tagged %s=%s", f.Config.ExemptTag, config.ExemptTagValue)
+	case exemptGroup[row.User]:
+		u.Exempt, u.ExemptReason = true, fmt.Sprintf("member of exempt group %s", f.Config.ExemptGroup)
+	}
+	for _, k := range keys {
+		pk := policy.Key{
+			ID: aws.ToString(k.AccessKeyId), Active: k.Status == types.StatusTypeActive,
+			Created: aws.ToTime(k.CreateDate), DeactivatedAt: tags.DeactivatedAt(aws.ToString(k.AccessKeyId)),
+			ReplacedBy: tags.ReplacedBy(aws.ToString(k.AccessKeyId)),
+		}
+		pk.LastUsed = reportLastUsed(row, pk.Created)
+		u.Keys = append(u.Keys, pk)
+	}
+	decisions := rules.Decide(u, asOf)
+	// A retirement rests on "unused": confirm it live, the report may be
+	// hours old.
+	for _, d := range decisions {
+		if d.Action != policy.Retire {
+			continue
+		}
+		out, err := f.IAM.GetAccessKeyLastUsed(ctx, &iam.GetAccessKeyLastUsedInput{AccessKeyId: aws.String(d.KeyID)})
+		if err != nil {
+			return nil, fmt.Errorf("get last use of %s: %w", d.KeyID, err)
+		}
+		if out.AccessKeyLastUsed != nil && out.AccessKeyLastUsed.LastUsedDate != nil {
+			for j := range u.Keys {
+				if u.Keys[j].ID == d.KeyID {
+					u.Keys[j].LastUsed = *out.AccessKeyLastUsed.LastUsedDate
+				}
+			}
+		}
+		decisions = rules.Decide(u, asOf)
+	}
+	return &Candidate{Row: row, User: u, Email: strings.TrimSpace(tags[f.Config.EmailTag]), Decisions: decisions}, nil
+}
+
+// reportLastUsed finds the report's last-use time for the live key created
+// at created (the report has no key IDs; its last_rotated is the creation
+// time, to the second).
+func reportLastUsed(row credreport.Row, created time.Time) time.Time {
+	for _, k := range row.Keys {
+		if k.Present() && k.LastRotated.Unix() == created.Unix() {
+			return k.LastUsed
+		}
+	}
+	return time.Time{}
+}
+
+func (f *Finder) groupMembers(ctx context.Context, group string) (map[string]bool, error) {
+	m := map[string]bool{}
+	p := iam.NewGetGroupPaginator(f.IAM, &iam.GetGroupInput{GroupName: aws.String(group)})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if isNoSuchEntity(err) {
+			return nil, &failures.StepError{Msg: fmt.Sprintf("exempt group %q does not exist: create it or change the exemptGroup setting (%s)", group, config.EnvExemptGroup)}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get exempt group %s: %w", group, err)
+		}
+		for _, u := range out.Users {
+			m[aws.ToString(u.UserName)] = true
+		}
+	}
+	return m, nil
+}
+
+func itemFor(c *Candidate, d policy.Decision, asOf time.Time) Item {
+	it := Item{User: c.Row.User, UserARN: c.Row.ARN, Email: c.Email, Action: d.Action, Reason: d.Reason, RemoveFirst: d.RemoveFirst}
+	for _, k := range c.User.Keys {
+		if k.ID != d.KeyID {
+			continue
+		}
+		it.OldKey = KeyRef{ID: k.ID, Created: k.Created.UTC(), AgeDays: policy.AgeDays(k.Created, asOf)}
+		if !k.LastUsed.IsZero() {
+			lu := k.LastUsed.UTC()
+			it.OldKey.LastUsed = &lu
+		}
+		for _, rk := range c.Row.Keys {
+			if rk.Present() && rk.LastRotated.Unix() == k.Created.Unix() {
+				it.OldKey.LastUsedService = rk.LastUsedService
+			}
+		}
+	}
+	return it
+}
+
+func withoutRoot(rows []credreport.Row) []credreport.Row {
+	out := rows[:0:0]
+	for _, r := range rows {
+		if !r.IsRoot() {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func restrict(rows []credreport.Row, users []string) ([]credreport.Row, error) {
+	byName := make(map[string]credreport.Row, len(rows))
+	for _, r := range rows {
+		byName[strings.ToLower(r.User)] = r
+	}
+	out := make([]credreport.Row, 0, len(users))
+	for i, u := range users {
+		r, ok := byName[strings.ToLower(u)]
+		if !ok {
+			return nil, &failures.InvalidInputError{Field: fmt.Sprintf("users[%d]", i), Msg: fmt.Sprintf("no IAM user named %q in the credential report (a user created in the last 4 hours may not be in it yet)", u)}
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (f *Finder) rules() policy.Rules {
+	return policy.Rules{MaxKeyAgeDays: f.Config.MaxKeyAgeDays, UnusedDays: f.Config.UnusedDays, Grace: f.Config.GracePeriod}
+}
+
+func (f *Finder) now() time.Time {
+	if f.Now != nil {
+		return f.Now()
+	}
+	return time.Now()
+}
+
+func (f *Finder) log() *slog.Logger {
+	if f.Log != nil {
+		return f.Log
+	}
+	return slog.Default()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// safeKey makes an execution name safe inside an S3 key.
+func safeKey(s string) string {
+	if s == "" {
+		return "manual"
+	}
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			return r
+		}
+		return '_'
+	}, s)
+}

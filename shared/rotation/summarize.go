@@ -1,0 +1,370 @@
+package rotation
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/keyrotor/keyrotor/shared/config"
+	"github.com/keyrotor/keyrotor/shared/failures"
+	"github.com/keyrotor/keyrotor/shared/notice"
+	"github.com/keyrotor/keyrotor/shared/policy"
+)
+
+// ObjectsAPI is the part of S3 the summarize step uses.
+type ObjectsAPI interface {
+	PutObjectAPI
+	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+}
+
+var _ ObjectsAPI = (*s3.Client)(nil)
+
+// Outcome is what happened to one item.
+type Outcome struct {
+	User       string        `json:"user"`
+	Action     policy.Action `json:"action"`
+	OldKeyID   string        `json:"oldKeyId"`
+	NewKeyID   string        `json:"newKeyId,omitempty"`
+	SecretName string        `json:"secretName,omitempty"`
+	Mail       string        `json:"mail,omitempty"`
+	Deleted    bool          `json:"oldKeyDeleted"`
+	Result     string        `json:"result"` // rotated, retired, kept, skipped, failed
+	Reason     string        `json:"reason,omitempty"`
+	Error      string        `json:"error,omitempty"`
+}
+
+// Totals counts outcomes.
+type Totals struct {
+	Rotated int `json:"rotated"`
+	Retired int `json:"retired"`
+	Kept    int `json:"kept"` // the old key was not deleted (reason given)
+	Skipped int `json:"skipped"`
+	Failed  int `json:"failed"`
+	Blocked int `json:"blocked"`
+	Exempt  int `json:"exempt"`
+	Mails   int `json:"mails"`
+}
+
+// Summary is the output of summarize (state path $.summary) and the
+// execution's final output.
+type Summary struct {
+	ExecutionName string     `json:"executionName"`
+	Pass          int        `json:"pass"`
+	Totals        Totals     `json:"totals"`
+	Users         []Outcome  `json:"users"`
+	UsersCut      bool       `json:"usersTruncated,omitempty"`
+	Blocked       []Skipped  `json:"blocked"`
+	Exempt        []Skipped  `json:"exempt"`
+	SummaryKey    string     `json:"summaryKey,omitempty"`
+	Bucket        string     `json:"bucket,omitempty"`
+	Report        *ReportRef `json:"report,omitempty"`
+	// RetryPlan, when present, sends the failed users through the map again
+	// (pass 2, no tolerated failures).
+	RetryPlan *Plan `json:"retryPlan,omitempty"`
+}
+
+// SummarizeInput is the summarize function's payload.
+type SummarizeInput struct {
+	Plan          Plan            `json:"plan"`
+	Results       json.RawMessage `json:"results"`
+	ExecutionName string          `json:"executionName"`
+}
+
+// Summarizer is the summarize step.
+type Summarizer struct {
+	S3     ObjectsAPI
+	Topic  PublishAPI
+	Config config.Config
+	Now    func() time.Time
+	Log    *slog.Logger
+	// InlineLimit bounds Summary.Users (default 200); the S3 summary has all.
+	InlineLimit int
+}
+
+// childResult is one child execution's result, from the inline map output
+// or from the ResultWriter files.
+type childResult struct {
+	Task   Task
+	Failed bool
+	Error  string
+}
+
+// Handle totals the run, writes the summary object, and tells the admins.
+func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, error) {
+	results, err := s.results(ctx, in.Results)
+	if err != nil {
+		return nil, err
+	}
+	pass := max(in.Plan.Pass, 1)
+	sum := &Summary{ExecutionName: in.ExecutionName, Pass: pass, Blocked: in.Plan.Blocked, Exempt: in.Plan.Exempt, Report: in.Plan.Report, Bucket: in.Plan.Bucket}
+	if sum.Blocked == nil {
+		sum.Blocked = []Skipped{}
+	}
+	if sum.Exempt == nil {
+		sum.Exempt = []Skipped{}
+	}
+	if in.Plan.Bucket != "" && s.S3 != nil {
+		sum.SummaryKey = fmt.Sprintf("runs/%s/%s/summary.json", in.Plan.runDay(s.now()), safeKey(in.ExecutionName))
+	}
+	byKey := map[string]Outcome{}
+	if pass > 1 && sum.SummaryKey != "" {
+		var prev Summary
+		if err := s.getJSON(ctx, in.Plan.Bucket, sum.SummaryKey, &prev); err != nil {
+			return nil, err
+		}
+		for _, o := range prev.Users {
+			byKey[o.User+"/"+o.OldKeyID] = o
+		}
+	}
+	var failed []Item
+	for _, r := range results {
+		o := outcomeOf(r)
+		byKey[o.User+"/"+o.OldKeyID] = o
+		if r.Failed {
+			failed = append(failed, r.Task.Item)
+		}
+	}
+	for _, k := range sortedKeys(byKey) {
+		o := byKey[k]
+		sum.Users = append(sum.Users, o)
+		switch o.Result {
+		case "rotated":
+			sum.Totals.Rotated++
+		case "retired":
+			sum.Totals.Retired++
+		case "kept":
+			sum.Totals.Kept++
+		case "failed":
+			sum.Totals.Failed++
+		default:
+			sum.Totals.Skipped++
+		}
+		if o.Mail == "sent" {
+			sum.Totals.Mails++
+		}
+	}
+	if sum.Users == nil {
+		sum.Users = []Outcome{}
+	}
+	sum.Totals.Blocked, sum.Totals.Exempt = len(sum.Blocked), len(sum.Exempt)
+
+	if len(failed) > 0 && pass == 1 {
+		rp := in.Plan
+		rp.Pass, rp.ToleratedFailurePercentage, rp.Items, rp.ItemsTruncated = 2, 0, failed, false
+		rp.Counts.Rotate, rp.Counts.Retire = 0, 0
+		for _, it := range failed {
+			if it.Action == policy.Rotate {
+				rp.Counts.Rotate++
+			} else {
+				rp.Counts.Retire++
+			}
+		}
+		if rp.Bucket != "" && s.S3 != nil {
+			rp.ItemsKey = strings.TrimSuffix(rp.ItemsKey, "items.json") + "retry-items.json"
+			if err := s.putJSON(ctx, rp.Bucket, rp.ItemsKey, failed); err != nil {
+				return nil, err
+			}
+		}
+		sum.RetryPlan = &rp
+	}
+	if sum.SummaryKey != "" {
+		if err := s.putJSON(ctx, in.Plan.Bucket, sum.SummaryKey, sum); err != nil {
+			return nil, err
+		}
+	}
+	if sum.RetryPlan == nil {
+		if _, err := publish(ctx, s.Topic, s.Config.AdminTopicARN, s.adminSummary(sum)); err != nil {
+			return nil, err
+		}
+	}
+	limit := s.InlineLimit
+	if limit == 0 {
+		limit = 200
+	}
+	if len(sum.Users) > limit {
+		sum.Users, sum.UsersCut = sum.Users[:limit], true
+	}
+	s.log().InfoContext(ctx, "run summarized", "execution", in.ExecutionName, "pass", pass, "rotated", sum.Totals.Rotated,
+		"retired", sum.Totals.Retired, "kept", sum.Totals.Kept, "failed", sum.Totals.Failed, "blocked", sum.Totals.Blocked)
+	return sum, nil
+}
+
+// runDay is the date in the run's S3 keys: the one find used for the plan.
+func (p Plan) runDay(now time.Time) string {
+	if parts := strings.Split(p.ItemsKey, "/"); len(parts) > 2 {
+		return parts[1]
+	}
+	return now.UTC().Format("2006-01-02")
+}
+
+func outcomeOf(r childResult) Outcome {
+	t := r.Task
+	o := Outcome{User: t.Item.User, Action: t.Item.Action, OldKeyID: t.Item.OldKey.ID}
+	if t.NewKey != nil {
+		o.NewKeyID, o.SecretName = t.NewKey.KeyID, t.NewKey.SecretName
+	}
+	if t.Notice != nil {
+		o.Mail = t.Notice.MailStatus
+	}
+	switch {
+	case r.Failed:
+		o.Result, o.Error = "failed", r.Error
+	case t.Skip() != "":
+		o.Result, o.Reason = "skipped", t.Skip()
+	case t.Cleanup != nil && t.Cleanup.Deleted:
+		o.Deleted, o.Reason = true, t.Cleanup.Reason
+		o.Result = "rotated"
+		if t.Item.Action == policy.Retire {
+			o.Result = "retired"
+		}
+	case t.Cleanup != nil:
+		o.Result, o.Reason = "kept", t.Cleanup.Reason
+	default:
+		o.Result = "skipped"
+	}
+	return o
+}
+
+// results reads the map's results: an inline array of child outputs (the
+// local engine, or a map without ResultWriter), or the ResultWriter manifest.
+func (s *Summarizer) results(ctx context.Context, raw json.RawMessage) ([]childResult, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if raw[0] == '[' {
+		var tasks []Task
+		if err := json.Unmarshal(raw, &tasks); err != nil {
+			return nil, &failures.InvalidInputError{Field: "results", Msg: "not a list of child results: " + err.Error()}
+		}
+		out := make([]childResult, len(tasks))
+		for i, t := range tasks {
+			out[i] = childResult{Task: t}
+		}
+		return out, nil
+	}
+	var w struct {
+		ResultWriterDetails struct{ Bucket, Key string }
+	}
+	if err := json.Unmarshal(raw, &w); err != nil || w.ResultWriterDetails.Key == "" {
+		return nil, &failures.InvalidInputError{Field: "results", Msg: "want the map's output: a list, or an object with ResultWriterDetails"}
+	}
+	var manifest struct {
+		ResultFiles map[string][]struct{ Key string }
+	}
+	if err := s.getJSON(ctx, w.ResultWriterDetails.Bucket, w.ResultWriterDetails.Key, &manifest); err != nil {
+		return nil, err
+	}
+	var out []childResult
+	for _, status := range []string{"SUCCEEDED", "FAILED", "PENDING"} {
+		for _, f := range manifest.ResultFiles[status] {
+			var execs []struct {
+				Input, Output, Error, Cause, Status string
+			}
+			if err := s.getJSON(ctx, w.ResultWriterDetails.Bucket, f.Key, &execs); err != nil {
+				return nil, err
+			}
+			for _, e := range execs {
+				var t Task
+				src := e.Output
+				if e.Status != "SUCCEEDED" || src == "" {
+					src = e.Input
+				}
+				if err := json.Unmarshal([]byte(src), &t); err != nil {
+					return nil, &failures.StepError{Msg: fmt.Sprintf("result file %s: child %s is not a task: %v", f.Key, e.Status, err)}
+				}
+				r := childResult{Task: t, Failed: e.Status != "SUCCEEDED"}
+				if r.Failed {
+					r.Error = strings.TrimSpace(e.Error + ": " + e.Cause)
+				}
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *Summarizer) adminSummary(sum *Summary) notice.Admin {
+	var b strings.Builder
+	t := sum.Totals
+	fmt.Fprintf(&b, "keyrotor run %s: %d rotated, %d retired, %d old keys kept, %d skipped, %d failed, %d blocked, %d exempt; %d owner mails sent.\n",
+		sum.ExecutionName, t.Rotated, t.Retired, t.Kept, t.Skipped, t.Failed, t.Blocked, t.Exempt, t.Mails)
+	if len(sum.Blocked) > 0 {
+		b.WriteString("\nBlocked (keyrotor could not act; please look):\n")
+		for _, x := range sum.Blocked {
+			fmt.Fprintf(&b, "- %s key %s: %s\n", x.User, x.KeyID, x.Reason)
+		}
+	}
+	var trouble []string
+	for _, o := range sum.Users {
+		if o.Result == "failed" || o.Result == "kept" {
+			trouble = append(trouble, fmt.Sprintf("- %s key %s: %s %s%s", o.User, o.OldKeyID, o.Result, o.Reason, o.Error))
+		}
+	}
+	sort.Strings(trouble)
+	if len(trouble) > 0 {
+		b.WriteString("\nNeeds attention:\n" + strings.Join(trouble, "\n") + "\n")
+	}
+	if r := sum.Report; r != nil {
+		fmt.Fprintf(&b, "\nCredential report: s3://%s/%s (CSV) and s3://%s/%s (JSON)\n", r.Bucket, r.CSV, r.Bucket, r.JSON)
+		fmt.Fprintf(&b, "https://s3.console.aws.amazon.com/s3/object/%s?prefix=%s\n", r.Bucket, r.CSV)
+	}
+	if sum.SummaryKey != "" {
+		fmt.Fprintf(&b, "Run summary: s3://%s/%s\n", sum.Bucket, sum.SummaryKey)
+	}
+	return notice.Admin{Subject: fmt.Sprintf("keyrotor: %d rotated, %d retired, %d blocked, %d failed", t.Rotated, t.Retired, t.Blocked, t.Failed), Body: b.String()}
+}
+
+func (s *Summarizer) getJSON(ctx context.Context, bucket, key string, v any) error {
+	out, err := s.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	var nk *s3types.NoSuchKey
+	if errors.As(err, &nk) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read s3://%s/%s: %w", bucket, key, err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		return fmt.Errorf("read s3://%s/%s: %w", bucket, key, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return &failures.StepError{Msg: fmt.Sprintf("s3://%s/%s is not the expected JSON: %v", bucket, key, err)}
+	}
+	return nil
+}
+
+func (s *Summarizer) putJSON(ctx context.Context, bucket, key string, v any) error {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	_, err := s.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(b), ContentType: aws.String("application/json")})
+	if err != nil {
+		return fmt.Errorf("write s3://%s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+func (s *Summarizer) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Summarizer) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
+}

@@ -1,0 +1,154 @@
+// Package rotation holds keyrotor's steps: find the keys that are due,
+// create and store a replacement, notify, deactivate the old key and delete
+// it after the grace period, and summarize the run. Each step is a type with
+// a Handle method that a thin functions/<step>/main.go hands to lambda.Start.
+//
+// Every step is safe to run again with the same input after a failure at any
+// AWS call: it reads the account first and converges to the same end state.
+// Progress that must survive a retry is recorded on the IAM user as ledger
+// tags (see ledger.go), never in the Lambda's memory.
+package rotation
+
+import (
+	"time"
+
+	"github.com/keyrotor/keyrotor/shared/policy"
+)
+
+// Request is the execution input. Every field is optional.
+type Request struct {
+	DryRun bool     `json:"dryRun,omitempty"` // plan only, change nothing
+	Users  []string `json:"users,omitempty"`  // restrict to these IAM user names
+	AsOf   string   `json:"asOf,omitempty"`   // RFC 3339: evaluate ages as of this instant
+}
+
+// KeyRef describes the key an item acts on.
+type KeyRef struct {
+	ID       string     `json:"id"`
+	Created  time.Time  `json:"created"`
+	AgeDays  int        `json:"ageDays"`
+	LastUsed *time.Time `json:"lastUsed,omitempty"` // absent: never used
+	// LastUsedService is where the key was last used, when known.
+	LastUsedService string `json:"lastUsedService,omitempty"`
+}
+
+// Item is one unit of work: one key of one user. It is the input of one
+// child execution of the RotateEachUser map.
+type Item struct {
+	User    string        `json:"user"`
+	UserARN string        `json:"userArn"`
+	Email   string        `json:"email,omitempty"` // from the owner e-mail tag; may be absent
+	Action  policy.Action `json:"action"`          // rotate or retire
+	Reason  string        `json:"reason"`
+	OldKey  KeyRef        `json:"oldKey"`
+	// RemoveFirst is an Inactive key, deactivated by keyrotor more than a
+	// grace period ago, that create-and-store deletes before creating.
+	RemoveFirst string `json:"removeFirst,omitempty"`
+}
+
+// Skipped is a user keyrotor reports but does not act on.
+type Skipped struct {
+	User    string        `json:"user"`
+	UserARN string        `json:"userArn,omitempty"`
+	KeyID   string        `json:"keyId,omitempty"`
+	Action  policy.Action `json:"action"` // exempt or blocked
+	Reason  string        `json:"reason"`
+}
+
+// Counts totals a plan.
+type Counts struct {
+	Users      int `json:"users"`      // users considered
+	Candidates int `json:"candidates"` // users checked live
+	Rotate     int `json:"rotate"`
+	Retire     int `json:"retire"`
+	Exempt     int `json:"exempt"`
+	Blocked    int `json:"blocked"`
+}
+
+// ReportRef names the audit report objects of a run.
+type ReportRef struct {
+	Bucket string `json:"bucket"`
+	CSV    string `json:"csv"`  // object key
+	JSON   string `json:"json"` // object key
+	Rows   int    `json:"rows"`
+}
+
+// Plan is the output of find (state path $.plan).
+type Plan struct {
+	ExecutionName string    `json:"executionName"`
+	AsOf          time.Time `json:"asOf"`
+	DryRun        bool      `json:"dryRun"`
+	// Pass is 1 for the first pass over all due users, 2 for the retry pass
+	// over the users whose first pass failed.
+	Pass int `json:"pass"`
+	// ToleratedFailurePercentage for the RotateEachUser map: 100 on the first
+	// pass (one user's failure never stops another's), 0 on the retry pass (a
+	// persistent failure fails the execution, ready for Redrive).
+	ToleratedFailurePercentage int    `json:"toleratedFailurePercentage"`
+	Bucket                     string `json:"bucket,omitempty"`
+	ItemsKey                   string `json:"itemsKey,omitempty"` // S3 JSON array of Item, read by the map
+	Counts                     Counts `json:"counts"`
+	// Items is an inline copy of the work for people reading the history; it
+	// is cut short (ItemsTruncated) when large. The map reads ItemsKey.
+	Items          []Item     `json:"items"`
+	ItemsTruncated bool       `json:"itemsTruncated,omitempty"`
+	Blocked        []Skipped  `json:"blocked"`
+	Exempt         []Skipped  `json:"exempt"`
+	Report         *ReportRef `json:"report,omitempty"`
+}
+
+// NewKey is the output of create-and-store (state path $.newKey). It never
+// holds the secret.
+type NewKey struct {
+	KeyID      string    `json:"keyId,omitempty"`
+	Created    time.Time `json:"created,omitempty"`
+	SecretName string    `json:"secretName,omitempty"`
+	SecretARN  string    `json:"secretArn,omitempty"`
+	Reused     bool      `json:"reused,omitempty"` // an earlier attempt's key was reused
+	Skipped    string    `json:"skipped,omitempty"`
+}
+
+// Notice is the output of notify (state path $.notice).
+type Notice struct {
+	MailedTo    string `json:"mailedTo,omitempty"`
+	MessageID   string `json:"messageId,omitempty"`
+	MailStatus  string `json:"mailStatus"` // sent, already-sent, no-address, unknown, skipped
+	AdminNotice string `json:"adminNotice,omitempty"`
+	// StopsWorking and DeleteAfter are what the owner was told.
+	StopsWorking time.Time `json:"stopsWorking"`
+	DeleteAfter  time.Time `json:"deleteAfter"`
+}
+
+// Deactivation is the output of deactivate (state path $.deactivation).
+// The WaitForGracePeriod state waits until DeleteAfter.
+type Deactivation struct {
+	KeyID         string    `json:"keyId"`
+	DeactivatedAt time.Time `json:"deactivatedAt"`
+	DeleteAfter   time.Time `json:"deleteAfter"`
+	Note          string    `json:"note,omitempty"`
+}
+
+// Cleanup is the output of delete (state path $.cleanup).
+type Cleanup struct {
+	KeyID   string `json:"keyId"`
+	Deleted bool   `json:"deleted"`
+	Reason  string `json:"reason"`
+}
+
+// Task is the state of one child execution, growing as steps finish.
+type Task struct {
+	Execution    string        `json:"execution"`
+	Item         Item          `json:"item"`
+	NewKey       *NewKey       `json:"newKey,omitempty"`
+	Notice       *Notice       `json:"notice,omitempty"`
+	Deactivation *Deactivation `json:"deactivation,omitempty"`
+	Cleanup      *Cleanup      `json:"cleanup,omitempty"`
+}
+
+// Skip reports why the steps after an early clean end do nothing, or "".
+func (t Task) Skip() string {
+	if t.NewKey != nil && t.NewKey.Skipped != "" {
+		return t.NewKey.Skipped
+	}
+	return ""
+}
