@@ -84,20 +84,41 @@ type FindInput struct {
 var userNameRE = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
 
 // ParseRequest decodes and checks the execution input strictly: unknown
-// fields, wrong types, malformed names or times are errors naming the field.
+// fields (names are case-sensitive), wrong types, malformed names or times
+// are errors naming the field.
 func ParseRequest(raw []byte) (Request, error) {
 	var r Request
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return r, nil
 	}
+	var fields map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if err := dec.Decode(&fields); err != nil {
 		return Request{}, inputError(err)
 	}
 	if dec.More() {
 		return Request{}, &failures.InvalidInputError{Msg: "trailing data after the JSON object"}
+	}
+	for _, name := range sortedKeys(fields) {
+		v := fields[name]
+		var err error
+		switch name {
+		case "dryRun":
+			err = json.Unmarshal(v, &r.DryRun)
+		case "users":
+			err = json.Unmarshal(v, &r.Users)
+			if err == nil && r.Users == nil {
+				r.Users = []string{}
+			}
+		case "asOf":
+			err = json.Unmarshal(v, &r.AsOf)
+		default:
+			return Request{}, &failures.InvalidInputError{Field: name, Msg: "unknown field; the input accepts only dryRun (bool), users (list of user names) and asOf (RFC 3339 time)"}
+		}
+		if err != nil {
+			return Request{}, &failures.InvalidInputError{Field: name, Msg: fmt.Sprintf("wrong type: got %s, want %s", strings.TrimSpace(string(v)), kindOf(name))}
+		}
 	}
 	if r.Users != nil && len(r.Users) == 0 {
 		return Request{}, &failures.InvalidInputError{Field: "users", Msg: "empty list: omit the field to consider every user, or name at least one user"}
@@ -125,27 +146,20 @@ func inputError(err error) error {
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &ute):
-		field := ute.Field
-		if field == "" {
-			return &failures.InvalidInputError{Msg: fmt.Sprintf("the execution input must be a JSON object like {\"dryRun\":true}, got %s", ute.Value)}
-		}
-		return &failures.InvalidInputError{Field: field, Msg: fmt.Sprintf("wrong type: got %s, want %s", ute.Value, kindOf(field))}
+		return &failures.InvalidInputError{Msg: fmt.Sprintf("the execution input must be a JSON object like {\"dryRun\":true}, got %s", ute.Value)}
 	case errors.As(err, &se):
 		return &failures.InvalidInputError{Msg: fmt.Sprintf("not valid JSON at byte %d: %v", se.Offset, se)}
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return &failures.InvalidInputError{Field: f, Msg: "unknown field; the input accepts only dryRun (bool), users (list of user names) and asOf (RFC 3339 time)"}
 	}
-	return &failures.InvalidInputError{Msg: err.Error()}
+	return &failures.InvalidInputError{Msg: "not valid JSON: " + err.Error()}
 }
 
 func kindOf(field string) string {
-	switch {
-	case field == "dryRun":
+	switch field {
+	case "dryRun":
 		return "true or false"
-	case strings.HasPrefix(field, "users"):
+	case "users":
 		return "a list of IAM user names"
-	case field == "asOf":
+	case "asOf":
 		return "an RFC 3339 time string"
 	}
 	return "another type"

@@ -1,0 +1,62 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFromEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantVar string // the variable the error names; "" for success
+		check   func(Config) bool
+	}{
+		{"defaults", nil, "", func(c Config) bool {
+			return c.MaxKeyAgeDays == 90 && c.UnusedDays == 45 && c.GracePeriod == 7*24*time.Hour &&
+				c.SecretPrefix == "iam-access-keys/" && c.EmailTag == "email" && c.ExemptTag == "keyrotor:exempt" && !c.RetirePasswords
+		}},
+		{"overrides", map[string]string{EnvMaxKeyAgeDays: "30", EnvGracePeriod: "0s", EnvSender: "keyrotor@example.com", EnvRetirePasswords: "true"}, "", func(c Config) bool {
+			return c.MaxKeyAgeDays == 30 && c.GracePeriod == 0 && c.Sender == "keyrotor@example.com" && c.RetirePasswords
+		}},
+		{"max age not a number", map[string]string{EnvMaxKeyAgeDays: "ninety"}, EnvMaxKeyAgeDays, nil},
+		{"max age zero", map[string]string{EnvMaxKeyAgeDays: "0"}, EnvMaxKeyAgeDays, nil},
+		{"unused negative", map[string]string{EnvUnusedDays: "-1"}, EnvUnusedDays, nil},
+		{"grace not a duration", map[string]string{EnvGracePeriod: "7 days"}, EnvGracePeriod, nil},
+		{"grace negative", map[string]string{EnvGracePeriod: "-1h"}, EnvGracePeriod, nil},
+		{"grace longer than max age", map[string]string{EnvMaxKeyAgeDays: "5", EnvGracePeriod: "168h"}, EnvGracePeriod, nil},
+		{"malformed sender", map[string]string{EnvSender: "Key Rotor <kr@example.com>"}, EnvSender, nil},
+		{"sender without domain", map[string]string{EnvSender: "keyrotor"}, EnvSender, nil},
+		{"bad prefix", map[string]string{EnvSecretPrefix: "keys with spaces/"}, EnvSecretPrefix, nil},
+		{"topic not an ARN", map[string]string{EnvAdminTopicARN: "admins"}, EnvAdminTopicARN, nil},
+		{"retire passwords not a bool", map[string]string{EnvRetirePasswords: "sometimes"}, EnvRetirePasswords, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := FromEnv(func(k string) string { return tt.env[k] })
+			if tt.wantVar == "" {
+				if err != nil || !tt.check(c) {
+					t.Fatalf("FromEnv(%v) = %+v, %v; want valid config", tt.env, c, err)
+				}
+				return
+			}
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Var != tt.wantVar || !strings.Contains(err.Error(), tt.wantVar) {
+				t.Fatalf("FromEnv(%v) error = %v; want an error naming %s", tt.env, err, tt.wantVar)
+			}
+		})
+	}
+}
+
+func TestEnvRoundTrip(t *testing.T) {
+	c := Default()
+	c.Sender, c.AdminTopicARN, c.KMSKeyID, c.ReportBucket, c.ExemptGroup = "k@example.com", "arn:aws:sns:us-east-1:1:t", "key", "bucket", "breakglass"
+	c.GracePeriod, c.RetirePasswords = time.Hour, true
+	env := c.Env()
+	got, err := FromEnv(func(k string) string { return env[k] })
+	if err != nil || got != c {
+		t.Fatalf("FromEnv(Env(%+v)) = %+v, %v", c, got, err)
+	}
+}
