@@ -35,6 +35,23 @@ build/keyrotor: FORCE
 
 FORCE:
 
+# test: every test. Needs the host binaries (local Lambda server), the
+# synthesized template (end-to-end runs use the exact deployable definition)
+# and the npm tools.
+test: deps build-host synth vet
+	go test -count=1 -timeout 40m ./...
+	$(MAKE) fuzz
+
+# fuzz: a short run of each fuzz target (seed corpora in testdata/fuzz).
+FUZZTIME ?= 10s
+fuzz:
+	go test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./shared/rotation
+	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./shared/credreport
+
+# demo: a full rotation on an emulated account, with progress and a summary.
+demo: deps build-host synth
+	./build/keyrotor demo
+
 vet:
 	go vet ./...
 	@test -z "$$(gofmt -l . | grep -v node_modules)" || { gofmt -l . | grep -v node_modules; echo "gofmt needed"; exit 1; }

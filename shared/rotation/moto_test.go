@@ -569,4 +569,5 @@ func tagUser(t *testing.T, a *awstest.Account, user, k, v string) {
 }
 
 func ptr(s string) *string { return &s }
+
 type iamTag = iamtypes.Tag
