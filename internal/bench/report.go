@@ -1,0 +1,115 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is everything one `make bench` measured.
+type Report struct {
+	Date      time.Time    `json:"date"`
+	Cores     int          `json:"cores"`
+	GoVersion string       `json:"goVersion"`
+	Discovery []*Discovery `json:"discovery"`
+	Run       *RunResult   `json:"run,omitempty"`
+	Throttled *RunResult   `json:"throttledRun,omitempty"`
+	Binaries  []Binary     `json:"binaries,omitempty"`
+}
+
+// RunResult is a full local run's measurement.
+type RunResult struct {
+	DueUsers          int            `json:"dueUsers"`
+	Rotated           int            `json:"rotated"`
+	Wall              time.Duration  `json:"wallNs"`
+	Invocations       map[string]int `json:"invocations"`
+	Transitions       int            `json:"stateTransitions"`
+	PerKeyInvocations float64        `json:"invocationsPerKey"`
+	PerKeyTransitions float64        `json:"transitionsPerKey"`
+	IdleUserTransit   int            `json:"transitionsForUserWithNothingDue"`
+	ThrottledCalls    int            `json:"throttledCalls,omitempty"`
+	Retries           int            `json:"retries,omitempty"`
+	Status            string         `json:"status"`
+}
+
+// Binary is one function binary's measurement.
+type Binary struct {
+	Name      string        `json:"name"`
+	SizeBytes int64         `json:"sizeBytes"`
+	ColdStart time.Duration `json:"coldStartNs"`
+	PeakRSSKB int64         `json:"peakRssKiB"`
+}
+
+// NewReport starts a report for this machine.
+func NewReport() *Report {
+	return &Report{Date: time.Now().UTC(), Cores: runtime.NumCPU(), GoVersion: runtime.Version()}
+}
+
+// Save writes the report as JSON under dir.
+func (r *Report) Save(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "bench-"+r.Date.Format("20060102T150405Z")+".json")
+	b, _ := json.MarshalIndent(r, "", "  ")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return "", err
+	}
+	return path, os.WriteFile(filepath.Join(dir, "latest.json"), b, 0o644)
+}
+
+func check(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "MISSED"
+}
+
+// Print writes the report as one readable table with the targets beside.
+func (r *Report) Print(w io.Writer) {
+	fmt.Fprintf(w, "keyrotor benchmark, %s, %d cores, %s, against moto_server on loopback\n\n", r.Date.Format("2006-01-02 15:04 MST"), r.Cores, r.GoVersion)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "measure\tvalue\ttarget\tresult")
+	for _, d := range r.Discovery {
+		p := fmt.Sprintf("discovery %d users (%d due)", d.Users, d.Due)
+		var ops []string
+		for _, op := range SortedOps(d.Calls) {
+			ops = append(ops, fmt.Sprintf("%s=%d", op, d.Calls[op]))
+		}
+		fmt.Fprintf(tw, "%s: IAM calls\t%d (%s)\t<= %d\t%s\n", p, d.Total, strings.Join(ops, " "), d.Target, check(d.Total <= d.Target))
+		fmt.Fprintf(tw, "%s: wall time\t%v\t< 30s (10,000 users)\t%s\n", p, d.Wall.Round(time.Millisecond), check(d.Users < 10000 || d.Wall < 30*time.Second))
+		fmt.Fprintf(tw, "%s: keyrotor CPU\t%v\t< 2s (10,000 users)\t%s\n", p, d.CPU.Round(time.Millisecond), check(d.Users < 10000 || d.CPU < 2*time.Second))
+		if b := d.Baseline; b != nil {
+			fmt.Fprintf(tw, "%s: list-every-user script\t%d calls, %v\t(comparison)\t%.0fx the calls\n", p, b.Calls, b.Wall.Round(time.Millisecond), float64(b.Calls)/float64(max(d.Total, 1)))
+		}
+	}
+	for _, x := range []struct {
+		name string
+		r    *RunResult
+	}{{"local run", r.Run}, {"local run, 30% IAM throttling", r.Throttled}} {
+		if x.r == nil {
+			continue
+		}
+		p := fmt.Sprintf("%s, %d due users", x.name, x.r.DueUsers)
+		fmt.Fprintf(tw, "%s: status\t%s, %d rotated\tall rotated\t%s\n", p, x.r.Status, x.r.Rotated, check(x.r.Status == "SUCCEEDED" && x.r.Rotated == x.r.DueUsers))
+		fmt.Fprintf(tw, "%s: wall time\t%v\t(measure)\t\n", p, x.r.Wall.Round(time.Millisecond))
+		fmt.Fprintf(tw, "%s: Lambda invocations per key\t%.2f\t(measure)\t\n", p, x.r.PerKeyInvocations)
+		fmt.Fprintf(tw, "%s: state transitions per key\t%.2f\t<= 15\t%s\n", p, x.r.PerKeyTransitions, check(x.r.PerKeyTransitions <= 15))
+		fmt.Fprintf(tw, "%s: transitions for a user with nothing due\t%d\t0\t%s\n", p, x.r.IdleUserTransit, check(x.r.IdleUserTransit == 0))
+		if x.r.ThrottledCalls > 0 {
+			fmt.Fprintf(tw, "%s: throttled calls / state retries\t%d / %d\t(measure)\t\n", p, x.r.ThrottledCalls, x.r.Retries)
+		}
+	}
+	for _, b := range r.Binaries {
+		fmt.Fprintf(tw, "binary %s: size\t%.1f MB\t<= 10 MB\t%s\n", b.Name, float64(b.SizeBytes)/1e6, check(b.SizeBytes <= 10e6))
+		fmt.Fprintf(tw, "binary %s: cold start\t%v\t<= 50ms\t%s\n", b.Name, b.ColdStart.Round(100*time.Microsecond), check(b.ColdStart <= 50*time.Millisecond))
+		fmt.Fprintf(tw, "binary %s: peak RSS\t%.1f MB\t<= 40 MB\t%s\n", b.Name, float64(b.PeakRSSKB)/1024, check(b.PeakRSSKB <= 40*1024))
+	}
+	tw.Flush()
+}
