@@ -100,7 +100,10 @@ func Parse(r io.Reader) ([]Row, error) {
 		if err != nil {
 			return nil, &ParseError{Line: line, Msg: err.Error()}
 		}
-		if len(rec) < len(header) {
+		if len(rec) > len(header) {
+			rec = rejoinNames(rec, len(header))
+		}
+		if len(rec) != len(header) {
 			return nil, &ParseError{Line: line, Msg: fmt.Sprintf("%d fields, header has %d", len(rec), len(header))}
 		}
 		p := rowParser{rec: rec, idx: idx, line: line}
@@ -132,6 +135,24 @@ func Parse(r io.Reader) ([]Row, error) {
 		}
 		rows = append(rows, row)
 	}
+}
+
+// rejoinNames repairs a row whose user name holds commas that were not
+// quoted (moto writes them so; IAM user names may contain ','): the name
+// and the ARN, which ends with the name, are the first two columns and take
+// the same number of extra fields each.
+func rejoinNames(rec []string, want int) []string {
+	extra := len(rec) - want
+	if extra%2 != 0 {
+		return rec
+	}
+	n := extra / 2
+	user := strings.Join(rec[:n+1], ",")
+	arn := strings.Join(rec[n+1:2*n+2], ",")
+	if !strings.HasSuffix(arn, "/"+user) && !strings.HasSuffix(arn, ":"+user) {
+		return rec
+	}
+	return append([]string{user, arn}, rec[2*n+2:]...)
 }
 
 type rowParser struct {

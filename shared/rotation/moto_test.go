@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"log/slog"
 	"strings"
 	"testing"
@@ -571,3 +572,49 @@ func tagUser(t *testing.T, a *awstest.Account, user, k, v string) {
 func ptr(s string) *string { return &s }
 
 type iamTag = iamtypes.Tag
+
+// TestMotoUserNames: IAM user names with every legal special character and
+// the maximum length go through secrets, mails and every step.
+func TestMotoUserNames(t *testing.T) {
+	long := "x+=,.@_-" + strings.Repeat("y", 56)
+	tests := []struct{ user, secret string }{
+		{"a+b=c,d.e@f_g-h", "iam-access-keys/a+b=3Dc=2Cd.e@f_g-h"},
+		{long, "iam-access-keys/x+=3D=2C.@_-" + strings.Repeat("y", 56)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.user, func(t *testing.T) {
+			if len(tt.user) > 64 {
+				t.Fatalf("test name too long: %d", len(tt.user))
+			}
+			a := awstest.New(t)
+			s := newSteps(t, a)
+			oldID, _ := seedUser(t, a, tt.user, 100, 1, "email", "owner@example.com")
+			task := rotation.Task{Execution: "e", Item: itemFor(t, s.plan(t, `{}`), tt.user)}
+			ctx := context.Background()
+			var err error
+			if task.NewKey, err = s.create.Handle(ctx, task); err != nil {
+				t.Fatal(err)
+			}
+			if task.NewKey.SecretName != tt.secret || a.Secret(t, tt.secret) == "" {
+				t.Fatalf("secret name = %q; want %q holding the key", task.NewKey.SecretName, tt.secret)
+			}
+			if task.Notice, err = s.notify.Handle(ctx, task); err != nil {
+				t.Fatal(err)
+			}
+			if task.Deactivation, err = s.deact.Handle(ctx, task); err != nil {
+				t.Fatal(err)
+			}
+			s.now = task.Deactivation.DeleteAfter.Add(time.Second)
+			if c, err := s.del.Handle(ctx, task); err != nil || !c.Deleted {
+				t.Fatalf("delete = %+v, %v", c, err)
+			}
+			if _, ok := a.Keys(t, tt.user)[oldID]; ok {
+				t.Fatal("old key not deleted")
+			}
+			mails, _ := a.Sent(t)
+			if len(mails) != 1 || !strings.Contains(html.UnescapeString(mails[0].Body), tt.secret) {
+				t.Fatalf("mail does not name the secret %q", tt.secret)
+			}
+		})
+	}
+}
