@@ -17,7 +17,7 @@ func main() {
 	f := &rotation.Finder{
 		IAM:    iam.NewFromConfig(env.AWS),
 		S3:     store,
-		Report: audit.NewS3Writer(store, env.Config.ReportBucket),
+		Report: audit.NewS3Writer(store, env.Config.ReportBucket, env.Config.RetirePasswords),
 		Config: env.Config,
 		Log:    env.Log,
 	}

@@ -40,7 +40,7 @@ func Setup(function string) Env {
 	}
 	// The SDK retries a little (2 attempts); the state machine owns the
 	// real retries, with backoff and jitter, on the named errors.
-	awsCfg, err := awsconf.Load(context.Background(), awsconf.Options{MaxAttempts: 2})
+	awsCfg, err := awsconf.FromLambdaEnv(os.Getenv, 2)
 	if err != nil {
 		log.Error("load AWS configuration", "error", err.Error())
 		os.Exit(1)

@@ -5,11 +5,9 @@
 package notice
 
 import (
-	"bytes"
 	"fmt"
-	"html/template"
+	"html"
 	"strings"
-	ttemplate "text/template"
 	"time"
 )
 
@@ -52,73 +50,41 @@ func FetchCommand(secretName, region string) string {
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-const ownerText = `Hello {{.User}},
-{{if eq .Action "rotate"}}
-keyrotor has replaced your AWS access key {{.OldKey.ID}} (created {{day .OldKey.Created}}, {{.OldKey.AgeDays}} days old).
-Reason: {{.Reason}}.
-
-Your new access key {{.NewKeyID}} is stored in AWS Secrets Manager, in the secret
-  {{.SecretName}}
-Fetch it with your own AWS credentials:
-  {{.Command}}
-
-Please switch your applications to the new key now.
-{{else}}
-keyrotor is retiring your AWS access key {{.OldKey.ID}} (created {{day .OldKey.Created}}): {{.Reason}}.
-No replacement is created, since the key is not in use. If you still need an access key, ask your AWS administrators.
-{{end}}
-The old key {{.OldKey.ID}} stops working at {{stamp .StopsWorking}} (it is deactivated),
-and it is deleted after {{stamp .DeleteAfter}}.
-
-If something breaks, your administrators can re-activate the old key until then.
-
--- keyrotor
-`
-
-const ownerHTML = `<html><body>
-<p>Hello {{.User}},</p>
-{{if eq .Action "rotate"}}
-<p>keyrotor has replaced your AWS access key <code>{{.OldKey.ID}}</code> (created {{day .OldKey.Created}}, {{.OldKey.AgeDays}} days old). Reason: {{.Reason}}.</p>
-<p>Your new access key <code>{{.NewKeyID}}</code> is stored in AWS Secrets Manager, in the secret <code>{{.SecretName}}</code>. Fetch it with your own AWS credentials:</p>
-<pre>{{.Command}}</pre>
-<p>Please switch your applications to the new key now.</p>
-{{else}}
-<p>keyrotor is retiring your AWS access key <code>{{.OldKey.ID}}</code> (created {{day .OldKey.Created}}): {{.Reason}}. No replacement is created, since the key is not in use.</p>
-{{end}}
-<p>The old key <code>{{.OldKey.ID}}</code> <strong>stops working at {{stamp .StopsWorking}}</strong> (it is deactivated), and it is <strong>deleted after {{stamp .DeleteAfter}}</strong>.</p>
-<p>If something breaks, your administrators can re-activate the old key until then.</p>
-<p>-- keyrotor</p>
-</body></html>
-`
-
-var funcs = map[string]any{
-	"day":   func(t time.Time) string { return t.UTC().Format("2006-01-02") },
-	"stamp": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") },
-}
-
-var (
-	textTmpl = ttemplate.Must(ttemplate.New("text").Funcs(funcs).Parse(ownerText))
-	htmlTmpl = template.Must(template.New("html").Funcs(funcs).Parse(ownerHTML))
-)
-
-// OwnerMail renders the owner's e-mail.
+// OwnerMail renders the owner's e-mail. It is built with fmt rather than
+// text/template: templates call methods by reflection, which stops the
+// linker from dropping unused SDK code and doubled the notify binary.
 func OwnerMail(o Owner) (Mail, error) {
-	data := struct {
-		Owner
-		Command string
-	}{o, FetchCommand(o.SecretName, o.Region)}
-	var t, h bytes.Buffer
-	if err := textTmpl.Execute(&t, data); err != nil {
-		return Mail{}, err
+	day := func(t time.Time) string { return t.UTC().Format("2006-01-02") }
+	stamp := func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") }
+	h := html.EscapeString
+	cmd := FetchCommand(o.SecretName, o.Region)
+	var t, m strings.Builder
+	fmt.Fprintf(&t, "Hello %s,\n\n", o.User)
+	fmt.Fprintf(&m, "<html><body>\n<p>Hello %s,</p>\n", h(o.User))
+	if o.Action == "retire" {
+		fmt.Fprintf(&t, "keyrotor is retiring your AWS access key %s (created %s): %s.\n", o.OldKey.ID, day(o.OldKey.Created), o.Reason)
+		t.WriteString("No replacement is created, since the key is not in use. If you still need an access key, ask your AWS administrators.\n\n")
+		fmt.Fprintf(&m, "<p>keyrotor is retiring your AWS access key <code>%s</code> (created %s): %s. No replacement is created, since the key is not in use.</p>\n",
+			h(o.OldKey.ID), day(o.OldKey.Created), h(o.Reason))
+	} else {
+		fmt.Fprintf(&t, "keyrotor has replaced your AWS access key %s (created %s, %d days old).\nReason: %s.\n\n", o.OldKey.ID, day(o.OldKey.Created), o.OldKey.AgeDays, o.Reason)
+		fmt.Fprintf(&t, "Your new access key %s is stored in AWS Secrets Manager, in the secret\n  %s\nFetch it with your own AWS credentials:\n  %s\n\n", o.NewKeyID, o.SecretName, cmd)
+		t.WriteString("Please switch your applications to the new key now.\n\n")
+		fmt.Fprintf(&m, "<p>keyrotor has replaced your AWS access key <code>%s</code> (created %s, %d days old). Reason: %s.</p>\n",
+			h(o.OldKey.ID), day(o.OldKey.Created), o.OldKey.AgeDays, h(o.Reason))
+		fmt.Fprintf(&m, "<p>Your new access key <code>%s</code> is stored in AWS Secrets Manager, in the secret <code>%s</code>. Fetch it with your own AWS credentials:</p>\n<pre>%s</pre>\n<p>Please switch your applications to the new key now.</p>\n",
+			h(o.NewKeyID), h(o.SecretName), h(cmd))
 	}
-	if err := htmlTmpl.Execute(&h, data); err != nil {
-		return Mail{}, err
-	}
+	fmt.Fprintf(&t, "The old key %s stops working at %s (it is deactivated),\nand it is deleted after %s.\n\n", o.OldKey.ID, stamp(o.StopsWorking), stamp(o.DeleteAfter))
+	t.WriteString("If something breaks, your administrators can re-activate the old key until then.\n\n-- keyrotor\n")
+	fmt.Fprintf(&m, "<p>The old key <code>%s</code> <strong>stops working at %s</strong> (it is deactivated), and it is <strong>deleted after %s</strong>.</p>\n",
+		h(o.OldKey.ID), stamp(o.StopsWorking), stamp(o.DeleteAfter))
+	m.WriteString("<p>If something breaks, your administrators can re-activate the old key until then.</p>\n<p>-- keyrotor</p>\n</body></html>\n")
 	subject := fmt.Sprintf("[keyrotor] Your AWS access key %s has been replaced", o.OldKey.ID)
 	if o.Action == "retire" {
 		subject = fmt.Sprintf("[keyrotor] Your unused AWS access key %s is being retired", o.OldKey.ID)
 	}
-	return Mail{Subject: subject, Text: t.String(), HTML: h.String()}, nil
+	return Mail{Subject: subject, Text: t.String(), HTML: m.String()}, nil
 }
 
 // Admin is an SNS message for the admin topic.

@@ -175,8 +175,8 @@ func TestMotoFullSequence(t *testing.T) {
 	if len(mails) != 1 || mails[0].To[0] != "alice@example.com" || mails[0].From != sender {
 		t.Fatalf("mails = %+v; want one to alice@example.com from %s", mails, sender)
 	}
-	for _, want := range []string{oldID, nk.KeyID, "iam-access-keys/alice", "aws secretsmanager get-secret-value --secret-id &#39;iam-access-keys/alice&#39;"} {
-		if !strings.Contains(mails[0].Body, want) {
+	for _, want := range []string{oldID, nk.KeyID, "iam-access-keys/alice", "aws secretsmanager get-secret-value --secret-id 'iam-access-keys/alice'"} {
+		if !strings.Contains(html.UnescapeString(mails[0].Body), want) {
 			t.Errorf("mail body lacks %q:\n%s", want, mails[0].Body)
 		}
 	}

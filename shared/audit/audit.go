@@ -1,0 +1,322 @@
+// Package audit builds keyrotor's credential audit report: one row per
+// credential (access key or console password) with its age, status, last
+// use, the user's MFA, and keyrotor's decision for it with the reason. The
+// find function writes it to S3 on every run; `keyrotor audit` prints it.
+// Both use the same policy code, so the report says what a run would do.
+package audit
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/keyrotor/keyrotor/shared/credreport"
+	"github.com/keyrotor/keyrotor/shared/policy"
+	"github.com/keyrotor/keyrotor/shared/rotation"
+)
+
+// Columns are the report's column names, in order. They are stable: tools
+// may read the CSV by name.
+var Columns = []string{
+	"user", "arn", "credential", "status", "created", "age_days", "last_used",
+	"last_used_service", "last_used_region", "mfa_active", "decision", "reason",
+}
+
+// Row is one credential.
+type Row struct {
+	User            string        `json:"user"`
+	ARN             string        `json:"arn"`
+	Credential      string        `json:"credential"` // access key id, access_key_N when the id is unknown, or "password"
+	Status          string        `json:"status"`     // Active, Inactive (keys); enabled (password)
+	Created         string        `json:"created"`    // RFC 3339: key creation, or password last changed
+	AgeDays         int           `json:"age_days"`
+	LastUsed        string        `json:"last_used"` // RFC 3339, or "never"
+	LastUsedService string        `json:"last_used_service"`
+	LastUsedRegion  string        `json:"last_used_region"`
+	MFAActive       bool          `json:"mfa_active"`
+	Decision        policy.Action `json:"decision"`
+	Reason          string        `json:"reason"`
+}
+
+// Report is the whole report.
+type Report struct {
+	GeneratedAt time.Time `json:"generatedAt"`
+	AsOf        time.Time `json:"asOf"`
+	ReportTime  time.Time `json:"credentialReportTime"`
+	Rows        []Row     `json:"rows"`
+}
+
+// Build makes the report from an assessment. Candidates (users find
+// checked live) carry their live key ids and decisions; for the other users
+// the credential report has no key ids, so their keys are named by slot
+// (access_key_1, access_key_2) and decided from the report's data.
+func Build(a *rotation.Assessment, rules policy.Rules, retirePasswords bool) *Report {
+	r := &Report{GeneratedAt: time.Now().UTC(), AsOf: a.AsOf.UTC(), ReportTime: a.ReportTime.UTC()}
+	for _, row := range a.Rows {
+		if c, ok := a.Candidates[row.User]; ok {
+			r.Rows = append(r.Rows, liveRows(row, c, a.AsOf)...)
+		} else {
+			r.Rows = append(r.Rows, reportRows(row, rules, a.AsOf)...)
+		}
+		if row.PasswordEnabled {
+			r.Rows = append(r.Rows, passwordRow(row, rules, a.AsOf, retirePasswords))
+		}
+	}
+	sort.SliceStable(r.Rows, func(i, j int) bool {
+		if r.Rows[i].User != r.Rows[j].User {
+			return r.Rows[i].User < r.Rows[j].User
+		}
+		return r.Rows[i].Credential < r.Rows[j].Credential
+	})
+	return r
+}
+
+func liveRows(row credreport.Row, c *rotation.Candidate, asOf time.Time) []Row {
+	var out []Row
+	for _, k := range c.User.Keys {
+		d := decisionFor(c.Decisions, k.ID)
+		out = append(out, Row{
+			User: row.User, ARN: row.ARN, Credential: k.ID, Status: status(k.Active),
+			Created: stamp(k.Created), AgeDays: policy.AgeDays(k.Created, asOf), LastUsed: lastUsed(k.LastUsed),
+			LastUsedService: slotOf(row, k.Created).LastUsedService, LastUsedRegion: slotOf(row, k.Created).LastUsedRegion,
+			MFAActive: row.MFAActive, Decision: d.Action, Reason: d.Reason,
+		})
+	}
+	return out
+}
+
+func reportRows(row credreport.Row, rules policy.Rules, asOf time.Time) []Row {
+	var out []Row
+	for _, k := range row.Keys {
+		if !k.Present() {
+			continue
+		}
+		d := rules.KeyOnly(policy.Key{ID: "report", Active: k.Active, Created: k.LastRotated, LastUsed: k.LastUsed}, asOf)
+		out = append(out, Row{
+			User: row.User, ARN: row.ARN, Credential: "access_key_" + strconv.Itoa(k.Slot), Status: status(k.Active),
+			Created: stamp(k.LastRotated), AgeDays: policy.AgeDays(k.LastRotated, asOf), LastUsed: lastUsed(k.LastUsed),
+			LastUsedService: k.LastUsedService, LastUsedRegion: k.LastUsedRegion, MFAActive: row.MFAActive,
+			Decision: d.Action, Reason: d.Reason,
+		})
+	}
+	return out
+}
+
+// passwordRow reports a console password. A password unused for the unused
+// threshold (never used: counted from its last change) is "retire"; its
+// removal is reported only, unless retirePasswords is set.
+func passwordRow(row credreport.Row, rules policy.Rules, asOf time.Time, retirePasswords bool) Row {
+	r := Row{User: row.User, ARN: row.ARN, Credential: "password", Status: "enabled", Created: stamp(row.PasswordLastChanged),
+		AgeDays: policy.AgeDays(row.PasswordLastChanged, asOf), LastUsed: lastUsed(row.PasswordLastUsed), MFAActive: row.MFAActive,
+		Decision: policy.OK, Reason: "in use"}
+	idle, since := row.PasswordLastUsed, "last used"
+	if idle.IsZero() {
+		idle, since = row.PasswordLastChanged, "never used; set"
+	}
+	if days := policy.AgeDays(idle, asOf); !idle.IsZero() && days >= rules.UnusedDays {
+		r.Decision = policy.Retire
+		r.Reason = fmt.Sprintf("console password unused for %d days (%s %s), threshold %d days", days, since, idle.UTC().Format("2006-01-02"), rules.UnusedDays)
+		if !retirePasswords {
+			r.Reason += "; reported only (retirePasswords is off)"
+		}
+	}
+	if !row.MFAActive {
+		r.Reason += "; no MFA device"
+	}
+	return r
+}
+
+func decisionFor(ds []policy.Decision, id string) policy.Decision {
+	for _, d := range ds {
+		if d.KeyID == id {
+			return d
+		}
+	}
+	return policy.Decision{Action: policy.OK}
+}
+
+func slotOf(row credreport.Row, created time.Time) credreport.Key {
+	for _, k := range row.Keys {
+		if k.Present() && k.LastRotated.Unix() == created.Unix() {
+			return k
+		}
+	}
+	return credreport.Key{}
+}
+
+func status(active bool) string {
+	if active {
+		return "Active"
+	}
+	return "Inactive"
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func lastUsed(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return stamp(t)
+}
+
+// WriteCSV writes the rows with a header of Columns.
+func (r *Report) WriteCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	cw.Write(Columns)
+	for _, x := range r.Rows {
+		cw.Write([]string{x.User, x.ARN, x.Credential, x.Status, x.Created, strconv.Itoa(x.AgeDays), x.LastUsed,
+			x.LastUsedService, x.LastUsedRegion, strconv.FormatBool(x.MFAActive), string(x.Decision), x.Reason})
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// WriteJSON writes the report as one JSON object.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// ANSI colours for the age bands of the IAM console.
+const (
+	green  = "\x1b[32m"
+	yellow = "\x1b[33m"
+	red    = "\x1b[31m"
+	reset  = "\x1b[0m"
+)
+
+// Band names an age band: under 90 days, 90 to 365, over 365.
+func Band(days int) string {
+	switch {
+	case days < 90:
+		return "fresh"
+	case days <= 365:
+		return "aging"
+	default:
+		return "old"
+	}
+}
+
+// WriteTable writes an aligned table; with color, ages are coloured by
+// band (green under 90 days, yellow 90 to 365, red over 365).
+func (r *Report) WriteTable(w io.Writer, color bool) error {
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tCREDENTIAL\tSTATUS\tAGE\tLAST USED\tMFA\tDECISION\tREASON")
+	for _, x := range r.Rows {
+		lu := x.LastUsed
+		if len(lu) > 10 {
+			lu = lu[:10]
+		}
+		if x.LastUsedService != "" {
+			lu += " (" + x.LastUsedService + ")"
+		}
+		mfa := "no"
+		if x.MFAActive {
+			mfa = "yes"
+		}
+		// Pad before colouring so the escape codes do not upset alignment.
+		age := fmt.Sprintf("%-6s", fmt.Sprintf("%dd", x.AgeDays))
+		if color {
+			age = map[string]string{"fresh": green, "aging": yellow, "old": red}[Band(x.AgeDays)] + age + reset
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.User, x.Credential, x.Status, age, lu, mfa, x.Decision, x.Reason)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	counts := map[policy.Action]int{}
+	for _, x := range r.Rows {
+		counts[x.Decision]++
+	}
+	fmt.Fprintf(&buf, "\n%d credentials: %d rotate, %d retire, %d exempt, %d blocked, %d ok (as of %s)\n", len(r.Rows),
+		counts[policy.Rotate], counts[policy.Retire], counts[policy.Exempt], counts[policy.Blocked], counts[policy.OK], r.AsOf.Format(time.RFC3339))
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// PutObjectAPI writes an S3 object.
+type PutObjectAPI interface {
+	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+}
+
+// S3Writer writes a run's report to S3 as CSV and JSON.
+type S3Writer struct {
+	API             PutObjectAPI
+	Bucket          string
+	RetirePasswords bool
+	Now             func() time.Time
+}
+
+// NewS3Writer returns the find function's report writer, or nil (no
+// report) when no bucket is configured.
+func NewS3Writer(api PutObjectAPI, bucket string, retirePasswords bool) rotation.ReportWriter {
+	if bucket == "" {
+		return nil
+	}
+	return &S3Writer{API: api, Bucket: bucket, RetirePasswords: retirePasswords}
+}
+
+// Keys returns the object keys of a run's report: the run's date and the
+// execution name.
+func Keys(day time.Time, execution string) (csvKey, jsonKey string) {
+	base := fmt.Sprintf("reports/%s/%s/credentials", day.UTC().Format("2006-01-02"), safe(execution))
+	return base + ".csv", base + ".json"
+}
+
+// WriteReport implements rotation.ReportWriter.
+func (s *S3Writer) WriteReport(ctx context.Context, execution string, a *rotation.Assessment, rules policy.Rules) (*rotation.ReportRef, error) {
+	rep := Build(a, rules, s.RetirePasswords)
+	now := time.Now()
+	if s.Now != nil {
+		now = s.Now()
+	}
+	csvKey, jsonKey := Keys(now, execution)
+	var c, j bytes.Buffer
+	if err := rep.WriteCSV(&c); err != nil {
+		return nil, err
+	}
+	if err := rep.WriteJSON(&j); err != nil {
+		return nil, err
+	}
+	for _, o := range []struct {
+		key, ctype string
+		body       []byte
+	}{{csvKey, "text/csv; charset=utf-8", c.Bytes()}, {jsonKey, "application/json", j.Bytes()}} {
+		if _, err := s.API.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(o.key),
+			Body: bytes.NewReader(o.body), ContentType: aws.String(o.ctype)}); err != nil {
+			return nil, fmt.Errorf("write s3://%s/%s: %w", s.Bucket, o.key, err)
+		}
+	}
+	return &rotation.ReportRef{Bucket: s.Bucket, CSV: csvKey, JSON: jsonKey, Rows: len(rep.Rows)}, nil
+}
+
+func safe(s string) string {
+	if s == "" {
+		return "manual"
+	}
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			return r
+		}
+		return '_'
+	}, s)
+}
