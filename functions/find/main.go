@@ -13,7 +13,10 @@ import (
 
 func main() {
 	env := lambdastep.Setup("find")
-	store := s3.NewFromConfig(env.AWS, func(o *s3.Options) { o.UsePathStyle = true })
+	store := s3.NewFromConfig(env.AWS, func(o *s3.Options) {
+		o.UsePathStyle = env.AWS.BaseEndpoint != nil
+		o.DisableLogOutputChecksumValidationSkipped = true
+	})
 	f := &rotation.Finder{
 		IAM:    iam.NewFromConfig(env.AWS),
 		S3:     store,

@@ -13,7 +13,10 @@ import (
 func main() {
 	env := lambdastep.Setup("summarize")
 	s := &rotation.Summarizer{
-		S3:     s3.NewFromConfig(env.AWS, func(o *s3.Options) { o.UsePathStyle = true }),
+		S3: s3.NewFromConfig(env.AWS, func(o *s3.Options) {
+			o.UsePathStyle = env.AWS.BaseEndpoint != nil
+			o.DisableLogOutputChecksumValidationSkipped = true
+		}),
 		Topic:  sns.NewFromConfig(env.AWS),
 		Config: env.Config,
 		Log:    env.Log,

@@ -90,7 +90,7 @@ func Connect(t testing.TB, endpoint string, opts ...func(*awsconf.Options)) *Acc
 	return &Account{
 		Endpoint: endpoint, Config: cfg,
 		IAM: iam.NewFromConfig(cfg), Secrets: secretsmanager.NewFromConfig(cfg), SES: sesv2.NewFromConfig(cfg),
-		SNS: sns.NewFromConfig(cfg), S3: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }),
+		SNS: sns.NewFromConfig(cfg), S3: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true; o.DisableLogOutputChecksumValidationSkipped = true }),
 	}
 }
 

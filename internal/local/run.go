@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -147,6 +150,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer srv.Close()
+	reader, err := newItemReader(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer reader.close()
 
 	job := map[string]any{
 		"definition": json.RawMessage(def),
@@ -155,7 +163,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		"waitTimeOverrides": map[string]int64{
 			GraceWaitState: o.Wait.Milliseconds(),
 		},
-		"s3Endpoint": o.Endpoint,
+		"itemReaderURL": reader.url,
 	}
 	if len(o.Input) == 0 {
 		job["input"] = json.RawMessage(`{}`)
@@ -407,7 +415,7 @@ func provision(ctx context.Context, t *Template, o Options) (*resources, error) 
 			}
 		}
 	}
-	s3c := s3.NewFromConfig(cfg, func(so *s3.Options) { so.UsePathStyle = true })
+	s3c := s3.NewFromConfig(cfg, func(so *s3.Options) { so.UsePathStyle = true; so.DisableLogOutputChecksumValidationSkipped = true })
 	for _, id := range t.OfType("AWS::S3::Bucket") {
 		name := strings.ToLower("keyrotor-" + id)
 		if len(name) > 63 {
@@ -438,3 +446,37 @@ func provision(ctx context.Context, t *Template, o Options) (*resources, error) 
 	}
 	return res, nil
 }
+
+// itemReader serves the engine's ItemReader hook: it reads S3 objects from
+// the endpoint with the AWS SDK (signed, as Step Functions would).
+type itemReader struct {
+	url string
+	srv *http.Server
+}
+
+func newItemReader(ctx context.Context, o Options) (*itemReader, error) {
+	cfg, err := awsconf.Load(ctx, awsconf.Options{Endpoint: o.Endpoint, Region: o.Region, StaticTestCredentials: true})
+	if err != nil {
+		return nil, err
+	}
+	api := s3.NewFromConfig(cfg, func(so *s3.Options) { so.UsePathStyle = true; so.DisableLogOutputChecksumValidationSkipped = true })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /items", func(w http.ResponseWriter, r *http.Request) {
+		out, err := api.GetObject(r.Context(), &s3.GetObjectInput{Bucket: aws.String(r.URL.Query().Get("bucket")), Key: aws.String(r.URL.Query().Get("key"))})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		defer out.Body.Close()
+		io.Copy(w, out.Body)
+	})
+	ir := &itemReader{url: "http://" + ln.Addr().String() + "/items", srv: &http.Server{Handler: mux}}
+	go ir.srv.Serve(ln)
+	return ir, nil
+}
+
+func (ir *itemReader) close() { ir.srv.Close() }

@@ -1,7 +1,7 @@
 // Runs one execution of an Amazon States Language definition with
 // aws-local-stepfunctions (pinned in package.json), for keyrotor's local
 // runs. Reads a job file (argv[2]):
-//   {definition, input, context, waitTimeOverrides, retryIntervalOverrides, s3Endpoint}
+//   {definition, input, context, waitTimeOverrides, retryIntervalOverrides, itemReaderURL}
 // and writes one JSON line per engine event to stdout, then a final
 //   {"type":"Result","status":"SUCCEEDED"|"FAILED", output|error+cause}.
 // Lambda tasks go to AWS_ENDPOINT_URL_LAMBDA (the local Lambda server).
@@ -10,7 +10,8 @@
 // RotateEachUser map reads its items from S3 with ItemReader, so this script
 // loads the engine with one hook added where the Map state takes its items:
 // when the state has an S3 ItemReader, the items are read from the emulated
-// S3 (path-style GET), as Step Functions would read them.
+// S3, as Step Functions would read them, through the Go runner
+// (job.itemReaderURL), which reads the object with the AWS SDK.
 import { readFileSync } from 'node:fs';
 import { createRequire, Module } from 'node:module';
 import path from 'node:path';
@@ -61,8 +62,7 @@ globalThis.__keyrotorReadItems = async (state, input, context) => {
   const type = r.ReaderConfig?.InputType ?? 'JSON';
   if (type !== 'JSON') throw new Error(`ItemReader InputType ${type} is not supported locally`);
   const p = resolveParams(r.Parameters, input, context);
-  const key = String(p.Key).split('/').map(encodeURIComponent).join('/');
-  const url = `${job.s3Endpoint}/${encodeURIComponent(p.Bucket)}/${key}`;
+  const url = `${job.itemReaderURL}?bucket=${encodeURIComponent(p.Bucket)}&key=${encodeURIComponent(p.Key)}`;
   const resp = await fetch(url);
   if (!resp.ok) {
     const err = new Error(`ItemReader could not read s3://${p.Bucket}/${p.Key}: HTTP ${resp.status}`);
