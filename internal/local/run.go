@@ -212,6 +212,11 @@ func runEngine(ctx context.Context, o Options, jobPath string, srv *Server, logD
 	}
 	r := &Result{HistoryFile: history.Name(), LogDir: logDir, PerUserStates: map[string]int{}}
 	users := map[int]string{}
+	// The engine's event stream can end before the failure events of
+	// nested states arrive: track the states entered and not yet exited,
+	// to name the failed state in any case.
+	openTop := ""
+	openIn := map[int]string{}
 	sc := bufio.NewScanner(out)
 	sc.Buffer(make([]byte, 1<<20), 1<<30)
 	var final *rawEvent
@@ -247,7 +252,20 @@ func runEngine(ctx context.Context, o Options, jobPath string, srv *Server, logD
 			e.User = users[e.Index]
 		}
 		switch ev.Type {
+		case "StateExited":
+			if e.Index < 0 {
+				openTop = ""
+			} else {
+				delete(openIn, e.Index)
+			}
+		}
+		switch ev.Type {
 		case "StateEntered":
+			if e.Index < 0 {
+				openTop = e.State
+			} else {
+				openIn[e.Index] = e.State
+			}
 			r.Transitions++
 			if e.Index >= 0 {
 				r.PerUserStates[e.User]++
@@ -276,6 +294,17 @@ func runEngine(ctx context.Context, o Options, jobPath string, srv *Server, logD
 		return nil, fmt.Errorf("the local engine ended without a result (%v): %s", waitErr, strings.TrimSpace(string(b)))
 	}
 	r.Status, r.Output, r.Error, r.Cause = final.Status, final.Output, final.ErrorName, final.CauseText
+	if r.Status != "SUCCEEDED" {
+		if r.FailedState == "" {
+			r.FailedState = openTop
+		}
+		if r.FailedIn == "" {
+			for i, st := range openIn {
+				r.FailedIn = fmt.Sprintf("%s (user %s): %s: %s", st, users[i], r.Error, r.Cause)
+				break
+			}
+		}
+	}
 	return r, nil
 }
 

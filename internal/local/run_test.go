@@ -37,7 +37,7 @@ func TestMotoRunHandTemplate(t *testing.T) {
 	a.Clock(t, 0)
 	zero := time.Duration(0)
 	r, err := local.Run(context.Background(), local.Options{
-		Endpoint: a.Endpoint, Template: "testdata/template.json", BinDir: binDir(t),
+		Endpoint: a.Endpoint, Template: templatePath(t), BinDir: binDir(t),
 		Input: json.RawMessage(`{}`), RetryInterval: &zero, WorkDir: t.TempDir(), ExecutionName: "hand-1",
 		Progress: func(e local.Event) { t.Logf("%s %s %d %s %s", e.Type, e.State, e.Index, e.User, e.Error) },
 	})
@@ -52,4 +52,11 @@ func TestMotoRunHandTemplate(t *testing.T) {
 		t.Fatalf("keys after the run = %v; want only a new key", keys)
 	}
 	t.Logf("output: %s", r.Output)
+}
+
+func templatePath(t *testing.T) string {
+	if p := os.Getenv("KEYROTOR_TEST_TEMPLATE"); p != "" {
+		return p
+	}
+	return "testdata/template.json"
 }
