@@ -53,7 +53,9 @@ type Options struct {
 	WorkDir        string // logs, history and the engine job go here
 	MaxConcurrency int    // processes per function (default 8)
 	Progress       func(Event)
-	Region         string
+	// OnPlan, when set, receives the state output of FindDueKeys.
+	OnPlan func(json.RawMessage)
+	Region string
 }
 
 // Event is a progress event of the execution.
@@ -98,6 +100,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
 		return nil, err
+	}
+	if abs, err := filepath.Abs(o.BinDir); err == nil {
+		o.BinDir = abs
 	}
 	tmpl, err := ReadTemplate(o.Template)
 	if err != nil {
@@ -243,6 +248,9 @@ func runEngine(ctx context.Context, o Options, jobPath string, srv *Server, logD
 		if ev.ParentState != nil && e.State == "" {
 			e.State, e.StateType = ev.ParentState.Name, ev.ParentState.Type
 		}
+		if ev.Type == "StateExited" && e.Index < 0 && e.State == "FindDueKeys" && o.OnPlan != nil && ev.State != nil {
+			o.OnPlan(ev.State.Output)
+		}
 		if ev.Type == "MapIterationStarted" {
 			var in struct{ Item struct{ User string } }
 			json.Unmarshal(ev.Input, &in)
@@ -314,8 +322,9 @@ type rawEvent struct {
 	Index     *int            `json:"index"`
 	Input     json.RawMessage `json:"input"`
 	State     *struct {
-		Name string `json:"name"`
-		Type string `json:"type"`
+		Name   string          `json:"name"`
+		Type   string          `json:"type"`
+		Output json.RawMessage `json:"output"`
 	} `json:"state"`
 	ParentState *struct {
 		Name string `json:"name"`
@@ -509,3 +518,12 @@ func newItemReader(ctx context.Context, o Options) (*itemReader, error) {
 }
 
 func (ir *itemReader) close() { ir.srv.Close() }
+
+// String summarises the result in one line.
+func (r *Result) String() string {
+	n := 0
+	for _, v := range r.Invocations {
+		n += v
+	}
+	return fmt.Sprintf("%s in %s, %d state transitions, %d Lambda invocations, %d retries", r.Status, r.Duration.Round(time.Millisecond), r.Transitions, n, r.Retries)
+}

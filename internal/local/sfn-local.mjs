@@ -101,4 +101,5 @@ try {
   emit({ type: 'Result', status: 'FAILED', error: cause?.name ?? 'Error', cause: cause?.message ?? String(cause) });
   code = 1;
 }
-process.exit(code);
+// Exit only once stdout has drained: process.exit can cut a pipe short.
+process.stdout.write('', () => process.exit(code));

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2"
+
+	"github.com/keyrotor/keyrotor/internal/demo"
+	"github.com/keyrotor/keyrotor/internal/local"
+	"github.com/keyrotor/keyrotor/internal/motoserver"
+	"github.com/keyrotor/keyrotor/shared/awsconf"
+	"github.com/keyrotor/keyrotor/shared/rotation"
+	"github.com/keyrotor/keyrotor/shared/settings"
+)
+
+func init() { commands["demo"] = runDemo }
+
+func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	wait := fs.Duration("wait", 3*time.Second, "the grace period, shortened for the demo")
+	var rf runFlags
+	rf.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: keyrotor demo [--wait DURATION]\n\nStarts moto_server, seeds an account of 40 users, and runs the synthesized state machine\nwith the grace period shortened. Stops everything it started, also on Ctrl-C.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if rf.name == "" {
+		rf.name = "demo-" + time.Now().UTC().Format("20060102T150405Z")
+	}
+	if rf.workDir == "" {
+		rf.workDir = filepath.Join("build", "demo", rf.name)
+	}
+	if err := rf.check(); err != nil {
+		fmt.Fprintf(stderr, "keyrotor demo: %v\n", err)
+		return 2
+	}
+	st, err := settings.FromCDKJSON("cdk.json")
+	if err != nil {
+		fmt.Fprintf(stderr, "keyrotor demo: cdk.json: %v\n", err)
+		return 2
+	}
+	if err := os.MkdirAll(rf.workDir, 0o755); err != nil {
+		fmt.Fprintln(stderr, "keyrotor demo:", err)
+		return 1
+	}
+	fmt.Fprintln(stderr, "Starting moto_server (the emulated AWS account)...")
+	srv, err := motoserver.Start(filepath.Join(rf.workDir, "moto.log"))
+	if err != nil {
+		fmt.Fprintln(stderr, "keyrotor demo:", err)
+		return 1
+	}
+	defer srv.Stop()
+	cfg, err := awsconf.Load(ctx, awsconf.Options{Endpoint: srv.Endpoint, Region: "us-east-1", StaticTestCredentials: true})
+	if err != nil {
+		fmt.Fprintln(stderr, "keyrotor demo:", err)
+		return 1
+	}
+	users, err := demo.Seed(ctx, iam.NewFromConfig(cfg), cfg, srv.SetClock)
+	if err != nil {
+		fmt.Fprintln(stderr, "keyrotor demo: seed:", err)
+		return 1
+	}
+	if st.Config.Sender != "" {
+		if _, err := sesv2.NewFromConfig(cfg).CreateEmailIdentity(ctx, &sesv2.CreateEmailIdentityInput{EmailIdentity: aws.String(st.Config.Sender)}); err != nil {
+			fmt.Fprintln(stderr, "keyrotor demo: verify sender:", err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "Seeded %d IAM users at %s (keys from 5 to 500 days old); sender %s verified.\n", len(users), srv.Endpoint, st.Config.Sender)
+	fmt.Fprintf(stderr, "Running the synthesized state machine (%s), grace period shortened to %s:\n\n", rf.template, *wait)
+
+	res, err := execute(ctx, rf, srv.Endpoint, json.RawMessage(`{}`), *wait, newProgress(stderr))
+	if err != nil {
+		fmt.Fprintf(stderr, "keyrotor demo: %v\n", err)
+		return 1
+	}
+	if res.Status != "SUCCEEDED" {
+		reportFailure(stderr, res)
+		return 1
+	}
+	var sum rotation.Summary
+	if err := json.Unmarshal(res.Output, &sum); err != nil {
+		fmt.Fprintf(stderr, "keyrotor demo: the output is not a run summary: %v\n", err)
+		return 1
+	}
+	mails, notes := sentCounts(srv.Endpoint)
+	leak, clean := scanForSecrets(ctx, cfg, srv.Endpoint, &sum, res)
+	printSummary(stdout, &sum, users, res, mails, notes, leak)
+	if !clean {
+		return 1
+	}
+	return 0
+}
+
+// printSummary writes the readable result of the demo.
+func printSummary(w io.Writer, sum *rotation.Summary, users []demo.User, res interface{ String() string }, mails, notes int, leak string) {
+	fmt.Fprintf(w, "\nkeyrotor run %s\n\n", sum.ExecutionName)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tACTION\tOUTCOME\tNEW KEY\tSECRET\tOWNER MAIL")
+	type line struct{ user, text string }
+	var lines []line
+	for _, o := range sum.Users {
+		mail := o.Mail
+		if mail == "" {
+			mail = "-"
+		}
+		lines = append(lines, line{o.User, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", o.User, o.Action, outcome(o), dash(o.NewKeyID), dash(o.SecretName), mail)})
+	}
+	for _, b := range append(append([]rotation.Skipped{}, sum.Blocked...), sum.Exempt...) {
+		text := "left alone (see below)"
+		if b.Action == "exempt" {
+			text = b.Reason
+		}
+		lines = append(lines, line{b.User, fmt.Sprintf("%s\t%s\t%s\t-\t-\t-", b.User, b.Action, text)})
+	}
+	sort.Slice(lines, func(i, j int) bool { return lines[i].user < lines[j].user })
+	for _, l := range lines {
+		fmt.Fprintln(tw, l.text)
+	}
+	tw.Flush()
+	for _, b := range sum.Blocked {
+		fmt.Fprintf(w, "\nBlocked %s (admins were told): %s\n", b.User, b.Reason)
+	}
+	t := sum.Totals
+	fine := len(users) - len(sum.Users) - t.Blocked - t.Exempt
+	fmt.Fprintf(w, "\nTotals: %d rotated, %d retired, %d old keys kept, %d failed, %d blocked, %d exempt, %d users with nothing due.\n",
+		t.Rotated, t.Retired, t.Kept, t.Failed, t.Blocked, t.Exempt, fine)
+	fmt.Fprintf(w, "Mail: %d owner e-mails sent (SES), %d admin messages published (SNS).\n", mails, notes)
+	fmt.Fprintln(w, leak)
+	if sum.Report != nil {
+		fmt.Fprintf(w, "Credential report: s3://%s/%s (and .json); run summary: s3://%s/%s\n", sum.Report.Bucket, sum.Report.CSV, sum.Bucket, sum.SummaryKey)
+	}
+	fmt.Fprintf(w, "Execution: %s; history and function logs under %s\n", res.String(), "build/demo/")
+}
+
+func outcome(o rotation.Outcome) string {
+	switch o.Result {
+	case "rotated":
+		return "rotated; old key deleted after grace"
+	case "retired":
+		return "retired; key deleted after grace"
+	}
+	if o.Error != "" {
+		return o.Result + ": " + o.Error
+	}
+	return o.Result + ": " + o.Reason
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// sentCounts reads how many mails and SNS messages the emulator recorded.
+func sentCounts(endpoint string) (mails, notes int) {
+	resp, err := http.Get(endpoint + "/moto-api/data.json")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	var data struct {
+		SES struct{ Message []json.RawMessage } `json:"ses"`
+		SNS struct {
+			Topic []struct {
+				Sent []json.RawMessage `json:"sent_notifications"`
+			}
+		} `json:"sns"`
+	}
+	json.NewDecoder(resp.Body).Decode(&data)
+	for _, t := range data.SNS.Topic {
+		notes += len(t.Sent)
+	}
+	return len(data.SES.Message), notes
+}
+
+// scanForSecrets reads every new key's secret from Secrets Manager and
+// looks for it in the execution history, the function logs, and what the
+// emulator recorded as sent (mails, SNS messages).
+func scanForSecrets(ctx context.Context, cfg aws.Config, endpoint string, sum *rotation.Summary, res *local.Result) (string, bool) {
+	sm := secretsmanager.NewFromConfig(cfg)
+	var secrets []string
+	for _, o := range sum.Users {
+		if o.SecretName == "" {
+			continue
+		}
+		out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(o.SecretName)})
+		if err != nil {
+			return "Secret check: could not read " + o.SecretName + ": " + err.Error(), false
+		}
+		var k rotation.StoredKey
+		if json.Unmarshal([]byte(aws.ToString(out.SecretString)), &k) == nil && k.SecretAccessKey != "" {
+			secrets = append(secrets, k.SecretAccessKey)
+		}
+	}
+	var corpus []byte
+	if b, err := os.ReadFile(res.HistoryFile); err == nil {
+		corpus = append(corpus, b...)
+	}
+	logs, _ := filepath.Glob(filepath.Join(res.LogDir, "*.log"))
+	for _, l := range logs {
+		if b, err := os.ReadFile(l); err == nil {
+			corpus = append(corpus, b...)
+		}
+	}
+	if resp, err := http.Get(endpoint + "/moto-api/data.json"); err == nil {
+		var data struct {
+			SES json.RawMessage `json:"ses"`
+			SNS json.RawMessage `json:"sns"`
+		}
+		json.NewDecoder(resp.Body).Decode(&data)
+		resp.Body.Close()
+		corpus = append(append(corpus, data.SES...), data.SNS...)
+	}
+	for _, s := range secrets {
+		if bytes.Contains(corpus, []byte(s)) {
+			return "Secret check: FAILED, a secret access key appears in the history, logs or messages", false
+		}
+	}
+	return fmt.Sprintf("Secret check: none of the %d new secret access keys appears in the execution history, the function logs, the mails or the SNS messages.", len(secrets)), true
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/keyrotor/keyrotor/internal/local"
+	"github.com/keyrotor/keyrotor/shared/rotation"
+)
+
+func init() { commands["run"] = runRun }
+
+// runFlags are the flags shared by run and demo.
+type runFlags struct {
+	template, bin, name, workDir string
+	concurrency                  int
+}
+
+func (f *runFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.template, "template", "cdk.out/KeyRotor.template.json", "the synthesized template (make synth)")
+	fs.StringVar(&f.bin, "bin", "build/host", "the functions built for this machine (make build-host)")
+	fs.StringVar(&f.name, "name", "", "execution name (default local-<time>)")
+	fs.StringVar(&f.workDir, "work-dir", "", "where logs and the execution history go (default build/run/<name>)")
+	fs.IntVar(&f.concurrency, "concurrency", 8, "processes per function")
+}
+
+// check fails early when the template is missing or older than cdk.json,
+// so a local run always uses the configuration a deployment would.
+func (f *runFlags) check() error {
+	ti, err := os.Stat(f.template)
+	if err != nil {
+		return fmt.Errorf("--template %s: not found: run `make synth`", f.template)
+	}
+	if ci, err := os.Stat(filepath.Join(filepath.Dir(filepath.Dir(f.template)), "cdk.json")); err == nil && ci.ModTime().After(ti.ModTime()) {
+		return fmt.Errorf("--template %s is older than cdk.json: run `make synth` so the run uses the current context", f.template)
+	}
+	return nil
+}
+
+func runRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	endpoint := fs.String("endpoint", "", "AWS-compatible endpoint already running, e.g. http://127.0.0.1:5000 (required)")
+	inputPath := fs.String("input", "", "execution input: a JSON file, or - for standard input (default {})")
+	wait := fs.Duration("wait", 0, "grace period for this run: the functions and the Wait state both use it")
+	var rf runFlags
+	rf.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: keyrotor run --endpoint URL [--input FILE|-] [--wait DURATION]\n\nRuns the synthesized state machine once against the endpoint. Progress goes to stderr,\nthe execution's output JSON to stdout. Exit 0 only if the execution succeeded.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *endpoint == "" {
+		fmt.Fprintln(stderr, "keyrotor run: --endpoint is required, e.g. --endpoint http://127.0.0.1:5000 (a running moto_server)")
+		return 2
+	}
+	if *wait < 0 {
+		fmt.Fprintln(stderr, "keyrotor run: --wait must not be negative (e.g. 0s, 30s, 168h)")
+		return 2
+	}
+	input, err := readInput(*inputPath, stdin)
+	if err != nil {
+		fmt.Fprintf(stderr, "keyrotor run: --input: %v\n", err)
+		return 2
+	}
+	if err := rf.check(); err != nil {
+		fmt.Fprintf(stderr, "keyrotor run: %v\n", err)
+		return 2
+	}
+	p := newProgress(stderr)
+	res, err := execute(ctx, rf, *endpoint, input, *wait, p)
+	if err != nil {
+		fmt.Fprintf(stderr, "keyrotor run: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, string(res.Output))
+	if res.Status != "SUCCEEDED" {
+		reportFailure(stderr, res)
+		return 1
+	}
+	fmt.Fprintf(stderr, "execution SUCCEEDED in %s; logs in %s\n", res.Duration.Round(time.Millisecond), res.LogDir)
+	return 0
+}
+
+func reportFailure(w io.Writer, res *local.Result) {
+	fmt.Fprintf(w, "execution FAILED at state %s: %s: %s\n", res.FailedState, res.Error, res.Cause)
+	if res.FailedIn != "" {
+		fmt.Fprintf(w, "  failed in %s\n", res.FailedIn)
+	}
+	fmt.Fprintf(w, "  history: %s\n  logs: %s\n", res.HistoryFile, res.LogDir)
+}
+
+// readInput reads and checks the execution input: the same strict rules
+// as the find function, so a bad input fails here, before anything runs.
+func readInput(path string, stdin io.Reader) (json.RawMessage, error) {
+	var b []byte
+	var err error
+	switch path {
+	case "":
+		b = []byte(`{}`)
+	case "-":
+		b, err = io.ReadAll(stdin)
+	default:
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := rotation.ParseRequest(b); err != nil {
+		return nil, err
+	}
+	if len(b) == 0 {
+		b = []byte(`{}`)
+	}
+	return json.RawMessage(b), nil
+}
+
+// execute runs the state machine locally with progress.
+func execute(ctx context.Context, rf runFlags, endpoint string, input json.RawMessage, wait time.Duration, p *progress) (*local.Result, error) {
+	zero := time.Duration(0)
+	var plan struct {
+		Plan struct {
+			Counts struct{ Rotate, Retire int }
+		}
+	}
+	res, err := local.Run(ctx, local.Options{
+		Endpoint: endpoint, Template: rf.template, BinDir: rf.bin, Input: input, Wait: wait,
+		RetryInterval: &zero, ExecutionName: rf.name, WorkDir: rf.workDir, MaxConcurrency: rf.concurrency,
+		Progress: p.event,
+		OnPlan: func(raw json.RawMessage) {
+			if json.Unmarshal(raw, &plan) == nil {
+				p.expect(plan.Plan.Counts.Rotate + plan.Plan.Counts.Retire)
+			}
+		},
+	})
+	if errors.Is(err, context.Canceled) {
+		return nil, errors.New("interrupted; everything it started has been stopped")
+	}
+	return res, err
+}
