@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyrotor/keyrotor/internal/awstest"
+	"github.com/keyrotor/keyrotor/internal/faultproxy"
+	"github.com/keyrotor/keyrotor/shared/rotation"
+)
+
+func TestMain(m *testing.M) { awstest.Main(m) }
+
+const (
+	template = "../../cdk.out/KeyRotor.template.json"
+	binDir   = "../../build/host"
+	day      = 24 * time.Hour
+)
+
+func requireBuild(t *testing.T) {
+	t.Helper()
+	for _, p := range []string{template, filepath.Join(binDir, "find", "bootstrap")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s missing: run `make build-host synth` (make test does)", p)
+		}
+	}
+}
+
+// keyrotor runs the command in-process and returns exit code, stdout, stderr.
+func keyrotor(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := dispatch(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func runArgs(t *testing.T, endpoint string, extra ...string) []string {
+	return append([]string{"run", "--endpoint", endpoint, "--template", template, "--bin", binDir,
+		"--work-dir", t.TempDir()}, extra...)
+}
+
+type user struct {
+	name     string
+	ageDays  int
+	usedAgo  int // -1: never
+	email    string
+	exempt   bool
+	twoKeys  bool
+	expected string // rotate, retire, exempt, blocked, ok
+}
+
+var account = []user{
+	{"alice", 120, 1, "alice@example.com", false, false, "rotate"},
+	{"bob", 200, 3, "bob@example.com", false, false, "rotate"},
+	{"no-mail", 100, 2, "", false, false, "rotate"},
+	{"unused", 100, -1, "unused@example.com", false, false, "retire"},
+	{"exempt", 300, 1, "ex@example.com", true, false, "exempt"},
+	{"two", 150, 1, "two@example.com", false, true, "blocked"},
+	{"fresh", 10, 0, "fresh@example.com", false, false, "ok"},
+}
+
+// seed creates the account and returns each user's original key id.
+func seed(t *testing.T, a *awstest.Account) map[string]string {
+	t.Helper()
+	a.VerifySender(t, "keyrotor@example.com")
+	keys := map[string]string{}
+	for _, u := range account {
+		a.Clock(t, -time.Duration(u.ageDays)*day)
+		var tags []string
+		if u.email != "" {
+			tags = append(tags, "email", u.email)
+		}
+		if u.exempt {
+			tags = append(tags, "keyrotor:exempt", "true")
+		}
+		a.User(t, u.name, tags...)
+		id, secret := a.KeyWithSecret(t, u.name)
+		keys[u.name] = id
+		if u.usedAgo >= 0 {
+			a.Clock(t, -time.Duration(u.usedAgo)*day)
+			a.Use(t, id, secret)
+		}
+		if u.twoKeys {
+			a.Key(t, u.name)
+		}
+	}
+	a.Clock(t, 0)
+	return keys
+}
+
+// assertRotated checks the end state of a complete rotation of account.
+func assertRotated(t *testing.T, a *awstest.Account, old map[string]string) {
+	t.Helper()
+	for _, u := range account {
+		keys := a.Keys(t, u.name)
+		switch u.expected {
+		case "rotate":
+			var stored rotation.StoredKey
+			if err := json.Unmarshal([]byte(a.Secret(t, "iam-access-keys/"+u.name)), &stored); err != nil {
+				t.Fatalf("%s: secret: %v", u.name, err)
+			}
+			if len(keys) != 1 || keys[stored.AccessKeyID] != "Active" || keys[old[u.name]] != "" {
+				t.Errorf("%s: keys %v, stored %s; want only the stored new key", u.name, keys, stored.AccessKeyID)
+			}
+			a.Use(t, stored.AccessKeyID, stored.SecretAccessKey) // it works
+		case "retire":
+			if len(keys) != 0 {
+				t.Errorf("%s: keys %v; want none (retired, no replacement)", u.name, keys)
+			}
+		case "exempt", "ok":
+			if len(keys) != 1 || keys[old[u.name]] != "Active" {
+				t.Errorf("%s: keys %v; want the original key untouched", u.name, keys)
+			}
+		case "blocked":
+			if len(keys) != 2 || keys[old[u.name]] != "Active" {
+				t.Errorf("%s: keys %v; want both keys untouched", u.name, keys)
+			}
+		}
+	}
+	mails, _ := a.Sent(t)
+	per := map[string]int{}
+	for _, m := range mails {
+		per[m.To[0]]++
+	}
+	want := map[string]int{"alice@example.com": 1, "bob@example.com": 1, "unused@example.com": 1}
+	if len(per) != len(want) {
+		t.Errorf("mails to %v; want one each to %v", per, want)
+	}
+	for to, n := range want {
+		if per[to] != n {
+			t.Errorf("%d mails to %s; want %d", per[to], to, n)
+		}
+	}
+}
+
+// TestSlowE2EFullRotation: a full run through `keyrotor run`.
+func TestSlowE2EFullRotation(t *testing.T) {
+	requireBuild(t)
+	a := awstest.New(t)
+	old := seed(t, a)
+	code, out, errOut := keyrotor(t, "", runArgs(t, a.Endpoint)...)
+	if code != 0 {
+		t.Fatalf("keyrotor run exit %d\n%s", code, errOut)
+	}
+	assertRotated(t, a, old)
+	var sum rotation.Summary
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("stdout is not the summary: %v\n%s", err, out)
+	}
+	results := map[string]string{}
+	for _, o := range sum.Users {
+		results[o.User] = o.Result
+	}
+	for _, b := range append(sum.Blocked, sum.Exempt...) {
+		results[b.User] = string(b.Action)
+	}
+	wantResults := map[string]string{"alice": "rotated", "bob": "rotated", "no-mail": "rotated", "unused": "retired", "exempt": "exempt", "two": "blocked"}
+	for u, w := range wantResults {
+		if results[u] != w {
+			t.Errorf("output for %s = %q; want %q (all: %v)", u, results[u], w, results)
+		}
+	}
+	for _, s := range []string{"> FindDueKeys", "ok RotateEachUser", "users done", "execution SUCCEEDED"} {
+		if !strings.Contains(errOut, s) {
+			t.Errorf("progress lacks %q:\n%s", s, errOut)
+		}
+	}
+}
+
+// TestSlowE2EDryRun: a dry run returns the plan and changes nothing.
+func TestSlowE2EDryRun(t *testing.T) {
+	requireBuild(t)
+	a := awstest.New(t)
+	old := seed(t, a)
+	code, out, errOut := keyrotor(t, `{"dryRun":true}`, runArgs(t, a.Endpoint, "--input", "-")...)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	var plan rotation.Plan
+	if err := json.Unmarshal([]byte(out), &plan); err != nil || !plan.DryRun || plan.Counts.Rotate != 3 || plan.Counts.Retire != 1 || plan.Counts.Blocked != 1 || plan.Counts.Exempt != 1 {
+		t.Fatalf("dry-run output = %+v, %v", plan.Counts, err)
+	}
+	for _, u := range account {
+		if keys := a.Keys(t, u.name); keys[old[u.name]] != "Active" {
+			t.Errorf("%s changed by a dry run: %v", u.name, keys)
+		}
+	}
+	if mails, notes := a.Sent(t); len(mails)+len(notes) != 0 {
+		t.Errorf("a dry run sent %d mails and %d notes", len(mails), len(notes))
+	}
+}
+
+// TestSlowE2EFailureThenConverge: a step that keeps failing ends the
+// execution FAILED naming the state; a second run converges to the same
+// end state as an undisturbed run.
+func TestSlowE2EFailureThenConverge(t *testing.T) {
+	requireBuild(t)
+	a := awstest.New(t)
+	old := seed(t, a)
+	p, err := faultproxy.New(a.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.FailRate([]string{"UpdateAccessKey"}, 1, faultproxy.ServerError, 1)
+	code, _, errOut := keyrotor(t, "", runArgs(t, p.URL())...)
+	if code == 0 {
+		t.Fatal("run succeeded although every UpdateAccessKey failed")
+	}
+	if !strings.Contains(errOut, "execution FAILED at state RotateEachUser") || !strings.Contains(errOut, "DeactivateOldKey") {
+		t.Fatalf("failure report does not name the states:\n%s", errOut)
+	}
+	p.Clear()
+	code, _, errOut = keyrotor(t, "", runArgs(t, p.URL())...)
+	if code != 0 {
+		t.Fatalf("second run exit %d\n%s", code, errOut)
+	}
+	assertRotated(t, a, old)
+}
+
+// TestE2EInputErrors: bad input fails fast, naming the field, and changes
+// nothing (no endpoint is even contacted).
+func TestE2EInputErrors(t *testing.T) {
+	tests := []struct{ input, field string }{
+		{`{"dryRun":"yes"}`, `"dryRun"`},
+		{`{"user":["alice"]}`, `"user"`},
+		{`{"asOf":"yesterday"}`, `"asOf"`},
+		{`{"users":[]}`, `"users"`},
+		{`[1]`, "JSON object"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.input, func(t *testing.T) {
+			code, _, errOut := keyrotor(t, tt.input, "run", "--endpoint", "http://127.0.0.1:1", "--input", "-", "--template", template)
+			if code != 2 || !strings.Contains(errOut, tt.field) {
+				t.Fatalf("exit %d, stderr %q; want 2 naming %s", code, errOut, tt.field)
+			}
+		})
+	}
+	if code, _, errOut := keyrotor(t, "", "run"); code != 2 || !strings.Contains(errOut, "--endpoint") {
+		t.Fatalf("missing --endpoint: exit %d %q", code, errOut)
+	}
+	if code, _, errOut := keyrotor(t, "", "run", "--endpoint", "http://x", "--wait", "-1s"); code != 2 || !strings.Contains(errOut, "--wait") {
+		t.Fatalf("negative --wait: exit %d %q", code, errOut)
+	}
+}
