@@ -1,0 +1,418 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/keyrotor/keyrotor/internal/local"
+	"github.com/keyrotor/keyrotor/shared/asl"
+	"github.com/keyrotor/keyrotor/shared/config"
+	"github.com/keyrotor/keyrotor/shared/failures"
+	"github.com/keyrotor/keyrotor/shared/settings"
+)
+
+var update = flag.Bool("update", false, "rewrite docs/workflow.mmd from the synthesized definition")
+
+type synthesized struct {
+	stack    awscdk.Stack
+	template assertions.Template
+	raw      []byte
+	def      map[string]any
+	defJSON  []byte
+}
+
+var (
+	once    sync.Once
+	base    *synthesized
+	offOnce sync.Once
+	off     *synthesized
+)
+
+// synth builds the stack from context, with placeholder function assets.
+func synth(t *testing.T, ctx map[string]any) *synthesized {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range functions {
+		os.MkdirAll(filepath.Join(dir, f.dir), 0o755)
+		os.WriteFile(filepath.Join(dir, f.dir, "bootstrap"), []byte("placeholder"), 0o755)
+	}
+	s, err := settings.FromContext(func(k string) (any, bool) { v, ok := ctx[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := awscdk.NewApp(nil)
+	stack := NewKeyRotorStack(app, "KeyRotor", &KeyRotorStackProps{Settings: s, AssetDir: dir})
+	tmpl := assertions.Template_FromStack(stack, nil)
+	raw, _ := json.Marshal(tmpl.ToJSON())
+	var lt local.Template
+	json.Unmarshal(raw, &lt)
+	anyName := func(id string) (string, bool) { return "arn:aws:lambda:us-east-1:123456789012:function:" + id, true }
+	defJSON, err := lt.Definition(local.Resolver{Ref: func(id string) (string, bool) { return id, true }, GetAtt: func(id, _ string) (string, bool) { return anyName(id) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var def map[string]any
+	json.Unmarshal(defJSON, &def)
+	return &synthesized{stack: stack, template: tmpl, raw: raw, def: def, defJSON: defJSON}
+}
+
+var defaultCtx = map[string]any{"senderAddress": "keyrotor@example.com", "adminEmails": "sec@example.com,ops@example.com", "fanOutConcurrency": "75", "exemptGroup": "breakglass"}
+
+func get(t *testing.T) *synthesized {
+	once.Do(func() { base = synth(t, defaultCtx) })
+	if base == nil {
+		t.Fatal("synthesis failed earlier")
+	}
+	return base
+}
+
+func states(def map[string]any) map[string]any { return def["States"].(map[string]any) }
+
+func childStates(def map[string]any) map[string]any {
+	m := states(def)["RotateEachUser"].(map[string]any)
+	return m["ItemProcessor"].(map[string]any)["States"].(map[string]any)
+}
+
+func TestFunctions(t *testing.T) {
+	s := get(t)
+	s.template.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(6))
+	for _, f := range functions {
+		s.template.HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+			"Description":   "keyrotor: " + f.describe,
+			"Runtime":       "provided.al2023",
+			"Architectures": []any{"arm64"},
+			"Handler":       "bootstrap",
+			"MemorySize":    f.memory,
+			"Timeout":       f.timeout,
+			"LoggingConfig": assertions.Match_ObjectLike(&map[string]any{"LogFormat": "JSON"}),
+			"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
+				config.EnvMaxKeyAgeDays: "90", config.EnvUnusedDays: "45", config.EnvGracePeriod: "168h0m0s",
+				config.EnvSecretPrefix: "iam-access-keys/", config.EnvSender: "keyrotor@example.com",
+				config.EnvEmailTag: "email", config.EnvExemptTag: "keyrotor:exempt", config.EnvExemptGroup: "breakglass",
+				config.EnvReportBucket: assertions.Match_AnyValue(), config.EnvAdminTopicARN: assertions.Match_AnyValue(),
+				config.EnvKMSKeyID: assertions.Match_AnyValue(),
+			})},
+		})
+	}
+}
+
+func TestStateMachine(t *testing.T) {
+	s := get(t)
+	s.template.HasResourceProperties(jsii.String("AWS::StepFunctions::StateMachine"), map[string]any{
+		"StateMachineType":     "STANDARD",
+		"TracingConfiguration": map[string]any{"Enabled": true},
+		"LoggingConfiguration": assertions.Match_ObjectLike(&map[string]any{"Level": "ALL"}),
+	})
+	top := states(s.def)
+	var names []string
+	for n := range top {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	want := []string{"AnyUserFailed", "DryRunComplete", "FindDueKeys", "IsDryRun", "RetryFailedUsers", "RotateEachUser", "RotationComplete", "SummarizeRun"}
+	if !reflect.DeepEqual(names, want) {
+		t.Fatalf("top-level states = %v; want %v", names, want)
+	}
+	var child []string
+	for n := range childStates(s.def) {
+		child = append(child, n)
+	}
+	sort.Strings(child)
+	wantChild := []string{"CreateAndStoreNewKey", "DeactivateOldKey", "DeleteOldKey", "NotifyOwner", "ReplaceOrRetire", "WaitForGracePeriod"}
+	if !reflect.DeepEqual(child, wantChild) {
+		t.Fatalf("per-user states = %v; want %v", child, wantChild)
+	}
+	if s.def["StartAt"] != "FindDueKeys" {
+		t.Fatalf("StartAt = %v", s.def["StartAt"])
+	}
+	wait := childStates(s.def)["WaitForGracePeriod"].(map[string]any)
+	if wait["TimestampPath"] != "$.deactivation.deleteAfter" || wait["Seconds"] != nil || wait["SecondsPath"] != nil {
+		t.Fatalf("the grace Wait must wait until a recorded timestamp: %v", wait)
+	}
+	m := top["RotateEachUser"].(map[string]any)
+	pc := m["ItemProcessor"].(map[string]any)["ProcessorConfig"].(map[string]any)
+	if pc["Mode"] != "DISTRIBUTED" || pc["ExecutionType"] != "STANDARD" {
+		t.Fatalf("fan-out = %v; want a DISTRIBUTED map of STANDARD child executions", pc)
+	}
+	if m["MaxConcurrency"] != float64(75) || m["ToleratedFailurePercentagePath"] != "$.plan.toleratedFailurePercentage" {
+		t.Fatalf("map concurrency/tolerance = %v / %v", m["MaxConcurrency"], m["ToleratedFailurePercentagePath"])
+	}
+	ir := m["ItemReader"].(map[string]any)
+	if ir["Resource"] != "arn:aws:states:::s3:getObject" || ir["ReaderConfig"].(map[string]any)["InputType"] != "JSON" ||
+		!reflect.DeepEqual(ir["Parameters"], map[string]any{"Bucket.$": "$.plan.bucket", "Key.$": "$.plan.itemsKey"}) {
+		t.Fatalf("ItemReader = %v", ir)
+	}
+	if rw, ok := m["ResultWriter"].(map[string]any); !ok || rw["Resource"] != "arn:aws:states:::s3:putObject" {
+		t.Fatalf("ResultWriter = %v", m["ResultWriter"])
+	}
+	if top["RetryFailedUsers"].(map[string]any)["Next"] != "RotateEachUser" {
+		t.Fatal("the retry pass must return to RotateEachUser")
+	}
+}
+
+// TestRetryNames: every Retry lists only names of the Go error types (or
+// Lambda service errors), every task retries throttling with backoff and
+// full jitter, and the step-specific retries are where they belong.
+func TestRetryNames(t *testing.T) {
+	s := get(t)
+	known := map[string]bool{}
+	for _, n := range failures.All() {
+		known[n] = true
+	}
+	all := map[string]any{}
+	for k, v := range states(s.def) {
+		all[k] = v
+	}
+	for k, v := range childStates(s.def) {
+		all[k] = v
+	}
+	retried := map[string][]string{}
+	for name, st := range all {
+		m := st.(map[string]any)
+		if m["Type"] != "Task" {
+			continue
+		}
+		throttled := false
+		for _, r := range m["Retry"].([]any) {
+			rr := r.(map[string]any)
+			for _, e := range rr["ErrorEquals"].([]any) {
+				es := e.(string)
+				if !known[es] && !strings.HasPrefix(es, "Lambda.") {
+					t.Errorf("%s retries %q, which is not a Go error type in shared/failures", name, es)
+				}
+				retried[name] = append(retried[name], es)
+				if es == failures.Name(&failures.ThrottlingError{}) {
+					throttled = rr["JitterStrategy"] == "FULL" && rr["BackoffRate"].(float64) > 1
+				}
+			}
+		}
+		if !throttled {
+			t.Errorf("%s does not retry ThrottlingError with backoff and full jitter", name)
+		}
+	}
+	has := func(state, err string) bool {
+		for _, e := range retried[state] {
+			if e == err {
+				return true
+			}
+		}
+		return false
+	}
+	if !has("FindDueKeys", "ReportNotReadyError") || !has("CreateAndStoreNewKey", "NewKeyNotReadyError") || !has("CreateAndStoreNewKey", "RotationInProgressError") {
+		t.Errorf("step retries = %v", retried)
+	}
+	for _, never := range []string{"KeyLimitError", "InvalidInputError", "SendRejectedError", "StepError"} {
+		for state := range retried {
+			if has(state, never) {
+				t.Errorf("%s retries %s, which a retry cannot fix", state, never)
+			}
+		}
+	}
+}
+
+// rolePolicies collects, per function dir, the actions of its role.
+func rolePolicies(t *testing.T, s *synthesized) map[string][]string {
+	var tmpl struct {
+		Resources map[string]struct {
+			Type       string
+			Properties map[string]any
+		}
+	}
+	json.Unmarshal(s.raw, &tmpl)
+	roleOf := map[string]string{}
+	for _, f := range functions {
+		for id := range tmpl.Resources {
+			if strings.HasPrefix(id, f.id+"Role") && tmpl.Resources[id].Type == "AWS::IAM::Role" {
+				roleOf[id] = f.dir
+			}
+		}
+	}
+	out := map[string][]string{}
+	for _, r := range tmpl.Resources {
+		if r.Type != "AWS::IAM::Policy" {
+			continue
+		}
+		for _, ref := range r.Properties["Roles"].([]any) {
+			dir := roleOf[ref.(map[string]any)["Ref"].(string)]
+			if dir == "" {
+				continue
+			}
+			for _, st := range r.Properties["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+				switch a := st.(map[string]any)["Action"].(type) {
+				case string:
+					out[dir] = append(out[dir], a)
+				case []any:
+					for _, x := range a {
+						out[dir] = append(out[dir], x.(string))
+					}
+				}
+			}
+		}
+	}
+	for _, r := range tmpl.Resources {
+		if r.Type == "AWS::IAM::Role" {
+			if mp := r.Properties["ManagedPolicyArns"]; mp != nil {
+				t.Errorf("a role has managed policies: %v", mp)
+			}
+		}
+	}
+	return out
+}
+
+// TestLeastPrivilege: each role allows exactly its function's calls.
+func TestLeastPrivilege(t *testing.T) {
+	got := rolePolicies(t, get(t))
+	for dir, want := range Permissions {
+		w := append([]string{"logs:CreateLogStream", "logs:PutLogEvents"}, want...)
+		g := got[dir]
+		sort.Strings(w)
+		sort.Strings(g)
+		if !reflect.DeepEqual(g, w) {
+			t.Errorf("%s role actions = %v\nwant %v", dir, g, w)
+		}
+		for _, a := range g {
+			if strings.Contains(a, "*") {
+				t.Errorf("%s role has a wildcard action %s", dir, a)
+			}
+		}
+	}
+}
+
+func TestAlarmScheduleTopicKeyBucket(t *testing.T) {
+	s := get(t)
+	s.template.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), map[string]any{
+		"MetricName": "ExecutionsFailed", "Namespace": "AWS/States", "Threshold": 1,
+		"AlarmActions": assertions.Match_AnyValue(),
+	})
+	s.template.HasResourceProperties(jsii.String("AWS::Events::Rule"), map[string]any{"ScheduleExpression": "rate(1 day)", "State": "ENABLED"})
+	s.template.ResourceCountIs(jsii.String("AWS::SNS::Subscription"), jsii.Number(2))
+	s.template.HasResourceProperties(jsii.String("AWS::SNS::Subscription"), map[string]any{"Protocol": "email", "Endpoint": "sec@example.com"})
+	s.template.HasResourceProperties(jsii.String("AWS::SNS::Topic"), map[string]any{"KmsMasterKeyId": assertions.Match_AnyValue()})
+	s.template.HasResourceProperties(jsii.String("AWS::KMS::Key"), map[string]any{"EnableKeyRotation": true})
+	s.template.HasResourceProperties(jsii.String("AWS::S3::Bucket"), map[string]any{
+		"BucketEncryption":               map[string]any{"ServerSideEncryptionConfiguration": []any{assertions.Match_ObjectLike(&map[string]any{"ServerSideEncryptionByDefault": map[string]any{"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": assertions.Match_AnyValue()}})}},
+		"PublicAccessBlockConfiguration": map[string]any{"BlockPublicAcls": true, "BlockPublicPolicy": true, "IgnorePublicAcls": true, "RestrictPublicBuckets": true},
+		"VersioningConfiguration":        map[string]any{"Status": "Enabled"},
+		"LifecycleConfiguration":         map[string]any{"Rules": []any{assertions.Match_ObjectLike(&map[string]any{"ExpirationInDays": 400})}},
+	})
+	s.template.HasResourceProperties(jsii.String("AWS::S3::BucketPolicy"), map[string]any{"PolicyDocument": map[string]any{
+		"Statement": assertions.Match_ArrayWith(&[]any{assertions.Match_ObjectLike(&map[string]any{"Effect": "Deny", "Condition": map[string]any{"Bool": map[string]any{"aws:SecureTransport": "false"}}})}),
+	}})
+	s.template.HasResourceProperties(jsii.String("AWS::Logs::LogGroup"), map[string]any{"RetentionInDays": 90})
+
+	offOnce.Do(func() { off = synth(t, map[string]any{"schedule": "off"}) })
+	off.template.ResourceCountIs(jsii.String("AWS::Events::Rule"), jsii.Number(0))
+}
+
+// readOwnPattern returns the resource of the read-own-secret statement
+// with the account and region filled in.
+func readOwnPattern(t *testing.T, s *synthesized) string {
+	var tmpl struct {
+		Resources map[string]struct {
+			Type       string
+			Properties map[string]any
+		}
+	}
+	json.Unmarshal(s.raw, &tmpl)
+	for _, r := range tmpl.Resources {
+		if r.Type != "AWS::IAM::ManagedPolicy" || r.Properties["ManagedPolicyName"] != "KeyRotorReadOwnSecret" {
+			continue
+		}
+		for _, st := range r.Properties["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+			m := st.(map[string]any)
+			if m["Sid"] != "ReadOwnRotatedKey" {
+				continue
+			}
+			res, err := (local.Resolver{Ref: func(id string) (string, bool) { return id, true }}).Resolve(m["Resource"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res
+		}
+	}
+	t.Fatal("no KeyRotorReadOwnSecret policy")
+	return ""
+}
+
+// TestReadOwnSecret evaluates the policy's resource pattern the way IAM
+// does (* any run, ? exactly one character) for user alice.
+func TestReadOwnSecret(t *testing.T) {
+	pattern := strings.ReplaceAll(readOwnPattern(t, get(t)), "${aws:username}", "alice")
+	arn := "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
+	tests := []struct {
+		secret string
+		want   bool
+	}{
+		{"iam-access-keys/alice-AbC123", true},
+		{"iam-access-keys/alice2-AbC123", false},
+		{"iam-access-keys/alice-AbC1234", false},
+		{"iam-access-keys/bob-AbC123", false},
+		{"iam-access-keys/alic-eAbC123", false},
+	}
+	for _, tt := range tests {
+		ok, err := path.Match(pattern, arn+tt.secret)
+		if err != nil || ok != tt.want {
+			t.Errorf("pattern %s on %s = %v (%v); want %v", pattern, tt.secret, ok, err, tt.want)
+		}
+	}
+	get(t).template.HasResourceProperties(jsii.String("AWS::IAM::ManagedPolicy"), map[string]any{
+		"PolicyDocument": map[string]any{"Statement": assertions.Match_ArrayWith(&[]any{assertions.Match_ObjectLike(&map[string]any{
+			"Action": "kms:Decrypt", "Condition": assertions.Match_AnyValue(),
+		})})},
+	})
+}
+
+// TestNag: cdk-nag's AwsSolutions checks find nothing unsuppressed, and
+// every suppression has a reason.
+func TestNag(t *testing.T) {
+	s := get(t)
+	ann := assertions.Annotations_FromStack(s.stack)
+	match := assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))
+	for _, found := range []int{len(*ann.FindError(jsii.String("*"), match)), len(*ann.FindWarning(jsii.String("*"), match))} {
+		if found > 0 {
+			for _, f := range *ann.FindError(jsii.String("*"), match) {
+				t.Errorf("cdk-nag error: %v %v", *f.Id, f.Entry.Data)
+			}
+			for _, f := range *ann.FindWarning(jsii.String("*"), match) {
+				t.Errorf("cdk-nag warning: %v %v", *f.Id, f.Entry.Data)
+			}
+			break
+		}
+	}
+	reasons := regexp.MustCompile(`"reason":"([^"]*)"`).FindAllStringSubmatch(string(s.raw), -1)
+	for _, r := range reasons {
+		if len(r[1]) < 20 {
+			t.Errorf("suppression without a real reason: %q", r[1])
+		}
+	}
+}
+
+// TestMermaid keeps docs/workflow.mmd (shown in README) in step with the
+// synthesized definition. Refresh: go test ./infra -run Mermaid -update
+func TestMermaid(t *testing.T) {
+	got, err := asl.Mermaid(get(t).defJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const file = "../docs/workflow.mmd"
+	if *update {
+		os.WriteFile(file, []byte(got), 0o644)
+	}
+	want, _ := os.ReadFile(file)
+	if string(want) != got {
+		t.Fatalf("docs/workflow.mmd is out of date: run `go test ./infra -run Mermaid -update` and copy it into README")
+	}
+}
