@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+
+	"github.com/keyrotor/keyrotor/shared/audit"
+	"github.com/keyrotor/keyrotor/shared/awsconf"
+	"github.com/keyrotor/keyrotor/shared/failures"
+	"github.com/keyrotor/keyrotor/shared/policy"
+	"github.com/keyrotor/keyrotor/shared/rotation"
+	"github.com/keyrotor/keyrotor/shared/settings"
+)
+
+func init() { commands["audit"] = runAudit }
+
+func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	endpoint := fs.String("endpoint", "", "AWS-compatible endpoint (default: AWS itself)")
+	format := fs.String("format", "table", "output format: table, csv or json")
+	asOf := fs.String("as-of", "", "evaluate ages as of this RFC 3339 time (default now)")
+	users := fs.String("users", "", "comma-separated IAM user names to report on (default all)")
+	color := fs.String("color", "auto", "colour ages in the table: auto, always or never")
+	cdkJSON := fs.String("cdk-json", "cdk.json", "read thresholds from this cdk.json's context, if it exists")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: keyrotor audit [--endpoint URL] [--format table|csv|json] [--as-of TIME] [--users a,b]\n\nPrints the credential audit report for the account of your own AWS credentials (the\nstandard SDK chain: environment, profiles, SSO). It changes nothing.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *format != "table" && *format != "csv" && *format != "json" {
+		fmt.Fprintf(stderr, "keyrotor audit: --format %q: want table, csv or json\n", *format)
+		return 2
+	}
+	if *color != "auto" && *color != "always" && *color != "never" {
+		fmt.Fprintf(stderr, "keyrotor audit: --color %q: want auto, always or never\n", *color)
+		return 2
+	}
+	when := time.Now()
+	if *asOf != "" {
+		t, err := time.Parse(time.RFC3339, *asOf)
+		if err != nil {
+			fmt.Fprintf(stderr, "keyrotor audit: --as-of %q: not an RFC 3339 time; write it like 2027-01-01T00:00:00Z\n", *asOf)
+			return 2
+		}
+		when = t
+	}
+	var names []string
+	if fs.Lookup("users").Value.String() != "" || containsFlag(args, "users") {
+		for _, u := range strings.Split(*users, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				names = append(names, u)
+			}
+		}
+		if len(names) == 0 {
+			fmt.Fprintln(stderr, "keyrotor audit: --users is empty: name at least one user, or leave the flag out for all users")
+			return 2
+		}
+		if _, err := rotation.ParseRequest(usersJSON(names)); err != nil {
+			fmt.Fprintf(stderr, "keyrotor audit: --users: %v\n", err)
+			return 2
+		}
+	}
+	st := settings.Default()
+	if _, err := os.Stat(*cdkJSON); err == nil {
+		if st, err = settings.FromCDKJSON(*cdkJSON); err != nil {
+			fmt.Fprintf(stderr, "keyrotor audit: %s: %v\n", *cdkJSON, err)
+			return 2
+		}
+	}
+	cfg, err := awsconf.Load(ctx, awsconf.Options{Endpoint: *endpoint})
+	if err != nil {
+		fmt.Fprintf(stderr, "keyrotor audit: AWS configuration: %v\n", err)
+		return 1
+	}
+	f := &rotation.Finder{IAM: iam.NewFromConfig(cfg), Config: st.Config}
+	var a *rotation.Assessment
+	for attempt := 0; ; attempt++ {
+		a, err = f.Assess(ctx, when, names)
+		var nr *failures.ReportNotReadyError
+		if !errors.As(err, &nr) || attempt >= 20 {
+			break
+		}
+		if attempt == 0 {
+			fmt.Fprintln(stderr, "waiting for IAM to generate the credential report...")
+		}
+		select {
+		case <-ctx.Done():
+			return 1
+		case <-time.After(time.Duration(min(attempt+1, 5)) * 500 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "keyrotor audit: %v\n", err)
+		var ie *failures.InvalidInputError
+		if errors.As(err, &ie) {
+			return 2
+		}
+		return 1
+	}
+	rules := policy.Rules{MaxKeyAgeDays: st.Config.MaxKeyAgeDays, UnusedDays: st.Config.UnusedDays, Grace: st.Config.GracePeriod}
+	rep := audit.Build(a, rules, st.Config.RetirePasswords)
+	switch *format {
+	case "csv":
+		err = rep.WriteCSV(stdout)
+	case "json":
+		err = rep.WriteJSON(stdout)
+	default:
+		useColor := *color == "always" || (*color == "auto" && isTerminal(stdout) && os.Getenv("NO_COLOR") == "")
+		err = rep.WriteTable(stdout, useColor)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "keyrotor audit: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func containsFlag(args []string, name string) bool {
+	for _, a := range args {
+		if a == "-"+name || a == "--"+name || strings.HasPrefix(a, "-"+name+"=") || strings.HasPrefix(a, "--"+name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+func usersJSON(names []string) []byte {
+	var b strings.Builder
+	b.WriteString(`{"users":[`)
+	for i, n := range names {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q", n)
+	}
+	b.WriteString("]}")
+	return []byte(b.String())
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

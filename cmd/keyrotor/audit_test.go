@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/keyrotor/keyrotor/internal/awstest"
+	"github.com/keyrotor/keyrotor/shared/audit"
+)
+
+// seedAudit: never-used keys, two keys, passwords with and without MFA,
+// an exempt user.
+func seedAudit(t *testing.T, a *awstest.Account) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	keys := map[string]string{}
+	a.Clock(t, -400*day)
+	a.User(t, "ancient")
+	id, secret := a.KeyWithSecret(t, "ancient")
+	keys["ancient"] = id
+	a.Clock(t, -2*day)
+	a.Use(t, id, secret)
+	a.Clock(t, -60*day)
+	a.User(t, "never-used")
+	keys["never-used"] = a.Key(t, "never-used")
+	a.Clock(t, -100*day)
+	a.User(t, "two", "email", "two@example.com")
+	id1, s1 := a.KeyWithSecret(t, "two")
+	keys["two"] = id1
+	a.Clock(t, -5*day)
+	keys["two#2"] = a.Key(t, "two")
+	a.Clock(t, -1*day)
+	a.Use(t, id1, s1)
+	a.Clock(t, -200*day)
+	a.User(t, "exempt", "keyrotor:exempt", "true")
+	id, secret = a.KeyWithSecret(t, "exempt")
+	keys["exempt"] = id
+	a.Clock(t, -1*day)
+	a.Use(t, id, secret)
+	a.Clock(t, -30*day)
+	a.User(t, "console")
+	if _, err := a.IAM.CreateLoginProfile(ctx, &iam.CreateLoginProfileInput{UserName: aws.String("console"), Password: aws.String("Sup3r-secret-pass!")}); err != nil {
+		t.Fatal(err)
+	}
+	a.User(t, "console-mfa")
+	if _, err := a.IAM.CreateLoginProfile(ctx, &iam.CreateLoginProfileInput{UserName: aws.String("console-mfa"), Password: aws.String("An0ther-secret-pass!")}); err != nil {
+		t.Fatal(err)
+	}
+	mfa, err := a.IAM.CreateVirtualMFADevice(ctx, &iam.CreateVirtualMFADeviceInput{VirtualMFADeviceName: aws.String("console-mfa")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.IAM.EnableMFADevice(ctx, &iam.EnableMFADeviceInput{UserName: aws.String("console-mfa"), SerialNumber: mfa.VirtualMFADevice.SerialNumber,
+		AuthenticationCode1: aws.String("123456"), AuthenticationCode2: aws.String("654321")}); err != nil {
+		t.Fatal(err)
+	}
+	a.Clock(t, 0)
+	return keys
+}
+
+func TestAuditFormats(t *testing.T) {
+	a := awstest.New(t)
+	keys := seedAudit(t, a)
+	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	t.Setenv("AWS_REGION", "us-east-1")
+	base := []string{"audit", "--endpoint", a.Endpoint, "--cdk-json", "../../cdk.json"}
+
+	code, out, errOut := keyrotor(t, "", append(base, "--format", "csv")...)
+	if code != 0 {
+		t.Fatalf("audit csv exit %d: %s", code, errOut)
+	}
+	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(recs[0], ",") != strings.Join(audit.Columns, ",") {
+		t.Fatalf("header = %v; want %v", recs[0], audit.Columns)
+	}
+	type row struct{ status, decision, lastUsed, mfa string }
+	got := map[string]row{}
+	for _, r := range recs[1:] {
+		got[r[0]+"/"+r[2]] = row{r[3], r[10], r[6], r[9]}
+	}
+	want := map[string]row{
+		"ancient/" + keys["ancient"]:       {"Active", "rotate", "", "false"},
+		"never-used/" + keys["never-used"]: {"Active", "retire", "never", "false"},
+		"two/" + keys["two"]:               {"Active", "blocked", "", "false"},
+		"two/" + keys["two#2"]:             {"Active", "ok", "never", "false"},
+		"exempt/" + keys["exempt"]:         {"Active", "exempt", "", "false"},
+		"console/password":                 {"enabled", "ok", "never", "false"},
+		"console-mfa/password":             {"enabled", "ok", "never", "true"},
+	}
+	if len(got) != len(want) {
+		t.Errorf("report has %d rows %v; want %d", len(got), got, len(want))
+	}
+	for k, w := range want {
+		g, ok := got[k]
+		if w.lastUsed == "" {
+			w.lastUsed = g.lastUsed // a real date; checked below
+		}
+		if !ok || g != w {
+			t.Errorf("row %s = %+v; want %+v", k, g, w)
+		}
+	}
+	if lu := got["ancient/"+keys["ancient"]].lastUsed; !strings.HasPrefix(lu, time.Now().Add(-2*day).UTC().Format("2006-01")) {
+		t.Errorf("ancient last used = %q; want about two days ago", lu)
+	}
+
+	code, out, _ = keyrotor(t, "", append(base, "--format", "json", "--users", "ancient,never-used")...)
+	var rep audit.Report
+	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || len(rep.Rows) != 2 {
+		t.Fatalf("json: exit %d, %v, %d rows", code, err, len(rep.Rows))
+	}
+	code, out, _ = keyrotor(t, "", append(base, "--format", "table", "--color", "always")...)
+	if code != 0 || !strings.Contains(out, "\x1b[31m400d") || !strings.Contains(out, "\x1b[33m100d") || !strings.Contains(out, "\x1b[32m60d") || !strings.Contains(out, "credentials:") {
+		t.Fatalf("table without age bands:\n%s", out)
+	}
+	// The audit changes nothing.
+	if k := a.Keys(t, "ancient"); k[keys["ancient"]] != "Active" || len(k) != 1 {
+		t.Fatalf("audit changed keys: %v", k)
+	}
+	for _, bad := range [][]string{{"--format", "xml"}, {"--as-of", "tomorrow"}, {"--users", ""}, {"--users", "bad name"}} {
+		if code, _, errOut := keyrotor(t, "", append(base, bad...)...); code != 2 || !strings.Contains(errOut, bad[0]) {
+			t.Errorf("audit %v: exit %d %q; want 2 naming the flag", bad, code, errOut)
+		}
+	}
+}
+
+// TestSlowE2EReportObjects: a run writes the report as CSV and JSON under a
+// key naming the date and the execution, and the output names them.
+func TestSlowE2EReportObjects(t *testing.T) {
+	requireBuild(t)
+	a := awstest.New(t)
+	seed(t, a)
+	code, out, errOut := keyrotor(t, "", append(runArgs(t, a.Endpoint), "--name", "report-run")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var sum struct {
+		Report struct{ Bucket, CSV, JSON string }
+	}
+	json.Unmarshal([]byte(out), &sum)
+	day := time.Now().UTC().Format("2006-01-02")
+	if sum.Report.CSV != "reports/"+day+"/report-run/credentials.csv" || sum.Report.JSON != "reports/"+day+"/report-run/credentials.json" {
+		t.Fatalf("report objects = %+v", sum.Report)
+	}
+	for key, ctype := range map[string]string{sum.Report.CSV: "text/csv", sum.Report.JSON: "application/json"} {
+		obj, err := a.S3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(sum.Report.Bucket), Key: aws.String(key)})
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		if !strings.HasPrefix(aws.ToString(obj.ContentType), ctype) {
+			t.Errorf("%s content type %s", key, aws.ToString(obj.ContentType))
+		}
+		obj.Body.Close()
+	}
+	_, notes := a.Sent(t)
+	linked := false
+	for _, n := range notes {
+		linked = linked || strings.Contains(n.Message, sum.Report.CSV)
+	}
+	if !linked {
+		t.Error("no admin message links to the report")
+	}
+}
