@@ -7,8 +7,8 @@ var Permissions = map[string][]string{
 	"find": {
 		"iam:GenerateCredentialReport", "iam:GetCredentialReport", // account-level: resource "*"
 		"iam:ListAccessKeys", "iam:ListUserTags", "iam:GetAccessKeyLastUsed", // users
-		"iam:GetGroup",                             // the exempt group, when one is set
-		"s3:PutObject",                             // plans/ and reports/
+		"iam:GetGroup",                       // the exempt group, when one is set
+		"s3:PutObject",                       // plans/ and reports/
 		"kms:Encrypt", "kms:GenerateDataKey", // the bucket's key
 	},
 	"create-and-store": {
@@ -19,6 +19,7 @@ var Permissions = map[string][]string{
 	},
 	"notify": {
 		"iam:ListUserTags", "iam:TagUser", "iam:UntagUser",
+		"s3:PutObject", "s3:GetObject", // the notification lock under ledger/
 		"ses:SendEmail",
 		"sns:Publish",
 		"kms:Decrypt", "kms:GenerateDataKey",

@@ -250,6 +250,7 @@ func (g grants) statements(fn string) []awsiam.PolicyStatement {
 	}
 	objects := map[string][]string{
 		"find":      {"plans/*", "reports/*"},
+		"notify":    {"ledger/*"},
 		"summarize": {"plans/*", "results/*", "runs/*"},
 	}
 	byResource := map[string][]string{}

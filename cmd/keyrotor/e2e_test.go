@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/keyrotor/keyrotor/internal/awstest"
 	"github.com/keyrotor/keyrotor/internal/faultproxy"
@@ -41,8 +45,12 @@ func keyrotor(t *testing.T, stdin string, args ...string) (int, string, string) 
 }
 
 func runArgs(t *testing.T, endpoint string, extra ...string) []string {
+	return runArgsIn(t.TempDir(), endpoint, extra...)
+}
+
+func runArgsIn(workDir, endpoint string, extra ...string) []string {
 	return append([]string{"run", "--endpoint", endpoint, "--template", template, "--bin", binDir,
-		"--work-dir", t.TempDir()}, extra...)
+		"--work-dir", workDir}, extra...)
 }
 
 type user struct {
@@ -144,11 +152,13 @@ func TestSlowE2EFullRotation(t *testing.T) {
 	requireBuild(t)
 	a := awstest.New(t)
 	old := seed(t, a)
-	code, out, errOut := keyrotor(t, "", runArgs(t, a.Endpoint)...)
+	work := t.TempDir()
+	code, out, errOut := keyrotor(t, "", runArgsIn(work, a.Endpoint)...)
 	if code != 0 {
 		t.Fatalf("keyrotor run exit %d\n%s", code, errOut)
 	}
 	assertRotated(t, a, old)
+	assertNoSecretAnywhere(t, a, work, out+errOut)
 	var sum rotation.Summary
 	if err := json.Unmarshal([]byte(out), &sum); err != nil {
 		t.Fatalf("stdout is not the summary: %v\n%s", err, out)
@@ -248,4 +258,90 @@ func TestE2EInputErrors(t *testing.T) {
 	if code, _, errOut := keyrotor(t, "", "run", "--endpoint", "http://x", "--wait", "-1s"); code != 2 || !strings.Contains(errOut, "--wait") {
 		t.Fatalf("negative --wait: exit %d %q", code, errOut)
 	}
+}
+
+// assertNoSecretAnywhere scans one run's every output for each secret
+// access key created: function logs, the execution history (every state's
+// input and output), the output and progress, mails and SNS messages, the
+// report and summary objects.
+func assertNoSecretAnywhere(t *testing.T, a *awstest.Account, work, printed string) {
+	t.Helper()
+	var secrets []string
+	for _, u := range account {
+		var k rotation.StoredKey
+		if s := a.Secret(t, "iam-access-keys/"+u.name); s != "" && json.Unmarshal([]byte(s), &k) == nil {
+			secrets = append(secrets, k.SecretAccessKey)
+		}
+	}
+	if len(secrets) != 3 {
+		t.Fatalf("found %d stored secrets; want 3", len(secrets))
+	}
+	corpus := []string{printed}
+	files, _ := filepath.Glob(filepath.Join(work, "*"))
+	logs, _ := filepath.Glob(filepath.Join(work, "logs", "*"))
+	for _, f := range append(files, logs...) {
+		if b, err := os.ReadFile(f); err == nil {
+			corpus = append(corpus, string(b))
+		}
+	}
+	if len(logs) != 6 {
+		t.Fatalf("function logs = %v; want six", logs)
+	}
+	mails, notes := a.Sent(t)
+	corpus = append(corpus, fmt.Sprint(mails), fmt.Sprint(notes))
+	buckets, _ := a.S3.ListBuckets(context.Background(), &s3.ListBucketsInput{})
+	objects := 0
+	for _, b := range buckets.Buckets {
+		list, _ := a.S3.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: b.Name})
+		for _, o := range list.Contents {
+			obj, err := a.S3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: b.Name, Key: o.Key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(obj.Body)
+			obj.Body.Close()
+			corpus = append(corpus, string(body))
+			objects++
+		}
+	}
+	if objects < 4 { // plan items, report CSV and JSON, run summary
+		t.Fatalf("only %d objects in S3", objects)
+	}
+	all := strings.Join(corpus, "\n")
+	if !strings.Contains(all, "DeleteOldKey") {
+		t.Fatal("the scanned corpus lacks the execution history")
+	}
+	for _, s := range secrets {
+		if strings.Contains(all, s) {
+			t.Fatal("a secret access key appears in a log, the history, an output, a message or a report")
+		}
+	}
+}
+
+// TestSlowE2EConcurrentRuns: two executions over the same users at once
+// (the schedule and a manual run) both end cleanly, with one rotation per
+// user and no third key attempt.
+func TestSlowE2EConcurrentRuns(t *testing.T) {
+	requireBuild(t)
+	a := awstest.New(t)
+	old := seed(t, a)
+	type res struct {
+		code   int
+		stderr string
+	}
+	done := make(chan res, 2)
+	for i := range 2 {
+		go func() {
+			var out, errb bytes.Buffer
+			code := dispatch(context.Background(), runArgs(t, a.Endpoint, "--name", fmt.Sprintf("concurrent-%d", i), "--retry-interval", "300ms"), strings.NewReader(""), &out, &errb)
+			done <- res{code, errb.String()}
+		}()
+	}
+	for range 2 {
+		r := <-done
+		if r.code != 0 {
+			t.Fatalf("a concurrent run failed:\n%s", r.stderr)
+		}
+	}
+	assertRotated(t, a, old)
 }

@@ -21,6 +21,7 @@ func init() { commands["run"] = runRun }
 type runFlags struct {
 	template, bin, name, workDir string
 	concurrency                  int
+	retryInterval                time.Duration
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -29,6 +30,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.name, "name", "", "execution name (default local-<time>)")
 	fs.StringVar(&f.workDir, "work-dir", "", "where logs and the execution history go (default build/run/<name>)")
 	fs.IntVar(&f.concurrency, "concurrency", 8, "processes per function")
+	fs.DurationVar(&f.retryInterval, "retry-interval", 100*time.Millisecond, "replaces every Retry interval of the definition, so local retries are quick")
 }
 
 // check fails early when the template is missing or older than cdk.json,
@@ -126,7 +128,7 @@ func readInput(path string, stdin io.Reader) (json.RawMessage, error) {
 
 // execute runs the state machine locally with progress.
 func execute(ctx context.Context, rf runFlags, endpoint string, input json.RawMessage, wait time.Duration, p *progress) (*local.Result, error) {
-	zero := time.Duration(0)
+	interval := rf.retryInterval
 	var plan struct {
 		Plan struct {
 			Counts struct{ Rotate, Retire int }
@@ -134,7 +136,7 @@ func execute(ctx context.Context, rf runFlags, endpoint string, input json.RawMe
 	}
 	res, err := local.Run(ctx, local.Options{
 		Endpoint: endpoint, Template: rf.template, BinDir: rf.bin, Input: input, Wait: wait,
-		RetryInterval: &zero, ExecutionName: rf.name, WorkDir: rf.workDir, MaxConcurrency: rf.concurrency,
+		RetryInterval: &interval, ExecutionName: rf.name, WorkDir: rf.workDir, MaxConcurrency: rf.concurrency,
 		Progress: p.event,
 		OnPlan: func(raw json.RawMessage) {
 			if json.Unmarshal(raw, &plan) == nil {

@@ -4,6 +4,7 @@ package main
 
 import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
@@ -14,7 +15,11 @@ import (
 func main() {
 	env := lambdastep.Setup("notify")
 	n := &rotation.Notifier{
-		IAM:    iam.NewFromConfig(env.AWS),
+		IAM: iam.NewFromConfig(env.AWS),
+		Locks: s3.NewFromConfig(env.AWS, func(o *s3.Options) {
+			o.UsePathStyle = env.AWS.BaseEndpoint != nil
+			o.DisableLogOutputChecksumValidationSkipped = true
+		}),
 		Mail:   sesv2.NewFromConfig(env.AWS),
 		Topic:  sns.NewFromConfig(env.AWS),
 		Config: env.Config,

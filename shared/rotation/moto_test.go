@@ -63,7 +63,7 @@ func (s *steps) rewire() {
 	a := s.acct
 	s.find = &rotation.Finder{IAM: a.IAM, S3: a.S3, Config: s.cfg, Now: now, Log: log}
 	s.create = &rotation.Creator{IAM: a.IAM, Secrets: a.Secrets, Verify: rotation.STSVerifier(a.Config), Config: s.cfg, Now: now, Log: log}
-	s.notify = &rotation.Notifier{IAM: a.IAM, Mail: a.SES, Topic: a.SNS, Config: s.cfg, Region: "us-east-1", Now: now, Log: log}
+	s.notify = &rotation.Notifier{IAM: a.IAM, Locks: a.S3, Mail: a.SES, Topic: a.SNS, Config: s.cfg, Region: "us-east-1", Now: now, Log: log}
 	s.deact = &rotation.Deactivator{IAM: a.IAM, Config: s.cfg, Now: now, Log: log}
 	s.del = &rotation.Deleter{IAM: a.IAM, Topic: a.SNS, Config: s.cfg, Now: now, Log: log}
 }

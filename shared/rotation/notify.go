@@ -1,13 +1,16 @@
 package rotation
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	sestypes "github.com/aws/aws-sdk-go-v2/service/sesv2/types"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
@@ -47,7 +50,11 @@ const (
 // a re-run after the fix sends); a send whose outcome is unknown (timeout,
 // dropped connection) keeps it, and the admins are told to check.
 type Notifier struct {
-	IAM    TagsAPI
+	IAM TagsAPI
+	// Locks holds the notification locks (S3, in Config.ReportBucket): the
+	// first execution to write a rotation's lock owns its notification, so
+	// two executions over the same user send one mail, not two.
+	Locks  ObjectsAPI
 	Mail   MailAPI
 	Topic  PublishAPI
 	Config config.Config
@@ -69,6 +76,12 @@ func (n *Notifier) Handle(ctx context.Context, t Task) (*Notice, error) {
 		return nil, &failures.InvalidInputError{Field: "newKey.keyId", Msg: "a rotate item reaches notify only after create-and-store"}
 	}
 	log := n.log().With("user", it.User, "oldKeyId", it.OldKey.ID)
+	if owner, err := n.lock(ctx, t); err != nil {
+		return nil, err
+	} else if owner != t.Execution {
+		log.InfoContext(ctx, "another execution owns this notification", "owner", owner)
+		return &Notice{MailStatus: "handled-by-other-execution", MailedTo: it.Email}, nil
+	}
 	ledger, err := readLedger(ctx, n.IAM, it.User)
 	if isNoSuchEntity(err) {
 		return &Notice{MailStatus: "skipped"}, nil
@@ -133,6 +146,34 @@ func (n *Notifier) Handle(ctx context.Context, t Task) (*Notice, error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// lock writes the notification lock of t's rotation if no execution has
+// (S3 conditional write) and returns the execution that owns it.
+func (n *Notifier) lock(ctx context.Context, t Task) (string, error) {
+	if n.Locks == nil || n.Config.ReportBucket == "" {
+		return t.Execution, nil
+	}
+	key := fmt.Sprintf("ledger/%s/%s/notify.json", safeKey(t.Item.User), t.Item.OldKey.ID)
+	body, _ := json.Marshal(map[string]string{"execution": t.Execution, "user": t.Item.User, "oldKeyId": t.Item.OldKey.ID})
+	_, err := n.Locks.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(n.Config.ReportBucket), Key: aws.String(key),
+		Body: bytes.NewReader(body), IfNoneMatch: aws.String("*"), ContentType: aws.String("application/json")})
+	if err == nil {
+		return t.Execution, nil
+	}
+	if code := failures.APICode(err); code != "PreconditionFailed" && code != "ConditionalRequestConflict" {
+		return "", fmt.Errorf("write notification lock s3://%s/%s: %w", n.Config.ReportBucket, key, err)
+	}
+	out, err := n.Locks.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(n.Config.ReportBucket), Key: aws.String(key)})
+	if err != nil {
+		return "", fmt.Errorf("read notification lock s3://%s/%s: %w", n.Config.ReportBucket, key, err)
+	}
+	defer out.Body.Close()
+	var held struct{ Execution string }
+	if err := json.NewDecoder(out.Body).Decode(&held); err != nil || held.Execution == "" {
+		return "", &failures.StepError{Msg: fmt.Sprintf("notification lock s3://%s/%s is unreadable; delete it to let keyrotor notify", n.Config.ReportBucket, key)}
+	}
+	return held.Execution, nil
 }
 
 func (n *Notifier) ownerMessage(t Task, res *Notice) notice.Owner {

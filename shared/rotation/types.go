@@ -110,9 +110,11 @@ type NewKey struct {
 
 // Notice is the output of notify (state path $.notice).
 type Notice struct {
-	MailedTo    string `json:"mailedTo,omitempty"`
-	MessageID   string `json:"messageId,omitempty"`
-	MailStatus  string `json:"mailStatus"` // sent, already-sent, no-address, unknown, skipped
+	MailedTo  string `json:"mailedTo,omitempty"`
+	MessageID string `json:"messageId,omitempty"`
+	// MailStatus: sent, already-sent, no-address, unknown (an interrupted
+	// send is never repeated), skipped, or handled-by-other-execution.
+	MailStatus  string `json:"mailStatus"`
 	AdminNotice string `json:"adminNotice,omitempty"`
 	// StopsWorking and DeleteAfter are what the owner was told.
 	StopsWorking time.Time `json:"stopsWorking"`
