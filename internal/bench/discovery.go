@@ -93,7 +93,7 @@ func SeedScale(ctx context.Context, base aws.Config, clock Clock, users int, due
 		return first
 	}
 	create := func(i int) error {
-		name := fmt.Sprintf("user-%05d", i)
+		name := userName(i)
 		if _, err := api.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String(name),
 			Tags: []types.Tag{{Key: aws.String("email"), Value: aws.String(name + "@example.com")}}}); err != nil {
 			return err
@@ -234,3 +234,5 @@ func SortedOps(m map[string]int) []string {
 	sort.Strings(ks)
 	return ks
 }
+
+func userName(i int) string { return fmt.Sprintf("user-%05d", i) }

@@ -36,7 +36,12 @@ type Function struct {
 type Stats struct {
 	Invocations map[string]int // by function
 	Errors      map[string]int // by error type
-	ColdStarts  []time.Duration
+	// ColdStarts: per function, process start to its first request for
+	// work on the Runtime API (the runtime is initialised and ready).
+	ColdStarts map[string][]time.Duration
+	// PeakRSSKB: per function, the largest peak resident set of its
+	// processes that have ended.
+	PeakRSSKB map[string]int64
 }
 
 // Server is a local Lambda service.
@@ -95,7 +100,8 @@ func NewServer(fns []Function, logDir string) (*Server, error) {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
-	s := &Server{logDir: logDir, fns: map[string]*fnRuntime{}, stats: Stats{Invocations: map[string]int{}, Errors: map[string]int{}}}
+	s := &Server{logDir: logDir, fns: map[string]*fnRuntime{}, stats: Stats{Invocations: map[string]int{}, Errors: map[string]int{},
+		ColdStarts: map[string][]time.Duration{}, PeakRSSKB: map[string]int64{}}}
 	for _, f := range fns {
 		if _, err := os.Stat(f.Binary); err != nil {
 			s.Close()
@@ -134,7 +140,13 @@ func (s *Server) URL() string { return s.url }
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := Stats{Invocations: map[string]int{}, Errors: map[string]int{}, ColdStarts: append([]time.Duration(nil), s.stats.ColdStarts...)}
+	out := Stats{Invocations: map[string]int{}, Errors: map[string]int{}, ColdStarts: map[string][]time.Duration{}, PeakRSSKB: map[string]int64{}}
+	for k, v := range s.stats.ColdStarts {
+		out.ColdStarts[k] = append([]time.Duration(nil), v...)
+	}
+	for k, v := range s.stats.PeakRSSKB {
+		out.PeakRSSKB[k] = v
+	}
 	for k, v := range s.stats.Invocations {
 		out.Invocations[k] = v
 	}
@@ -277,6 +289,11 @@ func (p *process) watch() {
 	err := p.cmd.Wait()
 	p.http.Close()
 	rt := p.rt
+	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rt.srv.mu.Lock()
+		rt.srv.stats.PeakRSSKB[rt.fn.Name] = max(rt.srv.stats.PeakRSSKB[rt.fn.Name], ru.Maxrss)
+		rt.srv.mu.Unlock()
+	}
 	rt.mu.Lock()
 	delete(rt.procs, p)
 	rt.mu.Unlock()
@@ -308,7 +325,7 @@ func (p *process) next(w http.ResponseWriter, r *http.Request) {
 	rt := p.rt
 	if p.first.CompareAndSwap(false, true) {
 		rt.srv.mu.Lock()
-		rt.srv.stats.ColdStarts = append(rt.srv.stats.ColdStarts, time.Since(p.started))
+		rt.srv.stats.ColdStarts[rt.fn.Name] = append(rt.srv.stats.ColdStarts[rt.fn.Name], time.Since(p.started))
 		rt.srv.mu.Unlock()
 	}
 	rt.mu.Lock()

@@ -85,6 +85,7 @@ type Result struct {
 	HistoryFile   string // every engine event, inputs and outputs included
 	LogDir        string // one log per function
 	PerUserStates map[string]int
+	Stats         Stats // the local Lambda service's counters
 }
 
 // Run executes the synthesized state machine once, locally.
@@ -293,7 +294,9 @@ func runEngine(ctx context.Context, o Options, jobPath string, srv *Server, logD
 	}
 	waitErr := cmd.Wait()
 	r.Duration = time.Since(start)
-	r.Invocations = srv.Stats().Invocations
+	srv.Close() // ends the function processes, so their peak memory is known
+	r.Stats = srv.Stats()
+	r.Invocations = r.Stats.Invocations
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}

@@ -10,10 +10,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/keyrotor/keyrotor/shared/failures"
 )
 
 // Options tune Load.
@@ -78,16 +81,34 @@ func FromLambdaEnv(getenv func(string) string, maxAttempts int) (aws.Config, err
 		return aws.Config{}, fmt.Errorf("AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set (the Lambda runtime sets them)")
 	}
 	cfg := aws.Config{
-		Region:      region,
-		Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(id, secret, getenv("AWS_SESSION_TOKEN"))),
-		HTTPClient:  awshttp.NewBuildableClient().WithTimeout(30 * time.Second),
-		Retryer: func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = max(maxAttempts, 1) })
-		},
+		Region:           region,
+		Credentials:      aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(id, secret, getenv("AWS_SESSION_TOKEN"))),
+		HTTPClient:       awshttp.NewBuildableClient().WithTimeout(30 * time.Second),
+		Retryer:          func() aws.Retryer { return ThrottleRetryer(maxAttempts) },
 		RetryMaxAttempts: max(maxAttempts, 1),
 	}
 	if ep := getenv("AWS_ENDPOINT_URL"); ep != "" {
 		cfg.BaseEndpoint = aws.String(ep)
 	}
 	return cfg, nil
+}
+
+// ThrottleRetryer retries only throttled calls (which AWS did not carry
+// out), with exponential backoff and jitter up to 20 s and no client-side
+// retry quota, so a function survives heavy throttling. A 5xx, a timeout or
+// a broken connection is not retried here: the call may have taken effect,
+// and the step's own converge-on-re-run logic, driven by the state
+// machine's Retry on TransientError, handles it.
+func ThrottleRetryer(maxAttempts int) aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = max(maxAttempts, 1)
+		o.MaxBackoff = 20 * time.Second
+		o.RateLimiter = ratelimit.None
+		o.Retryables = []retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+			if failures.IsThrottle(err) {
+				return aws.TrueTernary
+			}
+			return aws.FalseTernary
+		})}
+	})
 }

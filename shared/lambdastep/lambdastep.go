@@ -38,9 +38,10 @@ func Setup(function string) Env {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	// The SDK retries a little (2 attempts); the state machine owns the
-	// real retries, with backoff and jitter, on the named errors.
-	awsCfg, err := awsconf.FromLambdaEnv(os.Getenv, 2)
+	// The SDK retries throttled calls only (up to 8 attempts, backoff with
+	// jitter); everything else goes back to the state machine's Retry on
+	// the named errors, where each step converges when re-run.
+	awsCfg, err := awsconf.FromLambdaEnv(os.Getenv, 8)
 	if err != nil {
 		log.Error("load AWS configuration", "error", err.Error())
 		os.Exit(1)
