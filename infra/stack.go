@@ -39,6 +39,7 @@ type KeyRotorStackProps struct {
 
 // fnSpec describes one function of the workflow.
 type fnSpec struct {
+	perUser  bool // runs once per due key (reserved concurrency applies)
 	id, dir  string
 	memory   float64
 	timeout  float64 // seconds
@@ -46,12 +47,12 @@ type fnSpec struct {
 }
 
 var functions = []fnSpec{
-	{"FindFunction", "find", 256, 300, "finds the access keys that are due (FindDueKeys)"},
-	{"CreateAndStoreFunction", "create-and-store", 128, 60, "creates the new key and stores it in Secrets Manager (CreateAndStoreNewKey)"},
-	{"NotifyFunction", "notify", 128, 60, "mails the owner where the new key is and tells admins (NotifyOwner)"},
-	{"DeactivateFunction", "deactivate", 128, 30, "deactivates the old key (DeactivateOldKey)"},
-	{"DeleteFunction", "delete", 128, 30, "deletes the old key after the grace period (DeleteOldKey)"},
-	{"SummarizeFunction", "summarize", 256, 120, "totals the run and tells admins (SummarizeRun)"},
+	{false, "FindFunction", "find", 256, 900, "finds the access keys that are due (FindDueKeys)"},
+	{true, "CreateAndStoreFunction", "create-and-store", 128, 60, "creates the new key and stores it in Secrets Manager (CreateAndStoreNewKey)"},
+	{true, "NotifyFunction", "notify", 128, 60, "mails the owner where the new key is and tells admins (NotifyOwner)"},
+	{true, "DeactivateFunction", "deactivate", 128, 30, "deactivates the old key (DeactivateOldKey)"},
+	{true, "DeleteFunction", "delete", 128, 30, "deletes the old key after the grace period (DeleteOldKey)"},
+	{false, "SummarizeFunction", "summarize", 256, 300, "totals the run and tells admins (SummarizeRun)"},
 }
 
 // NewKeyRotorStack defines every keyrotor resource.
@@ -122,7 +123,7 @@ func NewKeyRotorStack(scope constructs.Construct, id string, props *KeyRotorStac
 	env[config.EnvKMSKeyID] = *key.KeyArn()
 	fns := map[string]awslambda.Function{}
 	for _, f := range functions {
-		fns[f.dir] = newFunction(stack, f, props.AssetDir, env, s.LogRetentionDays, grants{
+		fns[f.dir] = newFunction(stack, f, props.AssetDir, env, s.LogRetentionDays, s.LambdaConcurrency, grants{
 			stack: stack, cfg: cfg, key: key, topic: topic, bucket: bucket,
 		})
 	}
@@ -187,7 +188,7 @@ type grants struct {
 	bucket awss3.Bucket
 }
 
-func newFunction(stack awscdk.Stack, f fnSpec, assetDir string, env map[string]string, logDays int, g grants) awslambda.Function {
+func newFunction(stack awscdk.Stack, f fnSpec, assetDir string, env map[string]string, logDays, reserved int, g grants) awslambda.Function {
 	logs := awslogs.NewLogGroup(stack, jsii.String(f.id+"Logs"), &awslogs.LogGroupProps{
 		Retention:     retention(logDays),
 		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
@@ -212,18 +213,25 @@ func newFunction(stack awscdk.Stack, f fnSpec, assetDir string, env map[string]s
 	for k, v := range env {
 		vars[k] = jsii.String(v)
 	}
+	var concurrency *float64
+	if f.perUser {
+		// Bounds the IAM calls of thousands of child executions; a child
+		// waiting out its grace period holds no Lambda.
+		concurrency = jsii.Number(float64(reserved))
+	}
 	return awslambda.NewFunction(stack, jsii.String(f.id), &awslambda.FunctionProps{
-		Description:   jsii.String("keyrotor: " + f.describe),
-		Runtime:       awslambda.Runtime_PROVIDED_AL2023(),
-		Architecture:  awslambda.Architecture_ARM_64(),
-		Handler:       jsii.String("bootstrap"),
-		Code:          awslambda.Code_FromAsset(jsii.String(filepath.Join(assetDir, f.dir)), nil),
-		MemorySize:    jsii.Number(f.memory),
-		Timeout:       awscdk.Duration_Seconds(jsii.Number(f.timeout)),
-		Environment:   &vars,
-		LoggingFormat: awslambda.LoggingFormat_JSON,
-		LogGroup:      logs,
-		Role:          role,
+		ReservedConcurrentExecutions: concurrency,
+		Description:                  jsii.String("keyrotor: " + f.describe),
+		Runtime:                      awslambda.Runtime_PROVIDED_AL2023(),
+		Architecture:                 awslambda.Architecture_ARM_64(),
+		Handler:                      jsii.String("bootstrap"),
+		Code:                         awslambda.Code_FromAsset(jsii.String(filepath.Join(assetDir, f.dir)), nil),
+		MemorySize:                   jsii.Number(f.memory),
+		Timeout:                      awscdk.Duration_Seconds(jsii.Number(f.timeout)),
+		Environment:                  &vars,
+		LoggingFormat:                awslambda.LoggingFormat_JSON,
+		LogGroup:                     logs,
+		Role:                         role,
 	})
 }
 
@@ -357,7 +365,7 @@ func workflow(stack awscdk.Stack, fns map[string]awslambda.Function, bucket awss
 		t.AddRetry(&sfn.RetryProps{Errors: jsii.Strings(retryable...), Interval: awscdk.Duration_Seconds(jsii.Number(2)),
 			BackoffRate: jsii.Number(2), MaxAttempts: jsii.Number(8), MaxDelay: awscdk.Duration_Seconds(jsii.Number(120)), JitterStrategy: sfn.JitterType_FULL})
 		t.AddRetry(&sfn.RetryProps{Errors: jsii.Strings(lambdaErrors...), Interval: awscdk.Duration_Seconds(jsii.Number(2)),
-			BackoffRate: jsii.Number(2), MaxAttempts: jsii.Number(6), JitterStrategy: sfn.JitterType_FULL})
+			BackoffRate: jsii.Number(2), MaxAttempts: jsii.Number(12), MaxDelay: awscdk.Duration_Seconds(jsii.Number(60)), JitterStrategy: sfn.JitterType_FULL})
 		return t
 	}
 	find := task("FindDueKeys", "find", sfn.TaskInput_FromObject(&map[string]any{
@@ -385,7 +393,7 @@ func workflow(stack awscdk.Stack, fns map[string]awslambda.Function, bucket awss
 	}).When(sfn.Condition_StringEquals(jsii.String("$.item.action"), jsii.String("rotate")), create, nil).Otherwise(notify)
 
 	fanOut := sfn.NewDistributedMap(stack, jsii.String("RotateEachUser"), &sfn.DistributedMapProps{
-		Comment: jsii.String("One child execution per due key; the first pass tolerates failures so no user waits on another."),
+		Comment: jsii.String("One child execution per due key, all at once up to the map's concurrency; the first pass tolerates failures so no user waits on another."),
 		ItemReader: sfn.NewS3JsonItemReader(&sfn.S3FileItemReaderProps{
 			BucketNamePath: sfn.JsonPath_StringAt(jsii.String("$.plan.bucket")),
 			Key:            sfn.JsonPath_StringAt(jsii.String("$.plan.itemsKey")),

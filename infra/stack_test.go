@@ -97,6 +97,12 @@ func TestFunctions(t *testing.T) {
 			"Handler":       "bootstrap",
 			"MemorySize":    f.memory,
 			"Timeout":       f.timeout,
+			"ReservedConcurrentExecutions": func() any {
+				if f.perUser {
+					return 10
+				}
+				return assertions.Match_Absent()
+			}(),
 			"LoggingConfig": assertions.Match_ObjectLike(&map[string]any{"LogFormat": "JSON"}),
 			"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
 				config.EnvMaxKeyAgeDays: "90", config.EnvUnusedDays: "45", config.EnvGracePeriod: "168h0m0s",
@@ -414,5 +420,9 @@ func TestMermaid(t *testing.T) {
 	want, _ := os.ReadFile(file)
 	if string(want) != got {
 		t.Fatalf("docs/workflow.mmd is out of date: run `go test ./infra -run Mermaid -update` and copy it into README")
+	}
+	readme, _ := os.ReadFile("../README.md")
+	if !strings.Contains(string(readme), "```mermaid\n"+got+"```") {
+		t.Fatalf("README.md's mermaid block differs from docs/workflow.mmd: copy the file into README")
 	}
 }

@@ -28,7 +28,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.template, "template", "cdk.out/KeyRotor.template.json", "the synthesized template (make synth)")
 	fs.StringVar(&f.bin, "bin", "build/host", "the functions built for this machine (make build-host)")
 	fs.StringVar(&f.name, "name", "", "execution name (default local-<time>)")
-	fs.StringVar(&f.workDir, "work-dir", "", "where logs and the execution history go (default build/run/<name>)")
+	fs.StringVar(&f.workDir, "work-dir", "", "where logs and the execution history go (default build/run/<name>, for demo build/demo/<name>)")
 	fs.IntVar(&f.concurrency, "concurrency", 8, "processes per function")
 	fs.DurationVar(&f.retryInterval, "retry-interval", 100*time.Millisecond, "replaces every Retry interval of the definition, so local retries are quick")
 }

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -72,6 +73,8 @@ type Finder struct {
 	Log    *slog.Logger
 	// InlineItemsLimit bounds the JSON size of Plan.Items (default 64 KiB).
 	InlineItemsLimit int
+	// Workers checks candidates concurrently (default 8).
+	Workers int
 }
 
 // FindInput is the find function's payload: the execution input, untouched,
@@ -266,23 +269,63 @@ func (f *Finder) Assess(ctx context.Context, asOf time.Time, users []string) (*A
 	}
 	a := &Assessment{AsOf: asOf, ReportTime: generated, Rows: rows, Candidates: map[string]*Candidate{}}
 	rules := f.rules()
-	var exemptGroup map[string]bool
+	var due []credreport.Row
 	for _, row := range rows {
-		if !mayBeDue(row, rules, asOf) {
-			continue
+		if mayBeDue(row, rules, asOf) {
+			due = append(due, row)
 		}
-		if exemptGroup == nil && f.Config.ExemptGroup != "" {
-			if exemptGroup, err = f.groupMembers(ctx, f.Config.ExemptGroup); err != nil {
-				return nil, err
-			}
-		}
-		c, err := f.checkLive(ctx, row, exemptGroup, rules, asOf)
-		if err != nil {
+	}
+	if len(due) == 0 {
+		return a, nil
+	}
+	var exemptGroup map[string]bool
+	if f.Config.ExemptGroup != "" {
+		if exemptGroup, err = f.groupMembers(ctx, f.Config.ExemptGroup); err != nil {
 			return nil, err
 		}
-		if c != nil {
-			a.Candidates[row.User] = c
+	}
+	// Candidates are checked by a few workers: at IAM's latency a few
+	// thousand due users would otherwise take minutes one by one.
+	workers := min(max(f.Workers, 1), len(due))
+	if f.Workers == 0 {
+		workers = min(8, len(due))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex
+	var firstErr error
+	next := make(chan credreport.Row)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for row := range next {
+				c, err := f.checkLive(ctx, row, exemptGroup, rules, asOf)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+					cancel()
+				}
+				if c != nil {
+					a.Candidates[row.User] = c
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for _, row := range due {
+		select {
+		case next <- row:
+		case <-ctx.Done():
+			break feed
 		}
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
 	}
 	return a, nil
 }

@@ -30,7 +30,8 @@ const (
 	KeyExemptTag           = "exemptTag"           // keyrotor:exempt
 	KeyExemptGroup         = "exemptGroup"         // (none)
 	KeyKMSKeyArn           = "kmsKeyArn"           // (none: the stack creates a key)
-	KeyFanOutConcurrency   = "fanOutConcurrency"   // 50
+	KeyFanOutConcurrency   = "fanOutConcurrency"   // 10000 (the Distributed Map maximum)
+	KeyLambdaConcurrency   = "lambdaConcurrency"   // 10: reserved concurrency of each per-user function
 	KeyReportRetentionDays = "reportRetentionDays" // 400
 	KeyLogRetentionDays    = "logRetentionDays"    // 90
 	KeyRetirePasswords     = "retirePasswords"     // false
@@ -38,7 +39,7 @@ const (
 
 // Keys lists every context key keyrotor reads.
 var Keys = []string{KeyMaxKeyAgeDays, KeyUnusedDays, KeyGraceDays, KeySchedule, KeySenderAddress, KeyAdminEmails,
-	KeySecretPrefix, KeyEmailTag, KeyExemptTag, KeyExemptGroup, KeyKMSKeyArn, KeyFanOutConcurrency,
+	KeySecretPrefix, KeyEmailTag, KeyExemptTag, KeyExemptGroup, KeyKMSKeyArn, KeyFanOutConcurrency, KeyLambdaConcurrency,
 	KeyReportRetentionDays, KeyLogRetentionDays, KeyRetirePasswords}
 
 // Settings is everything a deployment is tuned with.
@@ -46,7 +47,8 @@ type Settings struct {
 	Config              config.Config // what the functions read (their environment)
 	Schedule            string        // EventBridge expression; "" when off
 	AdminEmails         []string
-	FanOutConcurrency   int
+	FanOutConcurrency   int // child executions at once: each holds a slot through its grace Wait
+	LambdaConcurrency   int // reserved concurrency of the per-user functions: bounds IAM call pressure
 	KMSKeyArn           string
 	ReportRetentionDays int
 	LogRetentionDays    int
@@ -61,7 +63,7 @@ func (e *Error) Error() string {
 
 // Default returns the settings with every default.
 func Default() Settings {
-	return Settings{Config: config.Default(), Schedule: "rate(1 day)", FanOutConcurrency: 50, ReportRetentionDays: 400, LogRetentionDays: 90}
+	return Settings{Config: config.Default(), Schedule: "rate(1 day)", FanOutConcurrency: 10000, LambdaConcurrency: 10, ReportRetentionDays: 400, LogRetentionDays: 90}
 }
 
 // FromContext reads the settings through get, which returns a context
@@ -105,6 +107,7 @@ func FromContext(get func(key string) (any, bool)) (Settings, error) {
 	}{
 		{KeyMaxKeyAgeDays, &s.Config.MaxKeyAgeDays, 1, 3650}, {KeyUnusedDays, &s.Config.UnusedDays, 1, 3650},
 		{KeyGraceDays, &grace, 0, 365}, {KeyFanOutConcurrency, &s.FanOutConcurrency, 1, 10000},
+		{KeyLambdaConcurrency, &s.LambdaConcurrency, 1, 1000},
 		{KeyReportRetentionDays, &s.ReportRetentionDays, 1, 36500}, {KeyLogRetentionDays, &s.LogRetentionDays, 1, 3653},
 	} {
 		if err := num(n.key, n.dst, n.lo, n.hi); err != nil {

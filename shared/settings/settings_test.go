@@ -15,7 +15,7 @@ func TestFromContext(t *testing.T) {
 		check   func(Settings) bool
 	}{
 		{"defaults", nil, "", func(s Settings) bool {
-			return s.Schedule == "rate(1 day)" && s.FanOutConcurrency == 50 && s.Config.GracePeriod == 7*24*time.Hour && s.Config.MaxKeyAgeDays == 90
+			return s.Schedule == "rate(1 day)" && s.FanOutConcurrency == 10000 && s.LambdaConcurrency == 10 && s.Config.GracePeriod == 7*24*time.Hour && s.Config.MaxKeyAgeDays == 90
 		}},
 		{"strings from -c", map[string]any{"maxKeyAgeDays": "60", "graceDays": "3", "schedule": "off", "adminEmails": "a@example.com, b@example.com", "retirePasswords": "true"}, "", func(s Settings) bool {
 			return s.Config.MaxKeyAgeDays == 60 && s.Config.GracePeriod == 72*time.Hour && s.Schedule == "" && len(s.AdminEmails) == 2 && s.Config.RetirePasswords
