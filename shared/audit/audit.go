@@ -127,7 +127,9 @@ func passwordRow(row credreport.Row, rules policy.Rules, asOf time.Time, retireP
 	if days := policy.AgeDays(idle, asOf); !idle.IsZero() && days >= rules.UnusedDays {
 		r.Decision = policy.Retire
 		r.Reason = fmt.Sprintf("console password unused for %d days (%s %s), threshold %d days", days, since, idle.UTC().Format("2006-01-02"), rules.UnusedDays)
-		if !retirePasswords {
+		if retirePasswords {
+			r.Reason += "; reported only: keyrotor does not remove login profiles yet, remove it by hand"
+		} else {
 			r.Reason += "; reported only (retirePasswords is off)"
 		}
 	}

@@ -1,0 +1,164 @@
+package rotation_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/iam/types"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+
+	"github.com/keyrotor/keyrotor/shared/config"
+	"github.com/keyrotor/keyrotor/shared/rotation"
+)
+
+// fakeIAM is a small in-memory IAM for one user: keys and tags.
+type fakeIAM struct {
+	keys    map[string]types.StatusType
+	tags    map[string]string
+	updates int
+	deletes int
+}
+
+func (f *fakeIAM) ListAccessKeys(_ context.Context, in *iam.ListAccessKeysInput, _ ...func(*iam.Options)) (*iam.ListAccessKeysOutput, error) {
+	out := &iam.ListAccessKeysOutput{}
+	for id, st := range f.keys {
+		out.AccessKeyMetadata = append(out.AccessKeyMetadata, types.AccessKeyMetadata{AccessKeyId: aws.String(id), Status: st, UserName: in.UserName})
+	}
+	return out, nil
+}
+
+func (f *fakeIAM) ListUserTags(context.Context, *iam.ListUserTagsInput, ...func(*iam.Options)) (*iam.ListUserTagsOutput, error) {
+	out := &iam.ListUserTagsOutput{}
+	for k, v := range f.tags {
+		out.Tags = append(out.Tags, types.Tag{Key: aws.String(k), Value: aws.String(v)})
+	}
+	return out, nil
+}
+
+func (f *fakeIAM) TagUser(_ context.Context, in *iam.TagUserInput, _ ...func(*iam.Options)) (*iam.TagUserOutput, error) {
+	for _, t := range in.Tags {
+		f.tags[*t.Key] = *t.Value
+	}
+	return &iam.TagUserOutput{}, nil
+}
+
+func (f *fakeIAM) UntagUser(_ context.Context, in *iam.UntagUserInput, _ ...func(*iam.Options)) (*iam.UntagUserOutput, error) {
+	for _, k := range in.TagKeys {
+		delete(f.tags, k)
+	}
+	return &iam.UntagUserOutput{}, nil
+}
+
+func (f *fakeIAM) UpdateAccessKey(_ context.Context, in *iam.UpdateAccessKeyInput, _ ...func(*iam.Options)) (*iam.UpdateAccessKeyOutput, error) {
+	f.updates++
+	f.keys[*in.AccessKeyId] = in.Status
+	return &iam.UpdateAccessKeyOutput{}, nil
+}
+
+func (f *fakeIAM) DeleteAccessKey(_ context.Context, in *iam.DeleteAccessKeyInput, _ ...func(*iam.Options)) (*iam.DeleteAccessKeyOutput, error) {
+	f.deletes++
+	delete(f.keys, *in.AccessKeyId)
+	return &iam.DeleteAccessKeyOutput{}, nil
+}
+
+var (
+	_ rotation.DeactivateIAM = (*fakeIAM)(nil)
+	_ rotation.DeleteIAM     = (*fakeIAM)(nil)
+)
+
+type fakeTopic struct{ messages []string }
+
+func (f *fakeTopic) Publish(_ context.Context, in *sns.PublishInput, _ ...func(*sns.Options)) (*sns.PublishOutput, error) {
+	f.messages = append(f.messages, *in.Message)
+	return &sns.PublishOutput{MessageId: aws.String("m")}, nil
+}
+
+var t0 = time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
+
+func rotateTask() rotation.Task {
+	return rotation.Task{Execution: "e", Item: rotation.Item{User: "alice", Action: "rotate", OldKey: rotation.KeyRef{ID: "OLD"}},
+		NewKey: &rotation.NewKey{KeyID: "NEW"}}
+}
+
+func TestDeactivateUnit(t *testing.T) {
+	tests := []struct {
+		name        string
+		keys        map[string]types.StatusType
+		tags        map[string]string
+		wantErr     string
+		wantUpdates int
+		wantAfter   time.Time
+	}{
+		{"deactivates and records", map[string]types.StatusType{"OLD": "Active", "NEW": "Active"}, map[string]string{}, "", 1, t0.Add(7 * 24 * time.Hour)},
+		{"already inactive, recorded earlier: the recorded time wins", map[string]types.StatusType{"OLD": "Inactive", "NEW": "Active"},
+			map[string]string{"keyrotor:deactivated:OLD": t0.Add(-time.Hour).Format(time.RFC3339)}, "", 0, t0.Add(7*24*time.Hour - time.Hour)},
+		{"new key missing: old key stays Active", map[string]types.StatusType{"OLD": "Active"}, map[string]string{}, "stays Active", 0, time.Time{}},
+		{"new key inactive: old key stays Active", map[string]types.StatusType{"OLD": "Active", "NEW": "Inactive"}, map[string]string{}, "stays Active", 0, time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeIAM{keys: tt.keys, tags: tt.tags}
+			d := &rotation.Deactivator{IAM: f, Config: config.Default(), Now: func() time.Time { return t0 }}
+			got, err := d.Handle(context.Background(), rotateTask())
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || f.keys["OLD"] != "Active" {
+					t.Fatalf("Handle = %+v, %v; want error %q and OLD Active", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !got.DeleteAfter.Equal(tt.wantAfter) || f.updates != tt.wantUpdates || f.keys["OLD"] != "Inactive" {
+				t.Fatalf("Handle = %+v, %v (updates %d); want deleteAfter %v", got, err, f.updates, tt.wantAfter)
+			}
+		})
+	}
+}
+
+func TestDeleteUnit(t *testing.T) {
+	recorded := map[string]string{"keyrotor:deactivated:OLD": t0.Add(-8 * 24 * time.Hour).Format(time.RFC3339), "keyrotor:replaced-by:OLD": "NEW"}
+	tests := []struct {
+		name     string
+		keys     map[string]types.StatusType
+		tags     map[string]string
+		deleted  bool
+		reason   string
+		adminMsg bool
+	}{
+		{"past grace: deleted, ledger cleaned", map[string]types.StatusType{"OLD": "Inactive", "NEW": "Active"}, recorded, true, "deleted after", false},
+		{"already gone: success", map[string]types.StatusType{"NEW": "Active"}, recorded, true, "already deleted", false},
+		{"re-activated: kept", map[string]types.StatusType{"OLD": "Active", "NEW": "Active"}, recorded, false, "re-activated", true},
+		{"new key gone: kept", map[string]types.StatusType{"OLD": "Inactive"}, recorded, false, "new key", true},
+		{"not keyrotor's: kept", map[string]types.StatusType{"OLD": "Inactive", "NEW": "Active"}, map[string]string{}, false, "no record", true},
+		{"too early: kept", map[string]types.StatusType{"OLD": "Inactive", "NEW": "Active"},
+			map[string]string{"keyrotor:deactivated:OLD": t0.Add(-time.Hour).Format(time.RFC3339)}, false, "grace period runs until", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tags := map[string]string{}
+			for k, v := range tt.tags {
+				tags[k] = v
+			}
+			f := &fakeIAM{keys: tt.keys, tags: tags}
+			topic := &fakeTopic{}
+			cfg := config.Default()
+			cfg.AdminTopicARN = "arn:aws:sns:us-east-1:1:t"
+			d := &rotation.Deleter{IAM: f, Topic: topic, Config: cfg, Now: func() time.Time { return t0 }}
+			got, err := d.Handle(context.Background(), rotateTask())
+			if err != nil || got.Deleted != tt.deleted || !strings.Contains(got.Reason, tt.reason) {
+				t.Fatalf("Handle = %+v, %v; want deleted=%v, reason containing %q", got, err, tt.deleted, tt.reason)
+			}
+			if _, still := f.keys["OLD"]; still == tt.deleted {
+				t.Fatalf("OLD present = %v after deleted=%v", still, tt.deleted)
+			}
+			if (len(topic.messages) > 0) != tt.adminMsg {
+				t.Fatalf("admin messages %v; want %v", topic.messages, tt.adminMsg)
+			}
+			if tt.deleted && len(f.tags) != 0 {
+				t.Fatalf("ledger left: %v", f.tags)
+			}
+		})
+	}
+}
