@@ -14,7 +14,6 @@ import (
 	"io"
 	"sort"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -280,7 +279,7 @@ func NewS3Writer(api PutObjectAPI, bucket string, retirePasswords bool) rotation
 // Keys returns the object keys of a run's report: the run's date and the
 // execution name.
 func Keys(day time.Time, execution string) (csvKey, jsonKey string) {
-	base := fmt.Sprintf("reports/%s/%s/credentials", day.UTC().Format("2006-01-02"), safe(execution))
+	base := fmt.Sprintf("reports/%s/%s/credentials", day.UTC().Format("2006-01-02"), rotation.SafeKey(execution))
 	return base + ".csv", base + ".json"
 }
 
@@ -309,16 +308,4 @@ func (s *S3Writer) WriteReport(ctx context.Context, execution string, a *rotatio
 		}
 	}
 	return &rotation.ReportRef{Bucket: s.Bucket, CSV: csvKey, JSON: jsonKey, Rows: len(rep.Rows)}, nil
-}
-
-func safe(s string) string {
-	if s == "" {
-		return "manual"
-	}
-	return strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
-			return r
-		}
-		return '_'
-	}, s)
 }

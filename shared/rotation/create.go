@@ -84,7 +84,7 @@ func (c *Creator) Handle(ctx context.Context, t Task) (*NewKey, error) {
 		return nil, &failures.InvalidInputError{Field: "item.action", Msg: fmt.Sprintf("create-and-store handles rotate items, got %q", it.Action)}
 	}
 	name := SecretName(c.Config.SecretPrefix, it.User)
-	log := c.log().With("user", it.User, "oldKeyId", it.OldKey.ID, "secret", name)
+	log := logOf(c.Log).With("user", it.User, "oldKeyId", it.OldKey.ID, "secret", name)
 
 	keys, exists, err := liveKeys(ctx, c.IAM, it.User)
 	if err != nil {
@@ -208,7 +208,7 @@ func (c *Creator) claim(ctx context.Context, t Task, name string) (*claim, error
 		}
 		return prev, nil
 	}
-	cl.ClaimedAt = c.now().UTC().Truncate(time.Second)
+	cl.ClaimedAt = nowOf(c.Now).UTC().Truncate(time.Second)
 	body, _ := json.Marshal(cl)
 	_, err := c.Secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{
 		Name: aws.String(name), SecretString: aws.String(string(body)), ClientRequestToken: aws.String(token),
@@ -279,7 +279,7 @@ func (c *Creator) makeRoom(ctx context.Context, it Item, keys []types.AccessKeyM
 				}
 			}
 			at := ledger.DeactivatedAt(id)
-			remove = !at.IsZero() && !c.now().Before(at.Add(c.Config.GracePeriod))
+			remove = !at.IsZero() && !nowOf(c.Now).Before(at.Add(c.Config.GracePeriod))
 		case k.Status == types.StatusTypeActive && createdDuring(aws.ToTime(k.CreateDate), cl.ClaimedAt):
 			remove = true // an unstored key of this very rotation
 		}
@@ -352,18 +352,4 @@ func checkItem(it Item) error {
 		return &failures.InvalidInputError{Field: "item.action", Msg: fmt.Sprintf("want rotate or retire, got %q", it.Action)}
 	}
 	return nil
-}
-
-func (c *Creator) now() time.Time {
-	if c.Now != nil {
-		return c.Now()
-	}
-	return time.Now()
-}
-
-func (c *Creator) log() *slog.Logger {
-	if c.Log != nil {
-		return c.Log
-	}
-	return slog.Default()
 }

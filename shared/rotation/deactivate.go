@@ -41,11 +41,11 @@ func (d *Deactivator) Handle(ctx context.Context, t Task) (*Deactivation, error)
 	if err := checkItem(it); err != nil {
 		return nil, err
 	}
-	now := d.now().UTC().Truncate(time.Second)
+	now := nowOf(d.Now).UTC().Truncate(time.Second)
 	if skip := t.Skip(); skip != "" {
 		return &Deactivation{KeyID: it.OldKey.ID, DeactivatedAt: now, DeleteAfter: now, Note: skip}, nil
 	}
-	log := d.log().With("user", it.User, "oldKeyId", it.OldKey.ID)
+	log := logOf(d.Log).With("user", it.User, "oldKeyId", it.OldKey.ID)
 	keys, exists, err := liveKeys(ctx, d.IAM, it.User)
 	if err != nil {
 		return nil, err
@@ -92,18 +92,4 @@ func (d *Deactivator) Handle(ctx context.Context, t Task) (*Deactivation, error)
 	res := &Deactivation{KeyID: it.OldKey.ID, DeactivatedAt: at, DeleteAfter: at.Add(d.Config.GracePeriod)}
 	log.InfoContext(ctx, "old key inactive", "deactivatedAt", at.Format(time.RFC3339), "deleteAfter", res.DeleteAfter.Format(time.RFC3339))
 	return res, nil
-}
-
-func (d *Deactivator) now() time.Time {
-	if d.Now != nil {
-		return d.Now()
-	}
-	return time.Now()
-}
-
-func (d *Deactivator) log() *slog.Logger {
-	if d.Log != nil {
-		return d.Log
-	}
-	return slog.Default()
 }

@@ -47,7 +47,7 @@ func (d *Deleter) Handle(ctx context.Context, t Task) (*Cleanup, error) {
 		res.Reason = skip
 		return res, nil
 	}
-	log := d.log().With("user", it.User, "oldKeyId", it.OldKey.ID)
+	log := logOf(d.Log).With("user", it.User, "oldKeyId", it.OldKey.ID)
 	keys, exists, err := liveKeys(ctx, d.IAM, it.User)
 	if err != nil {
 		return nil, err
@@ -65,7 +65,7 @@ func (d *Deleter) Handle(ctx context.Context, t Task) (*Cleanup, error) {
 		res.Deleted, res.Reason = true, "old key already deleted"
 		return res, removeTags(ctx, d.IAM, it.User, ledgerKeys(it.OldKey.ID)...)
 	}
-	now := d.now()
+	now := nowOf(d.Now)
 	at := ledger.DeactivatedAt(it.OldKey.ID)
 	var refuse string
 	switch {
@@ -100,18 +100,4 @@ func activeNewKey(keys []types.AccessKeyMetadata, t Task) bool {
 	}
 	k, ok := findKey(keys, t.NewKey.KeyID)
 	return ok && k.Status == types.StatusTypeActive
-}
-
-func (d *Deleter) now() time.Time {
-	if d.Now != nil {
-		return d.Now()
-	}
-	return time.Now()
-}
-
-func (d *Deleter) log() *slog.Logger {
-	if d.Log != nil {
-		return d.Log
-	}
-	return slog.Default()
 }

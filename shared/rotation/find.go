@@ -174,7 +174,7 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := f.now()
+	now := nowOf(f.Now)
 	asOf := now
 	if req.AsOf != "" {
 		asOf, _ = time.Parse(time.RFC3339, req.AsOf)
@@ -214,7 +214,7 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 
 	if f.S3 != nil && f.Config.ReportBucket != "" {
 		plan.Bucket = f.Config.ReportBucket
-		plan.ItemsKey = fmt.Sprintf("plans/%s/%s/items.json", now.UTC().Format("2006-01-02"), safeKey(in.ExecutionName))
+		plan.ItemsKey = fmt.Sprintf("plans/%s/%s/items.json", now.UTC().Format("2006-01-02"), SafeKey(in.ExecutionName))
 		body, _ := json.Marshal(plan.Items)
 		if _, err := f.S3.PutObject(ctx, &s3.PutObjectInput{
 			Bucket: aws.String(plan.Bucket), Key: aws.String(plan.ItemsKey),
@@ -231,7 +231,7 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 		plan.Report = ref
 	}
 	f.trimInline(plan)
-	f.log().InfoContext(ctx, "plan ready", "execution", in.ExecutionName, "asOf", asOf.Format(time.RFC3339),
+	logOf(f.Log).InfoContext(ctx, "plan ready", "execution", in.ExecutionName, "asOf", asOf.Format(time.RFC3339),
 		"dryRun", req.DryRun, "users", plan.Counts.Users, "candidates", plan.Counts.Candidates,
 		"rotate", plan.Counts.Rotate, "retire", plan.Counts.Retire, "blocked", plan.Counts.Blocked, "exempt", plan.Counts.Exempt)
 	return plan, nil
@@ -480,20 +480,6 @@ func (f *Finder) rules() policy.Rules {
 	return policy.Rules{MaxKeyAgeDays: f.Config.MaxKeyAgeDays, UnusedDays: f.Config.UnusedDays, Grace: f.Config.GracePeriod}
 }
 
-func (f *Finder) now() time.Time {
-	if f.Now != nil {
-		return f.Now()
-	}
-	return time.Now()
-}
-
-func (f *Finder) log() *slog.Logger {
-	if f.Log != nil {
-		return f.Log
-	}
-	return slog.Default()
-}
-
 func sortedKeys[V any](m map[string]V) []string {
 	ks := make([]string, 0, len(m))
 	for k := range m {
@@ -503,8 +489,8 @@ func sortedKeys[V any](m map[string]V) []string {
 	return ks
 }
 
-// safeKey makes an execution name safe inside an S3 key.
-func safeKey(s string) string {
+// SafeKey makes a name (an execution, a user) safe inside an S3 key.
+func SafeKey(s string) string {
 	if s == "" {
 		return "manual"
 	}

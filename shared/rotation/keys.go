@@ -3,7 +3,9 @@ package rotation
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -52,4 +54,20 @@ func SecretName(prefix, user string) string {
 	}
 	r := strings.NewReplacer("=", "=3D", ",", "=2C")
 	return prefix + r.Replace(user)
+}
+
+// nowOf is a step's clock: its Now field, or the real time.
+func nowOf(now func() time.Time) time.Time {
+	if now != nil {
+		return now()
+	}
+	return time.Now()
+}
+
+// logOf is a step's logger: its Log field, or the default.
+func logOf(l *slog.Logger) *slog.Logger {
+	if l != nil {
+		return l
+	}
+	return slog.Default()
 }

@@ -75,7 +75,7 @@ func (n *Notifier) Handle(ctx context.Context, t Task) (*Notice, error) {
 	if it.Action == policy.Rotate && (t.NewKey == nil || t.NewKey.KeyID == "") {
 		return nil, &failures.InvalidInputError{Field: "newKey.keyId", Msg: "a rotate item reaches notify only after create-and-store"}
 	}
-	log := n.log().With("user", it.User, "oldKeyId", it.OldKey.ID)
+	log := logOf(n.Log).With("user", it.User, "oldKeyId", it.OldKey.ID)
 	if owner, err := n.lock(ctx, t); err != nil {
 		return nil, err
 	} else if owner != t.Execution {
@@ -90,7 +90,7 @@ func (n *Notifier) Handle(ctx context.Context, t Task) (*Notice, error) {
 		return nil, err
 	}
 	state, at := ledger.Notified(it.OldKey.ID)
-	now := n.now().UTC().Truncate(time.Second)
+	now := nowOf(n.Now).UTC().Truncate(time.Second)
 	if at.IsZero() {
 		at = now
 	}
@@ -154,7 +154,7 @@ func (n *Notifier) lock(ctx context.Context, t Task) (string, error) {
 	if n.Locks == nil || n.Config.ReportBucket == "" {
 		return t.Execution, nil
 	}
-	key := fmt.Sprintf("ledger/%s/%s/notify.json", safeKey(t.Item.User), t.Item.OldKey.ID)
+	key := fmt.Sprintf("ledger/%s/%s/notify.json", SafeKey(t.Item.User), t.Item.OldKey.ID)
 	body, _ := json.Marshal(map[string]string{"execution": t.Execution, "user": t.Item.User, "oldKeyId": t.Item.OldKey.ID})
 	_, err := n.Locks.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(n.Config.ReportBucket), Key: aws.String(key),
 		Body: bytes.NewReader(body), IfNoneMatch: aws.String("*"), ContentType: aws.String("application/json")})
@@ -247,18 +247,4 @@ func publish(ctx context.Context, api PublishAPI, topic string, m notice.Admin) 
 		return "", fmt.Errorf("publish to %s: %w", topic, err)
 	}
 	return aws.ToString(out.MessageId), nil
-}
-
-func (n *Notifier) now() time.Time {
-	if n.Now != nil {
-		return n.Now()
-	}
-	return time.Now()
-}
-
-func (n *Notifier) log() *slog.Logger {
-	if n.Log != nil {
-		return n.Log
-	}
-	return slog.Default()
 }

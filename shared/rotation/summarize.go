@@ -115,7 +115,7 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 		sum.Exempt = []Skipped{}
 	}
 	if in.Plan.Bucket != "" && s.S3 != nil {
-		sum.SummaryKey = fmt.Sprintf("runs/%s/%s/summary.json", in.Plan.runDay(s.now()), safeKey(in.ExecutionName))
+		sum.SummaryKey = fmt.Sprintf("runs/%s/%s/summary.json", in.Plan.runDay(nowOf(s.Now)), SafeKey(in.ExecutionName))
 	}
 	byKey := map[string]Outcome{}
 	if pass > 1 && sum.SummaryKey != "" {
@@ -195,7 +195,7 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 	if len(sum.Users) > limit {
 		sum.Users, sum.UsersCut = sum.Users[:limit], true
 	}
-	s.log().InfoContext(ctx, "run summarized", "execution", in.ExecutionName, "pass", pass, "rotated", sum.Totals.Rotated,
+	logOf(s.Log).InfoContext(ctx, "run summarized", "execution", in.ExecutionName, "pass", pass, "rotated", sum.Totals.Rotated,
 		"retired", sum.Totals.Retired, "kept", sum.Totals.Kept, "failed", sum.Totals.Failed, "blocked", sum.Totals.Blocked)
 	return sum, nil
 }
@@ -353,18 +353,4 @@ func (s *Summarizer) putJSON(ctx context.Context, bucket, key string, v any) err
 		return fmt.Errorf("write s3://%s/%s: %w", bucket, key, err)
 	}
 	return nil
-}
-
-func (s *Summarizer) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
-}
-
-func (s *Summarizer) log() *slog.Logger {
-	if s.Log != nil {
-		return s.Log
-	}
-	return slog.Default()
 }
