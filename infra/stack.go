@@ -351,8 +351,15 @@ func readOwnSecretPolicy(stack awscdk.Stack, prefix string, key awskms.IKey) aws
 func workflow(stack awscdk.Stack, fns map[string]awslambda.Function, bucket awss3.Bucket, concurrency int) sfn.IChainable {
 	retryable := failures.Retryable()
 	lambdaErrors := []string{"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Lambda.TooManyRequestsException"}
+	timeouts := map[string]float64{}
+	for _, f := range functions {
+		timeouts[f.dir] = f.timeout
+	}
 	task := func(id, fn string, payload sfn.TaskInput, resultPath string, extra ...*sfn.RetryProps) awsstepfunctionstasks.LambdaInvoke {
 		t := awsstepfunctionstasks.NewLambdaInvoke(stack, jsii.String(id), &awsstepfunctionstasks.LambdaInvokeProps{
+			// A little over the function's own timeout: a hung invocation
+			// becomes States.Timeout instead of holding the state forever.
+			TaskTimeout:              sfn.Timeout_Duration(awscdk.Duration_Seconds(jsii.Number(timeouts[fn] + 30))),
 			LambdaFunction:           fns[fn],
 			Payload:                  payload,
 			PayloadResponseOnly:      jsii.Bool(true),

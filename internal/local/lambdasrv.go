@@ -289,11 +289,7 @@ func (p *process) watch() {
 	err := p.cmd.Wait()
 	p.http.Close()
 	rt := p.rt
-	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rt.srv.mu.Lock()
-		rt.srv.stats.PeakRSSKB[rt.fn.Name] = max(rt.srv.stats.PeakRSSKB[rt.fn.Name], ru.Maxrss)
-		rt.srv.mu.Unlock()
-	}
+
 	rt.mu.Lock()
 	delete(rt.procs, p)
 	rt.mu.Unlock()
@@ -426,6 +422,7 @@ func (s *Server) Close() {
 		rt.mu.Unlock()
 		for _, p := range procs {
 			if p.cmd.Process != nil {
+				s.recordPeakRSS(rt.fn.Name, p.cmd.Process.Pid)
 				syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 			}
 			p.http.Close()
@@ -488,4 +485,22 @@ func (t *tailWriter) String() string {
 		return t.last[:500]
 	}
 	return t.last
+}
+
+// recordPeakRSS reads the process's peak resident set (VmHWM) while it is
+// still alive: rusage after exit would count the forking parent's pages.
+func (s *Server) recordPeakRSS(fn string, pid int) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			s.mu.Lock()
+			s.stats.PeakRSSKB[fn] = max(s.stats.PeakRSSKB[fn], kb)
+			s.mu.Unlock()
+		}
+	}
 }
