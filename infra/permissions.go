@@ -29,6 +29,7 @@ var Permissions = map[string][]string{
 	},
 	"delete": {
 		"iam:ListAccessKeys", "iam:DeleteAccessKey", "iam:ListUserTags", "iam:UntagUser",
+		"iam:GetUser", "iam:DeleteLoginProfile", // console passwords, when retirePasswords is on
 		"sns:Publish",
 		"kms:Decrypt", "kms:GenerateDataKey",
 	},

@@ -116,18 +116,13 @@ func reportRows(row credreport.Row, rules policy.Rules, asOf time.Time) []Row {
 // threshold (never used: counted from its last change) is "retire"; its
 // removal is reported only, unless retirePasswords is set.
 func passwordRow(row credreport.Row, rules policy.Rules, asOf time.Time, retirePasswords bool) Row {
+	d := rules.Password(true, row.PasswordLastUsed, row.PasswordLastChanged, asOf)
 	r := Row{User: row.User, ARN: row.ARN, Credential: "password", Status: "enabled", Created: stamp(row.PasswordLastChanged),
 		AgeDays: policy.AgeDays(row.PasswordLastChanged, asOf), LastUsed: lastUsed(row.PasswordLastUsed), MFAActive: row.MFAActive,
-		Decision: policy.OK, Reason: "in use"}
-	idle, since := row.PasswordLastUsed, "last used"
-	if idle.IsZero() {
-		idle, since = row.PasswordLastChanged, "never used; set"
-	}
-	if days := policy.AgeDays(idle, asOf); !idle.IsZero() && days >= rules.UnusedDays {
-		r.Decision = policy.Retire
-		r.Reason = fmt.Sprintf("console password unused for %d days (%s %s), threshold %d days", days, since, idle.UTC().Format("2006-01-02"), rules.UnusedDays)
+		Decision: d.Action, Reason: d.Reason}
+	if d.Action == policy.Retire {
 		if retirePasswords {
-			r.Reason += "; reported only: keyrotor does not remove login profiles yet, remove it by hand"
+			r.Reason += "; the login profile is removed after notice and the grace period"
 		} else {
 			r.Reason += "; reported only (retirePasswords is off)"
 		}

@@ -61,6 +61,13 @@ func OwnerMail(o Owner) (Mail, error) {
 	var t, m strings.Builder
 	fmt.Fprintf(&t, "Hello %s,\n\n", o.User)
 	fmt.Fprintf(&m, "<html><body>\n<p>Hello %s,</p>\n", h(o.User))
+	if o.Action == "retire-password" {
+		fmt.Fprintf(&t, "keyrotor is removing your AWS console password: %s.\n", o.Reason)
+		t.WriteString("If you still need to sign in to the console, sign in before the date below and the password is kept; otherwise ask your AWS administrators later.\n\n")
+		fmt.Fprintf(&t, "The password is removed after %s.\n\n-- keyrotor\n", stamp(o.DeleteAfter))
+		fmt.Fprintf(&m, "<p>keyrotor is removing your AWS console password: %s.</p>\n<p>If you still need to sign in to the console, sign in before the date below and the password is kept.</p>\n<p>The password is <strong>removed after %s</strong>.</p>\n<p>-- keyrotor</p>\n</body></html>\n", h(o.Reason), stamp(o.DeleteAfter))
+		return Mail{Subject: "[keyrotor] Your unused AWS console password is being removed", Text: t.String(), HTML: m.String()}, nil
+	}
 	if o.Action == "retire" {
 		fmt.Fprintf(&t, "keyrotor is retiring your AWS access key %s (created %s): %s.\n", o.OldKey.ID, day(o.OldKey.Created), o.Reason)
 		t.WriteString("No replacement is created, since the key is not in use. If you still need an access key, ask your AWS administrators.\n\n")
@@ -96,16 +103,23 @@ type Admin struct {
 // AdminRotation tells admins about one rotation or retirement.
 func AdminRotation(o Owner, mailStatus, mailedTo string) Admin {
 	var b strings.Builder
-	verb := "rotated"
-	if o.Action == "retire" {
+	verb, what := "rotated", "access key "+o.OldKey.ID
+	switch o.Action {
+	case "retire":
 		verb = "retired"
+	case "retire-password":
+		verb, what = "is removing", "the unused console password"
 	}
-	fmt.Fprintf(&b, "keyrotor %s access key %s of IAM user %s.\n", verb, o.OldKey.ID, o.User)
+	fmt.Fprintf(&b, "keyrotor %s %s of IAM user %s.\n", verb, what, o.User)
 	fmt.Fprintf(&b, "Reason: %s\n", o.Reason)
 	if o.NewKeyID != "" {
 		fmt.Fprintf(&b, "New key: %s, stored in secret %s\n", o.NewKeyID, o.SecretName)
 	}
-	fmt.Fprintf(&b, "Old key deactivated at about %s; deleted after %s.\n", o.StopsWorking.UTC().Format(time.RFC3339), o.DeleteAfter.UTC().Format(time.RFC3339))
+	if o.Action == "retire-password" {
+		fmt.Fprintf(&b, "The login profile is removed after %s unless the password is used before then.\n", o.DeleteAfter.UTC().Format(time.RFC3339))
+	} else {
+		fmt.Fprintf(&b, "Old key deactivated at about %s; deleted after %s.\n", o.StopsWorking.UTC().Format(time.RFC3339), o.DeleteAfter.UTC().Format(time.RFC3339))
+	}
 	switch mailStatus {
 	case "sent", "already-sent":
 		fmt.Fprintf(&b, "Owner notified by e-mail: %s\n", mailedTo)
@@ -114,7 +128,7 @@ func AdminRotation(o Owner, mailStatus, mailedTo string) Admin {
 	case "unknown":
 		b.WriteString("The owner's e-mail may not have been delivered (the send was interrupted and is not repeated, to avoid duplicates). Please tell the owner.\n")
 	}
-	return Admin{Subject: clip(fmt.Sprintf("keyrotor: %s key of %s", verb, o.User), 100), Body: b.String()}
+	return Admin{Subject: clip(fmt.Sprintf("keyrotor: %s %s of %s", verb, strings.Fields(what)[0]+" "+strings.Fields(what)[1], o.User), 100), Body: b.String()}
 }
 
 // AdminAttention tells admins that keyrotor left a key alone and why.

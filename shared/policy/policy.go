@@ -25,6 +25,9 @@ const (
 	Exempt  Action = "exempt"  // the user is exempt (tag or group)
 	Blocked Action = "blocked" // due, but keyrotor may not act; admins are told why
 	OK      Action = "ok"      // nothing to do
+	// RetirePassword removes an unused console password (login profile)
+	// after notice and grace; only when password retirement is enabled.
+	RetirePassword Action = "retire-password"
 )
 
 // Key is what keyrotor knows about one access key.
@@ -144,6 +147,25 @@ func (r Rules) twoKeys(d Decision, k, other Key, asOf time.Time) Decision {
 	default:
 		d.RemoveFirst = other.ID
 		d.Reason += fmt.Sprintf("; Inactive key %s, deactivated by keyrotor %s, is removed first", other.ID, other.DeactivatedAt.UTC().Format(time.RFC3339))
+	}
+	return d
+}
+
+// Password decides for a console password: Retire when it is unused for the
+// unused threshold (never used: counted from its last change), else OK.
+func (r Rules) Password(enabled bool, lastUsed, lastChanged, asOf time.Time) Decision {
+	d := Decision{KeyID: "password", Action: OK, Reason: "in use"}
+	if !enabled {
+		d.Reason = "no console password"
+		return d
+	}
+	idle, since := lastUsed, "last used"
+	if idle.IsZero() {
+		idle, since = lastChanged, "never used; set"
+	}
+	if days := AgeDays(idle, asOf); !idle.IsZero() && days >= r.UnusedDays {
+		d.Action = Retire
+		d.Reason = fmt.Sprintf("console password unused for %d days (%s %s), threshold %d days", days, since, idle.UTC().Format("2006-01-02"), r.UnusedDays)
 	}
 	return d
 }

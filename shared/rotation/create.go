@@ -348,8 +348,8 @@ func checkItem(it Item) error {
 		return &failures.InvalidInputError{Field: "item.user", Msg: "missing"}
 	case it.OldKey.ID == "":
 		return &failures.InvalidInputError{Field: "item.oldKey.id", Msg: "missing"}
-	case it.Action != policy.Rotate && it.Action != policy.Retire:
-		return &failures.InvalidInputError{Field: "item.action", Msg: fmt.Sprintf("want rotate or retire, got %q", it.Action)}
+	case it.Action != policy.Rotate && it.Action != policy.Retire && it.Action != policy.RetirePassword:
+		return &failures.InvalidInputError{Field: "item.action", Msg: fmt.Sprintf("want rotate, retire or retire-password, got %q", it.Action)}
 	}
 	return nil
 }

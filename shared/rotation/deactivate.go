@@ -66,6 +66,18 @@ func (d *Deactivator) Handle(ctx context.Context, t Task) (*Deactivation, error)
 	if err != nil {
 		return nil, err
 	}
+	if it.Action == policy.RetirePassword {
+		// A password has no Inactive state: the notice time starts the
+		// grace, and delete removes the login profile afterwards.
+		at := ledger.DeactivatedAt(it.OldKey.ID)
+		if at.IsZero() {
+			at = now
+			if err := writeTag(ctx, d.IAM, it.User, tagDeactivated+it.OldKey.ID, at.Format(time.RFC3339)); err != nil {
+				return nil, err
+			}
+		}
+		return &Deactivation{KeyID: it.OldKey.ID, DeactivatedAt: at, DeleteAfter: at.Add(d.Config.GracePeriod), Note: "console password: removed after the grace period"}, nil
+	}
 	old, ok := findKey(keys, it.OldKey.ID)
 	if !ok {
 		at := ledger.DeactivatedAt(it.OldKey.ID)

@@ -20,6 +20,8 @@ type DeleteIAM interface {
 	ListKeysAPI
 	TagsAPI
 	DeleteAccessKey(ctx context.Context, in *iam.DeleteAccessKeyInput, optFns ...func(*iam.Options)) (*iam.DeleteAccessKeyOutput, error)
+	GetUser(ctx context.Context, in *iam.GetUserInput, optFns ...func(*iam.Options)) (*iam.GetUserOutput, error)
+	DeleteLoginProfile(ctx context.Context, in *iam.DeleteLoginProfileInput, optFns ...func(*iam.Options)) (*iam.DeleteLoginProfileOutput, error)
 }
 
 var _ DeleteIAM = (*iam.Client)(nil)
@@ -60,6 +62,9 @@ func (d *Deleter) Handle(ctx context.Context, t Task) (*Cleanup, error) {
 	if err != nil {
 		return nil, err
 	}
+	if it.Action == policy.RetirePassword {
+		return d.password(ctx, t, ledger, log)
+	}
 	old, ok := findKey(keys, it.OldKey.ID)
 	if !ok {
 		res.Deleted, res.Reason = true, "old key already deleted"
@@ -91,6 +96,44 @@ func (d *Deleter) Handle(ctx context.Context, t Task) (*Cleanup, error) {
 	}
 	log.InfoContext(ctx, "deleted old key")
 	res.Deleted, res.Reason = true, fmt.Sprintf("deleted after its grace period (deactivated %s)", at.UTC().Format(time.RFC3339))
+	return res, removeTags(ctx, d.IAM, it.User, ledgerKeys(it.OldKey.ID)...)
+}
+
+// password removes an unused console password after its grace period,
+// unless it was used since the notice.
+func (d *Deleter) password(ctx context.Context, t Task, ledger Ledger, log *slog.Logger) (*Cleanup, error) {
+	it := t.Item
+	res := &Cleanup{KeyID: it.OldKey.ID}
+	at := ledger.DeactivatedAt(it.OldKey.ID)
+	out, err := d.IAM.GetUser(ctx, &iam.GetUserInput{UserName: aws.String(it.User)})
+	if isNoSuchEntity(err) {
+		res.Reason = fmt.Sprintf("user %s no longer exists; nothing to delete", it.User)
+		return res, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get user %s: %w", it.User, err)
+	}
+	var refuse string
+	switch used := aws.ToTime(out.User.PasswordLastUsed); {
+	case at.IsZero():
+		refuse = "keyrotor has no record of noticing its removal"
+	case nowOf(d.Now).Before(at.Add(d.Config.GracePeriod)):
+		refuse = fmt.Sprintf("its grace period runs until %s", at.Add(d.Config.GracePeriod).UTC().Format(time.RFC3339))
+	case used.After(at):
+		refuse = fmt.Sprintf("the password was used on %s, after the notice; it is kept", used.UTC().Format(time.RFC3339))
+	}
+	if refuse != "" {
+		res.Reason = "not deleted: " + refuse
+		if _, err := publish(ctx, d.Topic, d.Config.AdminTopicARN, notice.AdminAttention(it.User, "console password", refuse)); err != nil {
+			return nil, err
+		}
+		return res, removeTags(ctx, d.IAM, it.User, ledgerKeys(it.OldKey.ID)...)
+	}
+	if _, err := d.IAM.DeleteLoginProfile(ctx, &iam.DeleteLoginProfileInput{UserName: aws.String(it.User)}); err != nil && !isNoSuchEntity(err) {
+		return nil, fmt.Errorf("delete login profile of %s: %w", it.User, err)
+	}
+	log.InfoContext(ctx, "removed console password")
+	res.Deleted, res.Reason = true, fmt.Sprintf("console password removed after its grace period (notice %s)", at.UTC().Format(time.RFC3339))
 	return res, removeTags(ctx, d.IAM, it.User, ledgerKeys(it.OldKey.ID)...)
 }
 

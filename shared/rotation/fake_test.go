@@ -17,10 +17,12 @@ import (
 
 // fakeIAM is a small in-memory IAM for one user: keys and tags.
 type fakeIAM struct {
-	keys    map[string]types.StatusType
-	tags    map[string]string
-	updates int
-	deletes int
+	keys           map[string]types.StatusType
+	tags           map[string]string
+	updates        int
+	deletes        int
+	passwordUsed   *time.Time
+	profileDeleted bool
 }
 
 func (f *fakeIAM) ListAccessKeys(_ context.Context, in *iam.ListAccessKeysInput, _ ...func(*iam.Options)) (*iam.ListAccessKeysOutput, error) {
@@ -63,6 +65,15 @@ func (f *fakeIAM) DeleteAccessKey(_ context.Context, in *iam.DeleteAccessKeyInpu
 	f.deletes++
 	delete(f.keys, *in.AccessKeyId)
 	return &iam.DeleteAccessKeyOutput{}, nil
+}
+
+func (f *fakeIAM) GetUser(_ context.Context, in *iam.GetUserInput, _ ...func(*iam.Options)) (*iam.GetUserOutput, error) {
+	return &iam.GetUserOutput{User: &types.User{UserName: in.UserName, PasswordLastUsed: f.passwordUsed}}, nil
+}
+
+func (f *fakeIAM) DeleteLoginProfile(context.Context, *iam.DeleteLoginProfileInput, ...func(*iam.Options)) (*iam.DeleteLoginProfileOutput, error) {
+	f.profileDeleted = true
+	return &iam.DeleteLoginProfileOutput{}, nil
 }
 
 var (
@@ -158,6 +169,34 @@ func TestDeleteUnit(t *testing.T) {
 			}
 			if tt.deleted && len(f.tags) != 0 {
 				t.Fatalf("ledger left: %v", f.tags)
+			}
+		})
+	}
+}
+
+// TestDeletePasswordUnit: a console password is removed after its grace,
+// unless it was used after the notice.
+func TestDeletePasswordUnit(t *testing.T) {
+	notice := t0.Add(-8 * 24 * time.Hour)
+	usedAfter := notice.Add(time.Hour)
+	usedBefore := notice.Add(-time.Hour)
+	tests := []struct {
+		name    string
+		used    *time.Time
+		deleted bool
+	}{
+		{"never used", nil, true},
+		{"used before the notice", &usedBefore, true},
+		{"used after the notice: kept", &usedAfter, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeIAM{keys: map[string]types.StatusType{}, tags: map[string]string{"keyrotor:deactivated:password": notice.Format(time.RFC3339)}, passwordUsed: tt.used}
+			d := &rotation.Deleter{IAM: f, Topic: &fakeTopic{}, Config: config.Default(), Now: func() time.Time { return t0 }}
+			task := rotation.Task{Execution: "e", Item: rotation.Item{User: "carol", Action: "retire-password", OldKey: rotation.KeyRef{ID: "password"}}}
+			got, err := d.Handle(context.Background(), task)
+			if err != nil || got.Deleted != tt.deleted || f.profileDeleted != tt.deleted || len(f.tags) != 0 {
+				t.Fatalf("Handle = %+v, %v; profile deleted %v, tags %v; want deleted=%v", got, err, f.profileDeleted, f.tags, tt.deleted)
 			}
 		})
 	}

@@ -31,6 +31,7 @@ type FindIAM interface {
 	ListTagsAPI
 	GetAccessKeyLastUsed(ctx context.Context, in *iam.GetAccessKeyLastUsedInput, optFns ...func(*iam.Options)) (*iam.GetAccessKeyLastUsedOutput, error)
 	GetGroup(ctx context.Context, in *iam.GetGroupInput, optFns ...func(*iam.Options)) (*iam.GetGroupOutput, error)
+	GetUser(ctx context.Context, in *iam.GetUserInput, optFns ...func(*iam.Options)) (*iam.GetUserOutput, error)
 }
 
 var _ FindIAM = (*iam.Client)(nil)
@@ -196,6 +197,9 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 			switch d.Action {
 			case policy.Rotate, policy.Retire:
 				plan.Items = append(plan.Items, itemFor(c, d, asOf))
+			case policy.RetirePassword:
+				plan.Items = append(plan.Items, Item{User: name, UserARN: c.Row.ARN, Email: c.Email, Action: d.Action, Reason: d.Reason,
+					OldKey: KeyRef{ID: d.KeyID, Created: c.Row.PasswordLastChanged.UTC(), AgeDays: policy.AgeDays(c.Row.PasswordLastChanged, asOf)}})
 			case policy.Blocked:
 				plan.Blocked = append(plan.Blocked, Skipped{User: name, UserARN: c.Row.ARN, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
 			case policy.Exempt:
@@ -271,7 +275,7 @@ func (f *Finder) Assess(ctx context.Context, asOf time.Time, users []string) (*A
 	rules := f.rules()
 	var due []credreport.Row
 	for _, row := range rows {
-		if mayBeDue(row, rules, asOf) {
+		if mayBeDue(row, rules, asOf) || f.passwordDue(row, rules, asOf) {
 			due = append(due, row)
 		}
 	}
@@ -346,6 +350,13 @@ func mayBeDue(row credreport.Row, r policy.Rules, asOf time.Time) bool {
 	return false
 }
 
+// passwordDue reports whether the row shows a console password to retire
+// (only when password retirement is enabled).
+func (f *Finder) passwordDue(row credreport.Row, r policy.Rules, asOf time.Time) bool {
+	return f.Config.RetirePasswords && row.PasswordEnabled &&
+		r.Password(true, row.PasswordLastUsed, row.PasswordLastChanged, asOf).Action == policy.Retire
+}
+
 func (f *Finder) checkLive(ctx context.Context, row credreport.Row, exemptGroup map[string]bool, rules policy.Rules, asOf time.Time) (*Candidate, error) {
 	keys, exists, err := liveKeys(ctx, f.IAM, row.User)
 	if err != nil {
@@ -397,7 +408,38 @@ func (f *Finder) checkLive(ctx context.Context, row credreport.Row, exemptGroup 
 		}
 		decisions = rules.Decide(u, asOf)
 	}
+	if f.passwordDue(row, rules, asOf) {
+		d, err := f.livePassword(ctx, row, u, rules, asOf)
+		if err != nil {
+			return nil, err
+		}
+		if d.Action != policy.OK {
+			decisions = append(decisions, d)
+		}
+	}
 	return &Candidate{Row: row, User: u, Email: strings.TrimSpace(tags[f.Config.EmailTag]), Decisions: decisions}, nil
+}
+
+// livePassword confirms an unused console password with the live GetUser
+// (the report may be hours old).
+func (f *Finder) livePassword(ctx context.Context, row credreport.Row, u policy.User, rules policy.Rules, asOf time.Time) (policy.Decision, error) {
+	out, err := f.IAM.GetUser(ctx, &iam.GetUserInput{UserName: aws.String(row.User)})
+	if isNoSuchEntity(err) {
+		return policy.Decision{Action: policy.OK}, nil
+	}
+	if err != nil {
+		return policy.Decision{}, fmt.Errorf("get user %s: %w", row.User, err)
+	}
+	d := rules.Password(true, aws.ToTime(out.User.PasswordLastUsed), row.PasswordLastChanged, asOf)
+	switch {
+	case d.Action != policy.Retire:
+		return d, nil
+	case u.Exempt:
+		d.Action, d.Reason = policy.Exempt, u.ExemptReason
+	default:
+		d.Action = policy.RetirePassword
+	}
+	return d, nil
 }
 
 // reportLastUsed finds the report's last-use time for the live key created

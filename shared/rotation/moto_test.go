@@ -618,3 +618,50 @@ func TestMotoUserNames(t *testing.T) {
 		})
 	}
 }
+
+// TestMotoRetirePassword: with password retirement on, an unused console
+// password is noticed, then its login profile removed after the grace; off,
+// it is only reported.
+func TestMotoRetirePassword(t *testing.T) {
+	a := awstest.New(t)
+	s := newSteps(t, a)
+	ctx := context.Background()
+	a.Clock(t, -100*day)
+	a.User(t, "carol", "email", "carol@example.com")
+	if _, err := a.IAM.CreateLoginProfile(ctx, &iam.CreateLoginProfileInput{UserName: ptr("carol"), Password: ptr("Long-enough-pass-1!")}); err != nil {
+		t.Fatal(err)
+	}
+	a.Clock(t, 0)
+	if p := s.plan(t, `{}`); len(p.Items) != 0 {
+		t.Fatalf("with retirePasswords off the plan has items: %+v", p.Items)
+	}
+	s.cfg.RetirePasswords = true
+	s.rewire()
+	it := itemFor(t, s.plan(t, `{}`), "carol")
+	if it.Action != "retire-password" || it.OldKey.ID != "password" {
+		t.Fatalf("item = %+v", it)
+	}
+	task := rotation.Task{Execution: "e", Item: it}
+	var err error
+	if task.Notice, err = s.notify.Handle(ctx, task); err != nil || task.Notice.MailStatus != "sent" {
+		t.Fatalf("notify = %+v, %v", task.Notice, err)
+	}
+	if task.Deactivation, err = s.deact.Handle(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.IAM.GetLoginProfile(ctx, &iam.GetLoginProfileInput{UserName: ptr("carol")}); err != nil {
+		t.Fatalf("the password went before its grace: %v", err)
+	}
+	s.now = task.Deactivation.DeleteAfter.Add(time.Second)
+	c, err := s.del.Handle(ctx, task)
+	if err != nil || !c.Deleted {
+		t.Fatalf("delete = %+v, %v", c, err)
+	}
+	if _, err := a.IAM.GetLoginProfile(ctx, &iam.GetLoginProfileInput{UserName: ptr("carol")}); err == nil {
+		t.Fatal("login profile still there after the grace")
+	}
+	mails, _ := a.Sent(t)
+	if len(mails) != 1 || !strings.Contains(mails[0].Subject, "console password") {
+		t.Fatalf("mails = %+v", mails)
+	}
+}

@@ -225,7 +225,7 @@ func outcomeOf(r childResult) Outcome {
 	case t.Cleanup != nil && t.Cleanup.Deleted:
 		o.Deleted, o.Reason = true, t.Cleanup.Reason
 		o.Result = "rotated"
-		if t.Item.Action == policy.Retire {
+		if t.Item.Action != policy.Rotate {
 			o.Result = "retired"
 		}
 	case t.Cleanup != nil:
