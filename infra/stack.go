@@ -48,10 +48,10 @@ type fnSpec struct {
 
 var functions = []fnSpec{
 	{false, "FindFunction", "find", 256, 900, "finds the access keys that are due (FindDueKeys)"},
-	{true, "CreateAndStoreFunction", "create-and-store", 128, 60, "creates the new key and stores it in Secrets Manager (CreateAndStoreNewKey)"},
-	{true, "NotifyFunction", "notify", 128, 60, "mails the owner where the new key is and tells admins (NotifyOwner)"},
-	{true, "DeactivateFunction", "deactivate", 128, 30, "deactivates the old key (DeactivateOldKey)"},
-	{true, "DeleteFunction", "delete", 128, 30, "deletes the old key after the grace period (DeleteOldKey)"},
+	{true, "CreateAndStoreFunction", "create-and-store", 128, 120, "creates the new key and stores it in Secrets Manager (CreateAndStoreNewKey)"},
+	{true, "NotifyFunction", "notify", 128, 120, "mails the owner where the new key is and tells admins (NotifyOwner)"},
+	{true, "DeactivateFunction", "deactivate", 128, 120, "deactivates the old key (DeactivateOldKey)"},
+	{true, "DeleteFunction", "delete", 128, 120, "deletes the old key after the grace period (DeleteOldKey)"},
 	{false, "SummarizeFunction", "summarize", 256, 300, "totals the run and tells admins (SummarizeRun)"},
 }
 
@@ -350,7 +350,9 @@ func readOwnSecretPolicy(stack awscdk.Stack, prefix string, key awskms.IKey) aws
 // workflow builds the state machine definition (see docs/design.md).
 func workflow(stack awscdk.Stack, fns map[string]awslambda.Function, bucket awss3.Bucket, concurrency int) sfn.IChainable {
 	retryable := failures.Retryable()
-	lambdaErrors := []string{"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Lambda.TooManyRequestsException"}
+	// Lambda's own failures, including a timed-out invocation
+	// (Sandbox.Timedout): every step is safe to run again.
+	lambdaErrors := []string{"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Lambda.TooManyRequestsException", "Sandbox.Timedout"}
 	timeouts := map[string]float64{}
 	for _, f := range functions {
 		timeouts[f.dir] = f.timeout

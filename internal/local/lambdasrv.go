@@ -185,7 +185,8 @@ func (s *Server) Invoke(ctx context.Context, name string, payload []byte) (out [
 	case r = <-inv.done:
 	case <-timer.C:
 		rt.forget(inv.id)
-		r = result{errorType: "States.Timeout", payload: errorPayload("States.Timeout", fmt.Sprintf("Task timed out after %v", rt.fn.Timeout))}
+		// As Lambda reports a timed-out invocation.
+		r = result{errorType: "Sandbox.Timedout", payload: errorPayload("Sandbox.Timedout", fmt.Sprintf("Task timed out after %.2f seconds", rt.fn.Timeout.Seconds()))}
 	case <-ctx.Done():
 		rt.forget(inv.id)
 		return nil, "", ctx.Err()

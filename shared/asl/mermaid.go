@@ -89,7 +89,7 @@ func shape(name string, s state) string {
 		var errs []string
 		for _, r := range s.Retry {
 			for _, e := range r.ErrorEquals {
-				if !strings.HasPrefix(e, "Lambda.") { // every task retries these
+				if !strings.HasPrefix(e, "Lambda.") && !strings.HasPrefix(e, "Sandbox.") { // every task retries these
 					errs = append(errs, e)
 				}
 			}

@@ -94,7 +94,7 @@ func FromLambdaEnv(getenv func(string) string, maxAttempts int) (aws.Config, err
 }
 
 // ThrottleRetryer retries only throttled calls (which AWS did not carry
-// out), with exponential backoff and jitter up to 20 s and no client-side
+// out), with exponential backoff and jitter up to 10 s and no client-side
 // retry quota, so a function survives heavy throttling. A 5xx, a timeout or
 // a broken connection is not retried here: the call may have taken effect,
 // and the step's own converge-on-re-run logic, driven by the state
@@ -102,7 +102,7 @@ func FromLambdaEnv(getenv func(string) string, maxAttempts int) (aws.Config, err
 func ThrottleRetryer(maxAttempts int) aws.Retryer {
 	return retry.NewStandard(func(o *retry.StandardOptions) {
 		o.MaxAttempts = max(maxAttempts, 1)
-		o.MaxBackoff = 20 * time.Second
+		o.MaxBackoff = 10 * time.Second
 		o.RateLimiter = ratelimit.None
 		o.Retryables = []retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
 			if failures.IsThrottle(err) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
@@ -58,6 +59,14 @@ func Start[In, Out any](env Env, handle func(context.Context, In) (Out, error)) 
 // Wrap is Start's handler conversion, exposed for tests.
 func Wrap[In, Out any](log *slog.Logger, handle func(context.Context, In) (Out, error)) func(context.Context, In) (Out, error) {
 	return func(ctx context.Context, in In) (Out, error) {
+		// Stop AWS calls (and their throttling backoff) a little before
+		// Lambda's deadline, so the step returns a TransientError the state
+		// machine retries, rather than being cut off mid-flight.
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, dl.Add(-3*time.Second))
+			defer cancel()
+		}
 		out, err := handle(ctx, in)
 		if err != nil {
 			named := failures.Boundary(err)

@@ -42,6 +42,9 @@ func run(ctx context.Context, sizes string, due int, outDir string) error {
 	}
 	rep := bench.NewReport()
 	for _, s := range strings.Split(sizes, ",") {
+		if strings.TrimSpace(s) == "" {
+			continue
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil {
 			return fmt.Errorf("--users: %q is not a number", s)
