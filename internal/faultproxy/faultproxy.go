@@ -1,15 +1,29 @@
 // Package faultproxy is a fault-injecting reverse proxy for tests and
-// benchmarks. It sits in front of moto_server, names the AWS operation of
-// every request, and can answer chosen calls with throttling, a server
-// error, a timeout, a dropped connection, or let the call through and drop
-// the answer (the change happened; the caller never heard).
+// benchmarks. It sits in front of moto_server, names the AWS service and
+// operation of every request, records them, and can answer chosen calls
+// with throttling, a server error, a timeout or a dropped connection, or let
+// a call through and drop the answer (the change happened; the caller never
+// heard).
+//
+// Rules pick calls either by position (FailNth: the Nth matching call from
+// now) or by chance (FailRate: a seeded fraction of matching calls). An
+// operation is named as AWS names it ("CreateAccessKey", "PutSecretValue",
+// "SendEmail"); prefix it with the service's signing name to tell apart
+// operations several services share ("sns:TagResource").
+//
+// Faults reach the caller only if its SDK does not retry them: clients under
+// test should use one attempt (awsconf.Options.MaxAttempts = 1) and, for
+// Timeout, a short HTTP timeout.
 package faultproxy
 
 import (
 	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
-	"math/rand"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -25,286 +39,535 @@ type Mode int
 
 // The faults.
 const (
-	Throttle       Mode = iota // HTTP 400 with the protocol's throttling error
-	ServerError                // HTTP 500 InternalFailure
-	Timeout                    // no answer until the client gives up
-	DropConnection             // the connection closes without an answer
-	DropResponse               // the call reaches AWS; the answer is lost
+	// Throttle answers with the protocol's throttling error (HTTP 400
+	// Throttling or ThrottlingException; 429 TooManyRequestsException on
+	// REST-JSON; 503 SlowDown on S3). AWS did nothing.
+	Throttle Mode = iota
+	// ServerError answers HTTP 500 InternalFailure (S3: InternalError).
+	// AWS did nothing.
+	ServerError
+	// Timeout holds the request unanswered until the client gives up or
+	// Proxy.TimeoutHold passes, then closes the connection. AWS did nothing.
+	Timeout
+	// DropConnection closes the connection without an answer. AWS did
+	// nothing.
+	DropConnection
+	// DropResponse forwards the call, so the change happens, then closes
+	// the connection without relaying the answer.
+	DropResponse
 )
 
 // Modes lists every mode.
 var Modes = []Mode{Throttle, ServerError, Timeout, DropConnection, DropResponse}
 
 func (m Mode) String() string {
-	return [...]string{"throttle", "server-error", "timeout", "drop-connection", "drop-response"}[m]
+	names := [...]string{"throttle", "server-error", "timeout", "drop-connection", "drop-response"}
+	if m < 0 || int(m) >= len(names) {
+		return fmt.Sprintf("Mode(%d)", int(m))
+	}
+	return names[m]
 }
 
 // Call is one request the proxy saw.
 type Call struct {
-	Service   string // from the SigV4 credential scope: iam, sts, secretsmanager, email, sns, s3...
+	// Service is the SigV4 signing name from the Authorization header's
+	// credential scope: iam, sts, secretsmanager, sns, ses, s3, lambda...
+	Service string
+	// Operation is the AWS operation name, or "METHOD /path" for a REST
+	// call the proxy has no name for.
 	Operation string
-	N         int // 1-based count of this operation so far
-	Fault     string
+	// N counts the calls of Operation the proxy has seen, this one
+	// included (1-based, across services).
+	N int
+	// Fault is the injected Mode's name, or "" if the call went through.
+	Fault string
 }
 
-type rule struct {
-	op       string
-	n        int     // Nth call; 0 for a rate rule
-	fraction float64 // rate rules
-	ops      map[string]bool
-	mode     Mode
+// OperationsOf lists the distinct operations of calls in the order of their
+// first call, for generating one fault case per operation a step makes.
+func OperationsOf(calls []Call) []string {
+	var ops []string
+	seen := map[string]bool{}
+	for _, c := range calls {
+		if !seen[c.Operation] {
+			seen[c.Operation] = true
+			ops = append(ops, c.Operation)
+		}
+	}
+	return ops
 }
 
-// Proxy is a running fault proxy.
+// Proxy is a running fault proxy. Its methods are safe for concurrent use.
 type Proxy struct {
-	target *url.URL
-	ln     net.Listener
-	srv    *http.Server
-	rp     *httputil.ReverseProxy
-	// TimeoutHold is how long a Timeout fault holds a request (default 10s).
+	// TimeoutHold is the longest a Timeout fault holds a request (default
+	// 10s). Set it before the first request.
 	TimeoutHold time.Duration
 
+	ln        net.Listener
+	srv       *http.Server
+	rp        *httputil.ReverseProxy
+	transport *http.Transport
+	closed    chan struct{}
+	closeOnce sync.Once
+
 	mu       sync.Mutex
-	rules    []rule
-	rng      *rand.Rand
+	nth      []*nthRule
+	rate     []*rateRule
 	counts   map[string]int
 	injected map[string]int
 	log      []Call
 }
 
-// New starts a proxy on a free loopback port in front of target.
+// New starts a proxy on a free loopback port in front of target (for
+// example moto_server's endpoint, http://127.0.0.1:PORT).
 func New(target string) (*Proxy, error) {
 	u, err := url.Parse(target)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("parse target %q: %w", target, err)
+	}
+	if u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("target %q: want scheme://host:port", target)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listen: %w", err)
 	}
-	p := &Proxy{target: u, ln: ln, TimeoutHold: 10 * time.Second, counts: map[string]int{}, injected: map[string]int{}, rng: rand.New(rand.NewSource(1))}
-	p.rp = httputil.NewSingleHostReverseProxy(u)
-	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve)}
-	go p.srv.Serve(ln)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil // straight to the target, whatever HTTP_PROXY says
+	tr.MaxIdleConnsPerHost = 64
+	p := &Proxy{
+		TimeoutHold: 10 * time.Second,
+		ln:          ln,
+		transport:   tr,
+		closed:      make(chan struct{}),
+		counts:      map[string]int{},
+		injected:    map[string]int{},
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.Out.Host = pr.In.Host // moto may route on it; SigV4 signed it
+		},
+		Transport: tr,
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			http.Error(w, "faultproxy: forward to target: "+err.Error(), http.StatusBadGateway)
+		},
+	}
+	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ReadHeaderTimeout: 30 * time.Second}
+	go func() { _ = p.srv.Serve(ln) }()
 	return p, nil
 }
 
-// URL is the proxy's endpoint.
+// URL is the proxy's endpoint, for awsconf.Options.Endpoint.
 func (p *Proxy) URL() string { return "http://" + p.ln.Addr().String() }
 
-// Close stops the proxy.
-func (p *Proxy) Close() { p.srv.Close() }
-
-// FailNth answers the nth call (1-based, counted from now) of op with m.
-func (p *Proxy) FailNth(op string, n int, m Mode) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.rules = append(p.rules, rule{op: op, n: p.counts[op] + n, mode: m})
+// Close stops the proxy and releases any request a Timeout holds.
+func (p *Proxy) Close() {
+	p.closeOnce.Do(func() {
+		close(p.closed)
+		_ = p.srv.Close()
+		p.transport.CloseIdleConnections()
+	})
 }
 
-// FailRate answers a fraction of the calls of ops (all when empty) with m,
-// drawing from a seeded generator.
-func (p *Proxy) FailRate(ops []string, fraction float64, m Mode, seed int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	set := map[string]bool{}
-	for _, o := range ops {
-		set[o] = true
+// target is the operation a rule applies to: op, optionally in one service.
+type target struct{ service, op string }
+
+var serviceRE = regexp.MustCompile(`^[a-z0-9-]+$`)
+
+// parseTarget reads "Op" or "service:Op".
+func parseTarget(spec string) target {
+	if svc, op, ok := strings.Cut(spec, ":"); ok && serviceRE.MatchString(svc) {
+		return target{service: svc, op: op}
 	}
-	p.rng = rand.New(rand.NewSource(seed))
-	p.rules = append(p.rules, rule{fraction: fraction, ops: set, mode: m})
+	return target{op: spec}
 }
 
-// Clear removes every rule.
+func (t target) matches(service, op string) bool {
+	return t.op == op && (t.service == "" || t.service == service)
+}
+
+type nthRule struct {
+	target
+	n, seen int
+	mode    Mode
+}
+
+type rateRule struct {
+	targets  []target // empty: every operation
+	fraction float64
+	rng      *mrand.Rand
+	mode     Mode
+}
+
+func (r *rateRule) matches(service, op string) bool {
+	if len(r.targets) == 0 {
+		return true
+	}
+	for _, t := range r.targets {
+		if t.matches(service, op) {
+			return true
+		}
+	}
+	return false
+}
+
+// FailNth answers the nth matching call of op (1-based, counted from now)
+// with m. op is an operation name ("CreateAccessKey") or, to count one
+// service's calls only, "service:Operation" ("sns:TagResource"). The rule
+// fires once. If two rules pick the same call, the one added first wins and
+// both are spent.
+func (p *Proxy) FailNth(op string, n int, m Mode) {
+	if n < 1 {
+		panic(fmt.Sprintf("faultproxy: FailNth(%q, %d): n is 1-based", op, n))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.nth = append(p.nth, &nthRule{target: parseTarget(op), n: n, mode: m})
+}
+
+// FailRate answers a fraction (0 to 1) of the calls of ops (every operation
+// when ops is empty) with m, drawing from a generator seeded with seed: the
+// same sequence of calls meets the same faults. ops take the same forms as
+// in FailNth. A call FailNth picks is not drawn for.
+func (p *Proxy) FailRate(ops []string, fraction float64, m Mode, seed int64) {
+	r := &rateRule{fraction: fraction, mode: m, rng: mrand.New(mrand.NewPCG(uint64(seed), 0x6b6579726f746f72))}
+	for _, o := range ops {
+		r.targets = append(r.targets, parseTarget(o))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rate = append(p.rate, r)
+}
+
+// Clear removes every rule; counts and the log stay.
 func (p *Proxy) Clear() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.rules = nil
+	p.nth, p.rate = nil, nil
 }
 
 // Calls returns how many calls of each operation the proxy saw.
 func (p *Proxy) Calls() map[string]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range p.counts {
-		out[k] = v
-	}
-	return out
+	return copyCounts(p.counts)
 }
 
-// Injected returns how many faults were injected, by operation.
+// Injected returns how many faults the proxy injected, by operation.
 func (p *Proxy) Injected() map[string]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range p.injected {
+	return copyCounts(p.injected)
+}
+
+func copyCounts(m map[string]int) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, v := range m {
 		out[k] = v
 	}
 	return out
 }
 
-// Log returns every call seen, in order.
+// Log returns every call seen since New or ResetLog, in order.
 func (p *Proxy) Log() []Call {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]Call(nil), p.log...)
 }
 
-// ResetLog forgets the calls seen so far (rules stay).
+// ResetLog forgets the calls logged so far. Rules, Calls and Injected stay.
 func (p *Proxy) ResetLog() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.log = nil
 }
 
-var scopeRE = regexp.MustCompile(`Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request`)
-
-// identify names the service and operation of r, restoring its body.
-func identify(r *http.Request) (service, op string) {
-	if m := scopeRE.FindStringSubmatch(r.Header.Get("Authorization")); m != nil {
-		service = m[1]
-	}
-	if t := r.Header.Get("X-Amz-Target"); t != "" {
-		if i := strings.LastIndex(t, "."); i >= 0 {
-			return service, t[i+1:]
-		}
-		return service, t
-	}
-	body, _ := io.ReadAll(r.Body)
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
-		if v, err := url.ParseQuery(string(body)); err == nil && v.Get("Action") != "" {
-			return service, v.Get("Action")
-		}
-	}
-	path := r.URL.Path
-	switch {
-	case service == "ses" && strings.HasPrefix(path, "/v2/email/outbound-emails"):
-		return service, "SendEmail"
-	case service == "ses" && strings.HasPrefix(path, "/v2/email/identities"):
-		return service, map[string]string{"POST": "CreateEmailIdentity", "GET": "GetEmailIdentity"}[r.Method]
-	case service == "s3":
-		parts := strings.SplitN(strings.TrimPrefix(path, "/"), "/", 2)
-		switch {
-		case len(parts) == 2 && parts[1] != "" && r.Method == http.MethodPut:
-			return service, "PutObject"
-		case len(parts) == 2 && parts[1] != "" && r.Method == http.MethodGet:
-			return service, "GetObject"
-		case r.Method == http.MethodGet && r.URL.Query().Get("list-type") == "2":
-			return service, "ListObjectsV2"
-		case r.Method == http.MethodPut:
-			return service, "CreateBucket"
-		}
-	}
-	return service, r.Method + " " + path
-}
-
-func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
-	service, op := identify(r)
+// decide counts the call and picks its fault, if any.
+func (p *Proxy) decide(service, op string) (Mode, bool, time.Duration) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.counts[op]++
-	n := p.counts[op]
-	var fault *Mode
-	for i, ru := range p.rules {
-		switch {
-		case ru.n > 0 && ru.op == op && ru.n == n:
-			m := ru.mode
-			fault = &m
-			p.rules = append(p.rules[:i], p.rules[i+1:]...)
-		case ru.n == 0 && (len(ru.ops) == 0 || ru.ops[op]) && p.rng.Float64() < ru.fraction:
-			m := ru.mode
-			fault = &m
+	var mode Mode
+	faulty := false
+	keep := p.nth[:0]
+	for _, r := range p.nth {
+		if r.matches(service, op) {
+			r.seen++
+			if r.seen == r.n && !faulty {
+				mode, faulty = r.mode, true
+			}
+			if r.seen >= r.n {
+				continue // spent
+			}
 		}
-		if fault != nil {
-			break
+		keep = append(keep, r)
+	}
+	clear(p.nth[len(keep):])
+	p.nth = keep
+	for _, r := range p.rate {
+		if !faulty && r.matches(service, op) && r.rng.Float64() < r.fraction {
+			mode, faulty = r.mode, true
 		}
 	}
-	c := Call{Service: service, Operation: op, N: n}
-	if fault != nil {
-		c.Fault = fault.String()
+	c := Call{Service: service, Operation: op, N: p.counts[op]}
+	if faulty {
+		c.Fault = mode.String()
 		p.injected[op]++
 	}
 	p.log = append(p.log, c)
-	hold := p.TimeoutHold
-	p.mu.Unlock()
+	return mode, faulty, p.TimeoutHold
+}
 
-	if fault == nil {
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
+	req := identify(r)
+	mode, faulty, hold := p.decide(req.service, req.op)
+	if !faulty {
 		p.rp.ServeHTTP(w, r)
 		return
 	}
-	switch *fault {
+	switch mode {
 	case Throttle:
-		throttle(w, r, service)
+		req.throttle(w)
 	case ServerError:
-		serverError(w, r)
+		req.serverError(w)
 	case Timeout:
+		// Read the whole body first: only then does the server notice
+		// the client hanging up, which ends the request's context.
+		_, _ = io.Copy(io.Discard, r.Body)
+		t := time.NewTimer(hold)
+		defer t.Stop()
 		select {
 		case <-r.Context().Done():
-		case <-time.After(hold):
+		case <-t.C:
+		case <-p.closed:
 		}
-		hijackClose(w)
+		hangUp(w, r)
 	case DropConnection:
-		hijackClose(w)
+		_, _ = io.Copy(io.Discard, r.Body)
+		hangUp(w, r)
 	case DropResponse:
-		rec := &discard{header: http.Header{}}
-		p.rp.ServeHTTP(rec, r) // the change happens
-		hijackClose(w)
+		// The change happens, even if the caller gives up meanwhile.
+		p.rp.ServeHTTP(&discard{header: http.Header{}}, r.WithContext(context.WithoutCancel(r.Context())))
+		hangUp(w, r)
+	default:
+		panic(fmt.Sprintf("faultproxy: unknown %v", mode))
 	}
 }
 
+// discard is a ResponseWriter that throws the answer away.
 type discard struct{ header http.Header }
 
 func (d *discard) Header() http.Header         { return d.header }
 func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
 func (d *discard) WriteHeader(int)             {}
 
-func hijackClose(w http.ResponseWriter) {
-	if hj, ok := w.(http.Hijacker); ok {
-		if conn, _, err := hj.Hijack(); err == nil {
-			conn.Close()
-			return
+// hangUp closes the client's connection without an answer.
+//
+// Go's HTTP transport silently resends a GET or HEAD whose reused
+// connection closes before the first byte of an answer, so for those the
+// proxy writes a few bytes of a status line first: the caller then always
+// meets the fault (an unexpected EOF) instead of a resent call that works
+// or not depending on connection reuse. Other calls (every IAM, STS,
+// Secrets Manager, SNS and SES call is a POST) see the bare close.
+func hangUp(w http.ResponseWriter, r *http.Request) {
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler) // the server drops the connection
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		_, _ = buf.WriteString("HTTP/1.1 ")
+		_ = buf.Flush()
+	}
+	_ = conn.Close()
+}
+
+// protocol is an AWS wire protocol; errors are encoded per protocol.
+type protocol int
+
+const (
+	restJSON protocol = iota // SES v2, Lambda
+	awsQuery                 // IAM, STS, SNS, SES v1
+	awsJSON                  // Secrets Manager, KMS, Step Functions...
+	restXML                  // S3
+)
+
+// request is what the proxy knows of a call.
+type request struct {
+	service, op string
+	proto       protocol
+	contentType string // for awsJSON: the request's (1.0 or 1.1)
+}
+
+var scopeRE = regexp.MustCompile(`Credential=[^/,\s]+/[0-9]{8}/[^/]+/([^/]+)/aws4_request`)
+
+// identify names the service, operation and protocol of r. It reads a form
+// body to find the Action and puts it back for forwarding.
+func identify(r *http.Request) request {
+	var req request
+	if m := scopeRE.FindStringSubmatch(r.Header.Get("Authorization")); m != nil {
+		req.service = m[1]
+	}
+	if t := r.Header.Get("X-Amz-Target"); t != "" {
+		req.proto, req.contentType = awsJSON, r.Header.Get("Content-Type")
+		_, req.op, _ = strings.Cut(t, ".")
+		if req.op == "" {
+			req.op = t
+		}
+		return req
+	}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") && r.Body != nil {
+		body, err := io.ReadAll(r.Body)
+		_ = r.Body.Close()
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if err == nil {
+			if v, perr := url.ParseQuery(string(body)); perr == nil && v.Get("Action") != "" {
+				req.op, req.proto = v.Get("Action"), awsQuery
+				return req
+			}
 		}
 	}
-	panic(http.ErrAbortHandler)
+	if a := r.URL.Query().Get("Action"); a != "" {
+		req.op, req.proto = a, awsQuery
+		return req
+	}
+	if req.service == "s3" {
+		req.proto = restXML
+	}
+	req.op = restOperation(req.service, r)
+	return req
 }
 
-func isJSONProtocol(r *http.Request) bool {
-	return r.Header.Get("X-Amz-Target") != "" || strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-amz-json")
+// route names a REST operation: method and path, where "*" stands for one
+// path segment and "**" for one or more.
+type route struct{ service, method, path, op string }
+
+var routes = []route{
+	{"ses", "POST", "/v2/email/outbound-emails", "SendEmail"},
+	{"ses", "POST", "/v2/email/identities", "CreateEmailIdentity"},
+	{"ses", "GET", "/v2/email/identities", "ListEmailIdentities"},
+	{"ses", "GET", "/v2/email/identities/*", "GetEmailIdentity"},
+	{"ses", "DELETE", "/v2/email/identities/*", "DeleteEmailIdentity"},
+	{"lambda", "POST", "/2015-03-31/functions/*/invocations", "Invoke"},
+	{"lambda", "GET", "/2015-03-31/functions/*", "GetFunction"},
+	{"s3", "GET", "/", "ListBuckets"},
+	{"s3", "PUT", "/*", "CreateBucket"},
+	{"s3", "HEAD", "/*", "HeadBucket"},
+	{"s3", "DELETE", "/*", "DeleteBucket"},
+	{"s3", "GET", "/*", "ListObjects"}, // ListObjectsV2 has ?list-type=2
+	{"s3", "PUT", "/*/**", "PutObject"},
+	{"s3", "GET", "/*/**", "GetObject"},
+	{"s3", "HEAD", "/*/**", "HeadObject"},
+	{"s3", "DELETE", "/*/**", "DeleteObject"},
 }
 
-func throttle(w http.ResponseWriter, r *http.Request, service string) {
-	switch {
-	case isJSONProtocol(r):
-		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		w.Header().Set("X-Amzn-ErrorType", "ThrottlingException")
-		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprint(w, `{"__type":"ThrottlingException","message":"Rate exceeded"}`)
-	case service == "ses" || service == "email":
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("X-Amzn-ErrorType", "TooManyRequestsException")
-		w.WriteHeader(http.StatusTooManyRequests)
-		fmt.Fprint(w, `{"message":"Rate exceeded"}`)
-	case service == "s3":
-		w.Header().Set("Content-Type", "application/xml")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
+func restOperation(service string, r *http.Request) string {
+	q := r.URL.Query()
+	if service == "s3" {
+		// The SDK names most S3 operations in the query (?x-id=PutObject).
+		if id := q.Get("x-id"); id != "" {
+			return id
+		}
+		if q.Get("list-type") == "2" {
+			return "ListObjectsV2"
+		}
+	}
+	segs := splitPath(r.URL.Path)
+	for _, rt := range routes {
+		if rt.service == service && rt.method == r.Method && pathMatches(splitPath(rt.path), segs) {
+			if service == "s3" && len(q) > 0 && rt.op != "ListObjects" {
+				break // a subresource (?tagging, ?uploads...): not the plain operation
+			}
+			return rt.op
+		}
+	}
+	return r.Method + " " + r.URL.Path
+}
+
+func splitPath(p string) []string {
+	p = strings.Trim(p, "/")
+	if p == "" {
+		return nil
+	}
+	return strings.Split(p, "/")
+}
+
+func pathMatches(pattern, segs []string) bool {
+	for i, p := range pattern {
+		if p == "**" {
+			return len(segs) > i
+		}
+		if i >= len(segs) || (p != "*" && p != segs[i]) {
+			return false
+		}
+	}
+	return len(segs) == len(pattern)
+}
+
+func requestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// throttle writes the protocol's throttling error.
+func (req request) throttle(w http.ResponseWriter) {
+	switch req.proto {
+	case awsQuery:
+		req.queryError(w, http.StatusBadRequest, "Sender", "Throttling", "Rate exceeded")
+	case awsJSON:
+		req.jsonError(w, http.StatusBadRequest, "ThrottlingException", "Rate exceeded")
+	case restXML:
+		req.xmlError(w, http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate.")
 	default:
-		w.Header().Set("Content-Type", "text/xml")
-		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprint(w, `<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>`)
+		req.jsonError(w, http.StatusTooManyRequests, "TooManyRequestsException", "Rate exceeded")
 	}
 }
 
-func serverError(w http.ResponseWriter, r *http.Request) {
-	if isJSONProtocol(r) {
-		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		w.Header().Set("X-Amzn-ErrorType", "InternalFailure")
-		w.WriteHeader(http.StatusInternalServerError)
-		fmt.Fprint(w, `{"__type":"InternalFailure","message":"injected server error"}`)
-		return
+// serverError writes the protocol's internal server error.
+func (req request) serverError(w http.ResponseWriter) {
+	const msg = "faultproxy: injected server error"
+	switch req.proto {
+	case awsQuery:
+		req.queryError(w, http.StatusInternalServerError, "Receiver", "InternalFailure", msg)
+	case restXML:
+		req.xmlError(w, http.StatusInternalServerError, "InternalError", msg)
+	default:
+		req.jsonError(w, http.StatusInternalServerError, "InternalFailure", msg)
 	}
+}
+
+func (req request) queryError(w http.ResponseWriter, status int, typ, code, msg string) {
+	id := requestID()
 	w.Header().Set("Content-Type", "text/xml")
-	w.WriteHeader(http.StatusInternalServerError)
-	fmt.Fprint(w, `<ErrorResponse><Error><Type>Receiver</Type><Code>InternalFailure</Code><Message>injected server error</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>`)
+	w.Header().Set("X-Amzn-RequestId", id)
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `<ErrorResponse><Error><Type>%s</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>%s</RequestId></ErrorResponse>`, typ, code, msg, id)
+}
+
+// jsonError writes an awsJson or restJson error: the code in the
+// X-Amzn-ErrorType header and, for awsJson, in __type too.
+func (req request) jsonError(w http.ResponseWriter, status int, code, msg string) {
+	ct, body := "application/json", fmt.Sprintf(`{"message":%q}`, msg)
+	if req.proto == awsJSON {
+		ct = req.contentType
+		if !strings.HasPrefix(ct, "application/x-amz-json") {
+			ct = "application/x-amz-json-1.1"
+		}
+		body = fmt.Sprintf(`{"__type":%q,"message":%q}`, code, msg)
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("X-Amzn-ErrorType", code)
+	w.Header().Set("X-Amzn-RequestId", requestID())
+	w.WriteHeader(status)
+	fmt.Fprint(w, body)
+}
+
+func (req request) xmlError(w http.ResponseWriter, status int, code, msg string) {
+	id := requestID()
+	w.Header().Set("Content-Type", "application/xml")
+	w.Header().Set("X-Amz-Request-Id", id)
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>%s</Message><RequestId>%s</RequestId></Error>`, code, msg, id)
 }
