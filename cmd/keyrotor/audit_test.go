@@ -66,7 +66,7 @@ func seedAudit(t *testing.T, a *awstest.Account) map[string]string {
 	return keys
 }
 
-func TestAuditFormats(t *testing.T) {
+func TestMotoAuditFormats(t *testing.T) {
 	a := awstest.New(t)
 	keys := seedAudit(t, a)
 	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
