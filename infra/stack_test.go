@@ -109,7 +109,8 @@ func TestFunctions(t *testing.T) {
 				config.EnvSecretPrefix: "iam-access-keys/", config.EnvSender: "keyrotor@example.com",
 				config.EnvEmailTag: "email", config.EnvExemptTag: "keyrotor:exempt", config.EnvExemptGroup: "breakglass",
 				config.EnvReportBucket: assertions.Match_AnyValue(), config.EnvAdminTopicARN: assertions.Match_AnyValue(),
-				config.EnvKMSKeyID: assertions.Match_AnyValue(),
+				// Secrets are encrypted with the stack's customer-managed key.
+				config.EnvKMSKeyID: map[string]any{"Fn::GetAtt": []any{assertions.Match_StringLikeRegexp(jsii.String("^Key[0-9A-F]+$")), "Arn"}},
 			})},
 		})
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyrotor/keyrotor/internal/awstest"
@@ -663,5 +664,27 @@ func TestMotoRetirePassword(t *testing.T) {
 	mails, _ := a.Sent(t)
 	if len(mails) != 1 || !strings.Contains(mails[0].Subject, "console password") {
 		t.Fatalf("mails = %+v", mails)
+	}
+}
+
+// TestMotoSecretUsesKMSKey: with a KMS key configured, the secret is
+// created encrypted with it.
+func TestMotoSecretUsesKMSKey(t *testing.T) {
+	a := awstest.New(t)
+	s := newSteps(t, a)
+	ctx := context.Background()
+	key, err := kms.NewFromConfig(a.Config).CreateKey(ctx, &kms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cfg.KMSKeyID = *key.KeyMetadata.Arn
+	s.rewire()
+	seedUser(t, a, "kim", 100, 1)
+	if _, err := s.create.Handle(ctx, rotation.Task{Execution: "e", Item: itemFor(t, s.plan(t, `{}`), "kim")}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := a.Secrets.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: ptr("iam-access-keys/kim")})
+	if err != nil || d.KmsKeyId == nil || !strings.Contains(*d.KmsKeyId, *key.KeyMetadata.KeyId) {
+		t.Fatalf("secret KMS key = %v (%v); want %s", d.KmsKeyId, err, *key.KeyMetadata.Arn)
 	}
 }
