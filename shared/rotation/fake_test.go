@@ -2,6 +2,7 @@ package rotation_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,7 +10,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/iam/types"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/smithy-go"
 
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/rotation"
@@ -197,6 +200,72 @@ func TestDeletePasswordUnit(t *testing.T) {
 			got, err := d.Handle(context.Background(), task)
 			if err != nil || got.Deleted != tt.deleted || f.profileDeleted != tt.deleted || len(f.tags) != 0 {
 				t.Fatalf("Handle = %+v, %v; profile deleted %v, tags %v; want deleted=%v", got, err, f.profileDeleted, f.tags, tt.deleted)
+			}
+		})
+	}
+}
+
+// fakeMail records sends and can fail them.
+type fakeMail struct {
+	sent int
+	err  error
+}
+
+func (f *fakeMail) SendEmail(context.Context, *sesv2.SendEmailInput, ...func(*sesv2.Options)) (*sesv2.SendEmailOutput, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	f.sent++
+	return &sesv2.SendEmailOutput{MessageId: aws.String("mail-1")}, nil
+}
+
+// TestNotifyMarkerUnit: the notify marker makes the owner's mail at most
+// once: each marker state, and a clearly refused versus an unknown send.
+func TestNotifyMarkerUnit(t *testing.T) {
+	tests := []struct {
+		name       string
+		marker     string
+		sendErr    error
+		wantStatus string
+		wantSent   int
+		wantErr    string
+		wantMarker string // marker state afterwards ("" = none)
+	}{
+		{"first time", "", nil, "sent", 1, "", "done"},
+		{"already done", "done", nil, "already-sent", 0, "", "done"},
+		{"mailed, admins not yet told", "mailed", nil, "already-sent", 0, "", "done"},
+		{"earlier send interrupted", "sending", nil, "unknown", 0, "", "done"},
+		{"refused by SES: marker cleared", "", &smithy.GenericAPIError{Code: "MessageRejected", Message: "Email address not verified", Fault: smithy.FaultClient}, "", 0, "SendRejectedError", ""},
+		{"throttled: marker cleared", "", &smithy.GenericAPIError{Code: "TooManyRequestsException"}, "", 0, "TooManyRequests", ""},
+		{"timed out: marker kept", "", context.DeadlineExceeded, "", 0, "deadline", "sending"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tags := map[string]string{}
+			if tt.marker != "" {
+				tags["keyrotor:notified:OLD"] = tt.marker + " " + t0.Format(time.RFC3339)
+			}
+			f := &fakeIAM{keys: map[string]types.StatusType{}, tags: tags}
+			mail := &fakeMail{err: tt.sendErr}
+			cfg := config.Default()
+			cfg.Sender, cfg.AdminTopicARN = "keyrotor@example.com", "arn:aws:sns:us-east-1:1:t"
+			n := &rotation.Notifier{IAM: f, Mail: mail, Topic: &fakeTopic{}, Config: cfg, Now: func() time.Time { return t0 }}
+			task := rotateTask()
+			task.Item.Email = "alice@example.com"
+			got, err := n.Handle(context.Background(), task)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(fmt.Sprintf("%T %v", err, err), tt.wantErr) {
+					t.Fatalf("Handle error = %v; want %s", err, tt.wantErr)
+				}
+			} else if err != nil || got.MailStatus != tt.wantStatus {
+				t.Fatalf("Handle = %+v, %v; want status %s", got, err, tt.wantStatus)
+			}
+			if mail.sent != tt.wantSent {
+				t.Fatalf("sent %d mails; want %d", mail.sent, tt.wantSent)
+			}
+			state, _, _ := strings.Cut(f.tags["keyrotor:notified:OLD"], " ")
+			if state != tt.wantMarker {
+				t.Fatalf("marker = %q; want %q", state, tt.wantMarker)
 			}
 		})
 	}
