@@ -154,7 +154,9 @@ func (n *Notifier) lock(ctx context.Context, t Task) (string, error) {
 	if n.Locks == nil || n.Config.ReportBucket == "" {
 		return t.Execution, nil
 	}
-	key := fmt.Sprintf("ledger/%s/%s/notify.json", SafeKey(t.Item.User), t.Item.OldKey.ID)
+	// The credential's creation time is part of the name: key ids are
+	// unique, but "password" repeats for every password a user ever sets.
+	key := fmt.Sprintf("ledger/%s/%s-%d/notify.json", SafeKey(t.Item.User), t.Item.OldKey.ID, t.Item.OldKey.Created.Unix())
 	body, _ := json.Marshal(map[string]string{"execution": t.Execution, "user": t.Item.User, "oldKeyId": t.Item.OldKey.ID})
 	_, err := n.Locks.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(n.Config.ReportBucket), Key: aws.String(key),
 		Body: bytes.NewReader(body), IfNoneMatch: aws.String("*"), ContentType: aws.String("application/json")})
