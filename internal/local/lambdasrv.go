@@ -91,6 +91,7 @@ type process struct {
 	first   atomic.Bool
 	mu      sync.Mutex
 	current *invocation
+	served  bool // it took at least one invocation
 	tail    *tailWriter
 }
 
@@ -305,8 +306,11 @@ func (p *process) watch() {
 		msg += ": " + t
 	}
 	p.mu.Lock()
-	inv := p.current
+	inv, served := p.current, p.served
 	p.mu.Unlock()
+	if inv == nil && served {
+		return // it exited between invocations (aws-lambda-go does so after a panic)
+	}
 	if inv == nil {
 		select {
 		case inv = <-rt.queue:
@@ -348,7 +352,7 @@ func (p *process) next(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	p.mu.Lock()
-	p.current = inv
+	p.current, p.served = inv, true
 	p.mu.Unlock()
 	h := w.Header()
 	h.Set("Lambda-Runtime-Aws-Request-Id", inv.id)
