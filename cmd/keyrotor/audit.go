@@ -36,8 +36,17 @@ func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "keyrotor audit: unexpected argument %q: name users with --users a,b\n", fs.Arg(0))
+		return 2
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *format != "table" && *format != "csv" && *format != "json" {
 		fmt.Fprintf(stderr, "keyrotor audit: --format %q: want table, csv or json\n", *format)
 		return 2
@@ -47,7 +56,7 @@ func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return 2
 	}
 	when := time.Now()
-	if *asOf != "" {
+	if set["as-of"] {
 		t, err := time.Parse(time.RFC3339, *asOf)
 		if err != nil {
 			fmt.Fprintf(stderr, "keyrotor audit: --as-of %q: not an RFC 3339 time; write it like 2027-01-01T00:00:00Z\n", *asOf)
@@ -56,7 +65,7 @@ func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		when = t
 	}
 	var names []string
-	if fs.Lookup("users").Value.String() != "" || containsFlag(args, "users") {
+	if set["users"] {
 		for _, u := range strings.Split(*users, ",") {
 			if u = strings.TrimSpace(u); u != "" {
 				names = append(names, u)
@@ -72,7 +81,10 @@ func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 	}
 	st := settings.Default()
-	if _, err := os.Stat(*cdkJSON); err == nil {
+	if _, err := os.Stat(*cdkJSON); err != nil && set["cdk-json"] {
+		fmt.Fprintf(stderr, "keyrotor audit: --cdk-json %q: %v; name an existing cdk.json, or leave the flag out for the defaults\n", *cdkJSON, err)
+		return 2
+	} else if err == nil {
 		if st, err = settings.FromCDKJSON(*cdkJSON); err != nil {
 			fmt.Fprintf(stderr, "keyrotor audit: %s: %v\n", *cdkJSON, err)
 			return 2
@@ -92,7 +104,7 @@ func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			break
 		}
 		if attempt == 0 {
-			fmt.Fprintln(stderr, "waiting for IAM to generate the credential report...")
+			fmt.Fprintln(stderr, "waiting for the credential report (IAM is generating it)...")
 		}
 		select {
 		case <-ctx.Done():
@@ -101,11 +113,13 @@ func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "keyrotor audit: %v\n", err)
 		var ie *failures.InvalidInputError
 		if errors.As(err, &ie) {
+			// Only --users reaches Assess as input: name the flag.
+			fmt.Fprintf(stderr, "keyrotor audit: --users: %v\n", err)
 			return 2
 		}
+		fmt.Fprintf(stderr, "keyrotor audit: %v\n", err)
 		return 1
 	}
 	rules := policy.Rules{MaxKeyAgeDays: st.Config.MaxKeyAgeDays, UnusedDays: st.Config.UnusedDays, Grace: st.Config.GracePeriod}
@@ -124,15 +138,6 @@ func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return 1
 	}
 	return 0
-}
-
-func containsFlag(args []string, name string) bool {
-	for _, a := range args {
-		if a == "-"+name || a == "--"+name || strings.HasPrefix(a, "-"+name+"=") || strings.HasPrefix(a, "--"+name+"=") {
-			return true
-		}
-	}
-	return false
 }
 
 func usersJSON(names []string) []byte {

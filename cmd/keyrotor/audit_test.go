@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/keyrotor/keyrotor/internal/awstest"
+	"github.com/keyrotor/keyrotor/internal/faultproxy"
 	"github.com/keyrotor/keyrotor/shared/audit"
 )
 
@@ -45,6 +47,14 @@ func seedAudit(t *testing.T, a *awstest.Account) map[string]string {
 	keys["exempt"] = id
 	a.Clock(t, -1*day)
 	a.Use(t, id, secret)
+	a.User(t, "inactive")
+	keys["inactive"] = a.Key(t, "inactive")
+	a.SetKeyStatus(t, "inactive", keys["inactive"], false)
+	a.Clock(t, -100*day)
+	a.User(t, "console-old")
+	if _, err := a.IAM.CreateLoginProfile(ctx, &iam.CreateLoginProfileInput{UserName: aws.String("console-old"), Password: aws.String("0ld-secret-pass!")}); err != nil {
+		t.Fatal(err)
+	}
 	a.Clock(t, -30*day)
 	a.User(t, "console")
 	if _, err := a.IAM.CreateLoginProfile(ctx, &iam.CreateLoginProfileInput{UserName: aws.String("console"), Password: aws.String("Sup3r-secret-pass!")}); err != nil {
@@ -63,6 +73,7 @@ func seedAudit(t *testing.T, a *awstest.Account) map[string]string {
 		t.Fatal(err)
 	}
 	a.Clock(t, 0)
+	t.Cleanup(func() { a.Clock(t, 0) })
 	return keys
 }
 
@@ -77,6 +88,11 @@ func TestMotoAuditFormats(t *testing.T) {
 	code, out, errOut := keyrotor(t, "", append(base, "--format", "csv")...)
 	if code != 0 {
 		t.Fatalf("audit csv exit %d: %s", code, errOut)
+	}
+	// moto answers the first GenerateCredentialReport with STARTED, as IAM
+	// does when no report exists: the command waits for it.
+	if !strings.Contains(errOut, "waiting for the credential report") {
+		t.Errorf("audit stderr = %q; want the waiting message", errOut)
 	}
 	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
 	if err != nil {
@@ -96,6 +112,8 @@ func TestMotoAuditFormats(t *testing.T) {
 		"two/" + keys["two"]:               {"Active", "blocked", "", "false"},
 		"two/" + keys["two#2"]:             {"Active", "ok", "never", "false"},
 		"exempt/" + keys["exempt"]:         {"Active", "exempt", "", "false"},
+		"inactive/access_key_1":            {"Inactive", "ok", "never", "false"},
+		"console-old/password":             {"enabled", "retire", "never", "false"},
 		"console/password":                 {"enabled", "ok", "never", "false"},
 		"console-mfa/password":             {"enabled", "ok", "never", "true"},
 	}
@@ -124,14 +142,73 @@ func TestMotoAuditFormats(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "\x1b[31m400d") || !strings.Contains(out, "\x1b[33m100d") || !strings.Contains(out, "\x1b[32m60d") || !strings.Contains(out, "credentials:") {
 		t.Fatalf("table without age bands:\n%s", out)
 	}
-	// The audit changes nothing.
-	if k := a.Keys(t, "ancient"); k[keys["ancient"]] != "Active" || len(k) != 1 {
-		t.Fatalf("audit changed keys: %v", k)
+	// Plain table: no colour unless asked, and NO_COLOR wins over auto.
+	t.Setenv("NO_COLOR", "1")
+	if code, out, _ = keyrotor(t, "", base...); code != 0 || strings.Contains(out, "\x1b[") || !strings.Contains(out, "USER") {
+		t.Fatalf("default table (not a terminal, NO_COLOR set):\n%s", out)
 	}
-	for _, bad := range [][]string{{"--format", "xml"}, {"--as-of", "tomorrow"}, {"--users", ""}, {"--users", "bad name"}} {
-		if code, _, errOut := keyrotor(t, "", append(base, bad...)...); code != 2 || !strings.Contains(errOut, bad[0]) {
+	// --as-of ages the account: 300 days on, console's never-used password
+	// (set 30 days ago) is 330 days old and due for retirement.
+	later := time.Now().Add(300 * day).UTC().Format(time.RFC3339)
+	code, out, _ = keyrotor(t, "", append(base, "--format", "json", "--users", "console", "--as-of", later)...)
+	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || len(rep.Rows) != 1 || rep.Rows[0].Decision != "retire" || rep.Rows[0].AgeDays != 330 {
+		t.Fatalf("json --as-of %s: exit %d, %v, %+v", later, code, err, rep.Rows)
+	}
+	for _, bad := range [][]string{{"--format", "xml"}, {"--as-of", "tomorrow"}, {"--as-of", ""}, {"--users", ""}, {"--users", " , "},
+		{"--users", "bad name"}, {"--users", "nobody"}, {"--color", "sometimes"}, {"--cdk-json", "missing.json"}} {
+		if code, _, errOut := keyrotor(t, "", append(base[:len(base)-2:len(base)-2], bad...)...); code != 2 || !strings.Contains(errOut, bad[0]) {
 			t.Errorf("audit %v: exit %d %q; want 2 naming the flag", bad, code, errOut)
 		}
+	}
+	if code, _, errOut := keyrotor(t, "", "audit", "stray"); code != 2 || !strings.Contains(errOut, "stray") {
+		t.Errorf("audit stray: exit %d %q; want 2", code, errOut)
+	}
+	if code, _, errOut := keyrotor(t, "", "audit", "-h"); code != 0 || !strings.Contains(errOut, "--format") && !strings.Contains(errOut, "-format") {
+		t.Errorf("audit -h: exit %d %q; want 0 and the usage", code, errOut)
+	}
+}
+
+// TestMotoAuditChangesNothing: every call the audit makes is a read
+// (GenerateCredentialReport only asks IAM to build the report), and the
+// account's keys, tags and login profiles are as before.
+func TestMotoAuditChangesNothing(t *testing.T) {
+	a := awstest.New(t)
+	seedAudit(t, a)
+	p, err := faultproxy.New(a.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	t.Setenv("AWS_REGION", "us-east-1")
+	before := map[string]any{}
+	for _, u := range []string{"ancient", "never-used", "two", "exempt", "console"} {
+		before[u] = fmt.Sprint(a.Keys(t, u), a.Tags(t, u))
+	}
+	for _, format := range []string{"table", "csv", "json"} {
+		if code, _, errOut := keyrotor(t, "", "audit", "--endpoint", p.URL(), "--format", format, "--cdk-json", "../../cdk.json"); code != 0 {
+			t.Fatalf("audit --format %s: exit %d: %s", format, code, errOut)
+		}
+	}
+	reads := map[string]bool{"GenerateCredentialReport": true, "GetCredentialReport": true, "ListAccessKeys": true, "ListUserTags": true,
+		"GetAccessKeyLastUsed": true, "GetGroup": true, "GetUser": true}
+	calls := p.Calls()
+	if calls["GetCredentialReport"] == 0 || calls["ListAccessKeys"] == 0 {
+		t.Fatalf("the proxy saw %v; want the audit's calls", calls)
+	}
+	for op := range calls {
+		if !reads[op] {
+			t.Errorf("audit called %s, which is not a read", op)
+		}
+	}
+	for u, b := range before {
+		if now := fmt.Sprint(a.Keys(t, u), a.Tags(t, u)); now != b {
+			t.Errorf("%s changed: %s -> %s", u, b, now)
+		}
+	}
+	if _, err := a.IAM.GetLoginProfile(context.Background(), &iam.GetLoginProfileInput{UserName: aws.String("console")}); err != nil {
+		t.Errorf("console's login profile: %v", err)
 	}
 }
 

@@ -14,8 +14,9 @@ import (
 	"io"
 	"sort"
 	"strconv"
-	"text/tabwriter"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -61,7 +62,7 @@ type Report struct {
 // the credential report has no key ids, so their keys are named by slot
 // (access_key_1, access_key_2) and decided from the report's data.
 func Build(a *rotation.Assessment, rules policy.Rules, retirePasswords bool) *Report {
-	r := &Report{GeneratedAt: time.Now().UTC(), AsOf: a.AsOf.UTC(), ReportTime: a.ReportTime.UTC()}
+	r := &Report{GeneratedAt: time.Now().UTC(), AsOf: a.AsOf.UTC(), ReportTime: a.ReportTime.UTC(), Rows: []Row{}}
 	for _, row := range a.Rows {
 		if c, ok := a.Candidates[row.User]; ok {
 			r.Rows = append(r.Rows, liveRows(row, c, a.AsOf)...)
@@ -69,7 +70,7 @@ func Build(a *rotation.Assessment, rules policy.Rules, retirePasswords bool) *Re
 			r.Rows = append(r.Rows, reportRows(row, rules, a.AsOf)...)
 		}
 		if row.PasswordEnabled {
-			r.Rows = append(r.Rows, passwordRow(row, rules, a.AsOf, retirePasswords))
+			r.Rows = append(r.Rows, passwordRow(row, a.Candidates[row.User], rules, a.AsOf, retirePasswords))
 		}
 	}
 	sort.SliceStable(r.Rows, func(i, j int) bool {
@@ -114,9 +115,14 @@ func reportRows(row credreport.Row, rules policy.Rules, asOf time.Time) []Row {
 
 // passwordRow reports a console password. A password unused for the unused
 // threshold (never used: counted from its last change) is "retire"; its
-// removal is reported only, unless retirePasswords is set.
-func passwordRow(row credreport.Row, rules policy.Rules, asOf time.Time, retirePasswords bool) Row {
+// removal is reported only, unless retirePasswords is set. When find checked
+// the user live (c != nil), its verdict wins: an exempt user's password is
+// "exempt", and a password the live GetUser shows in use is "ok".
+func passwordRow(row credreport.Row, c *rotation.Candidate, rules policy.Rules, asOf time.Time, retirePasswords bool) Row {
 	d := rules.Password(true, row.PasswordLastUsed, row.PasswordLastChanged, asOf)
+	if c != nil {
+		d = livePassword(d, c, retirePasswords)
+	}
 	r := Row{User: row.User, ARN: row.ARN, Credential: "password", Status: "enabled", Created: stamp(row.PasswordLastChanged),
 		AgeDays: policy.AgeDays(row.PasswordLastChanged, asOf), LastUsed: lastUsed(row.PasswordLastUsed), MFAActive: row.MFAActive,
 		Decision: d.Action, Reason: d.Reason}
@@ -131,6 +137,32 @@ func passwordRow(row credreport.Row, rules policy.Rules, asOf time.Time, retireP
 		r.Reason += "; no MFA device"
 	}
 	return r
+}
+
+// livePassword refines the report's verdict on a password with what find
+// learned live about the user. The report's columns allow only the five
+// decisions, so find's retire-password shows as retire.
+func livePassword(d policy.Decision, c *rotation.Candidate, retirePasswords bool) policy.Decision {
+	for _, cd := range c.Decisions {
+		if cd.KeyID != "password" {
+			continue
+		}
+		if cd.Action == policy.RetirePassword {
+			cd.Action = policy.Retire
+		}
+		return cd
+	}
+	switch {
+	case d.Action != policy.Retire:
+		return d
+	case c.User.Exempt:
+		return policy.Decision{KeyID: "password", Action: policy.Exempt, Reason: c.User.ExemptReason}
+	case retirePasswords:
+		// find checked this password live (it was due by the report) and
+		// found it used since the report was generated.
+		return policy.Decision{KeyID: "password", Action: policy.OK, Reason: "in use (confirmed live)"}
+	}
+	return d
 }
 
 func decisionFor(ds []policy.Decision, id string) policy.Decision {
@@ -188,6 +220,11 @@ func (r *Report) WriteCSV(w io.Writer) error {
 func (r *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	if r.Rows == nil {
+		c := *r
+		c.Rows = []Row{}
+		return enc.Encode(&c)
+	}
 	return enc.Encode(r)
 }
 
@@ -211,16 +248,26 @@ func Band(days int) string {
 	}
 }
 
+// dateOf shortens an RFC 3339 stamp to its date ("never" stays).
+func dateOf(stamp string) string {
+	if len(stamp) > 10 {
+		return stamp[:10]
+	}
+	return stamp
+}
+
 // WriteTable writes an aligned table; with color, ages are coloured by
-// band (green under 90 days, yellow 90 to 365, red over 365).
+// band (green under 90 days, yellow 90 to 365, red over 365), as the IAM
+// console colours them. Widths are measured without the colour codes, so
+// the columns line up either way.
 func (r *Report) WriteTable(w io.Writer, color bool) error {
-	var buf bytes.Buffer
-	tw := tabwriter.NewWriter(&buf, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "USER\tCREDENTIAL\tSTATUS\tAGE\tLAST USED\tMFA\tDECISION\tREASON")
+	header := []string{"USER", "CREDENTIAL", "STATUS", "CREATED", "AGE", "LAST USED", "MFA", "DECISION", "REASON"}
+	const ageCol = 4
+	cells := [][]string{header}
 	for _, x := range r.Rows {
-		lu := x.LastUsed
-		if len(lu) > 10 {
-			lu = lu[:10]
+		lu, created := dateOf(x.LastUsed), dateOf(x.Created)
+		if created == "" {
+			created = "-"
 		}
 		if x.LastUsedService != "" {
 			lu += " (" + x.LastUsedService + ")"
@@ -229,15 +276,29 @@ func (r *Report) WriteTable(w io.Writer, color bool) error {
 		if x.MFAActive {
 			mfa = "yes"
 		}
-		// Pad before colouring so the escape codes do not upset alignment.
-		age := fmt.Sprintf("%-6s", fmt.Sprintf("%dd", x.AgeDays))
-		if color {
-			age = map[string]string{"fresh": green, "aging": yellow, "old": red}[Band(x.AgeDays)] + age + reset
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.User, x.Credential, x.Status, age, lu, mfa, x.Decision, x.Reason)
+		cells = append(cells, []string{x.User, x.Credential, x.Status, created, fmt.Sprintf("%dd", x.AgeDays), lu, mfa, string(x.Decision), x.Reason})
 	}
-	if err := tw.Flush(); err != nil {
-		return err
+	width := make([]int, len(header))
+	for _, row := range cells {
+		for i, c := range row {
+			width[i] = max(width[i], utf8.RuneCountInString(c))
+		}
+	}
+	var buf bytes.Buffer
+	for n, row := range cells {
+		var line strings.Builder
+		for i, c := range row {
+			if i == len(row)-1 {
+				line.WriteString(c)
+				break
+			}
+			pad := strings.Repeat(" ", width[i]-utf8.RuneCountInString(c)+2)
+			if color && n > 0 && i == ageCol {
+				c = bandColour[Band(r.Rows[n-1].AgeDays)] + c + reset
+			}
+			line.WriteString(c + pad)
+		}
+		buf.WriteString(strings.TrimRight(line.String(), " ") + "\n")
 	}
 	counts := map[policy.Action]int{}
 	for _, x := range r.Rows {
@@ -248,6 +309,8 @@ func (r *Report) WriteTable(w io.Writer, color bool) error {
 	_, err := w.Write(buf.Bytes())
 	return err
 }
+
+var bandColour = map[string]string{"fresh": green, "aging": yellow, "old": red}
 
 // PutObjectAPI writes an S3 object.
 type PutObjectAPI interface {

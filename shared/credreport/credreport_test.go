@@ -2,6 +2,9 @@ package credreport
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +33,20 @@ func TestParse(t *testing.T) {
 		{"bad time", "bob,arn,2025-01-01,false,N/A,N/A,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n", "user_creation_time", nil},
 		{"bad bool", "bob,arn,2025-01-01T00:00:00+00:00,maybe,N/A,N/A,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n", "password_enabled", nil},
 		{"short row", "bob,arn\n", "-", nil},
+		{"placeholders are empty values",
+			"carol,arn:aws:iam::1:user/carol,2025-01-01T00:00:00Z,true,no_information,2025-01-02T00:00:00Z,not_supported,not_supported,true,2025-01-03T00:00:00Z,N/A,not_supported,no_information,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n",
+			"", func(rs []Row) bool {
+				c := rs[0]
+				return c.PasswordEnabled && c.PasswordLastUsed.IsZero() && !c.PasswordLastChanged.IsZero() && !c.MFAActive &&
+					c.Keys[0].Present() && c.Keys[0].LastUsed.IsZero() && c.Keys[0].LastUsedRegion == "" && c.Keys[0].LastUsedService == "" &&
+					!c.Keys[1].Present() && c.Keys[1].Slot == 2
+			}},
+		{"quoted name with a comma", `"x,y","arn:aws:iam::1:user/x,y",2025-01-01T00:00:00Z,false,N/A,N/A,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A` + "\n",
+			"", func(rs []Row) bool { return rs[0].User == "x,y" && rs[0].ARN == "arn:aws:iam::1:user/x,y" }},
+		{"bad mfa value", "bob,arn,2025-01-01T00:00:00Z,false,N/A,N/A,N/A,yes,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n", "mfa_active", nil},
+		{"bad last used", "bob,arn,2025-01-01T00:00:00Z,false,N/A,N/A,N/A,false,true,2025-01-01T00:00:00Z,yesterday,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n", "access_key_1_last_used_date", nil},
+		{"empty user", ",arn,2025-01-01T00:00:00Z,false,N/A,N/A,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n", "user", nil},
+		{"header only", "", "", func(rs []Row) bool { return len(rs) == 0 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,30 +68,43 @@ func TestParse(t *testing.T) {
 	}
 }
 
-// FuzzParse: any input parses or fails with a ParseError; never panics;
-// parsed rows have names and consistent key slots.
-func FuzzParse(f *testing.F) {
-	f.Add([]byte(header + "alice,arn:aws:iam::1:user/alice,2025-01-01T00:00:00+00:00,true,no_information,2025-02-01T00:00:00+00:00,N/A,false,true,2025-03-01T00:00:00+00:00,2026-11-20T10:00:00+00:00,us-east-1,s3,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n"))
-	f.Add([]byte(header))
-	f.Add([]byte("user\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		rows, err := Parse(strings.NewReader(string(b)))
-		if err != nil {
-			var pe *ParseError
-			if !errors.As(err, &pe) {
-				t.Fatalf("Parse error %T %v; want *ParseError", err, err)
+// TestParseCorpus: the fuzz seeds that are real-shaped reports parse as
+// intended, so the fuzzer's round trip starts from reports that parse.
+func TestParseCorpus(t *testing.T) {
+	tests := []struct {
+		seed    string
+		users   []string
+		wantErr bool
+	}{
+		{"aws-account", []string{"<root_account>", "alice", "bob", "svc.deploy@ci"}, false},
+		{"moto-unquoted-comma", []string{"a,b"}, false},
+		{"quoted-crlf-extra-column", []string{"x,y"}, false},
+		{"bad-time", nil, true},
+		{"short-row", nil, true},
+		{"empty-user", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.seed, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("testdata", "fuzz", "FuzzParse", tt.seed))
+			if err != nil {
+				t.Fatal(err)
 			}
-			return
-		}
-		for _, r := range rows {
-			if r.User == "" {
-				t.Fatal("a row without a user name parsed")
+			lines := strings.SplitN(string(b), "\n", 3)
+			body, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")"))
+			if err != nil {
+				t.Fatalf("seed file: %v", err)
 			}
-			for i, k := range r.Keys {
-				if k.Slot != i+1 {
-					t.Fatalf("key slot %d at index %d", k.Slot, i)
-				}
+			rows, err := Parse(strings.NewReader(body))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Parse(%s) error = %v; want error %v", tt.seed, err, tt.wantErr)
 			}
-		}
-	})
+			var users []string
+			for _, r := range rows {
+				users = append(users, r.User)
+			}
+			if strings.Join(users, "|") != strings.Join(tt.users, "|") {
+				t.Errorf("Parse(%s) users = %q; want %q", tt.seed, users, tt.users)
+			}
+		})
+	}
 }
