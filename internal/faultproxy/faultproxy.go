@@ -14,6 +14,13 @@
 // Faults reach the caller only if its SDK does not retry them: clients under
 // test should use one attempt (awsconf.Options.MaxAttempts = 1) and, for
 // Timeout, a short HTTP timeout.
+//
+// Calls that go through can also be held to behaviour of real AWS that moto
+// lacks, each off by default: IAM's tag quotas (Proxy.TagLimits) and IAM's
+// eventual consistency for access keys (Proxy.Consistency). The log names
+// each call's signing access key and IAM action (Call.AccessKeyID,
+// Call.Action), so a test can compare what a principal did with what its
+// policy allows (WriteLog writes it as JSON lines).
 package faultproxy
 
 import (
@@ -21,6 +28,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/xml"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -72,15 +80,22 @@ func (m Mode) String() string {
 type Call struct {
 	// Service is the SigV4 signing name from the Authorization header's
 	// credential scope: iam, sts, secretsmanager, sns, ses, s3, lambda...
-	Service string
+	Service string `json:"service"`
 	// Operation is the AWS operation name, or "METHOD /path" for a REST
 	// call the proxy has no name for.
-	Operation string
+	Operation string `json:"operation"`
 	// N counts the calls of Operation the proxy has seen, this one
 	// included (1-based, across services).
-	N int
+	N int `json:"n"`
 	// Fault is the injected Mode's name, or "" if the call went through.
-	Fault string
+	Fault string `json:"fault,omitempty"`
+	// AccessKeyID is the access key that signed the call (SigV4
+	// Credential=AKID/...), or "" for an unsigned call.
+	AccessKeyID string `json:"accessKeyId,omitempty"`
+	// Action is the IAM action that authorizes the call
+	// ("iam:ListAccessKeys", "s3:ListBucket" for ListObjectsV2), or "" when
+	// the proxy cannot name it (see Action).
+	Action string `json:"action,omitempty"`
 }
 
 // OperationsOf lists the distinct operations of calls in the order of their
@@ -103,6 +118,20 @@ type Proxy struct {
 	// 10s). Set it before the first request.
 	TimeoutHold time.Duration
 
+	// TagLimits makes IAM TagUser calls that go through meet IAM's tag
+	// quotas, which moto does not enforce (see tagUser). Set it before
+	// the first request.
+	TagLimits bool
+	// Consistency, when positive, makes ListAccessKeys show for that long
+	// after an access key write the user's keys as they were before it,
+	// as IAM's eventual consistency can (see listKeys). A few seconds
+	// is realistic. Set it before the first request.
+	Consistency time.Duration
+	// Now is the clock of the Consistency window (default time.Now).
+	// Set it before the first request; the function may be called from
+	// several goroutines.
+	Now func() time.Time
+
 	ln        net.Listener
 	srv       *http.Server
 	rp        *httputil.ReverseProxy
@@ -116,6 +145,11 @@ type Proxy struct {
 	counts   map[string]int
 	injected map[string]int
 	log      []Call
+
+	target  *url.URL   // moto_server
+	tagMu   sync.Mutex // one TagUser at a time when TagLimits is on
+	keyMu   sync.Mutex // one access key write at a time when Consistency is on
+	history map[string][]keyWrite
 }
 
 // New starts a proxy on a free loopback port in front of target (for
@@ -142,6 +176,8 @@ func New(target string) (*Proxy, error) {
 		closed:      make(chan struct{}),
 		counts:      map[string]int{},
 		injected:    map[string]int{},
+		target:      u,
+		history:     map[string][]keyWrite{},
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -283,8 +319,9 @@ func (p *Proxy) ResetLog() {
 	p.log = nil
 }
 
-// decide counts the call and picks its fault, if any.
-func (p *Proxy) decide(service, op string) (Mode, bool, time.Duration) {
+// decide counts the call, logs it and picks its fault, if any.
+func (p *Proxy) decide(req request) (Mode, bool, time.Duration) {
+	service, op := req.service, req.op
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.counts[op]++
@@ -310,7 +347,7 @@ func (p *Proxy) decide(service, op string) (Mode, bool, time.Duration) {
 			mode, faulty = r.mode, true
 		}
 	}
-	c := Call{Service: service, Operation: op, N: p.counts[op]}
+	c := Call{Service: service, Operation: op, N: p.counts[op], AccessKeyID: req.accessKeyID, Action: Action(service, op)}
 	if faulty {
 		c.Fault = mode.String()
 		p.injected[op]++
@@ -321,9 +358,9 @@ func (p *Proxy) decide(service, op string) (Mode, bool, time.Duration) {
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	req := identify(r)
-	mode, faulty, hold := p.decide(req.service, req.op)
+	mode, faulty, hold := p.decide(req)
 	if !faulty {
-		p.rp.ServeHTTP(w, r)
+		p.forward(w, r, req)
 		return
 	}
 	switch mode {
@@ -347,8 +384,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		hangUp(w, r)
 	case DropResponse:
-		// The change happens, even if the caller gives up meanwhile.
-		p.rp.ServeHTTP(&discard{header: http.Header{}}, r.WithContext(context.WithoutCancel(r.Context())))
+		// The change happens, even if the caller gives up meanwhile, and
+		// meets the checks a call that goes through meets.
+		p.forward(&discard{header: http.Header{}}, r.WithContext(context.WithoutCancel(r.Context())), req)
 		hangUp(w, r)
 	default:
 		panic(fmt.Sprintf("faultproxy: unknown %v", mode))
@@ -396,23 +434,49 @@ const (
 type request struct {
 	service, op string
 	proto       protocol
-	contentType string // for awsJSON: the request's (1.0 or 1.1)
+	contentType string     // for awsJSON: the request's (1.0 or 1.1)
+	accessKeyID string     // the signing key, "" if unsigned
+	form        url.Values // for awsQuery: the parameters
 }
 
-var scopeRE = regexp.MustCompile(`Credential=[^/,\s]+/[0-9]{8}/[^/]+/([^/]+)/aws4_request`)
+var scopeRE = regexp.MustCompile(`^([^/,\s]+)/[0-9]{8}/[^/]+/([^/]+)/aws4_request`)
+
+// credential reads the signing access key and service from a SigV4
+// Authorization header, or from the query of a presigned URL.
+func credential(r *http.Request) (keyID, service string) {
+	c := r.URL.Query().Get("X-Amz-Credential")
+	if a := r.Header.Get("Authorization"); a != "" {
+		if _, after, ok := strings.Cut(a, "Credential="); ok {
+			c = after
+		}
+	}
+	if m := scopeRE.FindStringSubmatch(c); m != nil {
+		return m[1], m[2]
+	}
+	return "", ""
+}
+
+// targetServices names the service of an unsigned awsJSON call by the
+// prefix of its X-Amz-Target.
+var targetServices = map[string]string{
+	"secretsmanager": "secretsmanager", "TrentService": "kms", "AWSStepFunctions": "states",
+	"DynamoDB_20120810": "dynamodb", "AmazonSSM": "ssm", "Logs_20140328": "logs",
+}
 
 // identify names the service, operation and protocol of r. It reads a form
 // body to find the Action and puts it back for forwarding.
 func identify(r *http.Request) request {
 	var req request
-	if m := scopeRE.FindStringSubmatch(r.Header.Get("Authorization")); m != nil {
-		req.service = m[1]
-	}
+	req.accessKeyID, req.service = credential(r)
 	if t := r.Header.Get("X-Amz-Target"); t != "" {
 		req.proto, req.contentType = awsJSON, r.Header.Get("Content-Type")
-		_, req.op, _ = strings.Cut(t, ".")
+		var prefix string
+		prefix, req.op, _ = strings.Cut(t, ".")
 		if req.op == "" {
 			req.op = t
+		}
+		if req.service == "" {
+			req.service = targetServices[prefix]
 		}
 		return req
 	}
@@ -422,13 +486,13 @@ func identify(r *http.Request) request {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		if err == nil {
 			if v, perr := url.ParseQuery(string(body)); perr == nil && v.Get("Action") != "" {
-				req.op, req.proto = v.Get("Action"), awsQuery
+				req.op, req.proto, req.form = v.Get("Action"), awsQuery, v
 				return req
 			}
 		}
 	}
-	if a := r.URL.Query().Get("Action"); a != "" {
-		req.op, req.proto = a, awsQuery
+	if q := r.URL.Query(); q.Get("Action") != "" {
+		req.op, req.proto, req.form = q.Get("Action"), awsQuery, q
 		return req
 	}
 	if req.service == "s3" {
@@ -543,7 +607,9 @@ func (req request) queryError(w http.ResponseWriter, status int, typ, code, msg 
 	w.Header().Set("Content-Type", "text/xml")
 	w.Header().Set("X-Amzn-RequestId", id)
 	w.WriteHeader(status)
-	fmt.Fprintf(w, `<ErrorResponse><Error><Type>%s</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>%s</RequestId></ErrorResponse>`, typ, code, msg, id)
+	var m strings.Builder
+	_ = xml.EscapeText(&m, []byte(msg))
+	fmt.Fprintf(w, `<ErrorResponse><Error><Type>%s</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>%s</RequestId></ErrorResponse>`, typ, code, m.String(), id)
 }
 
 // jsonError writes an awsJson or restJson error: the code in the

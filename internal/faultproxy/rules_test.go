@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -64,7 +66,7 @@ func (q raw) send(t *testing.T, base string) (*http.Response, error) {
 		t.Fatal(err)
 	}
 	if q.service != "" {
-		req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/"+q.service+"/aws4_request, SignedHeaders=host;x-amz-date, Signature=00")
+		req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/"+q.service+"/aws4_request, SignedHeaders=host;x-amz-date, Signature=00")
 	}
 	if q.target != "" {
 		req.Header.Set("X-Amz-Target", q.target)
@@ -97,25 +99,29 @@ func TestIdentify(t *testing.T) {
 		req     raw
 		service string
 		op      string
+		action  string
 	}{
-		{"iam query", query("iam", "CreateAccessKey"), "iam", "CreateAccessKey"},
-		{"sts query", query("sts", "GetCallerIdentity"), "sts", "GetCallerIdentity"},
-		{"sns query", query("sns", "Publish"), "sns", "Publish"},
-		{"ses v1 query", query("ses", "SendEmail"), "ses", "SendEmail"},
-		{"query in url", raw{service: "iam", method: "GET", path: "/?Action=ListUsers&Version=2010-05-08"}, "iam", "ListUsers"},
-		{"secrets manager json", jsonCall("secretsmanager", "secretsmanager.PutSecretValue"), "secretsmanager", "PutSecretValue"},
-		{"kms json 1.1", jsonCall("kms", "TrentService.Decrypt"), "kms", "Decrypt"},
-		{"ses v2 send", raw{service: "ses", method: "POST", path: "/v2/email/outbound-emails", form: "{}", contentType: "application/json"}, "ses", "SendEmail"},
-		{"ses v2 identity", raw{service: "ses", method: "GET", path: "/v2/email/identities/k%40example.com"}, "ses", "GetEmailIdentity"},
-		{"s3 put x-id", raw{service: "s3", method: "PUT", path: "/b/runs/1/plan.json?x-id=PutObject", form: "data"}, "s3", "PutObject"},
-		{"s3 put plain", raw{service: "s3", method: "PUT", path: "/b/k", form: "data"}, "s3", "PutObject"},
-		{"s3 get", raw{service: "s3", method: "GET", path: "/b/a/b/c"}, "s3", "GetObject"},
-		{"s3 list v2", raw{service: "s3", method: "GET", path: "/b?list-type=2&prefix=x"}, "s3", "ListObjectsV2"},
-		{"s3 create bucket", raw{service: "s3", method: "PUT", path: "/b"}, "s3", "CreateBucket"},
-		{"s3 subresource", raw{service: "s3", method: "PUT", path: "/b/k?tagging"}, "s3", "PUT /b/k"},
-		{"lambda invoke", raw{service: "lambda", method: "POST", path: "/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:f/invocations", form: "{}"}, "lambda", "Invoke"},
-		{"unknown rest", raw{service: "ses", method: "GET", path: "/v2/email/account"}, "ses", "GET /v2/email/account"},
-		{"unsigned", raw{method: "GET", path: "/moto-api/data.json"}, "", "GET /moto-api/data.json"},
+		{"iam query", query("iam", "CreateAccessKey"), "iam", "CreateAccessKey", "iam:CreateAccessKey"},
+		{"sts query", query("sts", "GetCallerIdentity"), "sts", "GetCallerIdentity", "sts:GetCallerIdentity"},
+		{"sns query", query("sns", "Publish"), "sns", "Publish", "sns:Publish"},
+		{"ses v1 query", query("ses", "SendEmail"), "ses", "SendEmail", "ses:SendEmail"},
+		{"query in url", raw{service: "iam", method: "GET", path: "/?Action=ListUsers&Version=2010-05-08"}, "iam", "ListUsers", "iam:ListUsers"},
+		{"secrets manager json", jsonCall("secretsmanager", "secretsmanager.PutSecretValue"), "secretsmanager", "PutSecretValue", "secretsmanager:PutSecretValue"},
+		{"kms json 1.1", jsonCall("kms", "TrentService.Decrypt"), "kms", "Decrypt", "kms:Decrypt"},
+		{"dynamodb json 1.0", jsonCall("dynamodb", "DynamoDB_20120810.PutItem"), "dynamodb", "PutItem", "dynamodb:PutItem"},
+		{"unsigned json", raw{method: "POST", path: "/", target: "DynamoDB_20120810.GetItem", form: "{}", contentType: "application/x-amz-json-1.0"}, "dynamodb", "GetItem", "dynamodb:GetItem"},
+		{"ses v2 send", raw{service: "ses", method: "POST", path: "/v2/email/outbound-emails", form: "{}", contentType: "application/json"}, "ses", "SendEmail", "ses:SendEmail"},
+		{"ses v2 identity", raw{service: "ses", method: "GET", path: "/v2/email/identities/k%40example.com"}, "ses", "GetEmailIdentity", "ses:GetEmailIdentity"},
+		{"s3 put x-id", raw{service: "s3", method: "PUT", path: "/b/runs/1/plan.json?x-id=PutObject", form: "data"}, "s3", "PutObject", "s3:PutObject"},
+		{"s3 put plain", raw{service: "s3", method: "PUT", path: "/b/k", form: "data"}, "s3", "PutObject", "s3:PutObject"},
+		{"s3 get", raw{service: "s3", method: "GET", path: "/b/a/b/c"}, "s3", "GetObject", "s3:GetObject"},
+		{"s3 head", raw{service: "s3", method: "HEAD", path: "/b/a"}, "s3", "HeadObject", "s3:GetObject"},
+		{"s3 list v2", raw{service: "s3", method: "GET", path: "/b?list-type=2&prefix=x"}, "s3", "ListObjectsV2", "s3:ListBucket"},
+		{"s3 create bucket", raw{service: "s3", method: "PUT", path: "/b"}, "s3", "CreateBucket", "s3:CreateBucket"},
+		{"s3 subresource", raw{service: "s3", method: "PUT", path: "/b/k?tagging"}, "s3", "PUT /b/k", ""},
+		{"lambda invoke", raw{service: "lambda", method: "POST", path: "/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:f/invocations", form: "{}"}, "lambda", "Invoke", "lambda:InvokeFunction"},
+		{"unknown rest", raw{service: "ses", method: "GET", path: "/v2/email/account"}, "ses", "GET /v2/email/account", ""},
+		{"unsigned", raw{method: "GET", path: "/moto-api/data.json"}, "", "GET /moto-api/data.json", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -124,7 +130,10 @@ func TestIdentify(t *testing.T) {
 			if err != nil || resp.StatusCode != 200 {
 				t.Fatalf("send: %v %v", resp, err)
 			}
-			want := []faultproxy.Call{{Service: tt.service, Operation: tt.op, N: 1}}
+			want := []faultproxy.Call{{Service: tt.service, Operation: tt.op, N: 1, Action: tt.action}}
+			if tt.req.service != "" {
+				want[0].AccessKeyID = "AKIDTEST"
+			}
 			if got := p.Log(); !reflect.DeepEqual(got, want) {
 				t.Fatalf("Log() = %+v; want %+v", got, want)
 			}
@@ -132,6 +141,67 @@ func TestIdentify(t *testing.T) {
 				t.Fatalf("target got body %q; want %q", got, tt.req.form)
 			}
 		})
+	}
+}
+
+func TestAction(t *testing.T) {
+	tests := []struct {
+		service, op, want string
+	}{
+		{"iam", "ListAccessKeys", "iam:ListAccessKeys"},
+		{"iam", "TagUser", "iam:TagUser"},
+		{"sts", "AssumeRole", "sts:AssumeRole"},
+		{"secretsmanager", "GetSecretValue", "secretsmanager:GetSecretValue"},
+		{"dynamodb", "PutItem", "dynamodb:PutItem"},
+		{"kms", "Decrypt", "kms:Decrypt"},
+		{"sns", "Publish", "sns:Publish"},
+		{"ses", "SendEmail", "ses:SendEmail"},
+		{"email", "SendRawEmail", "ses:SendRawEmail"},
+		{"s3", "PutObject", "s3:PutObject"},
+		{"s3", "GetObject", "s3:GetObject"},
+		{"s3", "HeadObject", "s3:GetObject"},
+		{"s3", "ListObjectsV2", "s3:ListBucket"},
+		{"s3", "ListObjects", "s3:ListBucket"},
+		{"s3", "ListBuckets", "s3:ListAllMyBuckets"},
+		{"lambda", "Invoke", "lambda:InvokeFunction"},
+		{"states", "StartExecution", "states:StartExecution"},
+		{"s3", "PUT /b/k", ""},
+		{"", "GET /moto-api/data.json", ""},
+		{"", "GetItem", ""},
+	}
+	for _, tt := range tests {
+		if got := faultproxy.Action(tt.service, tt.op); got != tt.want {
+			t.Errorf("Action(%q, %q) = %q; want %q", tt.service, tt.op, got, tt.want)
+		}
+	}
+}
+
+// TestWriteLog: each call's signing key and action, as JSON lines that
+// read back the same.
+func TestWriteLog(t *testing.T) {
+	_, p := startStub(t)
+	p.FailNth("GetSecretValue", 1, faultproxy.Throttle)
+	faults(t, p, query("iam", "ListAccessKeys"), jsonCall("secretsmanager", "secretsmanager.GetSecretValue"))
+	var buf strings.Builder
+	if err := p.WriteLog(&buf); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"service":"iam","operation":"ListAccessKeys","n":1,"accessKeyId":"AKIDTEST","action":"iam:ListAccessKeys"}
+{"service":"secretsmanager","operation":"GetSecretValue","n":1,"fault":"throttle","accessKeyId":"AKIDTEST","action":"secretsmanager:GetSecretValue"}
+`
+	if buf.String() != want {
+		t.Fatalf("WriteLog wrote\n%s\nwant\n%s", buf.String(), want)
+	}
+	calls, err := faultproxy.ReadLog(strings.NewReader(buf.String()))
+	if err != nil || !reflect.DeepEqual(calls, p.Log()) {
+		t.Fatalf("ReadLog = %+v, %v; want %+v", calls, err, p.Log())
+	}
+	path := filepath.Join(t.TempDir(), "calls.jsonl")
+	if err := p.SaveLog(path); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != want {
+		t.Fatalf("SaveLog wrote %q, %v; want %q", b, err, want)
 	}
 }
 

@@ -7,6 +7,7 @@ package local
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -30,6 +31,12 @@ type Function struct {
 	Memory  int               // MB, reported in AWS_LAMBDA_FUNCTION_MEMORY_SIZE
 	// MaxConcurrency bounds the processes started for this function (default 8).
 	MaxConcurrency int
+	// Reserved is the function's reserved concurrency
+	// (ReservedConcurrentExecutions); 0 means none. With Reserved
+	// invocations in flight, another is throttled as Lambda throttles it:
+	// the Invoke API answers 429 TooManyRequestsException (see
+	// ThrottleError), and the function does not run.
+	Reserved int
 }
 
 // Stats counts what the server did.
@@ -42,6 +49,31 @@ type Stats struct {
 	// PeakRSSKB: per function, the largest peak resident set of its
 	// processes that have ended.
 	PeakRSSKB map[string]int64
+	// Throttles: per function, invocations refused for its reserved
+	// concurrency (not counted in Invocations, as in Lambda's metrics).
+	Throttles map[string]int
+}
+
+// ThrottleError is an invocation refused because the function's reserved
+// concurrency is in use.
+//
+// The Invoke API answers it as AWS Lambda does (Lambda API Reference,
+// "Invoke", https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html:
+// "Lambda returns TooManyRequestsException if running the function would
+// cause you to exceed a concurrency limit at either the account level
+// (ConcurrentInvocationLimitExceeded) or function level
+// (ReservedFunctionConcurrentInvocationLimitExceeded)"; Errors:
+// TooManyRequestsException, HTTP Status Code: 429; the error's members
+// are Type, message, Reason and retryAfterSeconds, the last from a
+// Retry-After header, which this server does not send). Step Functions
+// reports the failed task as Lambda.TooManyRequestsException.
+type ThrottleError struct {
+	Function string
+	Reserved int
+}
+
+func (e *ThrottleError) Error() string {
+	return fmt.Sprintf("function %s: reserved concurrency %d in use: Rate Exceeded.", e.Function, e.Reserved)
 }
 
 // Server is a local Lambda service.
@@ -54,6 +86,11 @@ type Server struct {
 	mu    sync.Mutex
 	fns   map[string]*fnRuntime
 	stats Stats
+}
+
+func newStats() Stats {
+	return Stats{Invocations: map[string]int{}, Errors: map[string]int{}, ColdStarts: map[string][]time.Duration{},
+		PeakRSSKB: map[string]int64{}, Throttles: map[string]int{}}
 }
 
 type invocation struct {
@@ -75,10 +112,11 @@ type fnRuntime struct {
 	queue chan *invocation
 	logs  io.WriteCloser
 
-	mu      sync.Mutex
-	pending map[string]*invocation
-	procs   map[*process]bool
-	waiting int // processes blocked in /next
+	mu       sync.Mutex
+	pending  map[string]*invocation
+	procs    map[*process]bool
+	waiting  int // processes blocked in /next
+	inflight int // invocations admitted and not yet answered
 }
 
 // process is one running bootstrap with its own Runtime API listener, so
@@ -101,8 +139,7 @@ func NewServer(fns []Function, logDir string) (*Server, error) {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
-	s := &Server{logDir: logDir, fns: map[string]*fnRuntime{}, stats: Stats{Invocations: map[string]int{}, Errors: map[string]int{},
-		ColdStarts: map[string][]time.Duration{}, PeakRSSKB: map[string]int64{}}}
+	s := &Server{logDir: logDir, fns: map[string]*fnRuntime{}, stats: newStats()}
 	for _, f := range fns {
 		if _, err := os.Stat(f.Binary); err != nil {
 			s.Close()
@@ -141,7 +178,7 @@ func (s *Server) URL() string { return s.url }
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := Stats{Invocations: map[string]int{}, Errors: map[string]int{}, ColdStarts: map[string][]time.Duration{}, PeakRSSKB: map[string]int64{}}
+	out := newStats()
 	for k, v := range s.stats.ColdStarts {
 		out.ColdStarts[k] = append([]time.Duration(nil), v...)
 	}
@@ -154,16 +191,35 @@ func (s *Server) Stats() Stats {
 	for k, v := range s.stats.Errors {
 		out.Errors[k] = v
 	}
+	for k, v := range s.stats.Throttles {
+		out.Throttles[k] = v
+	}
 	return out
 }
 
 // Invoke runs one invocation of function name and returns its payload, or
-// the function error's type and its error payload.
+// the function error's type and its error payload. It fails with a
+// *ThrottleError when the function's reserved concurrency is in use.
 func (s *Server) Invoke(ctx context.Context, name string, payload []byte) (out []byte, errorType string, err error) {
 	rt := s.lookup(name)
 	if rt == nil {
 		return nil, "", fmt.Errorf("no local function %q", name)
 	}
+	rt.mu.Lock()
+	if rt.fn.Reserved > 0 && rt.inflight >= rt.fn.Reserved {
+		rt.mu.Unlock()
+		s.mu.Lock()
+		s.stats.Throttles[rt.fn.Name]++
+		s.mu.Unlock()
+		return nil, "", &ThrottleError{Function: rt.fn.Name, Reserved: rt.fn.Reserved}
+	}
+	rt.inflight++
+	rt.mu.Unlock()
+	defer func() {
+		rt.mu.Lock()
+		rt.inflight--
+		rt.mu.Unlock()
+	}()
 	s.mu.Lock()
 	s.stats.Invocations[rt.fn.Name]++
 	s.mu.Unlock()
@@ -216,6 +272,15 @@ func (s *Server) lookup(name string) *fnRuntime {
 func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	out, errType, err := s.Invoke(r.Context(), r.PathValue("name"), body)
+	var throttled *ThrottleError
+	if errors.As(err, &throttled) {
+		// As Lambda answers (see ThrottleError).
+		w.Header().Set("X-Amzn-ErrorType", "TooManyRequestsException")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		json.NewEncoder(w).Encode(map[string]string{"Reason": "ReservedFunctionConcurrentInvocationLimitExceeded", "Type": "User", "message": "Rate Exceeded."})
+		return
+	}
 	if err != nil {
 		w.Header().Set("X-Amzn-ErrorType", "ResourceNotFoundException")
 		w.Header().Set("Content-Type", "application/json")
@@ -251,7 +316,6 @@ func (rt *fnRuntime) spawn() error {
 	mux.HandleFunc("POST /2018-06-01/runtime/invocation/{id}/error", p.fail)
 	mux.HandleFunc("POST /2018-06-01/runtime/init/error", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) })
 	p.http = &http.Server{Handler: mux}
-	go p.http.Serve(ln)
 
 	cmd := exec.Command(rt.fn.Binary)
 	cmd.Dir = filepath.Dir(rt.fn.Binary)
@@ -273,7 +337,8 @@ func (rt *fnRuntime) spawn() error {
 	cmd.Stdout = rt.logs
 	cmd.Stderr = io.MultiWriter(rt.logs, p.tail)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	p.started = time.Now()
+	p.started = time.Now() // before Serve: its handlers read it
+	go p.http.Serve(ln)
 	if err := cmd.Start(); err != nil {
 		p.http.Close()
 		return fmt.Errorf("start %s: %w", rt.fn.Binary, err)

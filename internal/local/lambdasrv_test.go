@@ -3,6 +3,9 @@ package local
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -62,5 +65,82 @@ func TestLambdaServer(t *testing.T) {
 	st := srv.Stats()
 	if st.Invocations["echo"] < 14 || st.Errors["ThrottlingError"] != 1 || len(st.ColdStarts["echo"]) == 0 {
 		t.Fatalf("stats = %+v", st)
+	}
+}
+
+// TestLambdaServerReserved: with Reserved 1, an invoke while another is in
+// flight is refused as Lambda refuses it (429 TooManyRequestsException,
+// reason ReservedFunctionConcurrentInvocationLimitExceeded) without
+// running, and Stats counts it; once the first ends, invokes run again.
+func TestLambdaServerReserved(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "bootstrap")
+	build := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", bin, "./testdata/echofn")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	srv, err := NewServer([]Function{
+		{Name: "one", Binary: bin, Timeout: 10 * time.Second, Reserved: 1},
+		{Name: "free", Binary: bin, Timeout: 10 * time.Second},
+	}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	invoke := func(fn, payload string) (*http.Response, string) {
+		t.Helper()
+		resp, err := http.Post(srv.URL()+"/2015-03-31/functions/"+fn+"/invocations", "application/json", strings.NewReader(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+
+	// The echo function sleeps 5s when asked: hold the one slot with it.
+	done := make(chan string, 1)
+	go func() {
+		_, body := invoke("one", `{"do":"sleep"}`)
+		done <- body
+	}()
+	for srv.Stats().Invocations["one"] == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	tests := []struct {
+		name, fn   string
+		wantStatus int
+		wantType   string // X-Amzn-ErrorType
+		wantBody   string
+	}{
+		{"second in flight", "one", http.StatusTooManyRequests, "TooManyRequestsException",
+			`{"Reason":"ReservedFunctionConcurrentInvocationLimitExceeded","Type":"User","message":"Rate Exceeded."}`},
+		{"another function", "free", http.StatusOK, "", `"echo":"x"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := invoke(tt.fn, `{"value":"x"}`)
+			if resp.StatusCode != tt.wantStatus || resp.Header.Get("X-Amzn-ErrorType") != tt.wantType || !strings.Contains(body, tt.wantBody) {
+				t.Fatalf("invoke %s = %d %q %s; want %d %q %s", tt.fn, resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), body, tt.wantStatus, tt.wantType, tt.wantBody)
+			}
+		})
+	}
+	if st := srv.Stats(); st.Throttles["one"] != 1 || st.Invocations["one"] != 1 || st.Throttles["free"] != 0 {
+		t.Fatalf("while the slot is held: stats = %+v; want one throttle and one invocation of one", st)
+	}
+	_, _, err = srv.Invoke(context.Background(), "one", []byte(`{"value":"y"}`))
+	var throttled *ThrottleError
+	if !errors.As(err, &throttled) || throttled.Function != "one" || throttled.Reserved != 1 {
+		t.Fatalf("Invoke while the slot is held: %v; want a *ThrottleError", err)
+	}
+
+	if body := <-done; strings.Contains(body, "Rate Exceeded") {
+		t.Fatalf("the first invoke was throttled: %s", body)
+	}
+	if resp, body := invoke("one", `{"value":"z"}`); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"echo":"z"`) {
+		t.Fatalf("invoke after the slot freed = %d %s; want the echo", resp.StatusCode, body)
+	}
+	if st := srv.Stats(); st.Throttles["one"] != 2 || st.Invocations["one"] != 2 {
+		t.Fatalf("stats = %+v; want 2 throttles and 2 invocations of one", st)
 	}
 }
