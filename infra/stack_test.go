@@ -32,6 +32,7 @@ type synthesized struct {
 	raw      []byte
 	def      map[string]any
 	defJSON  []byte
+	grace    map[string]any // the grace-and-delete state machine
 }
 
 var (
@@ -66,7 +67,13 @@ func synth(t *testing.T, ctx map[string]any) *synthesized {
 	}
 	var def map[string]any
 	json.Unmarshal(defJSON, &def)
-	return &synthesized{stack: stack, template: tmpl, raw: raw, def: def, defJSON: defJSON}
+	graceJSON, err := lt.DefinitionOf(local.Resolver{Ref: func(id string) (string, bool) { return id, true }, GetAtt: func(id, _ string) (string, bool) { return anyName(id) }}, local.GraceStateMachine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grace map[string]any
+	json.Unmarshal(graceJSON, &grace)
+	return &synthesized{stack: stack, template: tmpl, raw: raw, def: def, defJSON: defJSON, grace: grace}
 }
 
 var defaultCtx = map[string]any{"senderAddress": "keyrotor@example.com", "adminEmails": "sec@example.com,ops@example.com", "fanOutConcurrency": "75", "exemptGroup": "breakglass"}
@@ -97,13 +104,10 @@ func TestFunctions(t *testing.T) {
 			"Handler":       "bootstrap",
 			"MemorySize":    f.memory,
 			"Timeout":       f.timeout,
-			"ReservedConcurrentExecutions": func() any {
-				if f.perUser {
-					return 10
-				}
-				return assertions.Match_Absent()
-			}(),
-			"LoggingConfig": assertions.Match_ObjectLike(&map[string]any{"LogFormat": "JSON"}),
+			// Reserved concurrency is opt-in (lambdaConcurrency): see
+			// TestReservedConcurrencyOptIn.
+			"ReservedConcurrentExecutions": assertions.Match_Absent(),
+			"LoggingConfig":                assertions.Match_ObjectLike(&map[string]any{"LogFormat": "JSON"}),
 			"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
 				config.EnvMaxKeyAgeDays: "90", config.EnvUnusedDays: "45", config.EnvGracePeriod: "168h0m0s",
 				config.EnvSecretPrefix: "iam-access-keys/", config.EnvSender: "keyrotor@example.com",
@@ -138,17 +142,51 @@ func TestStateMachine(t *testing.T) {
 		child = append(child, n)
 	}
 	sort.Strings(child)
-	wantChild := []string{"CreateAndStoreNewKey", "DeactivateOldKey", "DeleteOldKey", "NotifyOwner", "ReplaceOrRetire", "WaitForGracePeriod"}
+	// The day's execution ends at deactivation: no Wait in a child (a
+	// failure is seen the same day); each key's grace period runs in its
+	// own execution of the grace state machine, started once.
+	wantChild := []string{"CreateAndStoreNewKey", "DeactivateOldKey", "DeleteOldKey", "GraceOrDelete", "GracePeriodStarted", "NewKeyReady",
+		"NoticeNotSent", "NoticeSent", "NotifyOwner", "ReplaceOrRetire", "RotationStopped", "StartGracePeriod"}
 	if !reflect.DeepEqual(child, wantChild) {
 		t.Fatalf("per-user states = %v; want %v", child, wantChild)
+	}
+	for n, st := range childStates(s.def) {
+		if st.(map[string]any)["Type"] == "Wait" {
+			t.Fatalf("child state %s waits: the grace period belongs to the grace state machine", n)
+		}
 	}
 	if s.def["StartAt"] != "FindDueKeys" {
 		t.Fatalf("StartAt = %v", s.def["StartAt"])
 	}
-	wait := childStates(s.def)["WaitForGracePeriod"].(map[string]any)
-	if wait["TimestampPath"] != "$.deactivation.deleteAfter" || wait["Seconds"] != nil || wait["SecondsPath"] != nil {
-		t.Fatalf("the grace Wait must wait until a recorded timestamp: %v", wait)
+	start := childStates(s.def)["StartGracePeriod"].(map[string]any)
+	params := start["Parameters"].(map[string]any)
+	if start["Resource"] != "arn:aws:states:::states:startExecution" || params["Name.$"] != "$.deactivation.graceExecution" {
+		t.Fatalf("StartGracePeriod = %v; want a request-response StartExecution named by the deactivation", start)
 	}
+	caught := false
+	for _, c := range start["Catch"].([]any) {
+		for _, e := range c.(map[string]any)["ErrorEquals"].([]any) {
+			caught = caught || e == "StepFunctions.ExecutionAlreadyExistsException"
+		}
+	}
+	if !caught {
+		t.Fatal("a second start of a key's grace execution must be a no-op (catch ExecutionAlreadyExists)")
+	}
+	if s.grace["StartAt"] != "WaitForGracePeriod" {
+		t.Fatalf("grace StartAt = %v", s.grace["StartAt"])
+	}
+	wait := states(s.grace)["WaitForGracePeriod"].(map[string]any)
+	if wait["TimestampPath"] != "$.deactivation.deleteAfter" || wait["Seconds"] != nil || wait["SecondsPath"] != nil || wait["Next"] != "DeleteOldKey" {
+		t.Fatalf("the grace Wait must wait until a recorded timestamp, then delete: %v", wait)
+	}
+	s.template.ResourceCountIs(jsii.String("AWS::CloudWatch::Alarm"), jsii.Number(2))
+	s.template.HasResourceProperties(jsii.String("AWS::DynamoDB::Table"), map[string]any{
+		"BillingMode":                      "PAY_PER_REQUEST",
+		"KeySchema":                        []any{map[string]any{"AttributeName": "id", "KeyType": "HASH"}},
+		"TimeToLiveSpecification":          map[string]any{"AttributeName": "expiresAt", "Enabled": true},
+		"PointInTimeRecoverySpecification": map[string]any{"PointInTimeRecoveryEnabled": true},
+		"SSESpecification":                 assertions.Match_ObjectLike(&map[string]any{"SSEEnabled": true, "SSEType": "KMS"}),
+	})
 	m := top["RotateEachUser"].(map[string]any)
 	pc := m["ItemProcessor"].(map[string]any)["ProcessorConfig"].(map[string]any)
 	if pc["Mode"] != "DISTRIBUTED" || pc["ExecutionType"] != "STANDARD" {
@@ -189,7 +227,7 @@ func TestRetryNames(t *testing.T) {
 	retried := map[string][]string{}
 	for name, st := range all {
 		m := st.(map[string]any)
-		if m["Type"] != "Task" {
+		if m["Type"] != "Task" || strings.HasPrefix(m["Resource"].(string), "arn:aws:states:::states:") {
 			continue
 		}
 		throttled := false
@@ -197,7 +235,7 @@ func TestRetryNames(t *testing.T) {
 			rr := r.(map[string]any)
 			for _, e := range rr["ErrorEquals"].([]any) {
 				es := e.(string)
-				if !known[es] && !strings.HasPrefix(es, "Lambda.") && es != "Sandbox.Timedout" {
+				if !known[es] && !strings.HasPrefix(es, "Lambda.") && es != "Sandbox.Timedout" && es != "States.Timeout" {
 					t.Errorf("%s retries %q, which is not a Go error type in shared/failures", name, es)
 				}
 				retried[name] = append(retried[name], es)
@@ -218,8 +256,17 @@ func TestRetryNames(t *testing.T) {
 		}
 		return false
 	}
-	if !has("FindDueKeys", "ReportNotReadyError") || !has("CreateAndStoreNewKey", "NewKeyNotReadyError") || !has("CreateAndStoreNewKey", "RotationInProgressError") {
+	if !has("FindDueKeys", "ReportNotReadyError") || !has("CreateAndStoreNewKey", "NewKeyNotReadyError") {
 		t.Errorf("step retries = %v", retried)
+	}
+	// Eventual consistency and a record changed concurrently are retried
+	// everywhere; a throttled Lambda has its own patient retrier.
+	for state := range retried {
+		for _, e := range []string{"NotVisibleYetError", "ConflictError", "Lambda.TooManyRequestsException"} {
+			if !has(state, e) {
+				t.Errorf("%s does not retry %s", state, e)
+			}
+		}
 	}
 	for _, never := range []string{"KeyLimitError", "InvalidInputError", "SendRejectedError", "StepError"} {
 		for state := range retried {
@@ -335,7 +382,7 @@ func readOwnPattern(t *testing.T, s *synthesized) string {
 	}
 	json.Unmarshal(s.raw, &tmpl)
 	for _, r := range tmpl.Resources {
-		if r.Type != "AWS::IAM::ManagedPolicy" || r.Properties["ManagedPolicyName"] != "KeyRotorReadOwnSecret" {
+		if r.Type != "AWS::IAM::ManagedPolicy" { // the one: KeyRotorReadOwnSecret-<region>
 			continue
 		}
 		for _, st := range r.Properties["PolicyDocument"].(map[string]any)["Statement"].([]any) {

@@ -5,6 +5,7 @@ package main
 import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/keyrotor/keyrotor/shared/lambdastep"
 	"github.com/keyrotor/keyrotor/shared/rotation"
@@ -15,8 +16,11 @@ func main() {
 	c := &rotation.Creator{
 		IAM:     iam.NewFromConfig(env.AWS),
 		Secrets: secretsmanager.NewFromConfig(env.AWS),
+		Records: env.Records(),
+		Topic:   sns.NewFromConfig(env.AWS),
 		Verify:  rotation.STSVerifier(env.AWS),
 		Config:  env.Config,
+		Now:     env.Now,
 		Log:     env.Log,
 	}
 	lambdastep.Start(env, c.Handle)

@@ -1,4 +1,5 @@
-// Command delete is the DeleteOldKey Lambda, run after the grace period.
+// Command delete is the DeleteOldKey Lambda: it deletes the old key once its
+// grace period has passed, if nobody re-activated it.
 package main
 
 import (
@@ -11,6 +12,7 @@ import (
 
 func main() {
 	env := lambdastep.Setup("delete")
-	d := &rotation.Deleter{IAM: iam.NewFromConfig(env.AWS), Topic: sns.NewFromConfig(env.AWS), Config: env.Config, Log: env.Log}
+	d := &rotation.Deleter{IAM: iam.NewFromConfig(env.AWS), Records: env.Records(), Topic: sns.NewFromConfig(env.AWS),
+		Config: env.Config, Now: env.Now, Log: env.Log}
 	lambdastep.Start(env, d.Handle)
 }

@@ -18,11 +18,13 @@ func main() {
 		o.DisableLogOutputChecksumValidationSkipped = true
 	})
 	f := &rotation.Finder{
-		IAM:    iam.NewFromConfig(env.AWS),
-		S3:     store,
-		Report: audit.NewS3Writer(store, env.Config.ReportBucket, env.Config.RetirePasswords),
-		Config: env.Config,
-		Log:    env.Log,
+		IAM:     iam.NewFromConfig(env.AWS),
+		Records: env.Records(),
+		S3:      store,
+		Report:  audit.NewS3Writer(store, env.Config.ReportBucket, env.Config.RetirePasswords),
+		Config:  env.Config,
+		Now:     env.Now,
+		Log:     env.Log,
 	}
 	lambdastep.Start(env, f.Handle)
 }

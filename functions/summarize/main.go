@@ -19,6 +19,7 @@ func main() {
 		}),
 		Topic:  sns.NewFromConfig(env.AWS),
 		Config: env.Config,
+		Now:    env.Now,
 		Log:    env.Log,
 	}
 	lambdastep.Start(env, s.Handle)

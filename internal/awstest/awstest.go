@@ -7,6 +7,7 @@ package awstest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -28,6 +31,7 @@ import (
 
 	"github.com/keyrotor/keyrotor/internal/motoserver"
 	"github.com/keyrotor/keyrotor/shared/awsconf"
+	"github.com/keyrotor/keyrotor/shared/ledger"
 )
 
 var (
@@ -54,6 +58,7 @@ type Account struct {
 	SES      *sesv2.Client
 	SNS      *sns.Client
 	S3       *s3.Client
+	DynamoDB *dynamodb.Client
 }
 
 // New returns a clean account (moto reset) on the binary's moto_server.
@@ -91,7 +96,25 @@ func Connect(t testing.TB, endpoint string, opts ...func(*awsconf.Options)) *Acc
 		Endpoint: endpoint, Config: cfg,
 		IAM: iam.NewFromConfig(cfg), Secrets: secretsmanager.NewFromConfig(cfg), SES: sesv2.NewFromConfig(cfg),
 		SNS: sns.NewFromConfig(cfg), S3: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true; o.DisableLogOutputChecksumValidationSkipped = true }),
+		DynamoDB: dynamodb.NewFromConfig(cfg),
 	}
+}
+
+// Records creates the rotation record table (as the stack does: key "id")
+// and returns its store.
+func (a *Account) Records(t testing.TB, name string) *ledger.Store {
+	t.Helper()
+	_, err := a.DynamoDB.CreateTable(context.Background(), &dynamodb.CreateTableInput{
+		TableName:            aws.String(name),
+		BillingMode:          ddbtypes.BillingModePayPerRequest,
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String(ledger.AttrID), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String(ledger.AttrID), KeyType: ddbtypes.KeyTypeHash}},
+	})
+	var inUse *ddbtypes.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) {
+		t.Fatalf("create table %s: %v", name, err)
+	}
+	return &ledger.Store{API: a.DynamoDB, Table: name}
 }
 
 // Endpoint returns the binary's moto endpoint (after New).

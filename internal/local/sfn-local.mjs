@@ -21,15 +21,24 @@ const enginePath = require.resolve('aws-local-stepfunctions');
 const ANCHOR = 'let items = input;';
 const HOOK = 'let items = (state.ItemReader && globalThis.__keyrotorReadItems) ? await globalThis.__keyrotorReadItems(state, input, context) : input;';
 
+// Step Functions names a Lambda service error "Lambda.<exception>" (for a
+// function at its reserved concurrency: Lambda.TooManyRequestsException);
+// the engine passes the SDK's exception name through bare, so Retry lists
+// would never match. This hook adds the prefix, as Step Functions does.
+const INVOKE_ANCHOR = 'const invocationResult = await this.client.send(invokeCommand);';
+const INVOKE_HOOK = 'let invocationResult; try { invocationResult = await this.client.send(invokeCommand); } catch (e) { if (e?.$fault && e.name && !e.name.startsWith("Lambda.")) throw new LambdaInvocationError("Lambda." + e.name, e.message, e); throw e; }';
+
 function loadEngine() {
   const src = readFileSync(enginePath, 'utf8');
-  if (src.split(ANCHOR).length !== 2) {
-    throw new Error(`aws-local-stepfunctions changed: the Map state anchor "${ANCHOR}" was not found exactly once in ${enginePath}; keyrotor pins version 3.0.0 (package.json)`);
+  for (const a of [ANCHOR, INVOKE_ANCHOR]) {
+    if (src.split(a).length !== 2) {
+      throw new Error(`aws-local-stepfunctions changed: the anchor "${a}" was not found exactly once in ${enginePath}; keyrotor pins version 3.0.0 (package.json)`);
+    }
   }
   const m = new Module(enginePath, null);
   m.filename = enginePath;
   m.paths = Module._nodeModulePaths(path.dirname(enginePath));
-  m._compile(src.replace(ANCHOR, HOOK), enginePath);
+  m._compile(src.replace(ANCHOR, HOOK).replace(INVOKE_ANCHOR, INVOKE_HOOK), enginePath);
   return m.exports;
 }
 
@@ -76,12 +85,39 @@ globalThis.__keyrotorReadItems = async (state, input, context) => {
 
 const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
+// Task states whose resource is states:startExecution (StartGracePeriod)
+// start another local execution through the Go runner, which answers as
+// Step Functions' StartExecution does; a name already used fails with
+// StepFunctions.ExecutionAlreadyExistsException, which the definition
+// catches. The engine hands the handler the state's effective input (its
+// Parameters applied): {Input, StateMachineArn, Name}.
+const taskResourceLocalHandlers = {};
+for (const name of job.startExecutionStates ?? []) {
+  taskResourceLocalHandlers[name] = async (params) => {
+    let input = params.Input ?? {};
+    if (typeof input === 'string') input = JSON.parse(input);
+    const resp = await fetch(job.startExecutionURL, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: params.Name, input }),
+    });
+    const body = await resp.json().catch(() => ({}));
+    if (!resp.ok) {
+      const err = new Error(body.cause ?? `StartExecution failed: HTTP ${resp.status}`);
+      err.name = body.error ?? 'StepFunctions.StepFunctionsException';
+      throw err;
+    }
+    return body;
+  };
+}
+
 const { StateMachine } = loadEngine();
 const sm = new StateMachine(job.definition, { validationOptions: { checkPaths: true, checkArn: false } });
 const execution = sm.run(job.input ?? {}, {
   overrides: {
     waitTimeOverrides: job.waitTimeOverrides ?? {},
     retryIntervalOverrides: job.retryIntervalOverrides ?? {},
+    taskResourceLocalHandlers,
   },
   context: job.context ?? {},
 });

@@ -110,14 +110,31 @@ func (r Resolver) Resolve(v any) (string, error) {
 // Definition returns the state machine's definition with its references
 // resolved. The template must hold exactly one state machine.
 func (t *Template) Definition(r Resolver) (json.RawMessage, error) {
-	ids := t.OfType("AWS::StepFunctions::StateMachine")
-	if len(ids) != 1 {
-		return nil, fmt.Errorf("template has %d state machines; want 1", len(ids))
+	return t.DefinitionOf(r, MainStateMachine)
+}
+
+// The CDK construct ids of keyrotor's two state machines.
+const (
+	MainStateMachine  = "StateMachine"      // the daily rotation
+	GraceStateMachine = "GraceStateMachine" // one key's grace period and deletion
+)
+
+// DefinitionOf resolves the definition of the state machine whose CDK
+// construct id is id.
+func (t *Template) DefinitionOf(r Resolver, id string) (json.RawMessage, error) {
+	var found []string
+	for _, lid := range t.OfType("AWS::StepFunctions::StateMachine") {
+		if strings.Contains(t.CDKPath(lid), "/"+id+"/") || strings.HasPrefix(lid, id) && !strings.HasPrefix(lid, id+"Grace") {
+			found = append(found, lid)
+		}
+	}
+	if len(found) != 1 {
+		return nil, fmt.Errorf("template has %d state machines with construct id %s; want 1", len(found), id)
 	}
 	var p struct {
 		DefinitionString any
 	}
-	if err := json.Unmarshal(t.Resources[ids[0]].Properties, &p); err != nil {
+	if err := json.Unmarshal(t.Resources[found[0]].Properties, &p); err != nil {
 		return nil, err
 	}
 	s, err := r.Resolve(p.DefinitionString)
@@ -137,6 +154,9 @@ type LambdaProps struct {
 	}
 	Timeout    float64
 	MemorySize float64
+	// ReservedConcurrentExecutions is the function's reserved concurrency
+	// (0: none), which the local server enforces (Function.Reserved).
+	ReservedConcurrentExecutions float64
 }
 
 // Lambda returns the properties of function id.

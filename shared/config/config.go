@@ -25,6 +25,8 @@ const (
 	EnvKMSKeyID        = "KEYROTOR_KMS_KEY_ID"
 	EnvReportBucket    = "KEYROTOR_REPORT_BUCKET"
 	EnvRetirePasswords = "KEYROTOR_RETIRE_PASSWORDS"
+	EnvRotationTable   = "KEYROTOR_ROTATION_TABLE"
+	EnvHoldDays        = "KEYROTOR_HOLD_DAYS"
 )
 
 // Defaults.
@@ -32,9 +34,13 @@ const (
 	DefaultMaxKeyAgeDays = 90
 	DefaultUnusedDays    = 45
 	DefaultGracePeriod   = 7 * 24 * time.Hour
+	DefaultHoldDays      = 30
 	DefaultSecretPrefix  = "iam-access-keys/"
 	DefaultEmailTag      = "email"
 	DefaultExemptTag     = "keyrotor:exempt"
+	// MaxHoldDays bounds HoldDays: a year, the longest anyone should leave
+	// a key alone without a decision.
+	MaxHoldDays = 365
 	// ExemptTagValue is the value of the exemption tag that exempts a user.
 	ExemptTagValue = "true"
 )
@@ -53,6 +59,8 @@ type Config struct {
 	KMSKeyID        string        // optional KMS key for the secrets
 	ReportBucket    string        // S3 bucket for plans, results and reports
 	RetirePasswords bool          // remove console passwords unused for UnusedDays
+	RotationTable   string        // DynamoDB table of rotation records (shared/ledger)
+	HoldDays        int           // hands off a rotation a person interfered with, this long
 }
 
 // Error names the variable that is wrong and how to fix it.
@@ -68,6 +76,7 @@ func Default() Config {
 		MaxKeyAgeDays: DefaultMaxKeyAgeDays,
 		UnusedDays:    DefaultUnusedDays,
 		GracePeriod:   DefaultGracePeriod,
+		HoldDays:      DefaultHoldDays,
 		SecretPrefix:  DefaultSecretPrefix,
 		EmailTag:      DefaultEmailTag,
 		ExemptTag:     DefaultExemptTag,
@@ -82,6 +91,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	if c.UnusedDays, err = days(getenv, EnvUnusedDays, c.UnusedDays); err != nil {
+		return Config{}, err
+	}
+	if c.HoldDays, err = days(getenv, EnvHoldDays, c.HoldDays); err != nil {
 		return Config{}, err
 	}
 	if v := strings.TrimSpace(getenv(EnvGracePeriod)); v != "" {
@@ -104,6 +116,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	str(EnvAdminTopicARN, &c.AdminTopicARN)
 	str(EnvKMSKeyID, &c.KMSKeyID)
 	str(EnvReportBucket, &c.ReportBucket)
+	str(EnvRotationTable, &c.RotationTable)
 	if v := strings.TrimSpace(getenv(EnvRetirePasswords)); v != "" {
 		b, perr := strconv.ParseBool(v)
 		if perr != nil {
@@ -121,6 +134,9 @@ func (c Config) Validate() error {
 	}
 	if c.UnusedDays < 1 {
 		return &Error{EnvUnusedDays, strconv.Itoa(c.UnusedDays), "want a whole number of days, 1 or more (default 45)"}
+	}
+	if c.HoldDays < 1 || c.HoldDays > MaxHoldDays {
+		return &Error{EnvHoldDays, strconv.Itoa(c.HoldDays), fmt.Sprintf("want a whole number of days from 1 to %d (default %d)", MaxHoldDays, DefaultHoldDays)}
 	}
 	if c.GracePeriod > time.Duration(c.MaxKeyAgeDays)*24*time.Hour {
 		return &Error{EnvGracePeriod, c.GracePeriod.String(), fmt.Sprintf("the grace period must not be longer than the max key age (%d days), or a key would be due again before its predecessor is deleted", c.MaxKeyAgeDays)}
@@ -174,9 +190,10 @@ func (c Config) Env() map[string]string {
 		EnvSecretPrefix:  c.SecretPrefix,
 		EnvEmailTag:      c.EmailTag,
 		EnvExemptTag:     c.ExemptTag,
+		EnvHoldDays:      strconv.Itoa(c.HoldDays),
 	}
 	opt := map[string]string{EnvExemptGroup: c.ExemptGroup, EnvSender: c.Sender, EnvAdminTopicARN: c.AdminTopicARN,
-		EnvKMSKeyID: c.KMSKeyID, EnvReportBucket: c.ReportBucket}
+		EnvKMSKeyID: c.KMSKeyID, EnvReportBucket: c.ReportBucket, EnvRotationTable: c.RotationTable}
 	for k, v := range opt {
 		if v != "" {
 			m[k] = v

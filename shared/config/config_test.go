@@ -16,7 +16,8 @@ func TestFromEnv(t *testing.T) {
 	}{
 		{"defaults", nil, "", func(c Config) bool {
 			return c.MaxKeyAgeDays == 90 && c.UnusedDays == 45 && c.GracePeriod == 7*24*time.Hour &&
-				c.SecretPrefix == "iam-access-keys/" && c.EmailTag == "email" && c.ExemptTag == "keyrotor:exempt" && !c.RetirePasswords
+				c.SecretPrefix == "iam-access-keys/" && c.EmailTag == "email" && c.ExemptTag == "keyrotor:exempt" && !c.RetirePasswords &&
+				c.HoldDays == 30
 		}},
 		{"overrides", map[string]string{EnvMaxKeyAgeDays: "30", EnvGracePeriod: "0s", EnvSender: "keyrotor@example.com", EnvRetirePasswords: "true"}, "", func(c Config) bool {
 			return c.MaxKeyAgeDays == 30 && c.GracePeriod == 0 && c.Sender == "keyrotor@example.com" && c.RetirePasswords
@@ -32,6 +33,9 @@ func TestFromEnv(t *testing.T) {
 		{"bad prefix", map[string]string{EnvSecretPrefix: "keys with spaces/"}, EnvSecretPrefix, nil},
 		{"topic not an ARN", map[string]string{EnvAdminTopicARN: "admins"}, EnvAdminTopicARN, nil},
 		{"retire passwords not a bool", map[string]string{EnvRetirePasswords: "sometimes"}, EnvRetirePasswords, nil},
+		{"hold days set", map[string]string{EnvHoldDays: "14"}, "", func(c Config) bool { return c.HoldDays == 14 }},
+		{"hold days zero", map[string]string{EnvHoldDays: "0"}, EnvHoldDays, nil},
+		{"hold days over a year", map[string]string{EnvHoldDays: "366"}, EnvHoldDays, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,7 +57,7 @@ func TestFromEnv(t *testing.T) {
 func TestEnvRoundTrip(t *testing.T) {
 	c := Default()
 	c.Sender, c.AdminTopicARN, c.KMSKeyID, c.ReportBucket, c.ExemptGroup = "k@example.com", "arn:aws:sns:us-east-1:1:t", "key", "bucket", "breakglass"
-	c.GracePeriod, c.RetirePasswords = time.Hour, true
+	c.GracePeriod, c.RetirePasswords, c.HoldDays = time.Hour, true, 45
 	env := c.Env()
 	got, err := FromEnv(func(k string) string { return env[k] })
 	if err != nil || got != c {

@@ -79,6 +79,25 @@ func (e *SendRejectedError) Error() string {
 	return fmt.Sprintf("%s rejected the message: %s", e.Channel, e.Msg)
 }
 
+// ConflictError: a rotation record changed between a step's read and its
+// write (another execution or step wrote it first). Retried: the step reads
+// the record again and converges.
+type ConflictError struct{ ID string }
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("rotation record %s changed concurrently; re-read and retry", e.ID)
+}
+
+// NotVisibleYetError: IAM does not yet show what keyrotor just wrote (a new
+// key not yet listed, a status change not yet seen). IAM is eventually
+// consistent ("Changes that I make are not always immediately visible",
+// IAM User Guide, Troubleshooting IAM); the orchestrator retries.
+type NotVisibleYetError struct{ What string }
+
+func (e *NotVisibleYetError) Error() string {
+	return fmt.Sprintf("not visible in IAM yet: %s; retrying", e.What)
+}
+
 // StepError: any other failure. Not retried by name; the execution fails
 // and shows the message.
 type StepError struct{ Msg string }
@@ -96,7 +115,7 @@ func Name(err error) string {
 
 // Retryable lists the error names the orchestrator retries with backoff.
 func Retryable() []string {
-	return []string{Name(&ThrottlingError{}), Name(&TransientError{})}
+	return []string{Name(&ThrottlingError{}), Name(&TransientError{}), Name(&ConflictError{}), Name(&NotVisibleYetError{})}
 }
 
 // All lists every named error, for documentation and template tests.
@@ -104,16 +123,36 @@ func All() []string {
 	return []string{
 		Name(&ThrottlingError{}), Name(&TransientError{}), Name(&ReportNotReadyError{}),
 		Name(&NewKeyNotReadyError{}), Name(&RotationInProgressError{}), Name(&KeyLimitError{}),
-		Name(&InvalidInputError{}), Name(&SendRejectedError{}), Name(&StepError{}),
+		Name(&InvalidInputError{}), Name(&SendRejectedError{}), Name(&ConflictError{}), Name(&NotVisibleYetError{}),
+		Name(&StepError{}),
 	}
 }
 
 // throttleCodes are the API error codes AWS services use for rate limiting.
+//
+// Quota errors are deliberately absent: a retry cannot fix them, and
+// retrying one as throttling only delays the failure by the whole backoff.
+//   - IAM's LimitExceeded: a quota such as two access keys or 50 tags per
+//     user (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html);
+//     IAM throttling is "Throttling".
+//   - LimitExceededException: a quota in the services keyrotor calls:
+//     Secrets Manager ("would exceed one of the Secrets Manager quotas",
+//     https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_CreateSecret.html),
+//     KMS ("a quota was exceeded") and SES v2 (a resource could not be
+//     created because of service limits). Their throttling is
+//     ThrottlingException or TooManyRequestsException. The SDK's default
+//     retryer (aws/retry DefaultThrottleErrorCodes) does count
+//     LimitExceededException as throttling, for services such as Kinesis that
+//     also use it for too many concurrent requests; keyrotor calls none of them
+//     (DynamoDB returns it only for too many concurrent control-plane
+//     operations, such as CreateTable, which the functions never call).
 var throttleCodes = map[string]bool{
 	"Throttling": true, "ThrottlingException": true, "ThrottledException": true,
 	"TooManyRequestsException": true, "RequestLimitExceeded": true, "RequestThrottled": true,
 	"RequestThrottledException": true, "SlowDown": true, "PriorRequestNotComplete": true,
-	"LimitExceededException": true,
+	// DynamoDB's "request was denied due to request throttling"
+	// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html).
+	"ProvisionedThroughputExceededException": true,
 }
 
 // IsThrottle reports whether err is an AWS throttling error.
@@ -165,7 +204,7 @@ func Boundary(err error) error {
 	for _, target := range []any{
 		new(*ThrottlingError), new(*TransientError), new(*ReportNotReadyError), new(*NewKeyNotReadyError),
 		new(*RotationInProgressError), new(*KeyLimitError), new(*InvalidInputError), new(*SendRejectedError),
-		new(*StepError),
+		new(*ConflictError), new(*NotVisibleYetError), new(*StepError),
 	} {
 		if errors.As(err, target) {
 			return reflect.ValueOf(target).Elem().Interface().(error)

@@ -42,3 +42,39 @@ func TestBoundary(t *testing.T) {
 		}
 	}
 }
+
+// TestIsThrottle: only rate-limit codes are throttling. A quota (IAM's
+// LimitExceeded, or LimitExceededException from Secrets Manager, KMS or
+// SES) cannot be outwaited, so it must fail the step, not be retried.
+func TestIsThrottle(t *testing.T) {
+	tests := []struct {
+		name string
+		code string
+		want bool
+	}{
+		{"iam throttling", "Throttling", true},
+		{"secrets manager throttling", "ThrottlingException", true},
+		{"sns throttling", "ThrottledException", true},
+		{"sesv2 throttling", "TooManyRequestsException", true},
+		{"s3 slow down", "SlowDown", true},
+		{"dynamodb throttling", "ProvisionedThroughputExceededException", true},
+		{"iam quota", "LimitExceeded", false},
+		{"secrets manager quota", "LimitExceededException", false},
+		{"access denied", "AccessDenied", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := fmt.Errorf("call: %w", &smithy.GenericAPIError{Code: tt.code, Fault: smithy.FaultClient})
+			if got := IsThrottle(err); got != tt.want {
+				t.Errorf("IsThrottle(%s) = %v; want %v", tt.code, got, tt.want)
+			}
+			wantName := "StepError"
+			if tt.want {
+				wantName = "ThrottlingError"
+			}
+			if got := Name(Boundary(err)); got != wantName {
+				t.Errorf("Name(Boundary(%s)) = %s; want %s", tt.code, got, wantName)
+			}
+		})
+	}
+}

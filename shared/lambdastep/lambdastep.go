@@ -9,15 +9,19 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/keyrotor/keyrotor/shared/awsconf"
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/failures"
+	"github.com/keyrotor/keyrotor/shared/ledger"
 )
 
 // Env is what a function's main needs.
@@ -25,6 +29,40 @@ type Env struct {
 	Config config.Config
 	AWS    aws.Config
 	Log    *slog.Logger
+	// Now is the steps' clock: the real time, or in local runs the
+	// emulator's settable clock (see LocalClock).
+	Now func() time.Time
+}
+
+// EnvLocalClock names a file holding a clock offset in seconds, shared with
+// the emulator (internal/motoserver). Local runs and the calendar
+// simulation set it so the steps and moto agree on the day; the stack never
+// sets it.
+const EnvLocalClock = "KEYROTOR_LOCAL_CLOCK_FILE"
+
+// LocalClock returns the clock of a function: time.Now plus the offset in
+// the file named by EnvLocalClock, read at each call.
+func LocalClock(getenv func(string) string) func() time.Time {
+	path := getenv(EnvLocalClock)
+	if path == "" {
+		return time.Now
+	}
+	return func() time.Time {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return time.Now()
+		}
+		sec, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
+		if err != nil {
+			return time.Now()
+		}
+		return time.Now().Add(time.Duration(sec * float64(time.Second)))
+	}
+}
+
+// Records is the rotation record store named by the configuration.
+func (e Env) Records() *ledger.Store {
+	return &ledger.Store{API: dynamodb.NewFromConfig(e.AWS), Table: e.Config.RotationTable}
 }
 
 // Setup loads the configuration and the SDK configuration once, at start-up.
@@ -47,7 +85,13 @@ func Setup(function string) Env {
 		log.Error("load AWS configuration", "error", err.Error())
 		os.Exit(1)
 	}
-	return Env{Config: cfg, AWS: awsCfg, Log: log}
+	if cfg.RotationTable == "" {
+		msg := "config: " + config.EnvRotationTable + " is not set: the stack sets it to the rotation record table"
+		log.Error("invalid configuration", "error", msg)
+		fmt.Fprintln(os.Stderr, msg)
+		os.Exit(1)
+	}
+	return Env{Config: cfg, AWS: awsCfg, Log: log, Now: LocalClock(os.Getenv)}
 }
 
 // Start runs handle as the Lambda handler, converting its errors with

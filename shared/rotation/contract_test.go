@@ -2,6 +2,7 @@ package rotation_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -50,5 +51,54 @@ func TestSamplePayloads(t *testing.T) {
 	json.Unmarshal(raw, &in)
 	if _, err := rotation.ParseRequest(in.Request); err != nil {
 		t.Fatalf("sample request: %v", err)
+	}
+}
+
+// TestSampleStatePaths: the samples carry the fields the state machine
+// branches on (infra/workflow.go: $.notice.accepted, $.deactivation.next,
+// $.deactivation.graceExecution), and the summarize sample output is what
+// summarize makes of the sample input.
+func TestSampleStatePaths(t *testing.T) {
+	read := func(fn, name string) []byte {
+		t.Helper()
+		raw, err := os.ReadFile(filepath.Join("..", "..", "functions", fn, "testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(read("notify", "output.json"), &fields); err != nil || fields["accepted"] == nil {
+		t.Fatalf("notify/output.json lacks accepted (%v)", err)
+	}
+	var d rotation.Deactivation
+	if err := json.Unmarshal(read("deactivate", "output.json"), &d); err != nil || d.GraceExecution == "" ||
+		(d.Next != rotation.NextGrace && d.Next != rotation.NextDelete && d.Next != rotation.NextStop) {
+		t.Fatalf("deactivate/output.json = %+v (%v); want next grace|delete|stop and a grace execution", d, err)
+	}
+	if want := rotation.GraceExecutionName("alice", d.KeyID, d.Rotation); d.GraceExecution != want {
+		t.Fatalf("deactivate/output.json graceExecution %q; want %q", d.GraceExecution, want)
+	}
+	var del rotation.Task
+	if err := json.Unmarshal(read("delete", "input.json"), &del); err != nil || del.Deactivation == nil || del.Execution == "" {
+		t.Fatalf("delete/input.json = %+v (%v); want the grace execution's input: execution, item, deactivation", del, err)
+	}
+
+	var in rotation.SummarizeInput
+	if err := json.Unmarshal(read("summarize", "input.json"), &in); err != nil {
+		t.Fatal(err)
+	}
+	got, err := (&rotation.Summarizer{}).Handle(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want rotation.Summary
+	if err := json.Unmarshal(read("summarize", "output.json"), &want); err != nil {
+		t.Fatal(err)
+	}
+	gotJSON, _ := json.Marshal([]any{got.Totals, got.Users})
+	wantJSON, _ := json.Marshal([]any{want.Totals, want.Users})
+	if !bytes.Equal(gotJSON, wantJSON) {
+		t.Fatalf("summarize(sample input) = %s\nsample output has %s", gotJSON, wantJSON)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -17,15 +19,16 @@ import (
 
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/failures"
+	"github.com/keyrotor/keyrotor/shared/ledger"
 	"github.com/keyrotor/keyrotor/shared/policy"
 )
 
 // CreateIAM is the part of IAM create-and-store calls.
 type CreateIAM interface {
 	ListKeysAPI
-	TagsAPI
 	CreateAccessKey(ctx context.Context, in *iam.CreateAccessKeyInput, optFns ...func(*iam.Options)) (*iam.CreateAccessKeyOutput, error)
 	DeleteAccessKey(ctx context.Context, in *iam.DeleteAccessKeyInput, optFns ...func(*iam.Options)) (*iam.DeleteAccessKeyOutput, error)
+	GetUser(ctx context.Context, in *iam.GetUserInput, optFns ...func(*iam.Options)) (*iam.GetUserOutput, error)
 }
 
 var _ CreateIAM = (*iam.Client)(nil)
@@ -35,6 +38,9 @@ type SecretsAPI interface {
 	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
 	CreateSecret(ctx context.Context, in *secretsmanager.CreateSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.CreateSecretOutput, error)
 	PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error)
+	DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error)
+	RestoreSecret(ctx context.Context, in *secretsmanager.RestoreSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.RestoreSecretOutput, error)
+	TagResource(ctx context.Context, in *secretsmanager.TagResourceInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error)
 }
 
 var _ SecretsAPI = (*secretsmanager.Client)(nil)
@@ -52,29 +58,31 @@ type StoredKey struct {
 	CreatedAt       time.Time `json:"createdAt"`
 }
 
-// claim is the secret version that reserves the rotation of one old key for
-// one execution, so that two executions never both create a key.
-type claim struct {
-	Claim         string    `json:"keyrotorClaim"` // the old key id
-	UserName      string    `json:"userName"`
-	ClaimedBy     string    `json:"claimedBy"` // execution name
-	ClaimedAt     time.Time `json:"claimedAt"`
-	ReplacesKeyID string    `json:"replacesKeyId"`
-}
-
-const claimStage = "KEYROTOR_CLAIM"
+// Secret tags. TagUserID holds the IAM user's unique id (AIDA...): the
+// read-own-secret policy lets a user read a secret only when this tag
+// equals its ${aws:userid}, which works for every legal user name (secret
+// names cannot hold a comma; ${aws:username} is not escaped).
+const (
+	TagUserID  = "keyrotor:user-id"
+	TagManaged = "keyrotor:managed"
+)
 
 // Creator is the create-and-store step.
 type Creator struct {
 	IAM     CreateIAM
 	Secrets SecretsAPI
+	Records Records
+	Topic   PublishAPI
 	Verify  VerifyFunc
 	Config  config.Config
 	Now     func() time.Time
 	Log     *slog.Logger
 }
 
-// Handle creates (or reuses) the replacement of t.Item.OldKey and stores it.
+// Handle creates (or reuses) the replacement of t.Item.OldKey and stores
+// it. Its progress is recorded in the rotation record before and after
+// every change, so a re-run in this or a later execution never creates a
+// second key, and a key keyrotor cannot prove it created is never deleted.
 func (c *Creator) Handle(ctx context.Context, t Task) (*NewKey, error) {
 	it := t.Item
 	if err := checkItem(it); err != nil {
@@ -83,50 +91,91 @@ func (c *Creator) Handle(ctx context.Context, t Task) (*NewKey, error) {
 	if it.Action != policy.Rotate {
 		return nil, &failures.InvalidInputError{Field: "item.action", Msg: fmt.Sprintf("create-and-store handles rotate items, got %q", it.Action)}
 	}
+	if t.Execution == "" {
+		return nil, &failures.InvalidInputError{Field: "execution", Msg: "missing: the state machine passes $$.Execution.Name"}
+	}
 	name := SecretName(c.Config.SecretPrefix, it.User)
 	log := logOf(c.Log).With("user", it.User, "oldKeyId", it.OldKey.ID, "secret", name)
+	rc := rotationCtx{recs: c.Records, topic: c.Topic, cfg: c.Config, execution: t.Execution, now: nowOf(c.Now).UTC().Truncate(time.Second), log: log}
 
 	keys, exists, err := liveKeys(ctx, c.IAM, it.User)
 	if err != nil {
 		return nil, err
 	}
 	if !exists {
-		log.WarnContext(ctx, "user no longer exists; nothing to rotate")
+		if rec, _ := c.Records.Get(ctx, RecordID(it)); rec != nil && rec.State.InFlight() {
+			if err := rc.end(ctx, rec, it.OldKey.ID, fmt.Sprintf("user %s was deleted", it.User), false, false); err != nil {
+				return nil, err
+			}
+		}
 		return &NewKey{Skipped: fmt.Sprintf("user %s no longer exists", it.User)}, nil
 	}
-
-	// 1. A key stored by an earlier attempt for this old key is reused.
-	stored, arn, err := c.current(ctx, name)
+	old, oldOK := findKey(keys, it.OldKey.ID)
+	rec, stop, err := rc.open(ctx, it, oldOK && old.Status == types.StatusTypeActive)
 	if err != nil {
 		return nil, err
 	}
-	if stored != nil && stored.ReplacesKeyID == it.OldKey.ID {
-		if k, ok := findKey(keys, stored.AccessKeyID); ok && k.Status == types.StatusTypeActive {
-			log.InfoContext(ctx, "reusing stored key", "newKeyId", stored.AccessKeyID)
-			return c.finish(ctx, it, stored, name, arn, true)
+	if stop != "" {
+		log.InfoContext(ctx, "not acting on this rotation", "why", stop)
+		return &NewKey{Skipped: stop}, nil
+	}
+	if !oldOK {
+		return &NewKey{Skipped: "old key deleted by a person"}, rc.end(ctx, rec, it.OldKey.ID, fmt.Sprintf("old key %s was deleted by a person; nothing to replace", it.OldKey.ID), false, true)
+	}
+	if rec.State == ledger.Started && old.Status != types.StatusTypeActive {
+		return &NewKey{Skipped: "old key no longer Active"}, rc.end(ctx, rec, it.OldKey.ID, fmt.Sprintf("old key %s was deactivated by a person before keyrotor replaced it; nothing to replace", it.OldKey.ID), false, false)
+	}
+
+	// 1. A new key recorded by an earlier attempt (or the previous,
+	// held rotation) is reused, never created twice.
+	if rec.NewKeyID == "" && rec.PrevNewKeyID != "" {
+		if k, ok := findKey(keys, rec.PrevNewKeyID); ok && k.Status == types.StatusTypeActive {
+			if sk, arn, err := c.current(ctx, name); err == nil && sk != nil && sk.AccessKeyID == rec.PrevNewKeyID {
+				rec.NewKeyID, rec.NewKeyCreated, rec.SecretName, rec.SecretARN = sk.AccessKeyID, aws.ToTime(k.CreateDate).UTC(), name, arn
+				rec.Move(rc.now, ledger.Stored, t.Execution, "reusing the new key of rotation "+strconv.Itoa(rec.Rotation-1)+", still Active and stored")
+				if err := c.Records.Put(ctx, rec); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
-	old, ok := findKey(keys, it.OldKey.ID)
-	if !ok {
-		return &NewKey{Skipped: fmt.Sprintf("old key %s no longer exists; nothing to replace", it.OldKey.ID)}, nil
-	}
-	if old.Status != types.StatusTypeActive {
-		return &NewKey{Skipped: fmt.Sprintf("old key %s is no longer Active; nothing to replace", it.OldKey.ID)}, nil
+	if rec.NewKeyID != "" {
+		return c.resume(ctx, rc, t, rec, keys, name, log)
 	}
 
-	// 2. Claim the rotation, then make room.
-	cl, err := c.claim(ctx, t, name)
-	if err != nil {
+	// 2. Make room: a key keyrotor deactivated whose grace has passed may
+	// go. Any other key is someone's: with two keys, nothing is created.
+	if keys, err = c.makeRoom(ctx, rc, it, keys, log); err != nil {
 		return nil, err
 	}
-	if keys, err = c.makeRoom(ctx, it, keys, cl, log); err != nil {
-		return nil, err
+	if rec.State == ledger.Creating {
+		// An earlier attempt called CreateAccessKey and never learned the
+		// key id. A key created since then may be that key, or a person's:
+		// keyrotor cannot prove which, so it deletes nothing and stops.
+		for _, k := range keys {
+			id := aws.ToString(k.AccessKeyId)
+			if id != it.OldKey.ID && !aws.ToTime(k.CreateDate).Before(rec.CreatingAt.Add(-time.Second)) {
+				what := fmt.Sprintf("key %s appeared while keyrotor was creating a replacement for %s, and keyrotor cannot prove it created it (its secret, if it did, was never stored). If nobody uses %s, delete it; keyrotor then resumes the rotation", id, it.OldKey.ID, id)
+				if err := rc.attention(ctx, rec, it.OldKey.ID, what); err != nil {
+					return nil, err
+				}
+				return &NewKey{Skipped: "stopped: " + what}, nil
+			}
+		}
 	}
 	if len(keys) >= 2 {
 		return nil, &failures.KeyLimitError{User: it.User, Msg: "already has two access keys and keyrotor may remove neither; no key was created"}
 	}
 
-	// 3. Create and store at once; a key that cannot be stored is deleted.
+	// 3. Record the intent, create, record the key id at once, store.
+	clearAttention(rec, rc.now, t.Execution)
+	if rec.State != ledger.Creating {
+		rec.CreatingAt = rc.now
+		rec.Move(rc.now, ledger.Creating, t.Execution, "creating the new key")
+		if err := c.Records.Put(ctx, rec); err != nil {
+			return nil, err
+		}
+	}
 	out, err := c.IAM.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(it.User)})
 	if err != nil {
 		var le *types.LimitExceededException
@@ -141,25 +190,94 @@ func (c *Creator) Handle(ctx context.Context, t Task) (*NewKey, error) {
 	}
 	log = log.With("newKeyId", sk.AccessKeyID)
 	log.InfoContext(ctx, "created access key")
-	arn, err = c.store(ctx, name, sk)
+	rec.NewKeyID, rec.NewKeyCreated = sk.AccessKeyID, sk.CreatedAt
+	rec.Move(rc.now, ledger.Created, t.Execution, "created new key "+sk.AccessKeyID)
+	if err := c.Records.Put(ctx, rec); err != nil {
+		// Unrecorded, the key would be unprovable later: remove it now,
+		// while this attempt still knows it created it.
+		c.discard(ctx, it.User, sk.AccessKeyID, log)
+		return nil, err
+	}
+	arn, note, err := c.store(ctx, name, sk)
 	if err != nil {
 		log.ErrorContext(ctx, "could not store the new key; deleting it", "error", err.Error())
-		if _, derr := c.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String(it.User), AccessKeyId: aws.String(sk.AccessKeyID)}); derr != nil && !isNoSuchEntity(derr) {
-			// The claim lets the next attempt recognise and remove it.
-			log.ErrorContext(ctx, "could not delete the unstored key; the next attempt removes it", "error", derr.Error())
+		if c.discard(ctx, it.User, sk.AccessKeyID, log) {
+			rec.NewKeyID, rec.NewKeyCreated = "", time.Time{}
+			rec.Move(rc.now, ledger.Started, t.Execution, "the new key could not be stored; deleted it")
+			if perr := c.Records.Put(ctx, rec); perr != nil {
+				log.ErrorContext(ctx, "could not record the deletion", "error", perr.Error())
+			}
 		}
 		return nil, err
 	}
-	log.InfoContext(ctx, "stored new key", "secretArn", arn)
-	return c.finish(ctx, it, sk, name, arn, false)
-}
-
-// finish records the replacement on the user and proves the key works.
-func (c *Creator) finish(ctx context.Context, it Item, sk *StoredKey, name, arn string, reused bool) (*NewKey, error) {
-	if err := writeTag(ctx, c.IAM, it.User, tagReplacedBy+it.OldKey.ID, sk.AccessKeyID); err != nil {
+	rec.SecretName, rec.SecretARN = name, arn
+	rec.Move(rc.now, ledger.Stored, t.Execution, "stored in "+name+note)
+	if err := c.Records.Put(ctx, rec); err != nil {
 		return nil, err
 	}
-	if c.Verify != nil {
+	log.InfoContext(ctx, "stored new key", "secretArn", arn)
+	return c.finish(ctx, it, sk, rec, false, note)
+}
+
+// resume continues a rotation whose new key is already recorded.
+func (c *Creator) resume(ctx context.Context, rc rotationCtx, t Task, rec *ledger.Record, keys []types.AccessKeyMetadata, name string, log *slog.Logger) (*NewKey, error) {
+	it := t.Item
+	k, ok := findKey(keys, rec.NewKeyID)
+	switch {
+	case !ok && rc.now.Sub(rec.NewKeyCreated) < newKeyVisibleWindow:
+		return nil, &failures.NotVisibleYetError{What: fmt.Sprintf("new key %s of %s, created %s", rec.NewKeyID, it.User, rec.NewKeyCreated.Format(time.RFC3339))}
+	case !ok:
+		why := fmt.Sprintf("the new key %s was deleted by a person; the old key %s stays as it is", rec.NewKeyID, it.OldKey.ID)
+		return &NewKey{Skipped: why}, rc.end(ctx, rec, it.OldKey.ID, why, true, true)
+	case k.Status != types.StatusTypeActive:
+		why := fmt.Sprintf("the new key %s was deactivated by a person; the old key %s stays as it is", rec.NewKeyID, it.OldKey.ID)
+		return &NewKey{Skipped: why}, rc.end(ctx, rec, it.OldKey.ID, why, true, true)
+	}
+	sk, arn, err := c.current(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if sk == nil || sk.AccessKeyID != rec.NewKeyID {
+		if rec.State != ledger.Created {
+			why := fmt.Sprintf("secret %s no longer holds the new key %s (a person changed it); the old key %s stays as it is", name, rec.NewKeyID, it.OldKey.ID)
+			return &NewKey{Skipped: why}, rc.end(ctx, rec, it.OldKey.ID, why, true, true)
+		}
+		// Created but never stored: nobody can have its secret. keyrotor
+		// recorded creating it, so it deletes it and creates another.
+		log.InfoContext(ctx, "an earlier attempt's key was never stored; deleting it", "newKeyId", rec.NewKeyID)
+		if _, err := c.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String(it.User), AccessKeyId: aws.String(rec.NewKeyID)}); err != nil && !isNoSuchEntity(err) {
+			return nil, fmt.Errorf("delete unstored key %s of %s: %w", rec.NewKeyID, it.User, err)
+		}
+		rec.Move(rc.now, ledger.Started, t.Execution, "deleted new key "+rec.NewKeyID+": an earlier attempt never stored it")
+		rec.NewKeyID, rec.NewKeyCreated = "", time.Time{}
+		if err := c.Records.Put(ctx, rec); err != nil {
+			return nil, err
+		}
+		return nil, &failures.TransientError{Op: "create-and-store", Msg: "removed an unstored key of an earlier attempt; creating another on retry"}
+	}
+	if rec.State == ledger.Created {
+		rec.SecretName, rec.SecretARN = name, arn
+		rec.Move(rc.now, ledger.Stored, t.Execution, "found stored in "+name)
+		if err := c.Records.Put(ctx, rec); err != nil {
+			return nil, err
+		}
+	}
+	log.InfoContext(ctx, "reusing recorded key", "newKeyId", rec.NewKeyID)
+	return c.finish(ctx, it, sk, rec, true, "")
+}
+
+// discard deletes a key this very attempt created and could not keep.
+func (c *Creator) discard(ctx context.Context, user, id string, log *slog.Logger) bool {
+	if _, err := c.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String(user), AccessKeyId: aws.String(id)}); err != nil && !isNoSuchEntity(err) {
+		log.ErrorContext(ctx, "could not delete the unkept key", "error", err.Error())
+		return false
+	}
+	return true
+}
+
+// finish proves the key works.
+func (c *Creator) finish(ctx context.Context, it Item, sk *StoredKey, rec *ledger.Record, reused bool, note string) (*NewKey, error) {
+	if c.Verify != nil && sk.SecretAccessKey != "" {
 		got, err := c.Verify(ctx, sk.AccessKeyID, sk.SecretAccessKey)
 		if err != nil {
 			return nil, &failures.NewKeyNotReadyError{User: it.User, KeyID: sk.AccessKeyID, Msg: "sts:GetCallerIdentity with the new key failed: " + failures.APICodeOr(err, "error")}
@@ -168,7 +286,7 @@ func (c *Creator) finish(ctx context.Context, it Item, sk *StoredKey, name, arn 
 			return nil, &failures.NewKeyNotReadyError{User: it.User, KeyID: sk.AccessKeyID, Msg: fmt.Sprintf("sts:GetCallerIdentity with the new key answered as %s, want %s", got, it.UserARN)}
 		}
 	}
-	return &NewKey{KeyID: sk.AccessKeyID, Created: sk.CreatedAt, SecretName: name, SecretARN: arn, Reused: reused}, nil
+	return &NewKey{KeyID: rec.NewKeyID, Created: rec.NewKeyCreated, SecretName: rec.SecretName, SecretARN: rec.SecretARN, Reused: reused, Rotation: rec.Rotation, Note: strings.TrimPrefix(note, "; ")}, nil
 }
 
 // current returns the stored key of the secret's AWSCURRENT version, if the
@@ -177,6 +295,9 @@ func (c *Creator) current(ctx context.Context, name string) (*StoredKey, string,
 	out, err := c.Secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(name)})
 	var nf *smtypes.ResourceNotFoundException
 	if errors.As(err, &nf) {
+		return nil, "", nil
+	}
+	if isScheduledForDeletion(err) {
 		return nil, "", nil
 	}
 	if err != nil {
@@ -189,139 +310,129 @@ func (c *Creator) current(ctx context.Context, name string) (*StoredKey, string,
 	return &sk, aws.ToString(out.ARN), nil
 }
 
-// claim reserves the rotation of t.Item.OldKey for t.Execution. The claim is
-// a secret version whose ClientRequestToken is derived from the user and the
-// old key: Secrets Manager refuses the same token with a different value, so
-// exactly one execution's claim is accepted, and the same execution's retry
-// is accepted again (same value).
-func (c *Creator) claim(ctx context.Context, t Task, name string) (*claim, error) {
-	it := t.Item
-	token := versionToken("claim", it.User, it.OldKey.ID)
-	cl := &claim{Claim: it.OldKey.ID, UserName: it.User, ClaimedBy: t.Execution, ReplacesKeyID: it.OldKey.ID}
-	// The claim time is part of the value, so it must be the same on a
-	// retry: take it from the version if it exists.
-	if prev, err := c.claimVersion(ctx, name, token); err != nil {
-		return nil, err
-	} else if prev != nil {
-		if prev.ClaimedBy != t.Execution {
-			return nil, &failures.RotationInProgressError{User: it.User, OldKeyID: it.OldKey.ID, Holder: prev.ClaimedBy}
-		}
-		return prev, nil
-	}
-	cl.ClaimedAt = nowOf(c.Now).UTC().Truncate(time.Second)
-	body, _ := json.Marshal(cl)
-	_, err := c.Secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{
-		Name: aws.String(name), SecretString: aws.String(string(body)), ClientRequestToken: aws.String(token),
-		KmsKeyId: optional(c.Config.KMSKeyID), Description: aws.String("IAM access key of " + it.User + ", managed by keyrotor"),
-	})
-	var exists *smtypes.ResourceExistsException
-	if errors.As(err, &exists) {
-		_, err = c.Secrets.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
-			SecretId: aws.String(name), SecretString: aws.String(string(body)), ClientRequestToken: aws.String(token),
-			VersionStages: []string{claimStage},
-		})
-	}
-	if errors.As(err, &exists) {
-		// Same token, other value: another execution claimed it first.
-		prev, perr := c.claimVersion(ctx, name, token)
-		if perr != nil {
-			return nil, perr
-		}
-		holder := "unknown"
-		if prev != nil {
-			if prev.ClaimedBy == t.Execution {
-				return prev, nil
-			}
-			holder = prev.ClaimedBy
-		}
-		return nil, &failures.RotationInProgressError{User: it.User, OldKeyID: it.OldKey.ID, Holder: holder}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("claim rotation in secret %s: %w", name, err)
-	}
-	return cl, nil
-}
-
-func (c *Creator) claimVersion(ctx context.Context, name, token string) (*claim, error) {
-	out, err := c.Secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(name), VersionId: aws.String(token)})
-	var nf *smtypes.ResourceNotFoundException
-	if errors.As(err, &nf) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read claim of secret %s: %w", name, err)
-	}
-	var cl claim
-	if json.Unmarshal([]byte(aws.ToString(out.SecretString)), &cl) != nil || cl.Claim == "" {
-		return nil, nil
-	}
-	return &cl, nil
-}
-
 // makeRoom deletes, before a new key is created, the user's other key when
-// keyrotor may: the item's RemoveFirst key (Inactive, deactivated by keyrotor
-// more than a grace period ago, checked again live), or a key this rotation
-// created earlier whose storage failed and whose deletion failed too
-// (created after the claim, not the stored key, not the old key).
-func (c *Creator) makeRoom(ctx context.Context, it Item, keys []types.AccessKeyMetadata, cl *claim, log *slog.Logger) ([]types.AccessKeyMetadata, error) {
-	var ledger Ledger
+// keyrotor may: an Inactive key whose rotation record shows keyrotor
+// deactivated it and its grace period has passed (checked live).
+func (c *Creator) makeRoom(ctx context.Context, rc rotationCtx, it Item, keys []types.AccessKeyMetadata, log *slog.Logger) ([]types.AccessKeyMetadata, error) {
 	kept := keys[:0:0]
 	for _, k := range keys {
 		id := aws.ToString(k.AccessKeyId)
-		remove := false
-		switch {
-		case id == it.OldKey.ID:
-		case id == it.RemoveFirst && k.Status == types.StatusTypeInactive:
-			if ledger == nil {
-				var err error
-				if ledger, err = readLedger(ctx, c.IAM, it.User); err != nil {
-					return nil, err
-				}
-			}
-			at := ledger.DeactivatedAt(id)
-			remove = !at.IsZero() && !nowOf(c.Now).Before(at.Add(c.Config.GracePeriod))
-		case k.Status == types.StatusTypeActive && createdDuring(aws.ToTime(k.CreateDate), cl.ClaimedAt):
-			remove = true // an unstored key of this very rotation
-		}
-		if !remove {
+		if id == it.OldKey.ID || id != it.RemoveFirst || k.Status != types.StatusTypeInactive {
 			kept = append(kept, k)
 			continue
 		}
-		log.InfoContext(ctx, "removing key to make room", "keyId", id, "status", string(k.Status))
+		other, err := c.Records.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if other == nil || other.State != ledger.Deactivated || rc.now.Before(other.DeleteAfter) {
+			kept = append(kept, k)
+			continue
+		}
+		log.InfoContext(ctx, "removing a key keyrotor deactivated, past its grace, to make room", "keyId", id)
 		if _, err := c.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String(it.User), AccessKeyId: aws.String(id)}); err != nil && !isNoSuchEntity(err) {
 			return nil, fmt.Errorf("delete key %s of %s: %w", id, it.User, err)
 		}
-		if err := removeTags(ctx, c.IAM, it.User, ledgerKeys(id)...); err != nil {
+		other.Outcome = fmt.Sprintf("deleted after its grace period (deactivated %s), to make room for the rotation of %s", other.DeactivatedAt.UTC().Format(time.RFC3339), it.OldKey.ID)
+		other.ExpiresAt = rc.now.Add(finishedRetention).Unix()
+		other.Owner, other.LeaseUntil = "", time.Time{}
+		other.Move(rc.now, ledger.Deleted, rc.execution, other.Outcome)
+		if err := c.Records.Put(ctx, other); err != nil {
 			return nil, err
 		}
 	}
 	return kept, nil
 }
 
-// orphanWindow bounds how long after its claim a key counts as created by
-// that rotation. A key a person creates later is never taken for an orphan.
-const orphanWindow = 15 * time.Minute
-
-func createdDuring(created, claimedAt time.Time) bool {
-	return !created.Before(claimedAt.Add(-time.Second)) && created.Before(claimedAt.Add(orphanWindow))
-}
-
-// store writes sk as the secret's current version. The version token is
-// derived from the new key id, so a repeated call is a no-op. When the call
-// fails ambiguously (the change may have happened), the secret is read back.
-func (c *Creator) store(ctx context.Context, name string, sk *StoredKey) (string, error) {
+// store writes sk as the secret's current version, creating the secret
+// (tagged with the user's unique id for the read-own-secret policy) when
+// there is none, and restoring it when a person scheduled it for deletion
+// (a deleted secret refuses new values until restored). The version token
+// is derived from the new key id, so a repeated call is a no-op. When the
+// call fails ambiguously, the secret is read back. note tells what else was
+// done ("; restored ...").
+func (c *Creator) store(ctx context.Context, name string, sk *StoredKey) (arn, note string, err error) {
 	body, _ := json.Marshal(sk)
 	token := versionToken("key", sk.UserName, sk.AccessKeyID)
-	out, err := c.Secrets.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
-		SecretId: aws.String(name), SecretString: aws.String(string(body)), ClientRequestToken: aws.String(token),
+	u, err := c.IAM.GetUser(ctx, &iam.GetUserInput{UserName: aws.String(sk.UserName)})
+	if err != nil {
+		return "", "", fmt.Errorf("get user %s: %w", sk.UserName, err)
+	}
+	tags := []smtypes.Tag{{Key: aws.String(TagUserID), Value: u.User.UserId}, {Key: aws.String(TagManaged), Value: aws.String("true")}}
+	put := func() (*secretsmanager.PutSecretValueOutput, error) {
+		return c.Secrets.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
+			SecretId: aws.String(name), SecretString: aws.String(string(body)), ClientRequestToken: aws.String(token),
+		})
+	}
+	created, err := c.Secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{
+		Name: aws.String(name), SecretString: aws.String(string(body)), ClientRequestToken: aws.String(token),
+		KmsKeyId: optional(c.Config.KMSKeyID), Tags: tags,
+		Description: aws.String("IAM access key of " + sk.UserName + ", managed by keyrotor"),
 	})
 	if err == nil {
-		return aws.ToString(out.ARN), nil
+		return aws.ToString(created.ARN), "", nil
 	}
+	restore := func() error {
+		if _, rerr := c.Secrets.RestoreSecret(ctx, &secretsmanager.RestoreSecretInput{SecretId: aws.String(name)}); rerr != nil {
+			return fmt.Errorf("restore secret %s (scheduled for deletion): %w", name, rerr)
+		}
+		note = fmt.Sprintf("; restored secret %s, which a person had scheduled for deletion", name)
+		return nil
+	}
+	var exists *smtypes.ResourceExistsException
+	switch {
+	case isScheduledForDeletion(err):
+		if err := restore(); err != nil {
+			return "", "", err
+		}
+	case !errors.As(err, &exists):
+		arn, err := c.readBack(ctx, name, sk, fmt.Errorf("create secret %s: %w", name, err))
+		return arn, "", err
+	default:
+		// The secret exists: a person may have scheduled it for deletion
+		// (AWS then refuses new values; the emulator does not, so look).
+		d, derr := c.Secrets.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(name)})
+		if derr != nil {
+			return "", "", fmt.Errorf("describe secret %s: %w", name, derr)
+		}
+		if d.DeletedDate != nil {
+			if err := restore(); err != nil {
+				return "", "", err
+			}
+		}
+	}
+	out, err := put()
+	if isScheduledForDeletion(err) {
+		if err := restore(); err != nil {
+			return "", "", err
+		}
+		out, err = put()
+	}
+	if err != nil {
+		arn, err := c.readBack(ctx, name, sk, fmt.Errorf("store new key of %s in secret %s: %w", sk.UserName, name, err))
+		return arn, note, err
+	}
+	if _, err := c.Secrets.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String(name), Tags: tags}); err != nil {
+		return "", "", fmt.Errorf("tag secret %s: %w", name, err)
+	}
+	return aws.ToString(out.ARN), note, nil
+}
+
+// readBack returns the secret's ARN when it holds sk after all (the failed
+// call took effect), else err.
+func (c *Creator) readBack(ctx context.Context, name string, sk *StoredKey, err error) (string, error) {
 	if got, arn, rerr := c.current(ctx, name); rerr == nil && got != nil && got.AccessKeyID == sk.AccessKeyID {
 		return arn, nil
 	}
-	return "", fmt.Errorf("store new key of %s in secret %s: %w", sk.UserName, name, err)
+	return "", err
+}
+
+// isScheduledForDeletion reports Secrets Manager's refusal to touch a
+// secret scheduled for deletion ("InvalidRequestException ... marked for
+// deletion"; CreateSecret answers the same for its name).
+func isScheduledForDeletion(err error) bool {
+	var ir *smtypes.InvalidRequestException
+	return errors.As(err, &ir) && strings.Contains(strings.ToLower(ir.ErrorMessage()), "deletion")
 }
 
 // versionToken is a UUID-shaped token derived from its parts.

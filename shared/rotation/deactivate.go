@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -12,13 +13,13 @@ import (
 
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/failures"
+	"github.com/keyrotor/keyrotor/shared/ledger"
 	"github.com/keyrotor/keyrotor/shared/policy"
 )
 
 // DeactivateIAM is the part of IAM deactivate calls.
 type DeactivateIAM interface {
 	ListKeysAPI
-	TagsAPI
 	UpdateAccessKey(ctx context.Context, in *iam.UpdateAccessKeyInput, optFns ...func(*iam.Options)) (*iam.UpdateAccessKeyOutput, error)
 }
 
@@ -26,65 +27,95 @@ var _ DeactivateIAM = (*iam.Client)(nil)
 
 // Deactivator is the deactivate step.
 type Deactivator struct {
-	IAM    DeactivateIAM
-	Config config.Config
-	Now    func() time.Time
-	Log    *slog.Logger
+	IAM     DeactivateIAM
+	Records Records
+	Topic   PublishAPI
+	Config  config.Config
+	Now     func() time.Time
+	Log     *slog.Logger
 }
 
-// Handle deactivates exactly the planned old key, only once the new key
-// exists and is Active (rotate items), records when on the user, and returns
-// when the key may be deleted. The recorded time is reused on every re-run,
-// so a retry or Redrive never extends the grace period.
+// Handle deactivates exactly the planned old key, only once its notice went
+// out and (rotate items) the new key is Active, and records when. A re-run
+// reuses the recorded time, so the grace period is never shortened or
+// extended. An old key found Active again after keyrotor deactivated it was
+// re-activated by a person: that is final for the rotation, which is held
+// and never deactivates it again.
 func (d *Deactivator) Handle(ctx context.Context, t Task) (*Deactivation, error) {
 	it := t.Item
 	if err := checkItem(it); err != nil {
 		return nil, err
 	}
-	now := nowOf(d.Now).UTC().Truncate(time.Second)
+	res := &Deactivation{KeyID: it.OldKey.ID, Next: NextStop}
 	if skip := t.Skip(); skip != "" {
-		return &Deactivation{KeyID: it.OldKey.ID, DeactivatedAt: now, DeleteAfter: now, Note: skip}, nil
+		res.Note = skip
+		return res, nil
+	}
+	if t.Execution == "" {
+		return nil, &failures.InvalidInputError{Field: "execution", Msg: "missing: the state machine passes $$.Execution.Name"}
 	}
 	log := logOf(d.Log).With("user", it.User, "oldKeyId", it.OldKey.ID)
+	now := nowOf(d.Now).UTC().Truncate(time.Second)
+	rc := rotationCtx{recs: d.Records, topic: d.Topic, cfg: d.Config, execution: t.Execution, now: now, log: log}
+	rec, stop, err := rc.open(ctx, it, false)
+	if err != nil {
+		return nil, err
+	}
+	if stop != "" {
+		res.Note = stop
+		return res, nil
+	}
+	res.Rotation = rec.Rotation
+	if rec.Notice != ledger.NoticeAccepted {
+		res.Note = "the owner's notice has not gone out; nothing is deactivated"
+		return res, nil
+	}
 	keys, exists, err := liveKeys(ctx, d.IAM, it.User)
 	if err != nil {
 		return nil, err
 	}
 	if !exists {
-		return &Deactivation{KeyID: it.OldKey.ID, DeactivatedAt: now, DeleteAfter: now, Note: fmt.Sprintf("user %s no longer exists", it.User)}, nil
+		res.Note = fmt.Sprintf("user %s was deleted", it.User)
+		return res, rc.end(ctx, rec, it.OldKey.ID, res.Note, false, false)
 	}
 	if it.Action == policy.Rotate {
-		if t.NewKey == nil || t.NewKey.KeyID == "" {
-			return nil, &failures.InvalidInputError{Field: "newKey.keyId", Msg: "a rotate item reaches deactivate only after create-and-store"}
+		nk, ok := findKey(keys, rec.NewKeyID)
+		switch {
+		case !ok && now.Sub(rec.NewKeyCreated) < newKeyVisibleWindow:
+			return nil, &failures.NotVisibleYetError{What: fmt.Sprintf("new key %s of %s", rec.NewKeyID, it.User)}
+		case !ok || nk.Status != types.StatusTypeActive:
+			res.Note = fmt.Sprintf("the new key %s was deleted or deactivated by a person; the old key %s stays Active so the user is not locked out", rec.NewKeyID, it.OldKey.ID)
+			return res, rc.end(ctx, rec, it.OldKey.ID, res.Note, true, true)
 		}
-		nk, ok := findKey(keys, t.NewKey.KeyID)
-		if !ok || nk.Status != types.StatusTypeActive {
-			return nil, &failures.StepError{Msg: fmt.Sprintf("new key %s of %s is missing or not Active; the old key %s stays Active so the user is not locked out", t.NewKey.KeyID, it.User, it.OldKey.ID)}
-		}
-	}
-	ledger, err := readLedger(ctx, d.IAM, it.User)
-	if err != nil {
-		return nil, err
 	}
 	if it.Action == policy.RetirePassword {
-		// A password has no Inactive state: the notice time starts the
-		// grace, and delete removes the login profile afterwards.
-		at := ledger.DeactivatedAt(it.OldKey.ID)
-		if at.IsZero() {
-			at = now
-			if err := writeTag(ctx, d.IAM, it.User, tagDeactivated+it.OldKey.ID, at.Format(time.RFC3339)); err != nil {
+		// A password has no Inactive state: the notice starts the grace,
+		// and delete removes the login profile afterwards.
+		if rec.State != ledger.Deactivated {
+			d.record(rec, now, t, "console password: removed after the grace period")
+			if err := d.Records.Put(ctx, rec); err != nil {
 				return nil, err
 			}
 		}
-		return &Deactivation{KeyID: it.OldKey.ID, DeactivatedAt: at, DeleteAfter: at.Add(d.Config.GracePeriod), Note: "console password: removed after the grace period"}, nil
+		return d.result(rec, now), nil
 	}
 	old, ok := findKey(keys, it.OldKey.ID)
 	if !ok {
-		at := ledger.DeactivatedAt(it.OldKey.ID)
-		if at.IsZero() {
-			at = now
+		if rec.State == ledger.Deactivated {
+			// Deleted during its grace (by a person, or by a grace step
+			// whose record write was lost): nothing is left to do.
+			res.Note = "old key already deleted"
+			return res, rc.end(ctx, rec, it.OldKey.ID, "the old key was deleted during its grace period", false, false)
 		}
-		return &Deactivation{KeyID: it.OldKey.ID, DeactivatedAt: at, DeleteAfter: at.Add(d.Config.GracePeriod), Note: "old key already deleted"}, nil
+		res.Note = fmt.Sprintf("the old key %s was deleted by a person", it.OldKey.ID)
+		return res, rc.end(ctx, rec, it.OldKey.ID, res.Note, false, true)
+	}
+	if rec.State == ledger.Deactivated {
+		if old.Status == types.StatusTypeActive {
+			res.Note = fmt.Sprintf("the old key %s was re-activated by a person after keyrotor deactivated it on %s.", it.OldKey.ID, rec.DeactivatedAt.Format(time.RFC3339))
+			return res, rc.hold(ctx, rec, it.OldKey.ID, res.Note)
+		}
+		return d.result(rec, now), nil
 	}
 	if old.Status == types.StatusTypeActive {
 		if _, err := d.IAM.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{
@@ -93,15 +124,51 @@ func (d *Deactivator) Handle(ctx context.Context, t Task) (*Deactivation, error)
 			return nil, fmt.Errorf("deactivate key %s of %s: %w", it.OldKey.ID, it.User, err)
 		}
 		log.InfoContext(ctx, "deactivated old key")
+		d.record(rec, now, t, "deactivated the old key")
+	} else {
+		d.record(rec, now, t, "the old key was already Inactive (deactivated by a person); its grace period starts now")
 	}
-	at := ledger.DeactivatedAt(it.OldKey.ID)
-	if at.IsZero() {
-		at = now
-		if err := writeTag(ctx, d.IAM, it.User, tagDeactivated+it.OldKey.ID, at.Format(time.RFC3339)); err != nil {
-			return nil, err
+	if err := d.Records.Put(ctx, rec); err != nil {
+		return nil, err
+	}
+	out := d.result(rec, now)
+	log.InfoContext(ctx, "old key inactive", "deactivatedAt", rec.DeactivatedAt.Format(time.RFC3339), "deleteAfter", rec.DeleteAfter.Format(time.RFC3339))
+	return out, nil
+}
+
+func (d *Deactivator) record(rec *ledger.Record, now time.Time, t Task, note string) {
+	rec.DeactivatedAt, rec.DeleteAfter = now, now.Add(d.Config.GracePeriod)
+	rec.GraceExecution = GraceExecutionName(t.Item.User, rec.ID, rec.Rotation)
+	rec.Move(now, ledger.Deactivated, t.Execution, note)
+}
+
+// result tells the state machine what follows the deactivation.
+func (d *Deactivator) result(rec *ledger.Record, now time.Time) *Deactivation {
+	res := &Deactivation{KeyID: rec.ID, DeactivatedAt: rec.DeactivatedAt, DeleteAfter: rec.DeleteAfter,
+		GraceExecution: rec.GraceExecution, Rotation: rec.Rotation, Next: NextGrace}
+	if !now.Before(rec.DeleteAfter) {
+		res.Next = NextDelete
+	}
+	return res
+}
+
+// GraceExecutionName names a key's grace-and-delete execution after its
+// user and key (and the rotation's generation), within Step Functions'
+// rules for execution names: at most 80 characters, none of whitespace,
+// brackets, wildcards, control characters or "#%\^|~`$&,;:/ (Step Functions
+// API Reference, StartExecution, name). User names may hold ',': it becomes
+// '_'. Key ids and the generation keep names unique.
+func GraceExecutionName(user, id string, rotation int) string {
+	key := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.+=@", r) {
+			return r
 		}
+		return '_'
+	}, id)
+	suffix := fmt.Sprintf("-%s-r%d", key, rotation)
+	u := strings.ReplaceAll(user, ",", "_")
+	if max := 80 - len(suffix); len(u) > max {
+		u = u[:max]
 	}
-	res := &Deactivation{KeyID: it.OldKey.ID, DeactivatedAt: at, DeleteAfter: at.Add(d.Config.GracePeriod)}
-	log.InfoContext(ctx, "old key inactive", "deactivatedAt", at.Format(time.RFC3339), "deleteAfter", res.DeleteAfter.Format(time.RFC3339))
-	return res, nil
+	return u + suffix
 }

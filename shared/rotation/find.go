@@ -21,6 +21,7 @@ import (
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/credreport"
 	"github.com/keyrotor/keyrotor/shared/failures"
+	"github.com/keyrotor/keyrotor/shared/ledger"
 	"github.com/keyrotor/keyrotor/shared/policy"
 )
 
@@ -57,6 +58,8 @@ type Assessment struct {
 	ReportTime time.Time
 	Rows       []credreport.Row
 	Candidates map[string]*Candidate // by user name
+	// Records are the rotation records by old credential ID.
+	Records map[string]*ledger.Record
 }
 
 // ReportWriter writes the audit report of a run; nil disables it.
@@ -64,14 +67,24 @@ type ReportWriter interface {
 	WriteReport(ctx context.Context, execution string, a *Assessment, rules policy.Rules) (*ReportRef, error)
 }
 
+// RecordLister lists every rotation record (shared/ledger.Store).
+type RecordLister interface {
+	All(ctx context.Context) (map[string]*ledger.Record, error)
+}
+
+var _ RecordLister = (*ledger.Store)(nil)
+
 // Finder is the find step.
 type Finder struct {
-	IAM    FindIAM
-	S3     PutObjectAPI // nil: no plan object is written (unit tests)
-	Report ReportWriter // nil: no audit report
-	Config config.Config
-	Now    func() time.Time
-	Log    *slog.Logger
+	IAM FindIAM
+	// Records lists the rotation records; nil: none (the audit command
+	// without a table).
+	Records RecordLister
+	S3      PutObjectAPI // nil: no plan object is written (unit tests)
+	Report  ReportWriter // nil: no audit report
+	Config  config.Config
+	Now     func() time.Time
+	Log     *slog.Logger
 	// InlineItemsLimit bounds the JSON size of Plan.Items (default 64 KiB).
 	InlineItemsLimit int
 	// Workers checks candidates concurrently (default 8).
@@ -141,6 +154,11 @@ func ParseRequest(raw []byte) (Request, error) {
 		if _, err := time.Parse(time.RFC3339, r.AsOf); err != nil {
 			return Request{}, &failures.InvalidInputError{Field: "asOf", Msg: fmt.Sprintf("%q is not an RFC 3339 time; write it like 2026-11-23T00:00:00Z", r.AsOf)}
 		}
+		if !r.DryRun {
+			// A real run acts on the keys as they are now: an asOf in the
+			// future would retire keys in use and rotate young ones.
+			return Request{}, &failures.InvalidInputError{Field: "asOf", Msg: "asOf is for previews only: add \"dryRun\": true to see what keyrotor would do then, or leave asOf out for a real run; nothing was changed"}
+		}
 	}
 	return r, nil
 }
@@ -191,20 +209,46 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 	}
 	plan.Counts.Users = len(a.Rows)
 	plan.Counts.Candidates = len(a.Candidates)
+	plan.Held, plan.Attention, plan.InFlight = []Skipped{}, []Skipped{}, []Skipped{}
+	seen := map[string]bool{}
 	for _, name := range sortedKeys(a.Candidates) {
 		c := a.Candidates[name]
 		for _, d := range c.Decisions {
 			switch d.Action {
-			case policy.Rotate, policy.Retire:
-				plan.Items = append(plan.Items, itemFor(c, d, asOf))
-			case policy.RetirePassword:
-				plan.Items = append(plan.Items, Item{User: name, UserARN: c.Row.ARN, Email: c.Email, Action: d.Action, Reason: d.Reason,
-					OldKey: KeyRef{ID: d.KeyID, Created: c.Row.PasswordLastChanged.UTC(), AgeDays: policy.AgeDays(c.Row.PasswordLastChanged, asOf)}})
+			case policy.Rotate, policy.Retire, policy.RetirePassword:
+				it := itemFor(c, d, asOf)
+				seen[RecordID(it)] = true
+				f.planItem(plan, it, a.Records[RecordID(it)], now, in.ExecutionName)
 			case policy.Blocked:
 				plan.Blocked = append(plan.Blocked, Skipped{User: name, UserARN: c.Row.ARN, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
 			case policy.Exempt:
 				plan.Exempt = append(plan.Exempt, Skipped{User: name, UserARN: c.Row.ARN, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
 			}
+		}
+	}
+	// Rotations no due key leads to: a key in its grace period whose
+	// grace-and-delete execution is overdue, a rotation whose execution
+	// stopped before deactivating (its key or user may be gone since).
+	// Their record holds what the steps need to finish them.
+	if len(req.Users) == 0 {
+		for _, id := range sortedKeys(a.Records) {
+			rec := a.Records[id]
+			if seen[id] || !rec.State.InFlight() || rec.LeaseHeldByOther(in.ExecutionName, now) {
+				continue
+			}
+			if rec.State == ledger.Deactivated && now.Before(rec.DeleteAfter.Add(overdue)) {
+				plan.Counts.InGrace++
+				continue
+			}
+			it := Item{User: rec.User, Action: policy.Action(rec.Action), Reason: fmt.Sprintf("resume rotation %d (%s)", rec.Rotation, rec.State), OldKey: KeyRef{ID: rec.ID}}
+			if it.Action == policy.RetirePassword {
+				it.OldKey = KeyRef{ID: "password", Created: passwordSetAt(rec.ID)}
+			}
+			if rec.Attention != "" {
+				plan.Attention = append(plan.Attention, Skipped{User: rec.User, KeyID: rec.ID, Action: "attention", Reason: rec.Attention})
+			}
+			plan.Items = append(plan.Items, it)
+			plan.Counts.Resumed++
 		}
 	}
 	for _, it := range plan.Items {
@@ -215,6 +259,7 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 		}
 	}
 	plan.Counts.Blocked, plan.Counts.Exempt = len(plan.Blocked), len(plan.Exempt)
+	plan.Counts.Held, plan.Counts.Attention, plan.Counts.InFlight = len(plan.Held), len(plan.Attention), len(plan.InFlight)
 
 	if f.S3 != nil && f.Config.ReportBucket != "" {
 		plan.Bucket = f.Config.ReportBucket
@@ -235,10 +280,64 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 		plan.Report = ref
 	}
 	f.trimInline(plan)
+	plan.Blocked, plan.BlockedTruncated = capSkipped(plan.Blocked)
+	plan.Exempt, plan.ExemptTruncated = capSkipped(plan.Exempt)
+	plan.Held, plan.HeldTruncated = capSkipped(plan.Held)
+	plan.Attention, plan.AttentionTruncated = capSkipped(plan.Attention)
+	plan.InFlight, _ = capSkipped(plan.InFlight)
 	logOf(f.Log).InfoContext(ctx, "plan ready", "execution", in.ExecutionName, "asOf", asOf.Format(time.RFC3339),
 		"dryRun", req.DryRun, "users", plan.Counts.Users, "candidates", plan.Counts.Candidates,
 		"rotate", plan.Counts.Rotate, "retire", plan.Counts.Retire, "blocked", plan.Counts.Blocked, "exempt", plan.Counts.Exempt)
 	return plan, nil
+}
+
+// overdue is how long after its deleteAfter time a rotation still waiting
+// in its grace period is taken for stuck (its grace-and-delete execution
+// failed or was never started) and finished by the day's execution.
+const overdue = 24 * time.Hour
+
+// planItem decides, from the rotation record of a due key, whether this
+// execution starts or resumes its rotation (an item) or reports it.
+func (f *Finder) planItem(plan *Plan, it Item, rec *ledger.Record, now time.Time, execution string) {
+	if rec != nil && rec.Attention != "" {
+		plan.Attention = append(plan.Attention, Skipped{User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "attention", Reason: rec.Attention})
+	}
+	switch {
+	case rec == nil:
+	case !rec.State.InFlight() && now.Before(rec.HeldUntil):
+		plan.Held = append(plan.Held, Skipped{User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "held",
+			Reason: fmt.Sprintf("held until %s: %s", rec.HeldUntil.UTC().Format(time.RFC3339), rec.Outcome)})
+		return
+	case rec.LeaseHeldByOther(execution, now):
+		plan.InFlight = append(plan.InFlight, Skipped{User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "in-flight",
+			Reason: fmt.Sprintf("rotation %d is in flight in execution %s", rec.Rotation, rec.Owner)})
+		return
+	case rec.State.InFlight():
+		it.Reason = fmt.Sprintf("resume rotation %d (%s): %s", rec.Rotation, rec.State, it.Reason)
+		plan.Counts.Resumed++
+	}
+	plan.Items = append(plan.Items, it)
+}
+
+// passwordSetAt reads the time back from a ledger.PasswordID.
+func passwordSetAt(id string) time.Time {
+	i := strings.LastIndexByte(id, ':')
+	var sec int64
+	fmt.Sscan(id[i+1:], &sec)
+	return time.Unix(sec, 0).UTC()
+}
+
+// inlineListLimit bounds each list a state carries (blocked, exempt, held,
+// attention): Step Functions fails a state whose input or output exceeds
+// 256 KiB (States.DataLimitExceeded, not caught by States.ALL, repeated by
+// Redrive). The counts stay whole and the audit report in S3 lists all.
+const inlineListLimit = 50
+
+func capSkipped(s []Skipped) ([]Skipped, bool) {
+	if len(s) <= inlineListLimit {
+		return s, false
+	}
+	return s[:inlineListLimit], true
 }
 
 func (f *Finder) trimInline(p *Plan) {
@@ -271,7 +370,12 @@ func (f *Finder) Assess(ctx context.Context, asOf time.Time, users []string) (*A
 			return nil, err
 		}
 	}
-	a := &Assessment{AsOf: asOf, ReportTime: generated, Rows: rows, Candidates: map[string]*Candidate{}}
+	a := &Assessment{AsOf: asOf, ReportTime: generated, Rows: rows, Candidates: map[string]*Candidate{}, Records: map[string]*ledger.Record{}}
+	if f.Records != nil {
+		if a.Records, err = f.Records.All(ctx); err != nil {
+			return nil, err
+		}
+	}
 	rules := f.rules()
 	var due []credreport.Row
 	for _, row := range rows {
@@ -305,7 +409,7 @@ func (f *Finder) Assess(ctx context.Context, asOf time.Time, users []string) (*A
 		go func() {
 			defer wg.Done()
 			for row := range next {
-				c, err := f.checkLive(ctx, row, exemptGroup, rules, asOf)
+				c, err := f.checkLive(ctx, row, exemptGroup, a.Records, rules, asOf)
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = err
@@ -357,7 +461,7 @@ func (f *Finder) passwordDue(row credreport.Row, r policy.Rules, asOf time.Time)
 		r.Password(true, row.PasswordLastUsed, row.PasswordLastChanged, asOf).Action == policy.Retire
 }
 
-func (f *Finder) checkLive(ctx context.Context, row credreport.Row, exemptGroup map[string]bool, rules policy.Rules, asOf time.Time) (*Candidate, error) {
+func (f *Finder) checkLive(ctx context.Context, row credreport.Row, exemptGroup map[string]bool, records map[string]*ledger.Record, rules policy.Rules, asOf time.Time) (*Candidate, error) {
 	keys, exists, err := liveKeys(ctx, f.IAM, row.User)
 	if err != nil {
 		return nil, err
@@ -365,7 +469,7 @@ func (f *Finder) checkLive(ctx context.Context, row credreport.Row, exemptGroup 
 	if !exists {
 		return nil, nil // deleted since the report
 	}
-	tags, err := readLedger(ctx, f.IAM, row.User)
+	tags, err := userTags(ctx, f.IAM, row.User)
 	if isNoSuchEntity(err) {
 		return nil, nil
 	}
@@ -380,10 +484,16 @@ func (f *Finder) checkLive(ctx context.Context, row credreport.Row, exemptGroup 
 		u.Exempt, u.ExemptReason = true, fmt.Sprintf("member of exempt group %s", f.Config.ExemptGroup)
 	}
 	for _, k := range keys {
-		pk := policy.Key{
-			ID: aws.ToString(k.AccessKeyId), Active: k.Status == types.StatusTypeActive,
-			Created: aws.ToTime(k.CreateDate), DeactivatedAt: tags.DeactivatedAt(aws.ToString(k.AccessKeyId)),
-			ReplacedBy: tags.ReplacedBy(aws.ToString(k.AccessKeyId)),
+		pk := policy.Key{ID: aws.ToString(k.AccessKeyId), Active: k.Status == types.StatusTypeActive, Created: aws.ToTime(k.CreateDate)}
+		if rec := records[pk.ID]; rec != nil {
+			// The rotation record says what keyrotor did to this key.
+			if rec.State == ledger.Deactivated {
+				pk.DeactivatedAt = rec.DeactivatedAt
+			}
+			pk.ReplacedBy = rec.NewKeyID
+			if pk.ReplacedBy == "" {
+				pk.ReplacedBy = rec.PrevNewKeyID
+			}
 		}
 		pk.LastUsed = reportLastUsed(row, pk.Created)
 		u.Keys = append(u.Keys, pk)
@@ -474,6 +584,10 @@ func (f *Finder) groupMembers(ctx context.Context, group string) (map[string]boo
 
 func itemFor(c *Candidate, d policy.Decision, asOf time.Time) Item {
 	it := Item{User: c.Row.User, UserARN: c.Row.ARN, Email: c.Email, Action: d.Action, Reason: d.Reason, RemoveFirst: d.RemoveFirst}
+	if d.Action == policy.RetirePassword {
+		it.OldKey = KeyRef{ID: d.KeyID, Created: c.Row.PasswordLastChanged.UTC(), AgeDays: policy.AgeDays(c.Row.PasswordLastChanged, asOf)}
+		return it
+	}
 	for _, k := range c.User.Keys {
 		if k.ID != d.KeyID {
 			continue

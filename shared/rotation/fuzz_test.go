@@ -10,7 +10,7 @@ import (
 // FuzzParseRequest: any input either parses into a request whose fields
 // obey the rules, or fails with an InvalidInputError; it never panics.
 func FuzzParseRequest(f *testing.F) {
-	for _, s := range []string{``, `{}`, `{"dryRun":true}`, `{"users":["alice","b+c=d,e.f@g_h-i"]}`, `{"asOf":"2027-01-01T00:00:00Z"}`, `{"dryRun":1}`, `[]`, `{"users":null}`} {
+	for _, s := range []string{``, `{}`, `{"dryRun":true}`, `{"users":["alice","b+c=d,e.f@g_h-i"]}`, `{"asOf":"2027-01-01T00:00:00Z"}`, `{"dryRun":true,"asOf":"2027-01-01T00:00:00Z"}`, `{"dryRun":1}`, `[]`, `{"users":null}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
@@ -29,6 +29,9 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if r.Users != nil && len(r.Users) == 0 {
 			t.Fatalf("ParseRequest(%q) accepted an empty user list", raw)
+		}
+		if r.AsOf != "" && !r.DryRun {
+			t.Fatalf("ParseRequest(%q) accepted asOf without dryRun", raw)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -70,4 +71,31 @@ func logOf(l *slog.Logger) *slog.Logger {
 		return l
 	}
 	return slog.Default()
+}
+
+// ListTagsAPI is the part of IAM that reads a user's tags (owner address,
+// exemption). keyrotor never writes user tags: they are the customer's.
+type ListTagsAPI interface {
+	ListUserTags(ctx context.Context, in *iam.ListUserTagsInput, optFns ...func(*iam.Options)) (*iam.ListUserTagsOutput, error)
+}
+
+// userTags returns every tag of user.
+func userTags(ctx context.Context, api ListTagsAPI, user string) (map[string]string, error) {
+	tags := map[string]string{}
+	p := iam.NewListUserTagsPaginator(api, &iam.ListUserTagsInput{UserName: aws.String(user)})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list tags of %s: %w", user, err)
+		}
+		for _, t := range out.Tags {
+			tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		}
+	}
+	return tags, nil
+}
+
+func isNoSuchEntity(err error) bool {
+	var nse *types.NoSuchEntityException
+	return errors.As(err, &nse)
 }

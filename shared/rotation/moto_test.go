@@ -13,13 +13,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/iam"
-	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyrotor/keyrotor/internal/awstest"
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/failures"
+	"github.com/keyrotor/keyrotor/shared/ledger"
 	"github.com/keyrotor/keyrotor/shared/policy"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
@@ -29,11 +29,14 @@ func TestMain(m *testing.M) { awstest.Main(m) }
 const (
 	day    = 24 * time.Hour
 	sender = "keyrotor@example.com"
+	table  = "rotations"
 )
 
-// steps wires the six steps to an emulated account, with JSON logs captured.
+// steps wires the six steps to an emulated account and its rotation
+// record table, with JSON logs captured.
 type steps struct {
 	acct   *awstest.Account
+	recs   *ledger.Store
 	cfg    config.Config
 	logs   *bytes.Buffer
 	now    time.Time
@@ -52,6 +55,7 @@ func newSteps(t *testing.T, acct *awstest.Account) *steps {
 	cfg.ReportBucket = "keyrotor-reports"
 	acct.Bucket(t, cfg.ReportBucket)
 	acct.VerifySender(t, sender)
+	acct.Records(t, table)
 	s := &steps{acct: acct, cfg: cfg, logs: &bytes.Buffer{}, now: time.Now()}
 	s.rewire()
 	return s
@@ -62,11 +66,36 @@ func (s *steps) rewire() {
 	log := slog.New(slog.NewJSONHandler(s.logs, nil))
 	now := func() time.Time { return s.now }
 	a := s.acct
-	s.find = &rotation.Finder{IAM: a.IAM, S3: a.S3, Config: s.cfg, Now: now, Log: log}
-	s.create = &rotation.Creator{IAM: a.IAM, Secrets: a.Secrets, Verify: rotation.STSVerifier(a.Config), Config: s.cfg, Now: now, Log: log}
-	s.notify = &rotation.Notifier{IAM: a.IAM, Locks: a.S3, Mail: a.SES, Topic: a.SNS, Config: s.cfg, Region: "us-east-1", Now: now, Log: log}
-	s.deact = &rotation.Deactivator{IAM: a.IAM, Config: s.cfg, Now: now, Log: log}
-	s.del = &rotation.Deleter{IAM: a.IAM, Topic: a.SNS, Config: s.cfg, Now: now, Log: log}
+	// The table is created once (newSteps); the store uses this account's
+	// client, so a rig's faulty steps reach DynamoDB through the proxy too.
+	s.recs = &ledger.Store{API: a.DynamoDB, Table: table}
+	s.find = &rotation.Finder{IAM: a.IAM, Records: s.recs, S3: a.S3, Config: s.cfg, Now: now, Log: log}
+	s.create = &rotation.Creator{IAM: a.IAM, Secrets: a.Secrets, Records: s.recs, Topic: a.SNS, Verify: rotation.STSVerifier(a.Config), Config: s.cfg, Now: now, Log: log}
+	s.notify = &rotation.Notifier{Records: s.recs, Mail: a.SES, Topic: a.SNS, Config: s.cfg, Region: "us-east-1", Now: now, Log: log}
+	s.deact = &rotation.Deactivator{IAM: a.IAM, Records: s.recs, Topic: a.SNS, Config: s.cfg, Now: now, Log: log}
+	s.del = &rotation.Deleter{IAM: a.IAM, Records: s.recs, Topic: a.SNS, Config: s.cfg, Now: now, Log: log}
+}
+
+// record reads the rotation record of id, or fails the test.
+func (s *steps) record(t *testing.T, id string) *ledger.Record {
+	t.Helper()
+	r, err := s.recs.Get(context.Background(), id)
+	if err != nil || r == nil {
+		t.Fatalf("rotation record %s = %v, %v; want one", id, r, err)
+	}
+	return r
+}
+
+// states lists the states a record's history passed through, repeats
+// folded.
+func states(r *ledger.Record) []ledger.State {
+	var out []ledger.State
+	for _, e := range r.History {
+		if len(out) == 0 || out[len(out)-1] != e.State {
+			out = append(out, e.State)
+		}
+	}
+	return out
 }
 
 // seedUser creates user with one key created ageDays ago and last used
@@ -155,8 +184,11 @@ func TestMotoFullSequence(t *testing.T) {
 		t.Fatalf("secret holds %+v; want the new key %s replacing %s", stored, nk.KeyID, oldID)
 	}
 	a.Use(t, stored.AccessKeyID, stored.SecretAccessKey) // the stored key works
-	if nk.SecretName != "iam-access-keys/alice" || !strings.Contains(nk.SecretARN, "iam-access-keys/alice") {
+	if nk.SecretName != "iam-access-keys/alice" || !strings.Contains(nk.SecretARN, "iam-access-keys/alice") || nk.Rotation != 1 {
 		t.Fatalf("new key output = %+v", nk)
+	}
+	if r := s.record(t, oldID); r.State != ledger.Stored || r.NewKeyID != nk.KeyID || r.Owner != "exec-1" || r.User != "alice" || r.Rotation != 1 || r.SecretName != nk.SecretName {
+		t.Fatalf("record after create = %+v; want rotation 1 stored, new key %s, owned by exec-1", r, nk.KeyID)
 	}
 	task.NewKey = nk
 
@@ -167,8 +199,8 @@ func TestMotoFullSequence(t *testing.T) {
 			t.Fatalf("notify #%d: %v", i+1, err)
 		}
 		want := []string{"sent", "already-sent"}[i]
-		if n.MailStatus != want {
-			t.Fatalf("notify #%d status = %q; want %q", i+1, n.MailStatus, want)
+		if n.MailStatus != want || !n.Accepted {
+			t.Fatalf("notify #%d = %+v; want status %q, accepted", i+1, n, want)
 		}
 		task.Notice = n
 	}
@@ -183,6 +215,9 @@ func TestMotoFullSequence(t *testing.T) {
 	}
 	if len(notes) != 1 || !strings.Contains(notes[0].Message, "rotated access key "+oldID) {
 		t.Fatalf("admin notes = %+v; want one rotation notice", notes)
+	}
+	if r := s.record(t, oldID); r.State != ledger.Notified || r.Notice != ledger.NoticeAccepted || r.OwnerMails != 1 || !r.AdminsTold || r.NoticeChannel != "mail" {
+		t.Fatalf("record after notify = %+v; want notified, one owner mail accepted, admins told", r)
 	}
 
 	// deactivate, twice: same deleteAfter, old key Inactive.
@@ -201,12 +236,18 @@ func TestMotoFullSequence(t *testing.T) {
 	if want := d.DeactivatedAt.Add(7 * day); !d.DeleteAfter.Equal(want) {
 		t.Fatalf("deleteAfter = %v; want %v", d.DeleteAfter, want)
 	}
+	if d.Next != rotation.NextGrace || d.GraceExecution != rotation.GraceExecutionName("alice", oldID, 1) || d.Rotation != 1 {
+		t.Fatalf("deactivation = %+v; want next grace in %s", d, rotation.GraceExecutionName("alice", oldID, 1))
+	}
+	if r := s.record(t, oldID); r.State != ledger.Deactivated || !r.DeleteAfter.Equal(d.DeleteAfter) || r.GraceExecution != d.GraceExecution {
+		t.Fatalf("record after deactivate = %+v; want deactivated until %v", r, d.DeleteAfter)
+	}
 	if keys := a.Keys(t, "alice"); keys[oldID] != "Inactive" || keys[nk.KeyID] != "Active" {
 		t.Fatalf("after deactivate keys = %v", keys)
 	}
 	task.Deactivation = d
 
-	// delete too early: nothing deleted, admins told.
+	// delete too early: nothing deleted.
 	c, err := s.del.Handle(ctx, task)
 	if err != nil || c.Deleted || !strings.Contains(c.Reason, "grace period") {
 		t.Fatalf("early delete = %+v, %v; want refusal for the grace period", c, err)
@@ -221,19 +262,32 @@ func TestMotoFullSequence(t *testing.T) {
 		if err != nil || !c.Deleted {
 			t.Fatalf("delete #%d = %+v, %v; want deleted", i+1, c, err)
 		}
+		task.Cleanup = c
 	}
 	keys = a.Keys(t, "alice")
 	if len(keys) != 1 || keys[nk.KeyID] != "Active" {
 		t.Fatalf("after delete keys = %v; want only the new key", keys)
 	}
+	// The record is the rotation's audit trail; the user's tags are the
+	// customer's and never written.
+	r := s.record(t, oldID)
+	want := []ledger.State{ledger.Started, ledger.Creating, ledger.Created, ledger.Stored, ledger.Notified, ledger.Deactivated, ledger.Deleted}
+	if fmt.Sprint(states(r)) != fmt.Sprint(want) || r.Owner != "" || r.ExpiresAt == 0 || r.OwnerMails != 1 {
+		t.Fatalf("final record %+v\nstates %v; want %v, no owner, an expiry, one owner mail", r, states(r), want)
+	}
+	for _, e := range r.History {
+		if e.Execution != "exec-1" || e.At.IsZero() {
+			t.Fatalf("history entry %+v; want time and execution exec-1", e)
+		}
+	}
 	for k := range a.Tags(t, "alice") {
 		if strings.HasPrefix(k, "keyrotor:") {
-			t.Errorf("ledger tag %s left after delete", k)
+			t.Errorf("user tag %s written", k)
 		}
 	}
 
 	// Nothing anywhere holds a secret but the secret itself.
-	outputs, _ := json.Marshal([]any{p, task})
+	outputs, _ := json.Marshal([]any{p, task, r})
 	mails, notes = a.Sent(t)
 	everything := s.logs.String() + string(outputs) + fmt.Sprint(mails) + fmt.Sprint(notes)
 	for _, secret := range []string{oldSecret, stored.SecretAccessKey} {
@@ -270,14 +324,16 @@ func TestMotoDiscovery(t *testing.T) {
 	a.Key(t, "two-active")
 	seedUser(t, a, "other-inactive", 100, 2)
 	a.SetKeyStatus(t, "other-inactive", a.Key(t, "other-inactive"), false)
-	seedUser(t, a, "other-in-grace", 100, 2)
+	// Keys keyrotor deactivated (its record says when), in and past their
+	// grace period.
+	inGraceActive, _ := seedUser(t, a, "other-in-grace", 100, 2)
 	inGrace := a.Key(t, "other-in-grace")
 	a.SetKeyStatus(t, "other-in-grace", inGrace, false)
-	tagUser(t, a, "other-in-grace", "keyrotor:deactivated:"+inGrace, s.now.Add(-2*day).UTC().Format(time.RFC3339))
-	seedUser(t, a, "other-past-grace", 100, 2)
+	putDeactivated(t, s, "other-in-grace", inGrace, inGraceActive, time.Now().Add(-2*day))
+	pastGraceActive, _ := seedUser(t, a, "other-past-grace", 100, 2)
 	pastGrace := a.Key(t, "other-past-grace")
 	a.SetKeyStatus(t, "other-past-grace", pastGrace, false)
-	tagUser(t, a, "other-past-grace", "keyrotor:deactivated:"+pastGrace, s.now.Add(-8*day).UTC().Format(time.RFC3339))
+	putDeactivated(t, s, "other-past-grace", pastGrace, pastGraceActive, time.Now().Add(-7*day-12*time.Hour))
 
 	p := s.plan(t, `{}`)
 	if p.Counts.Users != 250 {
@@ -308,6 +364,11 @@ func TestMotoDiscovery(t *testing.T) {
 	if p.ItemsKey == "" || p.Bucket != "keyrotor-reports" {
 		t.Fatalf("plan location = %s/%s", p.Bucket, p.ItemsKey)
 	}
+	// The deactivated keys wait out their grace in their own executions
+	// (within a day of its end): not items of this run.
+	if p.Counts.InGrace != 2 || p.Counts.Resumed != 0 {
+		t.Fatalf("plan counts = %+v; want 2 in grace, none resumed", p.Counts)
+	}
 
 	// The past-grace key is removed first, then the rotation proceeds.
 	it := itemFor(t, p, "other-past-grace")
@@ -318,6 +379,9 @@ func TestMotoDiscovery(t *testing.T) {
 	if keys := a.Keys(t, "other-past-grace"); len(keys) != 2 || keys[pastGrace] != "" || keys[nk.KeyID] != "Active" {
 		t.Fatalf("keys = %v; want %s gone and %s Active", keys, pastGrace, nk.KeyID)
 	}
+	if r := s.record(t, pastGrace); r.State != ledger.Deleted || !strings.Contains(r.Outcome, "make room") {
+		t.Fatalf("record of the removed key = %+v; want deleted, to make room", r)
+	}
 
 	// No address: admins only.
 	it = itemFor(t, p, "due-no-mail")
@@ -326,8 +390,11 @@ func TestMotoDiscovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, err := s.notify.Handle(ctx, rotation.Task{Execution: "e", Item: it, NewKey: nk})
-	if err != nil || n.MailStatus != "no-address" {
-		t.Fatalf("notify without address = %+v, %v", n, err)
+	if err != nil || n.MailStatus != "admins" || !n.Accepted || n.MailedTo != "" {
+		t.Fatalf("notify without address = %+v, %v; want the admins' message accepted as the notice", n, err)
+	}
+	if r := s.record(t, it.OldKey.ID); r.Notice != ledger.NoticeAccepted || r.NoticeChannel != "admins" || r.OwnerMails != 0 {
+		t.Fatalf("record = %+v; want notice accepted by the admins' channel, no owner mail", r)
 	}
 	mails, notes := a.Sent(t)
 	if len(mails) != 0 || len(notes) != 1 || !strings.Contains(notes[0].Message, "no owner e-mail tag") {
@@ -346,16 +413,28 @@ func TestMotoDiscovery(t *testing.T) {
 	}
 }
 
-// flakySecrets fails PutSecretValue the first n times (after the call would
-// have been made, when dropResponse is set).
+// flakySecrets fails the call that stores the key (CreateSecret for a new
+// secret, PutSecretValue for an existing one) the first n times (after the
+// call was made, when dropResponse is set).
 type flakySecrets struct {
 	rotation.SecretsAPI
 	n            int
 	dropResponse bool
 }
 
+func (f *flakySecrets) CreateSecret(ctx context.Context, in *secretsmanager.CreateSecretInput, o ...func(*secretsmanager.Options)) (*secretsmanager.CreateSecretOutput, error) {
+	if f.n > 0 {
+		f.n--
+		if f.dropResponse {
+			f.SecretsAPI.CreateSecret(ctx, in, o...)
+		}
+		return nil, &failures.TransientError{Op: "CreateSecret", Msg: "injected"}
+	}
+	return f.SecretsAPI.CreateSecret(ctx, in, o...)
+}
+
 func (f *flakySecrets) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, o ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
-	if len(in.VersionStages) == 0 && f.n > 0 { // the key itself, not the claim
+	if f.n > 0 {
 		f.n--
 		if f.dropResponse {
 			f.SecretsAPI.PutSecretValue(ctx, in, o...)
@@ -419,6 +498,24 @@ func TestMotoCreateFailureBeforeStorage(t *testing.T) {
 					t.Fatalf("after the failure keys = %v; want %d", keys, want)
 				}
 				fd.on = false
+				if tt.deleteFails {
+					// The record names the unstored key: the re-run removes
+					// it and asks to be retried (the orchestrator's Retry).
+					r := s.record(t, oldID)
+					if r.State != ledger.Created || r.NewKeyID == "" {
+						t.Fatalf("record after the failure = %+v; want the unstored key recorded as created", r)
+					}
+					_, err = s.create.Handle(ctx, task)
+					var te *failures.TransientError
+					if !errors.As(err, &te) {
+						t.Fatalf("re-run = %v; want TransientError after removing the unstored key", err)
+					}
+					if keys := a.Keys(t, "bob"); len(keys) != 1 || keys[r.NewKeyID] != "" {
+						t.Fatalf("after the re-run keys = %v; want the unstored %s removed", keys, r.NewKeyID)
+					}
+				} else if r := s.record(t, oldID); r.State != ledger.Started || r.NewKeyID != "" {
+					t.Fatalf("record after the failure = %+v; want started again, no new key", r)
+				}
 				if nk, err = s.create.Handle(ctx, task); err != nil {
 					t.Fatalf("re-run: %v", err)
 				}
@@ -430,29 +527,33 @@ func TestMotoCreateFailureBeforeStorage(t *testing.T) {
 				t.Fatalf("converged keys = %v, stored %s; want old + stored new %s", keys, stored.AccessKeyID, nk.KeyID)
 			}
 			a.Use(t, stored.AccessKeyID, stored.SecretAccessKey)
+			if r := s.record(t, oldID); r.State != ledger.Stored || r.NewKeyID != nk.KeyID {
+				t.Fatalf("record = %+v; want stored with %s", r, nk.KeyID)
+			}
 		})
 	}
 }
 
 // TestMotoConcurrentExecutions: a second execution over the same user never
-// makes a third key attempt; once the first stored its key, it reuses it.
+// makes a third key attempt while the first drives the rotation; once the
+// first's lease has passed, it takes the rotation over and reuses the key.
 func TestMotoConcurrentExecutions(t *testing.T) {
 	a := awstest.New(t)
 	s := newSteps(t, a)
-	seedUser(t, a, "carol", 100, 1)
+	oldID, _ := seedUser(t, a, "carol", 100, 1)
 	it := itemFor(t, s.plan(t, `{}`), "carol")
 	ctx := context.Background()
-	// Execution 2 claims first but has not created yet; execution 1 is refused.
+	// Execution 2 starts the rotation first but fails at storage;
+	// execution 1 stays out of it.
 	s2 := *s.create
 	s2.Secrets = &flakySecrets{SecretsAPI: a.Secrets, n: 1}
 	s2.IAM = &failingDelete{CreateIAM: a.IAM}
 	if _, err := s2.Handle(ctx, rotation.Task{Execution: "exec-2", Item: it}); err == nil {
 		t.Fatal("exec-2 should have failed at storage")
 	}
-	_, err := s.create.Handle(ctx, rotation.Task{Execution: "exec-1", Item: it})
-	var rip *failures.RotationInProgressError
-	if !errors.As(err, &rip) || rip.Holder != "exec-2" {
-		t.Fatalf("exec-1 error = %v; want RotationInProgressError held by exec-2", err)
+	got, err := s.create.Handle(ctx, rotation.Task{Execution: "exec-1", Item: it})
+	if err != nil || got.KeyID != "" || !strings.Contains(got.Skipped, "in flight in execution exec-2") {
+		t.Fatalf("exec-1 = %+v, %v; want skipped: in flight in exec-2", got, err)
 	}
 	if keys := a.Keys(t, "carol"); len(keys) != 1 {
 		t.Fatalf("keys = %v; want only the old key (no third attempt)", keys)
@@ -462,41 +563,57 @@ func TestMotoConcurrentExecutions(t *testing.T) {
 		t.Fatal(err)
 	}
 	again, err := s.create.Handle(ctx, rotation.Task{Execution: "exec-1", Item: it})
+	if err != nil || again.KeyID != "" || again.Skipped == "" {
+		t.Fatalf("exec-1 while exec-2's lease runs = %+v, %v; want skipped", again, err)
+	}
+	// exec-2 stops (aborted, never redriven); its lease passes.
+	s.now = s.now.Add(rotation.LeaseDuration + time.Minute)
+	again, err = s.create.Handle(ctx, rotation.Task{Execution: "exec-1", Item: it})
 	if err != nil || again.KeyID != nk.KeyID || !again.Reused {
-		t.Fatalf("exec-1 after exec-2 stored = %+v, %v; want reuse of %s", again, err, nk.KeyID)
+		t.Fatalf("exec-1 after exec-2's lease = %+v, %v; want reuse of %s", again, err, nk.KeyID)
+	}
+	if keys := a.Keys(t, "carol"); len(keys) != 2 {
+		t.Fatalf("keys = %v; want the old and the one new key", keys)
+	}
+	r := s.record(t, oldID)
+	if r.Owner != "exec-1" || !strings.Contains(lastNote(r), "taken over from execution exec-2") {
+		t.Fatalf("record owner %q, last entry %q; want exec-1, taken over from exec-2", r.Owner, lastNote(r))
 	}
 }
 
+func lastNote(r *ledger.Record) string {
+	if len(r.History) == 0 {
+		return ""
+	}
+	return r.History[len(r.History)-1].Note
+}
+
 // TestMotoPeopleDuringGrace: re-activated old key, deleted new key, deleted
-// user.
+// user. A person's action ends the rotation; re-activation holds it.
 func TestMotoPeopleDuringGrace(t *testing.T) {
 	tests := []struct {
-		name   string
-		meddle func(t *testing.T, a *awstest.Account, old string, nk *rotation.NewKey)
-		want   string
-		kept   bool
+		name      string
+		meddle    func(t *testing.T, a *awstest.Account, old string, nk *rotation.NewKey)
+		want      string
+		kept      bool
+		wantState ledger.State
+		held      bool // HeldUntil = now + hold days
 	}{
 		{"old key re-activated", func(t *testing.T, a *awstest.Account, old string, _ *rotation.NewKey) {
 			a.SetKeyStatus(t, "dave", old, true)
-		}, "re-activated", true},
+		}, "re-activated", true, ledger.Held, true},
 		{"new key deleted", func(t *testing.T, a *awstest.Account, _ string, nk *rotation.NewKey) {
 			a.IAM.DeleteAccessKey(context.Background(), &iam.DeleteAccessKeyInput{UserName: ptr("dave"), AccessKeyId: ptr(nk.KeyID)})
-		}, "new key", true},
+		}, "new key", true, ledger.Ended, true},
 		{"user deleted", func(t *testing.T, a *awstest.Account, old string, nk *rotation.NewKey) {
 			ctx := context.Background()
 			for _, k := range []string{old, nk.KeyID} {
 				a.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: ptr("dave"), AccessKeyId: ptr(k)})
 			}
-			out, _ := a.IAM.ListUserTags(ctx, &iam.ListUserTagsInput{UserName: ptr("dave")})
-			var keys []string
-			for _, tg := range out.Tags {
-				keys = append(keys, *tg.Key)
-			}
-			a.IAM.UntagUser(ctx, &iam.UntagUserInput{UserName: ptr("dave"), TagKeys: keys})
 			if _, err := a.IAM.DeleteUser(ctx, &iam.DeleteUserInput{UserName: ptr("dave")}); err != nil {
 				t.Fatal(err)
 			}
-		}, "no longer exists", false},
+		}, "no longer exists", false, ledger.Ended, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -530,49 +647,151 @@ func TestMotoPeopleDuringGrace(t *testing.T) {
 					t.Fatalf("admins not told: %+v", last)
 				}
 			}
+			r := s.record(t, oldID)
+			if r.State != tt.wantState || r.Owner != "" || !strings.Contains(r.Outcome, tt.want) || lastEntry(r).State != tt.wantState {
+				t.Fatalf("record = %+v; want %s, no owner, outcome mentioning %q", r, tt.wantState, tt.want)
+			}
+			if held := r.HeldUntil.Equal(s.now.UTC().Truncate(time.Second).Add(time.Duration(s.cfg.HoldDays) * day)); held != tt.held {
+				t.Fatalf("heldUntil %v (now %v); want held for %d days: %v", r.HeldUntil, s.now, s.cfg.HoldDays, tt.held)
+			}
+			// A second grace execution (Redrive) changes nothing.
+			if c, err := s.del.Handle(ctx, task); err != nil || c.Deleted {
+				t.Fatalf("delete again = %+v, %v; want nothing deleted", c, err)
+			}
+			if tt.kept {
+				if _, ok := a.Keys(t, "dave")[oldID]; !ok {
+					t.Fatal("old key was deleted on the second try")
+				}
+			}
+			if tt.wantState == ledger.Held {
+				// The next daily run reports the held key instead of rotating it.
+				p := s.plan(t, `{}`)
+				if len(p.Items) != 0 || len(p.Held) != 1 || p.Held[0].KeyID != oldID || p.Counts.Held != 1 {
+					t.Fatalf("plan after the hold: items %+v held %+v; want only %s held", p.Items, p.Held, oldID)
+				}
+			}
 		})
 	}
 }
 
-// TestMotoRejectedSend: an unverified sender fails notify with a clear error
-// and clears the marker, so a re-run after the fix sends exactly one mail.
+// TestMotoReactivatedBeforeDeactivateRerun: a person re-activates the old
+// key after deactivate ran; a re-run of deactivate (Retry, Redrive) holds
+// the rotation instead of deactivating the key again.
+func TestMotoReactivatedBeforeDeactivateRerun(t *testing.T) {
+	a := awstest.New(t)
+	s := newSteps(t, a)
+	oldID, _ := seedUser(t, a, "dora", 100, 1, "email", "dora@example.com")
+	task := rotation.Task{Execution: "e", Item: itemFor(t, s.plan(t, `{}`), "dora")}
+	ctx := context.Background()
+	var err error
+	if task.NewKey, err = s.create.Handle(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	if task.Notice, err = s.notify.Handle(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = s.deact.Handle(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	a.SetKeyStatus(t, "dora", oldID, true)
+	s.now = s.now.Add(time.Hour)
+	d, err := s.deact.Handle(ctx, task)
+	if err != nil || d.Next != rotation.NextStop || !strings.Contains(d.Note, "re-activated") {
+		t.Fatalf("deactivate again = %+v, %v; want stop, re-activated", d, err)
+	}
+	if keys := a.Keys(t, "dora"); keys[oldID] != "Active" {
+		t.Fatalf("keys = %v; want the old key left Active", keys)
+	}
+	r := s.record(t, oldID)
+	if want := s.now.UTC().Truncate(time.Second).Add(time.Duration(s.cfg.HoldDays) * day); r.State != ledger.Held || !r.HeldUntil.Equal(want) {
+		t.Fatalf("record = %+v; want held until %v", r, want)
+	}
+	_, notes := a.Sent(t)
+	if last := notes[len(notes)-1]; !strings.Contains(last.Message, "re-activated") || !strings.Contains(last.Message, oldID) {
+		t.Fatalf("admins not told of the hold: %+v", last)
+	}
+}
+
+// TestMotoRejectedSend: an unverified sender makes notify record a refused
+// notice, say why (naming the sender), tell the admins once and deactivate
+// nothing; a re-run after the fix sends exactly one mail.
 func TestMotoRejectedSend(t *testing.T) {
 	a := awstest.New(t)
 	s := newSteps(t, a)
 	s.cfg.Sender = "unverified@example.com"
 	s.rewire()
-	seedUser(t, a, "erin", 100, 1, "email", "erin@example.com")
+	oldID, _ := seedUser(t, a, "erin", 100, 1, "email", "erin@example.com")
 	task := rotation.Task{Execution: "e", Item: itemFor(t, s.plan(t, `{}`), "erin")}
 	ctx := context.Background()
 	var err error
 	if task.NewKey, err = s.create.Handle(ctx, task); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.notify.Handle(ctx, task)
-	var sr *failures.SendRejectedError
-	if !errors.As(err, &sr) || !strings.Contains(err.Error(), "unverified@example.com") {
-		t.Fatalf("notify error = %v; want SendRejectedError naming the sender", err)
+	for i := range 2 {
+		n, err := s.notify.Handle(ctx, task)
+		if err != nil || n.MailStatus != ledger.NoticeRefused || n.Accepted || !strings.Contains(n.Skipped, "unverified@example.com") {
+			t.Fatalf("notify #%d = %+v, %v; want refused, not accepted, naming the sender", i+1, n, err)
+		}
+		task.Notice = n
 	}
+	r := s.record(t, oldID)
+	if r.Notice != ledger.NoticeRefused || r.Attention == "" || !r.AttentionTold || r.OwnerMails != 0 || r.State != ledger.Stored {
+		t.Fatalf("record = %+v; want notice refused, attention told, no owner mail, still stored", r)
+	}
+	mails, notes := a.Sent(t)
+	if len(mails) != 0 || len(notes) != 1 || !strings.Contains(notes[0].Message, "unverified@example.com") {
+		t.Fatalf("mails %d, admin notes %+v; want none and one note naming the sender", len(mails), notes)
+	}
+	// Nothing is deactivated while the notice has not gone out.
+	d, err := s.deact.Handle(ctx, task)
+	if err != nil || d.Next != rotation.NextStop {
+		t.Fatalf("deactivate = %+v, %v; want stop", d, err)
+	}
+	if keys := a.Keys(t, "erin"); keys[oldID] != "Active" {
+		t.Fatalf("keys = %v; want the old key Active", keys)
+	}
+	// The summary shows it waiting.
+	sum, err := (&rotation.Summarizer{}).Handle(ctx, rotation.SummarizeInput{Results: mustJSON(t, []rotation.Task{task}), ExecutionName: "e"})
+	if err != nil || sum.Totals.Waiting != 1 || sum.Users[0].Result != "waiting" {
+		t.Fatalf("summary = %+v, %v; want one waiting", sum, err)
+	}
+
 	a.VerifySender(t, "unverified@example.com")
 	n, err := s.notify.Handle(ctx, task)
-	if err != nil || n.MailStatus != "sent" {
+	if err != nil || n.MailStatus != "sent" || !n.Accepted {
 		t.Fatalf("notify after the fix = %+v, %v", n, err)
 	}
 	if mails, _ := a.Sent(t); len(mails) != 1 {
 		t.Fatalf("mails = %d; want 1", len(mails))
 	}
+	if r := s.record(t, oldID); r.Notice != ledger.NoticeAccepted || r.Attention != "" || r.OwnerMails != 1 {
+		t.Fatalf("record = %+v; want accepted, attention cleared, one owner mail", r)
+	}
 }
 
-func tagUser(t *testing.T, a *awstest.Account, user, k, v string) {
+func mustJSON(t *testing.T, v any) json.RawMessage {
 	t.Helper()
-	if _, err := a.IAM.TagUser(context.Background(), &iam.TagUserInput{UserName: ptr(user), Tags: []iamTag{{Key: ptr(k), Value: ptr(v)}}}); err != nil {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// putDeactivated records that keyrotor deactivated key of user at at, in
+// a rotation that replaced it by newKey.
+func putDeactivated(t *testing.T, s *steps, user, key, newKey string, at time.Time) {
+	t.Helper()
+	at = at.UTC().Truncate(time.Second)
+	r := &ledger.Record{ID: key, User: user, Action: "rotate", Rotation: 1, NewKeyID: newKey, Notice: ledger.NoticeAccepted,
+		DeactivatedAt: at, DeleteAfter: at.Add(s.cfg.GracePeriod), GraceExecution: rotation.GraceExecutionName(user, key, 1), History: []ledger.Entry{}}
+	r.Move(at, ledger.Deactivated, "earlier-run", "deactivated the old key")
+	if err := s.recs.Put(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func ptr(s string) *string { return &s }
-
-type iamTag = iamtypes.Tag
 
 // TestMotoUserNames: IAM user names with every legal special character and
 // the maximum length go through secrets, mails and every step.
@@ -604,6 +823,9 @@ func TestMotoUserNames(t *testing.T) {
 			}
 			if task.Deactivation, err = s.deact.Handle(ctx, task); err != nil {
 				t.Fatal(err)
+			}
+			if g := task.Deactivation.GraceExecution; len(g) > 80 || strings.ContainsAny(g, " <>{}[]?*\"#%\\^|~`$&,;:/") || !strings.HasSuffix(g, "-"+oldID+"-r1") {
+				t.Fatalf("grace execution name %q breaks Step Functions' name rules or does not name the key", g)
 			}
 			s.now = task.Deactivation.DeleteAfter.Add(time.Second)
 			if c, err := s.del.Handle(ctx, task); err != nil || !c.Deleted {
@@ -644,11 +866,15 @@ func TestMotoRetirePassword(t *testing.T) {
 	}
 	task := rotation.Task{Execution: "e", Item: it}
 	var err error
-	if task.Notice, err = s.notify.Handle(ctx, task); err != nil || task.Notice.MailStatus != "sent" {
+	if task.Notice, err = s.notify.Handle(ctx, task); err != nil || task.Notice.MailStatus != "sent" || !task.Notice.Accepted {
 		t.Fatalf("notify = %+v, %v", task.Notice, err)
 	}
-	if task.Deactivation, err = s.deact.Handle(ctx, task); err != nil {
-		t.Fatal(err)
+	id := ledger.PasswordID("carol", it.OldKey.Created)
+	if r := s.record(t, id); r.Action != "retire-password" || r.State != ledger.Notified || r.OwnerMails != 1 {
+		t.Fatalf("record %s = %+v; want the retirement notified", id, r)
+	}
+	if task.Deactivation, err = s.deact.Handle(ctx, task); err != nil || task.Deactivation.Next != rotation.NextGrace {
+		t.Fatalf("deactivate = %+v, %v; want the grace to start", task.Deactivation, err)
 	}
 	if _, err := a.IAM.GetLoginProfile(ctx, &iam.GetLoginProfileInput{UserName: ptr("carol")}); err != nil {
 		t.Fatalf("the password went before its grace: %v", err)
@@ -660,6 +886,9 @@ func TestMotoRetirePassword(t *testing.T) {
 	}
 	if _, err := a.IAM.GetLoginProfile(ctx, &iam.GetLoginProfileInput{UserName: ptr("carol")}); err == nil {
 		t.Fatal("login profile still there after the grace")
+	}
+	if r := s.record(t, id); r.State != ledger.Deleted {
+		t.Fatalf("record = %+v; want deleted", r)
 	}
 	mails, _ := a.Sent(t)
 	if len(mails) != 1 || !strings.Contains(mails[0].Subject, "console password") {

@@ -1,16 +1,13 @@
 package rotation
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	sestypes "github.com/aws/aws-sdk-go-v2/service/sesv2/types"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/failures"
+	"github.com/keyrotor/keyrotor/shared/ledger"
 	"github.com/keyrotor/keyrotor/shared/notice"
 	"github.com/keyrotor/keyrotor/shared/policy"
 )
@@ -37,30 +35,20 @@ var (
 	_ PublishAPI = (*sns.Client)(nil)
 )
 
-// Marker states of the notify ledger tag.
-const (
-	markSending = "sending" // set before the mail is sent
-	markMailed  = "mailed"  // the mail went out (or there was no address)
-	markDone    = "done"    // the admins were told too
-)
-
-// Notifier is the notify step. It sends the owner's mail at most once per
-// rotation: a ledger tag is written before the send; a re-run that finds it
-// does not send again. A send that SES clearly refused removes the tag (so
-// a re-run after the fix sends); a send whose outcome is unknown (timeout,
-// dropped connection) keeps it, and the admins are told to check.
+// Notifier is the notify step. The old key is deactivated only after its
+// notice went out: SES accepted the owner's mail, or, when the owner has no
+// address, the admins' message was published. The rotation record holds
+// the outcome, so the owner gets at most one mail per rotation; a refused
+// or unknown send is recorded, told to the admins once, and tried again by
+// the next run (no lock ever silences a later attempt).
 type Notifier struct {
-	IAM TagsAPI
-	// Locks holds the notification locks (S3, in Config.ReportBucket): the
-	// first execution to write a rotation's lock owns its notification, so
-	// two executions over the same user send one mail, not two.
-	Locks  ObjectsAPI
-	Mail   MailAPI
-	Topic  PublishAPI
-	Config config.Config
-	Region string
-	Now    func() time.Time
-	Log    *slog.Logger
+	Records Records
+	Mail    MailAPI
+	Topic   PublishAPI
+	Config  config.Config
+	Region  string
+	Now     func() time.Time
+	Log     *slog.Logger
 }
 
 // Handle notifies the owner and the admins about t.
@@ -70,112 +58,124 @@ func (n *Notifier) Handle(ctx context.Context, t Task) (*Notice, error) {
 		return nil, err
 	}
 	if skip := t.Skip(); skip != "" {
-		return &Notice{MailStatus: "skipped"}, nil
+		return &Notice{MailStatus: "skipped", Skipped: skip}, nil
 	}
 	if it.Action == policy.Rotate && (t.NewKey == nil || t.NewKey.KeyID == "") {
 		return nil, &failures.InvalidInputError{Field: "newKey.keyId", Msg: "a rotate item reaches notify only after create-and-store"}
 	}
+	if t.Execution == "" {
+		return nil, &failures.InvalidInputError{Field: "execution", Msg: "missing: the state machine passes $$.Execution.Name"}
+	}
 	log := logOf(n.Log).With("user", it.User, "oldKeyId", it.OldKey.ID)
-	if owner, err := n.lock(ctx, t); err != nil {
-		return nil, err
-	} else if owner != t.Execution {
-		log.InfoContext(ctx, "another execution owns this notification", "owner", owner)
-		return &Notice{MailStatus: "handled-by-other-execution", MailedTo: it.Email}, nil
-	}
-	ledger, err := readLedger(ctx, n.IAM, it.User)
-	if isNoSuchEntity(err) {
-		return &Notice{MailStatus: "skipped"}, nil
-	}
+	now := nowOf(n.Now).UTC().Truncate(time.Second)
+	rc := rotationCtx{recs: n.Records, topic: n.Topic, cfg: n.Config, execution: t.Execution, now: now, log: log}
+	// A retirement starts here; a rotation started in create-and-store.
+	rec, stop, err := rc.open(ctx, it, it.Action != policy.Rotate)
 	if err != nil {
 		return nil, err
 	}
-	state, at := ledger.Notified(it.OldKey.ID)
-	now := nowOf(n.Now).UTC().Truncate(time.Second)
-	if at.IsZero() {
-		at = now
+	if stop != "" {
+		log.InfoContext(ctx, "not acting on this rotation", "why", stop)
+		return &Notice{MailStatus: "skipped", Skipped: stop}, nil
 	}
-	// What the owner is told: deactivation follows this notice at once; the
-	// deletion follows the grace period. A recorded deactivation wins.
-	stops := at
-	if d := ledger.DeactivatedAt(it.OldKey.ID); !d.IsZero() {
-		stops = d
+	// What the owner is told: deactivation follows this notice at once;
+	// the deletion follows the grace period.
+	stops := now
+	if !rec.DeactivatedAt.IsZero() {
+		stops = rec.DeactivatedAt
 	}
 	res := &Notice{StopsWorking: stops, DeleteAfter: stops.Add(n.Config.GracePeriod), MailedTo: it.Email}
 	msg := n.ownerMessage(t, res)
 
-	switch state {
-	case markDone:
-		res.MailStatus = "already-sent"
-		return res, nil
-	case markMailed:
-		res.MailStatus = "already-sent"
-	case markSending:
-		// An earlier attempt began sending and never learned the outcome.
-		res.MailStatus = "unknown"
-		log.WarnContext(ctx, "an earlier send's outcome is unknown; not sending again")
-	default:
-		if err := writeTag(ctx, n.IAM, it.User, tagNotified+it.OldKey.ID, markSending+" "+now.Format(time.RFC3339)); err != nil {
-			return nil, err
+	if rec.Notice == ledger.NoticeAccepted {
+		res.MailStatus, res.Accepted, res.MessageID = "already-sent", true, rec.MessageID
+		if rec.NoticeChannel == "admins" {
+			res.MailStatus, res.MailedTo = "admins", ""
 		}
-		if it.Email == "" {
-			res.MailStatus, res.MailedTo = "no-address", ""
-		} else {
-			id, err := n.send(ctx, it.Email, msg)
-			if err != nil {
-				if definite(err) {
-					if rerr := removeTags(ctx, n.IAM, it.User, tagNotified+it.OldKey.ID); rerr != nil {
-						log.ErrorContext(ctx, "could not clear the notify marker", "error", rerr.Error())
-					}
-				}
-				return nil, err
-			}
-			res.MailStatus, res.MessageID = "sent", id
-			log.InfoContext(ctx, "owner notified", "to", it.Email, "messageId", id)
-		}
-		if err := writeTag(ctx, n.IAM, it.User, tagNotified+it.OldKey.ID, markMailed+" "+now.Format(time.RFC3339)); err != nil {
-			return nil, err
-		}
+		return res, n.tellAdmins(ctx, rec, msg, res)
 	}
-	adm := notice.AdminRotation(msg, res.MailStatus, res.MailedTo)
-	id, err := publish(ctx, n.Topic, n.Config.AdminTopicARN, adm)
+	if it.Email == "" {
+		// No owner address: the admins' message is the notice.
+		res.MailStatus, res.MailedTo = "admins", ""
+		id, err := publish(ctx, n.Topic, n.Config.AdminTopicARN, notice.AdminRotation(msg, "no-address", ""))
+		if err != nil {
+			return nil, err
+		}
+		if n.Topic == nil || n.Config.AdminTopicARN == "" {
+			return n.notSent(ctx, rc, rec, res, ledger.NoticeRefused, fmt.Sprintf("user %s has no owner address (tag %s) and no admin topic is configured, so nobody could be told; the old key stays Active. Tag the user with its owner's address", it.User, n.Config.EmailTag))
+		}
+		res.Accepted, res.AdminNotice = true, id
+		return res, n.accepted(ctx, rc, rec, "admins", id, "no owner address: the admins were told")
+	}
+	id, err := n.send(ctx, it.Email, msg)
 	if err != nil {
+		if failures.IsThrottle(err) {
+			return nil, err // nothing was sent; the orchestrator retries
+		}
+		if definite(err) {
+			return n.notSent(ctx, rc, rec, res, ledger.NoticeRefused, fmt.Sprintf("the owner's mail to %s was refused (%s); the old key %s stays Active. Fix the address (tag %s) or SES; keyrotor mails again on its next run", it.Email, err.Error(), it.OldKey.ID, n.Config.EmailTag))
+		}
+		return n.notSent(ctx, rc, rec, res, ledger.NoticeUnknown, fmt.Sprintf("the outcome of the owner's mail to %s is unknown (%s); the old key %s stays Active and keyrotor mails again on its next run", it.Email, failures.APICodeOr(err, "no answer"), it.OldKey.ID))
+	}
+	res.MailStatus, res.MessageID, res.Accepted = "sent", id, true
+	log.InfoContext(ctx, "owner notified", "to", it.Email, "messageId", id)
+	if err := n.accepted(ctx, rc, rec, "mail", id, "owner mailed at "+it.Email); err != nil {
 		return nil, err
 	}
-	res.AdminNotice = id
-	if err := writeTag(ctx, n.IAM, it.User, tagNotified+it.OldKey.ID, markDone+" "+at.Format(time.RFC3339)); err != nil {
+	return res, n.tellAdmins(ctx, rec, msg, res)
+}
+
+// notSent records a notice that did not go out, tells the admins once and
+// ends this execution's part: nothing is deactivated.
+func (n *Notifier) notSent(ctx context.Context, rc rotationCtx, rec *ledger.Record, res *Notice, outcome, what string) (*Notice, error) {
+	rec.Notice, rec.NoticeAt = outcome, rc.now
+	if err := rc.attention(ctx, rec, rec.ID, what); err != nil {
 		return nil, err
 	}
+	res.MailStatus, res.Accepted, res.Skipped = outcome, false, what
 	return res, nil
 }
 
-// lock writes the notification lock of t's rotation if no execution has
-// (S3 conditional write) and returns the execution that owns it.
-func (n *Notifier) lock(ctx context.Context, t Task) (string, error) {
-	if n.Locks == nil || n.Config.ReportBucket == "" {
-		return t.Execution, nil
+// accepted records that the notice went out. The mail cannot be taken
+// back, so a write that loses a race is re-applied to a fresh read.
+func (n *Notifier) accepted(ctx context.Context, rc rotationCtx, rec *ledger.Record, channel, id, note string) error {
+	for attempt := 0; ; attempt++ {
+		rec.Notice, rec.NoticeAt, rec.NoticeChannel, rec.MessageID = ledger.NoticeAccepted, rc.now, channel, id
+		if channel == "mail" {
+			rec.OwnerMails++
+		} else {
+			rec.AdminsTold = true
+		}
+		clearAttention(rec, rc.now, rc.execution)
+		rec.Move(rc.now, ledger.Notified, rc.execution, note)
+		err := n.Records.Put(ctx, rec)
+		var cf *failures.ConflictError
+		if err == nil || !errors.As(err, &cf) || attempt == 3 {
+			return err
+		}
+		fresh, gerr := n.Records.Get(ctx, rec.ID)
+		if gerr != nil {
+			return gerr
+		}
+		if fresh == nil || fresh.Notice == ledger.NoticeAccepted {
+			return nil
+		}
+		*rec = *fresh
 	}
-	// The credential's creation time is part of the name: key ids are
-	// unique, but "password" repeats for every password a user ever sets.
-	key := fmt.Sprintf("ledger/%s/%s-%d/notify.json", SafeKey(t.Item.User), t.Item.OldKey.ID, t.Item.OldKey.Created.Unix())
-	body, _ := json.Marshal(map[string]string{"execution": t.Execution, "user": t.Item.User, "oldKeyId": t.Item.OldKey.ID})
-	_, err := n.Locks.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(n.Config.ReportBucket), Key: aws.String(key),
-		Body: bytes.NewReader(body), IfNoneMatch: aws.String("*"), ContentType: aws.String("application/json")})
-	if err == nil {
-		return t.Execution, nil
+}
+
+// tellAdmins publishes the admins' rotation message once per rotation.
+func (n *Notifier) tellAdmins(ctx context.Context, rec *ledger.Record, msg notice.Owner, res *Notice) error {
+	if rec.AdminsTold {
+		return nil
 	}
-	if code := failures.APICode(err); code != "PreconditionFailed" && code != "ConditionalRequestConflict" {
-		return "", fmt.Errorf("write notification lock s3://%s/%s: %w", n.Config.ReportBucket, key, err)
-	}
-	out, err := n.Locks.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(n.Config.ReportBucket), Key: aws.String(key)})
+	id, err := publish(ctx, n.Topic, n.Config.AdminTopicARN, notice.AdminRotation(msg, res.MailStatus, res.MailedTo))
 	if err != nil {
-		return "", fmt.Errorf("read notification lock s3://%s/%s: %w", n.Config.ReportBucket, key, err)
+		return err
 	}
-	defer out.Body.Close()
-	var held struct{ Execution string }
-	if err := json.NewDecoder(out.Body).Decode(&held); err != nil || held.Execution == "" {
-		return "", &failures.StepError{Msg: fmt.Sprintf("notification lock s3://%s/%s is unreadable; delete it to let keyrotor notify", n.Config.ReportBucket, key)}
-	}
-	return held.Execution, nil
+	res.AdminNotice = id
+	rec.AdminsTold = true
+	return n.Records.Put(ctx, rec)
 }
 
 func (n *Notifier) ownerMessage(t Task, res *Notice) notice.Owner {

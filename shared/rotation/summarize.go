@@ -39,9 +39,16 @@ type Outcome struct {
 	SecretName string        `json:"secretName,omitempty"`
 	Mail       string        `json:"mail,omitempty"`
 	Deleted    bool          `json:"oldKeyDeleted"`
-	Result     string        `json:"result"` // rotated, retired, kept, skipped, failed
-	Reason     string        `json:"reason,omitempty"`
-	Error      string        `json:"error,omitempty"`
+	// Result: rotated / retired (old key deactivated after the owner's
+	// notice; its grace-and-delete execution deletes it later), deleted
+	// (a resumed rotation whose grace was over), waiting (the notice did
+	// not go out: nothing deactivated, tried again next run), held,
+	// kept, skipped or failed.
+	Result         string     `json:"result"`
+	DeleteAfter    *time.Time `json:"deleteAfter,omitempty"`
+	GraceExecution string     `json:"graceExecution,omitempty"`
+	Reason         string     `json:"reason,omitempty"`
+	Error          string     `json:"error,omitempty"`
 }
 
 // Totals counts outcomes.
@@ -54,6 +61,14 @@ type Totals struct {
 	Blocked int `json:"blocked"`
 	Exempt  int `json:"exempt"`
 	Mails   int `json:"mails"`
+	Waiting int `json:"waiting"` // notices that did not go out
+	Deleted int `json:"deleted"` // old keys deleted in this execution
+	// From the plan: rotations held by a person's action, conditions that
+	// need a person, rotations in flight elsewhere, keys in their grace.
+	Held      int `json:"held"`
+	Attention int `json:"attention"`
+	InFlight  int `json:"inFlight"`
+	InGrace   int `json:"inGrace"`
 }
 
 // Summary is the output of summarize (state path $.summary) and the
@@ -66,6 +81,8 @@ type Summary struct {
 	UsersCut      bool       `json:"usersTruncated,omitempty"`
 	Blocked       []Skipped  `json:"blocked"`
 	Exempt        []Skipped  `json:"exempt"`
+	Held          []Skipped  `json:"held"`
+	Attention     []Skipped  `json:"attention"`
 	SummaryKey    string     `json:"summaryKey,omitempty"`
 	Bucket        string     `json:"bucket,omitempty"`
 	Report        *ReportRef `json:"report,omitempty"`
@@ -107,13 +124,8 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 		return nil, err
 	}
 	pass := max(in.Plan.Pass, 1)
-	sum := &Summary{ExecutionName: in.ExecutionName, Pass: pass, Blocked: in.Plan.Blocked, Exempt: in.Plan.Exempt, Report: in.Plan.Report, Bucket: in.Plan.Bucket}
-	if sum.Blocked == nil {
-		sum.Blocked = []Skipped{}
-	}
-	if sum.Exempt == nil {
-		sum.Exempt = []Skipped{}
-	}
+	sum := &Summary{ExecutionName: in.ExecutionName, Pass: pass, Blocked: orEmpty(in.Plan.Blocked), Exempt: orEmpty(in.Plan.Exempt),
+		Held: orEmpty(in.Plan.Held), Attention: orEmpty(in.Plan.Attention), Report: in.Plan.Report, Bucket: in.Plan.Bucket}
 	if in.Plan.Bucket != "" && s.S3 != nil {
 		sum.SummaryKey = fmt.Sprintf("runs/%s/%s/summary.json", in.Plan.runDay(nowOf(s.Now)), SafeKey(in.ExecutionName))
 	}
@@ -147,6 +159,10 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 			sum.Totals.Kept++
 		case "failed":
 			sum.Totals.Failed++
+		case "waiting":
+			sum.Totals.Waiting++
+		case "deleted":
+			sum.Totals.Deleted++
 		default:
 			sum.Totals.Skipped++
 		}
@@ -157,11 +173,18 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 	if sum.Users == nil {
 		sum.Users = []Outcome{}
 	}
-	sum.Totals.Blocked, sum.Totals.Exempt = len(sum.Blocked), len(sum.Exempt)
+	c := in.Plan.Counts
+	sum.Totals.Blocked, sum.Totals.Exempt = max(c.Blocked, len(sum.Blocked)), max(c.Exempt, len(sum.Exempt))
+	sum.Totals.Held, sum.Totals.Attention, sum.Totals.InFlight, sum.Totals.InGrace = max(c.Held, len(sum.Held)), max(c.Attention, len(sum.Attention)), c.InFlight, c.InGrace
 
 	if len(failed) > 0 && pass == 1 {
 		rp := in.Plan
 		rp.Pass, rp.ToleratedFailurePercentage, rp.Items, rp.ItemsTruncated = 2, 0, failed, false
+		if len(rp.Items) > retryInlineItems {
+			// The map reads the retry items from S3; the state carries a
+			// few for people (256 KiB state limit).
+			rp.Items, rp.ItemsTruncated = rp.Items[:retryInlineItems], true
+		}
 		rp.Counts.Rotate, rp.Counts.Retire = 0, 0
 		for _, it := range failed {
 			if it.Action == policy.Rotate {
@@ -190,7 +213,7 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 	}
 	limit := s.InlineLimit
 	if limit == 0 {
-		limit = 200
+		limit = 100
 	}
 	if len(sum.Users) > limit {
 		sum.Users, sum.UsersCut = sum.Users[:limit], true
@@ -198,6 +221,16 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 	logOf(s.Log).InfoContext(ctx, "run summarized", "execution", in.ExecutionName, "pass", pass, "rotated", sum.Totals.Rotated,
 		"retired", sum.Totals.Retired, "kept", sum.Totals.Kept, "failed", sum.Totals.Failed, "blocked", sum.Totals.Blocked)
 	return sum, nil
+}
+
+// retryInlineItems bounds the retry plan's inline copy of its items.
+const retryInlineItems = 20
+
+func orEmpty(s []Skipped) []Skipped {
+	if s == nil {
+		return []Skipped{}
+	}
+	return s
 }
 
 // runDay is the date in the run's S3 keys: the one find used for the plan.
@@ -217,19 +250,37 @@ func outcomeOf(r childResult) Outcome {
 	if t.Notice != nil {
 		o.Mail = t.Notice.MailStatus
 	}
+	if d := t.Deactivation; d != nil && !d.DeleteAfter.IsZero() {
+		da := d.DeleteAfter
+		o.DeleteAfter, o.GraceExecution = &da, d.GraceExecution
+	}
 	switch {
 	case r.Failed:
 		o.Result, o.Error = "failed", r.Error
 	case t.Skip() != "":
 		o.Result, o.Reason = "skipped", t.Skip()
+		if strings.HasPrefix(o.Reason, "held") {
+			o.Result = "held"
+		}
+	case t.Notice != nil && t.Notice.Skipped != "" && !t.Notice.Accepted && t.Notice.MailStatus != "skipped":
+		o.Result, o.Reason = "waiting", t.Notice.Skipped
+	case t.Notice != nil && t.Notice.MailStatus == "skipped":
+		o.Result, o.Reason = "skipped", t.Notice.Skipped
 	case t.Cleanup != nil && t.Cleanup.Deleted:
-		o.Deleted, o.Reason = true, t.Cleanup.Reason
+		o.Deleted, o.Reason, o.Result = true, t.Cleanup.Reason, "deleted"
+	case t.Cleanup != nil:
+		o.Result, o.Reason = "kept", t.Cleanup.Reason
+	case t.Deactivation != nil && t.Deactivation.Next == NextGrace:
 		o.Result = "rotated"
 		if t.Item.Action != policy.Rotate {
 			o.Result = "retired"
 		}
-	case t.Cleanup != nil:
-		o.Result, o.Reason = "kept", t.Cleanup.Reason
+		o.Reason = fmt.Sprintf("old key Inactive; deleted after %s by %s", t.Deactivation.DeleteAfter.Format(time.RFC3339), t.Deactivation.GraceExecution)
+	case t.Deactivation != nil:
+		o.Result, o.Reason = "skipped", t.Deactivation.Note
+		if strings.Contains(o.Reason, "re-activated") {
+			o.Result = "held"
+		}
 	default:
 		o.Result = "skipped"
 	}
@@ -304,6 +355,17 @@ func (s *Summarizer) adminSummary(sum *Summary) notice.Admin {
 		b.WriteString("\nBlocked (keyrotor could not act; please look):\n")
 		for _, x := range sum.Blocked {
 			fmt.Fprintf(&b, "- %s key %s: %s\n", x.User, x.KeyID, x.Reason)
+		}
+	}
+	for _, l := range []struct {
+		title string
+		list  []Skipped
+	}{{"Needs a person (reported once, shown until fixed)", sum.Attention}, {"Held (a person acted; keyrotor keeps its hands off)", sum.Held}} {
+		if len(l.list) > 0 {
+			b.WriteString("\n" + l.title + ":\n")
+			for _, x := range l.list {
+				fmt.Fprintf(&b, "- %s key %s: %s\n", x.User, x.KeyID, x.Reason)
+			}
 		}
 	}
 	var trouble []string

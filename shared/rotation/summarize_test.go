@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
@@ -14,12 +15,76 @@ import (
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
 
+// task is a child's result. With deleted set, a rotation that went as
+// planned (old key deactivated, its grace-and-delete execution started:
+// "rotated"); without, a resumed rotation whose delete refused, saying
+// why ("kept").
 func task(user, old, newKey string, deleted bool, reason string) rotation.Task {
 	t := rotation.Task{Execution: "run-1", Item: rotation.Item{User: user, Action: "rotate", OldKey: rotation.KeyRef{ID: old}}}
-	t.NewKey = &rotation.NewKey{KeyID: newKey, SecretName: "iam-access-keys/" + user}
-	t.Notice = &rotation.Notice{MailStatus: "sent"}
-	t.Cleanup = &rotation.Cleanup{KeyID: old, Deleted: deleted, Reason: reason}
+	t.NewKey = &rotation.NewKey{KeyID: newKey, SecretName: "iam-access-keys/" + user, Rotation: 1}
+	t.Notice = &rotation.Notice{MailStatus: "sent", Accepted: true}
+	after := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
+	t.Deactivation = &rotation.Deactivation{KeyID: old, DeactivatedAt: after.Add(-7 * 24 * time.Hour), DeleteAfter: after, Rotation: 1,
+		Next: rotation.NextGrace, GraceExecution: rotation.GraceExecutionName(user, old, 1)}
+	if !deleted {
+		t.Deactivation.Next = rotation.NextDelete
+		t.Cleanup = &rotation.Cleanup{KeyID: old, Reason: reason}
+	}
 	return t
+}
+
+// TestSummarizeOutcomes: what summarize makes of each way a child ends.
+func TestSummarizeOutcomes(t *testing.T) {
+	base := func(edit func(t *rotation.Task)) rotation.Task {
+		t := task("ann", "AK1", "AKN1", true, "")
+		edit(&t)
+		return t
+	}
+	tests := []struct {
+		name   string
+		task   rotation.Task
+		result string
+		reason string
+	}{
+		{"rotated: grace execution started", base(func(*rotation.Task) {}), "rotated", "deleted after 2026-11-30T06:00:00Z by ann-AK1-r1"},
+		{"retired", base(func(t *rotation.Task) { t.Item.Action, t.NewKey = "retire", nil }), "retired", "old key Inactive"},
+		{"resumed, grace over: deleted", base(func(t *rotation.Task) {
+			t.Deactivation.Next, t.Cleanup = rotation.NextDelete, &rotation.Cleanup{KeyID: "AK1", Deleted: true, Reason: "deleted after its grace period"}
+		}), "deleted", "deleted after its grace period"},
+		{"resumed, delete refused: kept", task("ann", "AK1", "AKN1", false, "not deleted: the new key was deleted"), "kept", "the new key was deleted"},
+		{"notice refused: waiting", base(func(t *rotation.Task) {
+			t.Notice = &rotation.Notice{MailStatus: "refused", Skipped: "the owner's mail was refused"}
+			t.Deactivation = nil
+		}), "waiting", "refused"},
+		{"notice unknown: waiting", base(func(t *rotation.Task) {
+			t.Notice = &rotation.Notice{MailStatus: "unknown", Skipped: "the outcome is unknown"}
+			t.Deactivation = nil
+		}), "waiting", "unknown"},
+		{"held at create", base(func(t *rotation.Task) {
+			t.NewKey, t.Notice, t.Deactivation = &rotation.NewKey{Skipped: "held until 2026-12-23T06:00:00Z: re-activated"}, nil, nil
+		}), "held", "re-activated"},
+		{"held at deactivate", base(func(t *rotation.Task) {
+			t.Deactivation = &rotation.Deactivation{KeyID: "AK1", Next: rotation.NextStop, Note: "the old key AK1 was re-activated by a person"}
+		}), "held", "re-activated"},
+		{"in flight elsewhere: skipped", base(func(t *rotation.Task) {
+			t.NewKey, t.Notice, t.Deactivation = &rotation.NewKey{Skipped: "rotation 1 is in flight in execution other"}, nil, nil
+		}), "skipped", "in flight"},
+		{"notify skipped", base(func(t *rotation.Task) {
+			t.Notice, t.Deactivation = &rotation.Notice{MailStatus: "skipped", Skipped: "no rotation record"}, nil
+		}), "skipped", "no rotation record"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			raw, _ := json.Marshal([]rotation.Task{tt.task})
+			sum, err := (&rotation.Summarizer{}).Handle(context.Background(), rotation.SummarizeInput{Results: raw, ExecutionName: "run-1"})
+			if err != nil || len(sum.Users) != 1 {
+				t.Fatalf("Handle = %+v, %v", sum, err)
+			}
+			if o := sum.Users[0]; o.Result != tt.result || !strings.Contains(o.Reason, tt.reason) {
+				t.Fatalf("outcome = %+v; want result %s, reason containing %q", o, tt.result, tt.reason)
+			}
+		})
+	}
 }
 
 // TestMotoSummarize reads both result shapes: the inline list (local engine)

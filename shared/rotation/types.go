@@ -63,6 +63,15 @@ type Counts struct {
 	Retire     int `json:"retire"`
 	Exempt     int `json:"exempt"`
 	Blocked    int `json:"blocked"`
+	// Held: rotations a person's action holds; Attention: conditions
+	// keyrotor cannot heal by itself; InFlight: rotations another
+	// execution drives; InGrace: old keys waiting out their grace period;
+	// Resumed: items that finish a rotation an earlier execution began.
+	Held      int `json:"held"`
+	Attention int `json:"attention"`
+	InFlight  int `json:"inFlight"`
+	InGrace   int `json:"inGrace"`
+	Resumed   int `json:"resumed"`
 }
 
 // ReportRef names the audit report objects of a run.
@@ -90,11 +99,20 @@ type Plan struct {
 	Counts                     Counts `json:"counts"`
 	// Items is an inline copy of the work for people reading the history; it
 	// is cut short (ItemsTruncated) when large. The map reads ItemsKey.
-	Items          []Item     `json:"items"`
-	ItemsTruncated bool       `json:"itemsTruncated,omitempty"`
-	Blocked        []Skipped  `json:"blocked"`
-	Exempt         []Skipped  `json:"exempt"`
-	Report         *ReportRef `json:"report,omitempty"`
+	Items          []Item    `json:"items"`
+	ItemsTruncated bool      `json:"itemsTruncated,omitempty"`
+	Blocked        []Skipped `json:"blocked"`
+	Exempt         []Skipped `json:"exempt"`
+	Held           []Skipped `json:"held"`
+	Attention      []Skipped `json:"attention"`
+	InFlight       []Skipped `json:"inFlight"`
+	// The lists above hold at most 50 entries each (the counts are whole;
+	// the audit report lists everything): a state may not exceed 256 KiB.
+	BlockedTruncated   bool       `json:"blockedTruncated,omitempty"`
+	ExemptTruncated    bool       `json:"exemptTruncated,omitempty"`
+	HeldTruncated      bool       `json:"heldTruncated,omitempty"`
+	AttentionTruncated bool       `json:"attentionTruncated,omitempty"`
+	Report             *ReportRef `json:"report,omitempty"`
 }
 
 // NewKey is the output of create-and-store (state path $.newKey). It never
@@ -105,16 +123,26 @@ type NewKey struct {
 	SecretName string    `json:"secretName,omitempty"`
 	SecretARN  string    `json:"secretArn,omitempty"`
 	Reused     bool      `json:"reused,omitempty"` // an earlier attempt's key was reused
-	Skipped    string    `json:"skipped,omitempty"`
+	// Skipped says why this execution does not go on with the rotation
+	// (held, in flight elsewhere, ended by a person's action...).
+	Skipped  string `json:"skipped,omitempty"`
+	Rotation int    `json:"rotation,omitempty"` // the rotation record's generation
+	Note     string `json:"note,omitempty"`     // what else was done (a secret restored)
 }
 
 // Notice is the output of notify (state path $.notice).
 type Notice struct {
 	MailedTo  string `json:"mailedTo,omitempty"`
 	MessageID string `json:"messageId,omitempty"`
-	// MailStatus: sent, already-sent, no-address, unknown (an interrupted
-	// send is never repeated), skipped, or handled-by-other-execution.
-	MailStatus  string `json:"mailStatus"`
+	// MailStatus: sent, already-sent, admins (no address: the admins'
+	// message was the notice), refused, unknown (the send's outcome is not
+	// known: tried again by a later run), or skipped.
+	MailStatus string `json:"mailStatus"`
+	// Accepted is true once the notice for this rotation went out: SES
+	// accepted the owner's mail, or (no address) the admins' message was
+	// published. The old key is deactivated only then.
+	Accepted    bool   `json:"accepted"`
+	Skipped     string `json:"skipped,omitempty"` // why nothing was sent
 	AdminNotice string `json:"adminNotice,omitempty"`
 	// StopsWorking and DeleteAfter are what the owner was told.
 	StopsWorking time.Time `json:"stopsWorking"`
@@ -125,10 +153,25 @@ type Notice struct {
 // The WaitForGracePeriod state waits until DeleteAfter.
 type Deactivation struct {
 	KeyID         string    `json:"keyId"`
-	DeactivatedAt time.Time `json:"deactivatedAt"`
-	DeleteAfter   time.Time `json:"deleteAfter"`
+	DeactivatedAt time.Time `json:"deactivatedAt,omitempty"`
+	DeleteAfter   time.Time `json:"deleteAfter,omitempty"`
 	Note          string    `json:"note,omitempty"`
+	// Next is what the state machine does now: "grace" (start the key's
+	// grace-and-delete execution), "delete" (the grace period is already
+	// over: delete now) or "stop" (nothing more in this execution).
+	Next string `json:"next"`
+	// GraceExecution names the grace-and-delete execution, after the user
+	// and the key, so a person finds it in the console.
+	GraceExecution string `json:"graceExecution,omitempty"`
+	Rotation       int    `json:"rotation,omitempty"`
 }
+
+// Next values of Deactivation.
+const (
+	NextGrace  = "grace"
+	NextDelete = "delete"
+	NextStop   = "stop"
+)
 
 // Cleanup is the output of delete (state path $.cleanup).
 type Cleanup struct {

@@ -21,7 +21,8 @@ import (
 const (
 	KeyMaxKeyAgeDays       = "maxKeyAgeDays"       // 90
 	KeyUnusedDays          = "unusedDays"          // 45
-	KeyGraceDays           = "graceDays"           // 7
+	KeyGraceDays           = "graceDays"           // 7 (1 to MaxGraceDays)
+	KeyHoldDays            = "holdDays"            // 30 (1 to 365)
 	KeySchedule            = "schedule"            // rate(1 day); "off" disables
 	KeySenderAddress       = "senderAddress"       // (required for owner mail)
 	KeyAdminEmails         = "adminEmails"         // comma-separated or a JSON list
@@ -31,14 +32,14 @@ const (
 	KeyExemptGroup         = "exemptGroup"         // (none)
 	KeyKMSKeyArn           = "kmsKeyArn"           // (none: the stack creates a key)
 	KeyFanOutConcurrency   = "fanOutConcurrency"   // 10000 (the Distributed Map maximum)
-	KeyLambdaConcurrency   = "lambdaConcurrency"   // 10: reserved concurrency of each per-user function
+	KeyLambdaConcurrency   = "lambdaConcurrency"   // 0: no reserved concurrency; N > 0 reserves N for each per-user function
 	KeyReportRetentionDays = "reportRetentionDays" // 400
 	KeyLogRetentionDays    = "logRetentionDays"    // 90
 	KeyRetirePasswords     = "retirePasswords"     // false
 )
 
 // Keys lists every context key keyrotor reads.
-var Keys = []string{KeyMaxKeyAgeDays, KeyUnusedDays, KeyGraceDays, KeySchedule, KeySenderAddress, KeyAdminEmails,
+var Keys = []string{KeyMaxKeyAgeDays, KeyUnusedDays, KeyGraceDays, KeyHoldDays, KeySchedule, KeySenderAddress, KeyAdminEmails,
 	KeySecretPrefix, KeyEmailTag, KeyExemptTag, KeyExemptGroup, KeyKMSKeyArn, KeyFanOutConcurrency, KeyLambdaConcurrency,
 	KeyReportRetentionDays, KeyLogRetentionDays, KeyRetirePasswords}
 
@@ -48,7 +49,7 @@ type Settings struct {
 	Schedule            string        // EventBridge expression; "" when off
 	AdminEmails         []string
 	FanOutConcurrency   int // child executions at once: each holds a slot through its grace Wait
-	LambdaConcurrency   int // reserved concurrency of the per-user functions: bounds IAM call pressure
+	LambdaConcurrency   int // reserved concurrency of each per-user function; 0: none
 	KMSKeyArn           string
 	ReportRetentionDays int
 	LogRetentionDays    int
@@ -61,9 +62,23 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("context %s=%q: %s (set it with -c %s=... or in cdk.json)", e.Key, e.Value, e.Fix, e.Key)
 }
 
+// MaxGraceDays bounds graceDays so that every execution ends within Step
+// Functions' one-year limit on a Standard execution
+// (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html,
+// "Maximum execution time"); past it the execution times out, the old key
+// stays Inactive and undeleted, and the failed-execution alarm (on
+// ExecutionsFailed) does not fire. The grace Wait runs in each key's own
+// grace-and-delete execution, which lasts graceDays plus DeleteOldKey with
+// its retries (at most about two hours, throttling included). If that step
+// still fails, the admins have the 14 days in which Step Functions allows a
+// Redrive, and it refuses one once the execution is a year old
+// (https://docs.aws.amazon.com/step-functions/latest/dg/redrive-executions.html).
+// 365 - 14 (Redrive) - 1 (retries, with room to spare) = 350.
+const MaxGraceDays = 365 - 14 - 1
+
 // Default returns the settings with every default.
 func Default() Settings {
-	return Settings{Config: config.Default(), Schedule: "rate(1 day)", FanOutConcurrency: 10000, LambdaConcurrency: 10, ReportRetentionDays: 400, LogRetentionDays: 90}
+	return Settings{Config: config.Default(), Schedule: "rate(1 day)", FanOutConcurrency: 10000, ReportRetentionDays: 400, LogRetentionDays: 90}
 }
 
 // FromContext reads the settings through get, which returns a context
@@ -87,32 +102,31 @@ func FromContext(get func(key string) (any, bool)) (Settings, error) {
 		b, _ := json.Marshal(v)
 		return string(b), true
 	}
-	num := func(key string, dst *int, lo, hi int) error {
-		v, ok := str(key)
-		if !ok {
-			return nil
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < lo || n > hi {
-			return &Error{key, v, fmt.Sprintf("want a whole number from %d to %d", lo, hi)}
-		}
-		*dst = n
-		return nil
-	}
 	grace := int(s.Config.GracePeriod / (24 * time.Hour))
 	for _, n := range []struct {
 		key    string
 		dst    *int
 		lo, hi int
+		why    string // added to the error: why the range is what it is
 	}{
-		{KeyMaxKeyAgeDays, &s.Config.MaxKeyAgeDays, 1, 3650}, {KeyUnusedDays, &s.Config.UnusedDays, 1, 3650},
-		{KeyGraceDays, &grace, 0, 365}, {KeyFanOutConcurrency, &s.FanOutConcurrency, 1, 10000},
-		{KeyLambdaConcurrency, &s.LambdaConcurrency, 1, 1000},
-		{KeyReportRetentionDays, &s.ReportRetentionDays, 1, 36500}, {KeyLogRetentionDays, &s.LogRetentionDays, 1, 3653},
+		{KeyMaxKeyAgeDays, &s.Config.MaxKeyAgeDays, 1, 3650, ""}, {KeyUnusedDays, &s.Config.UnusedDays, 1, 3650, ""},
+		{KeyGraceDays, &grace, 1, MaxGraceDays, " (default 7): the grace Wait runs inside a Step Functions execution, which may last " +
+			"one year including the 14 days allowed for a Redrive"},
+		{KeyHoldDays, &s.Config.HoldDays, 1, config.MaxHoldDays, fmt.Sprintf(" (default %d)", config.DefaultHoldDays)},
+		{KeyFanOutConcurrency, &s.FanOutConcurrency, 1, 10000, ""},
+		{KeyLambdaConcurrency, &s.LambdaConcurrency, 0, 1000, ": 0 (the default) reserves no Lambda concurrency; " +
+			"N reserves N concurrent executions for each of the 4 per-user functions and needs an account concurrency quota of at least 100 + 4 x N"},
+		{KeyReportRetentionDays, &s.ReportRetentionDays, 1, 36500, ""}, {KeyLogRetentionDays, &s.LogRetentionDays, 1, 3653, ""},
 	} {
-		if err := num(n.key, n.dst, n.lo, n.hi); err != nil {
-			return Settings{}, err
+		v, ok := str(n.key)
+		if !ok {
+			continue
 		}
+		i, err := strconv.Atoi(v)
+		if err != nil || i < n.lo || i > n.hi {
+			return Settings{}, &Error{n.key, v, fmt.Sprintf("want a whole number from %d to %d%s", n.lo, n.hi, n.why)}
+		}
+		*n.dst = i
 	}
 	s.Config.GracePeriod = time.Duration(grace) * 24 * time.Hour
 	if v, ok := str(KeySchedule); ok {
@@ -189,7 +203,7 @@ func contextKeyFor(env string) string {
 	return map[string]string{
 		config.EnvMaxKeyAgeDays: KeyMaxKeyAgeDays, config.EnvUnusedDays: KeyUnusedDays, config.EnvGracePeriod: KeyGraceDays,
 		config.EnvSecretPrefix: KeySecretPrefix, config.EnvSender: KeySenderAddress, config.EnvEmailTag: KeyEmailTag,
-		config.EnvExemptTag: KeyExemptTag, config.EnvExemptGroup: KeyExemptGroup,
+		config.EnvExemptTag: KeyExemptTag, config.EnvExemptGroup: KeyExemptGroup, config.EnvHoldDays: KeyHoldDays,
 	}[env]
 }
 

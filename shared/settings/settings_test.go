@@ -15,7 +15,8 @@ func TestFromContext(t *testing.T) {
 		check   func(Settings) bool
 	}{
 		{"defaults", nil, "", func(s Settings) bool {
-			return s.Schedule == "rate(1 day)" && s.FanOutConcurrency == 10000 && s.LambdaConcurrency == 10 && s.Config.GracePeriod == 7*24*time.Hour && s.Config.MaxKeyAgeDays == 90
+			return s.Schedule == "rate(1 day)" && s.FanOutConcurrency == 10000 && s.LambdaConcurrency == 0 && s.Config.GracePeriod == 7*24*time.Hour &&
+				s.Config.MaxKeyAgeDays == 90 && s.Config.HoldDays == 30
 		}},
 		{"strings from -c", map[string]any{"maxKeyAgeDays": "60", "graceDays": "3", "schedule": "off", "adminEmails": "a@example.com, b@example.com", "retirePasswords": "true"}, "", func(s Settings) bool {
 			return s.Config.MaxKeyAgeDays == 60 && s.Config.GracePeriod == 72*time.Hour && s.Schedule == "" && len(s.AdminEmails) == 2 && s.Config.RetirePasswords
@@ -44,6 +45,51 @@ func TestFromContext(t *testing.T) {
 			var se *Error
 			if !errors.As(err, &se) || se.Key != tt.wantKey || !strings.Contains(err.Error(), tt.wantKey) {
 				t.Fatalf("FromContext(%v) error = %v; want one naming %s", tt.ctx, err, tt.wantKey)
+			}
+		})
+	}
+}
+
+// TestRanges: the bounds of the numeric settings that AWS limits impose,
+// and errors that name the setting and say what to set.
+func TestRanges(t *testing.T) {
+	tests := []struct {
+		name    string
+		key     string
+		value   any
+		wantErr string // a fragment of the error; "" for valid
+		check   func(Settings) bool
+	}{
+		{"no reserved concurrency", KeyLambdaConcurrency, "0", "", func(s Settings) bool { return s.LambdaConcurrency == 0 }},
+		{"reserved concurrency", KeyLambdaConcurrency, float64(5), "", func(s Settings) bool { return s.LambdaConcurrency == 5 }},
+		{"negative concurrency", KeyLambdaConcurrency, "-1", "100 + 4 x N", nil},
+		{"concurrency not a number", KeyLambdaConcurrency, "ten", "0 (the default) reserves no Lambda concurrency", nil},
+		{"grace one day", KeyGraceDays, "1", "", func(s Settings) bool { return s.Config.GracePeriod == 24*time.Hour }},
+		{"grace longest", KeyGraceDays, float64(MaxGraceDays), "", func(s Settings) bool { return s.Config.GracePeriod == MaxGraceDays*24*time.Hour }},
+		{"grace zero", KeyGraceDays, "0", "from 1 to 350", nil},
+		{"grace too long", KeyGraceDays, float64(MaxGraceDays + 1), "one year", nil},
+		{"grace a year", KeyGraceDays, "365", "from 1 to 350", nil},
+		{"grace within a year but not a redrive", KeyGraceDays, "358", "Redrive", nil},
+		{"grace negative", KeyGraceDays, "-7", "from 1 to 350", nil},
+		{"hold one day", KeyHoldDays, "1", "", func(s Settings) bool { return s.Config.HoldDays == 1 }},
+		{"hold a year", KeyHoldDays, float64(365), "", func(s Settings) bool { return s.Config.HoldDays == 365 }},
+		{"hold zero", KeyHoldDays, "0", "from 1 to 365 (default 30)", nil},
+		{"hold over a year", KeyHoldDays, "366", "from 1 to 365 (default 30)", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// maxKeyAgeDays is raised so that only the range under test can fail.
+			ctx := map[string]any{tt.key: tt.value, KeyMaxKeyAgeDays: "3650"}
+			s, err := FromContext(func(k string) (any, bool) { v, ok := ctx[k]; return v, ok })
+			if tt.wantErr == "" {
+				if err != nil || !tt.check(s) {
+					t.Fatalf("FromContext(%v) = %+v, %v; want valid settings", ctx, s, err)
+				}
+				return
+			}
+			var se *Error
+			if !errors.As(err, &se) || se.Key != tt.key || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("FromContext(%v) error = %v; want one naming %s and saying %q", ctx, err, tt.key, tt.wantErr)
 			}
 		})
 	}

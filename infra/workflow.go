@@ -1,0 +1,179 @@
+package main
+
+import (
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
+	sfn "github.com/aws/aws-cdk-go/awscdk/v2/awsstepfunctions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsstepfunctionstasks"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/keyrotor/keyrotor/shared/failures"
+)
+
+// lambdaTask builds Lambda tasks with keyrotor's retry policy.
+type lambdaTask func(scope constructs.Construct, id, fn string, payload sfn.TaskInput, resultPath string, extra ...*sfn.RetryProps) awsstepfunctionstasks.LambdaInvoke
+
+// workflow builds the daily rotation's definition (see docs/design.md): it
+// ends once every due key is deactivated (or stopped, with its reason);
+// each key's grace period and deletion run in the grace state machine.
+func workflow(stack awscdk.Stack, fns map[string]awslambda.Function, bucket awss3.Bucket, grace sfn.IStateMachine, concurrency int) sfn.IChainable {
+	task := newLambdaTask(fns)
+	find := task(stack, "FindDueKeys", "find", sfn.TaskInput_FromObject(&map[string]any{
+		"request":       sfn.JsonPath_EntirePayload(),
+		"executionName": sfn.JsonPath_StringAt(jsii.String("$$.Execution.Name")),
+	}), "$.plan", &sfn.RetryProps{Errors: jsii.Strings(failures.Name(&failures.ReportNotReadyError{})),
+		Interval: awscdk.Duration_Seconds(jsii.Number(5)), BackoffRate: jsii.Number(1.5), MaxAttempts: jsii.Number(10)})
+
+	create := task(stack, "CreateAndStoreNewKey", "create-and-store", nil, "$.newKey",
+		&sfn.RetryProps{Errors: jsii.Strings(failures.Name(&failures.NewKeyNotReadyError{})), Interval: awscdk.Duration_Seconds(jsii.Number(2)),
+			BackoffRate: jsii.Number(1.5), MaxAttempts: jsii.Number(10)})
+	notify := task(stack, "NotifyOwner", "notify", nil, "$.notice")
+	deactivate := task(stack, "DeactivateOldKey", "deactivate", nil, "$.deactivation")
+	del := task(stack, "DeleteOldKey", "delete", nil, "$.cleanup")
+	stopped := sfn.NewSucceed(stack, jsii.String("RotationStopped"), &sfn.SucceedProps{
+		Comment: jsii.String("This execution does nothing more for the key; the step's output says why (held, in flight elsewhere, ended by a person's action)."),
+	})
+	notSent := sfn.NewSucceed(stack, jsii.String("NoticeNotSent"), &sfn.SucceedProps{
+		Comment: jsii.String("The owner's notice did not go out: nothing is deactivated; the admins were told and the next run tries again."),
+	})
+	startGrace := awsstepfunctionstasks.NewStepFunctionsStartExecution(stack, jsii.String("StartGracePeriod"), &awsstepfunctionstasks.StepFunctionsStartExecutionProps{
+		Comment:             jsii.String("Starts the key's own grace-and-delete execution, named after the user and the key; a second start is a no-op."),
+		StateMachine:        grace,
+		Name:                sfn.JsonPath_StringAt(jsii.String("$.deactivation.graceExecution")),
+		IntegrationPattern:  sfn.IntegrationPattern_REQUEST_RESPONSE,
+		AssociateWithParent: jsii.Bool(true),
+		Input: sfn.TaskInput_FromObject(&map[string]any{
+			"execution":    sfn.JsonPath_StringAt(jsii.String("$.execution")),
+			"item":         sfn.JsonPath_ObjectAt(jsii.String("$.item")),
+			"deactivation": sfn.JsonPath_ObjectAt(jsii.String("$.deactivation")),
+		}),
+		ResultSelector: &map[string]any{"executionArn": sfn.JsonPath_StringAt(jsii.String("$.ExecutionArn"))},
+		ResultPath:     jsii.String("$.grace"),
+	})
+	startGrace.AddRetry(&sfn.RetryProps{Errors: jsii.Strings("StepFunctions.SdkClientException", "StepFunctions.StepFunctionsException", "States.Timeout"),
+		Interval: awscdk.Duration_Seconds(jsii.Number(2)), BackoffRate: jsii.Number(2), MaxAttempts: jsii.Number(8), JitterStrategy: sfn.JitterType_FULL})
+	started := sfn.NewSucceed(stack, jsii.String("GracePeriodStarted"), nil)
+	// The same name with other input, or after that execution ended:
+	// the key's grace-and-delete execution was started before.
+	startGrace.AddCatch(started, &sfn.CatchProps{Errors: jsii.Strings("StepFunctions.ExecutionAlreadyExistsException"), ResultPath: jsii.String("$.graceAlreadyStarted")})
+	startGrace.Next(started)
+
+	next := sfn.NewChoice(stack, jsii.String("GraceOrDelete"), &sfn.ChoiceProps{
+		Comment: jsii.String("grace: start the key's grace-and-delete execution; delete: a resumed rotation whose grace is already over; stop: held or ended"),
+	}).When(sfn.Condition_StringEquals(jsii.String("$.deactivation.next"), jsii.String("grace")), startGrace, nil).
+		When(sfn.Condition_StringEquals(jsii.String("$.deactivation.next"), jsii.String("delete")), del, nil).
+		Otherwise(stopped)
+	deactivate.Next(next)
+	noticeSent := sfn.NewChoice(stack, jsii.String("NoticeSent"), &sfn.ChoiceProps{
+		Comment: jsii.String("The old key is deactivated only after its owner's notice went out."),
+	}).When(sfn.Condition_BooleanEquals(jsii.String("$.notice.accepted"), jsii.Bool(true)), deactivate, nil).
+		When(sfn.Condition_IsPresent(jsii.String("$.notice.skipped")), stopped, nil).
+		Otherwise(notSent)
+	notify.Next(noticeSent)
+	keyReady := sfn.NewChoice(stack, jsii.String("NewKeyReady"), nil).
+		When(sfn.Condition_IsPresent(jsii.String("$.newKey.skipped")), stopped, nil).Otherwise(notify)
+	create.Next(keyReady)
+	perUser := sfn.NewChoice(stack, jsii.String("ReplaceOrRetire"), &sfn.ChoiceProps{
+		Comment: jsii.String("rotate: a new key first; retire: an unused key goes without replacement"),
+	}).When(sfn.Condition_StringEquals(jsii.String("$.item.action"), jsii.String("rotate")), create, nil).Otherwise(notify)
+
+	fanOut := sfn.NewDistributedMap(stack, jsii.String("RotateEachUser"), &sfn.DistributedMapProps{
+		Comment: jsii.String("One child execution per due key, up to the map's concurrency; the first pass tolerates failures so no user waits on another."),
+		ItemReader: sfn.NewS3JsonItemReader(&sfn.S3FileItemReaderProps{
+			BucketNamePath: sfn.JsonPath_StringAt(jsii.String("$.plan.bucket")),
+			Key:            sfn.JsonPath_StringAt(jsii.String("$.plan.itemsKey")),
+		}),
+		ItemSelector: &map[string]any{
+			"execution": sfn.JsonPath_StringAt(jsii.String("$$.Execution.Name")),
+			"item":      sfn.JsonPath_ObjectAt(jsii.String("$$.Map.Item.Value")),
+		},
+		MaxConcurrency:                 jsii.Number(float64(concurrency)),
+		ToleratedFailurePercentagePath: jsii.String("$.plan.toleratedFailurePercentage"),
+		MapExecutionType:               sfn.StateMachineType_STANDARD,
+		ResultWriterV2:                 sfn.NewResultWriterV2(&sfn.ResultWriterV2Props{Bucket: bucket, Prefix: jsii.String("results")}),
+		ResultPath:                     jsii.String("$.results"),
+	})
+	fanOut.ItemProcessor(perUser, nil)
+
+	summarize := task(stack, "SummarizeRun", "summarize", sfn.TaskInput_FromObject(&map[string]any{
+		"plan":          sfn.JsonPath_ObjectAt(jsii.String("$.plan")),
+		"results":       sfn.JsonPath_ObjectAt(jsii.String("$.results")),
+		"executionName": sfn.JsonPath_StringAt(jsii.String("$$.Execution.Name")),
+	}), "$.summary")
+	retry := sfn.NewPass(stack, jsii.String("RetryFailedUsers"), &sfn.PassProps{
+		Comment:    jsii.String("Second pass over the users whose first pass failed, with no tolerated failures: a persistent failure fails the execution here, ready for Redrive."),
+		Parameters: &map[string]any{"plan": sfn.JsonPath_ObjectAt(jsii.String("$.summary.retryPlan"))},
+	})
+	done := sfn.NewSucceed(stack, jsii.String("RotationComplete"), &sfn.SucceedProps{OutputPath: jsii.String("$.summary")})
+	anyFailed := sfn.NewChoice(stack, jsii.String("AnyUserFailed"), nil).
+		When(sfn.Condition_IsPresent(jsii.String("$.summary.retryPlan")), retry, nil).Otherwise(done)
+	retry.Next(fanOut)
+	fanOut.Next(summarize).Next(anyFailed)
+
+	dry := sfn.NewSucceed(stack, jsii.String("DryRunComplete"), &sfn.SucceedProps{OutputPath: jsii.String("$.plan")})
+	isDry := sfn.NewChoice(stack, jsii.String("IsDryRun"), nil).
+		When(sfn.Condition_BooleanEquals(jsii.String("$.plan.dryRun"), jsii.Bool(true)), dry, nil).Otherwise(fanOut)
+	return find.Next(isDry)
+}
+
+// graceWorkflow builds one key's grace-and-delete definition: wait until
+// the recorded deleteAfter time (a retry or Redrive never extends or
+// shortens it), then delete the old key if its rotation record still
+// allows it.
+func graceWorkflow(scope constructs.Construct, fns map[string]awslambda.Function) sfn.IChainable {
+	task := newLambdaTask(fns)
+	wait := sfn.NewWait(scope, jsii.String("WaitForGracePeriod"), &sfn.WaitProps{
+		Comment: jsii.String("Waits until the recorded deleteAfter time."),
+		Time:    sfn.WaitTime_TimestampPath(jsii.String("$.deactivation.deleteAfter")),
+	})
+	del := task(scope, "DeleteOldKey", "delete", nil, "$.cleanup")
+	return wait.Next(del)
+}
+
+// newLambdaTask returns the builder of keyrotor's Lambda tasks.
+func newLambdaTask(fns map[string]awslambda.Function) lambdaTask {
+	retryable := failures.Retryable()
+	// Lambda's own failures, including a timed-out invocation
+	// (Sandbox.Timedout): every step is safe to run again.
+	lambdaErrors := []string{"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Sandbox.Timedout"}
+	timeouts := map[string]float64{}
+	for _, f := range functions {
+		timeouts[f.dir] = f.timeout
+	}
+	task := func(scope constructs.Construct, id, fn string, payload sfn.TaskInput, resultPath string, extra ...*sfn.RetryProps) awsstepfunctionstasks.LambdaInvoke {
+		t := awsstepfunctionstasks.NewLambdaInvoke(scope, jsii.String(id), &awsstepfunctionstasks.LambdaInvokeProps{
+			// A little over the function's own timeout: a hung invocation
+			// becomes States.Timeout instead of holding the state forever.
+			TaskTimeout:              sfn.Timeout_Duration(awscdk.Duration_Seconds(jsii.Number(timeouts[fn] + 30))),
+			LambdaFunction:           fns[fn],
+			Payload:                  payload,
+			PayloadResponseOnly:      jsii.Bool(true),
+			RetryOnServiceExceptions: jsii.Bool(false),
+			ResultPath:               jsii.String(resultPath),
+		})
+		for _, r := range extra {
+			t.AddRetry(r)
+		}
+		t.AddRetry(&sfn.RetryProps{Errors: jsii.Strings(retryable...), Interval: awscdk.Duration_Seconds(jsii.Number(2)),
+			BackoffRate: jsii.Number(2), MaxAttempts: jsii.Number(8), MaxDelay: awscdk.Duration_Seconds(jsii.Number(120)), JitterStrategy: sfn.JitterType_FULL})
+		t.AddRetry(&sfn.RetryProps{Errors: jsii.Strings(lambdaErrors...), Interval: awscdk.Duration_Seconds(jsii.Number(2)),
+			BackoffRate: jsii.Number(2), MaxAttempts: jsii.Number(12), MaxDelay: awscdk.Duration_Seconds(jsii.Number(60)), JitterStrategy: sfn.JitterType_FULL})
+		// Lambda throttles (a function at its reserved concurrency, or the
+		// account's concurrency) have their own retrier, patient enough to
+		// outlast a backlog of thousands of children: up to about 12 hours
+		// (retriers keep separate attempt counts: AWS Step Functions
+		// Developer Guide, "Handling errors in Step Functions workflows").
+		t.AddRetry(&sfn.RetryProps{Errors: jsii.Strings("Lambda.TooManyRequestsException"), Interval: awscdk.Duration_Seconds(jsii.Number(5)),
+			BackoffRate: jsii.Number(2), MaxAttempts: jsii.Number(150), MaxDelay: awscdk.Duration_Seconds(jsii.Number(300)), JitterStrategy: sfn.JitterType_FULL})
+		// A function that hit its timeout: Lambda.Unknown ("Handle Lambda
+		// service exceptions", Step Functions Developer Guide), or the
+		// Task's own timeout (States.Timeout). Every step is safe to run
+		// again; a timeout tends to repeat, so only twice.
+		t.AddRetry(&sfn.RetryProps{Errors: jsii.Strings("Lambda.Unknown", "States.Timeout"), Interval: awscdk.Duration_Seconds(jsii.Number(10)),
+			BackoffRate: jsii.Number(2), MaxAttempts: jsii.Number(2), JitterStrategy: sfn.JitterType_FULL})
+		return t
+	}
+	return task
+}

@@ -1,0 +1,597 @@
+package rotation_test
+
+// Days, not runs: regression tests for what ties executions together. Each
+// test plays several daily executions (distinct execution names, a clock
+// shared by the steps and moto) with people acting in between, runs the
+// steps in the order the state machine gives (find, then per key: create,
+// notify, deactivate, then the key's grace-and-delete execution when its
+// time comes), and asserts on the emulated account: keys, statuses,
+// secrets, mails and rotation records.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/keyrotor/keyrotor/internal/awstest"
+	"github.com/keyrotor/keyrotor/shared/config"
+	"github.com/keyrotor/keyrotor/shared/failures"
+	"github.com/keyrotor/keyrotor/shared/ledger"
+	"github.com/keyrotor/keyrotor/shared/policy"
+	"github.com/keyrotor/keyrotor/shared/rotation"
+)
+
+const oneDay = 24 * time.Hour
+
+// calendar is an emulated account over days.
+type calendar struct {
+	t      *testing.T
+	a      *awstest.Account
+	recs   *ledger.Store
+	cfg    config.Config
+	offset time.Duration // the shared clock: real time + offset
+	iam    rotation.CreateIAM
+	grace  []pendingGrace
+	starts map[string]int // grace-and-delete execution starts by name
+	runs   int
+}
+
+type pendingGrace struct {
+	name string
+	task rotation.Task
+}
+
+func newCalendar(t *testing.T) *calendar {
+	t.Helper()
+	a := awstest.New(t)
+	c := &calendar{t: t, a: a, cfg: config.Default(), starts: map[string]int{}}
+	c.cfg.Sender = "keyrotor@example.com"
+	c.cfg.AdminTopicARN = a.Topic(t, "keyrotor-admins")
+	c.cfg.ReportBucket = "keyrotor-reports"
+	c.cfg.RotationTable = "rotations"
+	a.Bucket(t, c.cfg.ReportBucket)
+	a.VerifySender(t, c.cfg.Sender)
+	c.recs = a.Records(t, c.cfg.RotationTable)
+	c.iam = a.IAM
+	return c
+}
+
+func (c *calendar) now() time.Time { return time.Now().Add(c.offset) }
+
+// advance moves the shared clock (the steps' and moto's) by d.
+func (c *calendar) advance(d time.Duration) {
+	c.offset += d
+	c.a.Clock(c.t, c.offset)
+}
+
+// oldUser creates a user whose only key is age days old, with an owner tag.
+func (c *calendar) oldUser(name string, age int, tags ...string) string {
+	c.t.Helper()
+	c.a.Clock(c.t, c.offset-time.Duration(age)*oneDay)
+	c.a.User(c.t, name, append([]string{"email", name + "@example.com"}, tags...)...)
+	id, secret := c.a.KeyWithSecret(c.t, name)
+	c.a.Use(c.t, id, secret)
+	c.a.Clock(c.t, c.offset-oneDay)
+	c.a.Use(c.t, id, secret) // in use: rotated, not retired
+	c.a.Clock(c.t, c.offset)
+	return id
+}
+
+func (c *calendar) log() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
+
+// run plays one daily execution: find, then each item's flow, then every
+// grace-and-delete execution whose time has come. It returns the plan and
+// the outcome per old key.
+func (c *calendar) run(input string) (*rotation.Plan, map[string]string) {
+	c.t.Helper()
+	c.runs++
+	exec := fmt.Sprintf("day-%d-run-%d", int(c.offset/oneDay), c.runs)
+	f := &rotation.Finder{IAM: c.a.IAM, Records: c.recs, S3: c.a.S3, Config: c.cfg, Now: c.now, Log: c.log()}
+	plan, err := retried(func() (*rotation.Plan, error) {
+		return f.Handle(context.Background(), rotation.FindInput{Request: json.RawMessage(input), ExecutionName: exec})
+	})
+	if err != nil {
+		c.t.Fatalf("%s: find: %v", exec, err)
+	}
+	out := map[string]string{}
+	for _, it := range plan.Items {
+		out[it.OldKey.ID] = c.flow(rotation.Task{Execution: exec, Item: it})
+	}
+	c.graceDue()
+	return plan, out
+}
+
+// flow runs one key's steps in the definition's order and says where it
+// ended: grace, deleted, stopped: <why>, notice-not-sent, failed: <err>.
+func (c *calendar) flow(t rotation.Task) string {
+	ctx := context.Background()
+	if t.Item.Action == policy.Rotate {
+		cr := &rotation.Creator{IAM: c.iam, Secrets: c.a.Secrets, Records: c.recs, Topic: c.a.SNS, Config: c.cfg, Now: c.now, Log: c.log()}
+		nk, err := retried(func() (*rotation.NewKey, error) { return cr.Handle(ctx, t) })
+		if err != nil {
+			return "failed: " + err.Error()
+		}
+		t.NewKey = nk
+		if nk.Skipped != "" {
+			return "stopped: " + nk.Skipped
+		}
+	}
+	n := &rotation.Notifier{Records: c.recs, Mail: c.a.SES, Topic: c.a.SNS, Config: c.cfg, Region: "us-east-1", Now: c.now, Log: c.log()}
+	no, err := retried(func() (*rotation.Notice, error) { return n.Handle(ctx, t) })
+	if err != nil {
+		return "failed: " + err.Error()
+	}
+	t.Notice = no
+	if !no.Accepted {
+		if no.MailStatus == "skipped" {
+			return "stopped: " + no.Skipped
+		}
+		return "notice-not-sent"
+	}
+	d := &rotation.Deactivator{IAM: c.a.IAM, Records: c.recs, Topic: c.a.SNS, Config: c.cfg, Now: c.now, Log: c.log()}
+	de, err := retried(func() (*rotation.Deactivation, error) { return d.Handle(ctx, t) })
+	if err != nil {
+		return "failed: " + err.Error()
+	}
+	t.Deactivation = de
+	switch de.Next {
+	case rotation.NextGrace:
+		// StartGracePeriod: a second start of the same name is a no-op.
+		c.starts[de.GraceExecution]++
+		if c.starts[de.GraceExecution] == 1 {
+			c.grace = append(c.grace, pendingGrace{name: de.GraceExecution, task: rotation.Task{Execution: t.Execution, Item: t.Item, Deactivation: de}})
+		}
+		return "grace"
+	case rotation.NextDelete:
+		if cl := c.delete(t); cl.Deleted {
+			return "deleted"
+		}
+		return "kept"
+	}
+	return "stopped: " + de.Note
+}
+
+func (c *calendar) delete(t rotation.Task) *rotation.Cleanup {
+	d := &rotation.Deleter{IAM: c.a.IAM, Records: c.recs, Topic: c.a.SNS, Config: c.cfg, Now: c.now, Log: c.log()}
+	cl, err := retried(func() (*rotation.Cleanup, error) { return d.Handle(context.Background(), t) })
+	if err != nil {
+		c.t.Fatalf("grace execution %s: delete: %v", t.Deactivation.GraceExecution, err)
+	}
+	return cl
+}
+
+// graceDue runs the grace-and-delete executions whose Wait has ended.
+func (c *calendar) graceDue() {
+	var left []pendingGrace
+	for _, g := range c.grace {
+		if c.now().Before(g.task.Deactivation.DeleteAfter) {
+			left = append(left, g)
+			continue
+		}
+		c.delete(g.task)
+	}
+	c.grace = left
+}
+
+// retried runs a step as the state machine's Retry would: the named
+// retryable errors again, anything else fails.
+func retried[T any](f func() (T, error)) (T, error) {
+	var v T
+	var err error
+	for range 10 {
+		v, err = f()
+		if err == nil {
+			return v, nil
+		}
+		named := failures.Boundary(err)
+		retry := false
+		for _, n := range append(failures.Retryable(), failures.Name(&failures.NewKeyNotReadyError{}), failures.Name(&failures.ReportNotReadyError{})) {
+			retry = retry || failures.Name(named) == n
+		}
+		if !retry {
+			return v, named
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return v, err
+}
+
+func (c *calendar) record(id string) *ledger.Record {
+	c.t.Helper()
+	r, err := c.recs.Get(context.Background(), id)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if r == nil {
+		c.t.Fatalf("no rotation record for %s", id)
+	}
+	return r
+}
+
+// ownerMails counts the owner mails that mention key id.
+func (c *calendar) ownerMails(id string) int {
+	mails, _ := c.a.Sent(c.t)
+	n := 0
+	for _, m := range mails {
+		if strings.Contains(m.Body, id) && !strings.Contains(strings.Join(m.To, ","), "admin") {
+			n++
+		}
+	}
+	return n
+}
+
+func (c *calendar) status(user string) map[string]string { return c.a.Keys(c.t, user) }
+
+func reactivate(c *calendar, user, id string) { c.a.SetKeyStatus(c.t, user, id, true) }
+
+// Defect 1: a person re-activates the old key during the grace period. That
+// is final for the rotation: no later execution deactivates it again, the
+// grace execution does not delete it, the admins are told, every run
+// reports it held; only after the hold period does a new rotation start,
+// with a new owner mail and a full grace period.
+func TestMotoDaysReactivatedOldKeyIsHeldAcrossExecutions(t *testing.T) {
+	c := newCalendar(t)
+	old := c.oldUser("alice", 100)
+	_, out := c.run(`{}`)
+	if out[old] != "grace" {
+		t.Fatalf("day 0: %s", out[old])
+	}
+	if c.status("alice")[old] != "Inactive" || c.ownerMails(old) != 1 {
+		t.Fatalf("day 0: old key %s, %d mails; want Inactive, 1", c.status("alice")[old], c.ownerMails(old))
+	}
+
+	c.advance(2 * oneDay)
+	reactivate(c, "alice", old) // a pipeline broke: a person switches the old key back on
+	plan, out := c.run(`{}`)
+	if got := c.status("alice")[old]; got != "Active" {
+		t.Fatalf("day 2: a later execution deactivated the re-activated key again (%s); outcome %q", got, out[old])
+	}
+	if r := c.record(old); r.State != ledger.Held {
+		t.Fatalf("day 2: record %s (%s); want held", r.State, r.Outcome)
+	}
+	if c.ownerMails(old) != 1 {
+		t.Fatalf("day 2: %d owner mails; want still 1", c.ownerMails(old))
+	}
+	_ = plan
+
+	for d := 3; d <= 31; d++ {
+		c.advance(oneDay)
+		plan, out = c.run(`{}`)
+		if c.status("alice")[old] != "Active" {
+			t.Fatalf("day %d: held key touched: %s (outcome %q)", d, c.status("alice")[old], out[old])
+		}
+		if len(plan.Held) != 1 || plan.Held[0].KeyID != old {
+			t.Fatalf("day %d: plan.Held = %+v; want the held key reported in every run", d, plan.Held)
+		}
+	}
+	// Day 33: the 30-day hold (from day 2) has passed: a new rotation,
+	// with a new mail and a full grace period from today.
+	c.advance(2 * oneDay)
+	_, out = c.run(`{}`)
+	r := c.record(old)
+	if out[old] != "grace" || r.Rotation != 2 || c.status("alice")[old] != "Inactive" {
+		t.Fatalf("day 33: outcome %q, rotation %d, old key %s; want a second rotation that deactivates after a new notice", out[old], r.Rotation, c.status("alice")[old])
+	}
+	if c.ownerMails(old) != 2 {
+		t.Fatalf("day 33: %d owner mails; want 2 (one per rotation)", c.ownerMails(old))
+	}
+	if got := r.DeleteAfter.Sub(r.DeactivatedAt); got != c.cfg.GracePeriod {
+		t.Fatalf("rotation 2 grace %v; want %v from its own deactivation", got, c.cfg.GracePeriod)
+	}
+	c.advance(6 * oneDay)
+	c.run(`{}`)
+	if _, ok := c.status("alice")[old]; !ok {
+		t.Fatal("day 39: old key deleted before the grace of rotation 2 ended")
+	}
+	c.advance(oneDay + time.Hour)
+	c.run(`{}`)
+	if _, ok := c.status("alice")[old]; ok {
+		t.Fatalf("day 40: old key not deleted after rotation 2's grace: %+v", c.record(old))
+	}
+}
+
+// Defect 1, second half: an execution re-run after the grace execution
+// already refused (key re-activated) never re-deactivates with the old time.
+func TestMotoDaysGraceRefusalThenRerunDoesNotDeleteEarly(t *testing.T) {
+	c := newCalendar(t)
+	old := c.oldUser("bob", 100)
+	c.run(`{}`)
+	c.advance(6 * oneDay)
+	reactivate(c, "bob", old)
+	c.advance(oneDay + time.Hour)
+	c.run(`{}`) // the grace execution ends: the key is Active, it holds
+	if c.status("bob")[old] != "Active" || c.record(old).State != ledger.Held {
+		t.Fatalf("day 7: %s, record %s; want Active and held", c.status("bob")[old], c.record(old).State)
+	}
+	c.advance(oneDay)
+	c.run(`{}`)
+	if c.status("bob")[old] != "Active" {
+		t.Fatal("day 8: the next execution deactivated a held key")
+	}
+}
+
+// Defect 2: SES refuses the owner's mail. Nothing is deactivated, the
+// admins are told once, and the next run tries again; once the mail is
+// accepted, the rotation goes on.
+func TestMotoDaysRefusedMailIsRetriedNextRun(t *testing.T) {
+	c := newCalendar(t)
+	c.cfg.Sender = "unverified@example.com"
+	old := c.oldUser("carol", 100)
+	_, out := c.run(`{}`)
+	if out[old] != "notice-not-sent" || c.status("carol")[old] != "Active" {
+		t.Fatalf("day 0: outcome %q, old key %s; want notice-not-sent and Active", out[old], c.status("carol")[old])
+	}
+	_, notes := c.a.Sent(t)
+	told := 0
+	for _, n := range notes {
+		if strings.Contains(n.Message, "refused") {
+			told++
+		}
+	}
+	c.advance(oneDay)
+	plan, out := c.run(`{}`)
+	if out[old] != "notice-not-sent" || c.status("carol")[old] != "Active" {
+		t.Fatalf("day 1: outcome %q, old key %s", out[old], c.status("carol")[old])
+	}
+	if len(plan.Attention) != 1 {
+		t.Fatalf("day 1: plan.Attention = %+v; want the refused mail shown until fixed", plan.Attention)
+	}
+	_, notes = c.a.Sent(t)
+	again := 0
+	for _, n := range notes {
+		if strings.Contains(n.Message, "refused") {
+			again++
+		}
+	}
+	if told != 1 || again != 1 {
+		t.Fatalf("admins told %d times on day 0, %d after day 1; want once", told, again)
+	}
+	// The sender is fixed: the next run mails and deactivates.
+	c.a.VerifySender(t, "unverified@example.com")
+	c.advance(oneDay)
+	_, out = c.run(`{}`)
+	if out[old] != "grace" || c.ownerMails(old) != 1 || c.status("carol")[old] != "Inactive" {
+		t.Fatalf("day 2: outcome %q, %d mails, old key %s", out[old], c.ownerMails(old), c.status("carol")[old])
+	}
+}
+
+// Defect 3: an execution that failed after claiming a rotation does not
+// block later executions: the next day's execution takes it over from its
+// recorded progress (one new key, one mail).
+func TestMotoDaysFailedExecutionIsTakenOverNextDay(t *testing.T) {
+	c := newCalendar(t)
+	old := c.oldUser("dave", 100)
+	f := &rotation.Finder{IAM: c.a.IAM, Records: c.recs, Config: c.cfg, Now: c.now, Log: c.log()}
+	plan, err := retried(func() (*rotation.Plan, error) {
+		return f.Handle(context.Background(), rotation.FindInput{Request: json.RawMessage(`{}`), ExecutionName: "failed-exec"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := &rotation.Creator{IAM: c.a.IAM, Secrets: c.a.Secrets, Records: c.recs, Topic: c.a.SNS, Config: c.cfg, Now: c.now, Log: c.log()}
+	nk, err := cr.Handle(context.Background(), rotation.Task{Execution: "failed-exec", Item: plan.Items[0]})
+	if err != nil || nk.KeyID == "" {
+		t.Fatalf("create: %v %+v", err, nk)
+	}
+	// The execution fails here and nobody redrives it.
+	c.advance(oneDay)
+	_, out := c.run(`{}`)
+	if out[old] != "grace" {
+		t.Fatalf("day 1: outcome %q; want the rotation taken over and finished up to deactivation", out[old])
+	}
+	keys := c.status("dave")
+	if len(keys) != 2 || keys[nk.KeyID] != "Active" || keys[old] != "Inactive" {
+		t.Fatalf("day 1: keys %v; want the failed execution's new key reused and the old key Inactive", keys)
+	}
+	if c.ownerMails(old) != 1 {
+		t.Fatalf("%d owner mails; want 1", c.ownerMails(old))
+	}
+	r := c.record(old)
+	if !strings.Contains(fmt.Sprint(r.History), "taken over from execution failed-exec") {
+		t.Fatalf("history does not say who took over: %+v", r.History)
+	}
+}
+
+// Defect 4: keyrotor keeps its progress out of the user's tags, so a user
+// with 48 tags of their own rotates like any other and keeps exactly its
+// tags.
+func TestMotoDaysUserWithManyTagsRotatesAndTagsAreUntouched(t *testing.T) {
+	c := newCalendar(t)
+	var tags []string
+	for i := range 47 {
+		tags = append(tags, fmt.Sprintf("team-tag-%02d", i), "x")
+	}
+	old := c.oldUser("erin", 100, tags...) // 47 + the email tag = 48
+	before := c.a.Tags(t, "erin")
+	_, out := c.run(`{}`)
+	if out[old] != "grace" {
+		t.Fatalf("outcome %q", out[old])
+	}
+	c.advance(7*oneDay + time.Hour)
+	c.run(`{}`)
+	if _, ok := c.status("erin")[old]; ok {
+		t.Fatal("old key not deleted after its grace")
+	}
+	if after := c.a.Tags(t, "erin"); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("keyrotor changed the user's tags:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// Defect 5: asOf is for previews. Without dryRun it is refused, naming the
+// field, and nothing changes.
+func TestMotoDaysAsOfWithoutDryRunIsRefused(t *testing.T) {
+	c := newCalendar(t)
+	old := c.oldUser("frank", 30)
+	f := &rotation.Finder{IAM: c.a.IAM, Records: c.recs, S3: c.a.S3, Config: c.cfg, Now: c.now, Log: c.log()}
+	future := c.now().Add(100 * oneDay).UTC().Format(time.RFC3339)
+	_, err := f.Handle(context.Background(), rotation.FindInput{Request: json.RawMessage(`{"asOf":"` + future + `"}`), ExecutionName: "x"})
+	var ie *failures.InvalidInputError
+	if !errors.As(err, &ie) || ie.Field != "asOf" || !strings.Contains(ie.Msg, "dryRun") {
+		t.Fatalf("err = %v; want InvalidInputError on asOf naming dryRun", err)
+	}
+	if all, _ := c.recs.All(context.Background()); len(all) != 0 || c.status("frank")[old] != "Active" {
+		t.Fatalf("something changed: %d records, key %s", len(all), c.status("frank")[old])
+	}
+	plan, err := retried(func() (*rotation.Plan, error) {
+		return f.Handle(context.Background(), rotation.FindInput{Request: json.RawMessage(`{"dryRun":true,"asOf":"` + future + `"}`), ExecutionName: "y"})
+	})
+	if err != nil || plan.Counts.Retire+plan.Counts.Rotate != 1 {
+		t.Fatalf("a preview as of %s: %v %+v", future, err, plan)
+	}
+}
+
+// Defect 6: a retry after CreateAccessKey's answer was lost never deletes a
+// key it cannot prove it created (here a person's); it stops for the user
+// and tells the admins once, and resumes once a person removed the extra key.
+func TestMotoDaysUnprovableKeyIsNeverDeleted(t *testing.T) {
+	c := newCalendar(t)
+	old := c.oldUser("grace", 100)
+	c.iam = &loseCreateAnswer{CreateIAM: c.a.IAM}
+	_, out := c.run(`{}`)
+	if !strings.HasPrefix(out[old], "stopped: ") || !strings.Contains(out[old], "cannot prove") {
+		t.Fatalf("day 0: outcome %q; want a stop saying keyrotor cannot prove it created the key", out[old])
+	}
+	keys := c.status("grace")
+	if len(keys) != 2 {
+		t.Fatalf("day 0: keys %v; want the unprovable key left alone", keys)
+	}
+	var extra string
+	for id := range keys {
+		if id != old {
+			extra = id
+		}
+	}
+	c.iam = c.a.IAM
+	c.advance(oneDay)
+	plan, _ := c.run(`{}`)
+	if len(c.status("grace")) != 2 || len(plan.Attention) == 0 {
+		t.Fatalf("day 1: keys %v, attention %+v; want the key kept and the condition shown", c.status("grace"), plan.Attention)
+	}
+	// A person deletes the extra key, as the admins' message says.
+	if _, err := c.a.IAM.DeleteAccessKey(context.Background(), &iam.DeleteAccessKeyInput{UserName: aws.String("grace"), AccessKeyId: aws.String(extra)}); err != nil {
+		t.Fatal(err)
+	}
+	c.advance(oneDay)
+	_, out = c.run(`{}`)
+	if out[old] != "grace" || c.ownerMails(old) != 1 {
+		t.Fatalf("day 2: outcome %q, %d mails; want the rotation resumed", out[old], c.ownerMails(old))
+	}
+}
+
+// loseCreateAnswer creates the key but loses the answer once (a dropped
+// response): the caller never learns the key id.
+type loseCreateAnswer struct {
+	rotation.CreateIAM
+	done bool
+}
+
+func (l *loseCreateAnswer) CreateAccessKey(ctx context.Context, in *iam.CreateAccessKeyInput, optFns ...func(*iam.Options)) (*iam.CreateAccessKeyOutput, error) {
+	out, err := l.CreateIAM.CreateAccessKey(ctx, in, optFns...)
+	if err == nil && !l.done {
+		l.done = true
+		return nil, &failures.TransientError{Op: "CreateAccessKey", Msg: "connection reset"}
+	}
+	return out, err
+}
+
+// Defect 7: IAM is eventually consistent. A new key not yet listed is a
+// retried, named error: never a second key, never a non-retried failure.
+func TestMotoDaysNewKeyNotYetListedIsRetried(t *testing.T) {
+	c := newCalendar(t)
+	old := c.oldUser("heidi", 100)
+	lag := &lagList{CreateIAM: c.a.IAM, hide: 2}
+	c.iam = lag
+	_, out := c.run(`{}`)
+	if out[old] != "grace" {
+		t.Fatalf("outcome %q", out[old])
+	}
+	if lag.creates != 1 || len(c.status("heidi")) != 2 {
+		t.Fatalf("%d CreateAccessKey calls, keys %v; want exactly one new key", lag.creates, c.status("heidi"))
+	}
+}
+
+// lagList hides a newly created key from the next hide ListAccessKeys
+// answers, as IAM may for a few seconds.
+type lagList struct {
+	rotation.CreateIAM
+	hide, creates int
+	newID         string
+}
+
+func (l *lagList) CreateAccessKey(ctx context.Context, in *iam.CreateAccessKeyInput, optFns ...func(*iam.Options)) (*iam.CreateAccessKeyOutput, error) {
+	out, err := l.CreateIAM.CreateAccessKey(ctx, in, optFns...)
+	if err == nil {
+		l.creates++
+		l.newID = aws.ToString(out.AccessKey.AccessKeyId)
+	}
+	return out, err
+}
+
+func (l *lagList) ListAccessKeys(ctx context.Context, in *iam.ListAccessKeysInput, optFns ...func(*iam.Options)) (*iam.ListAccessKeysOutput, error) {
+	out, err := l.CreateIAM.ListAccessKeys(ctx, in, optFns...)
+	if err == nil && l.newID != "" && l.hide > 0 {
+		l.hide--
+		kept := out.AccessKeyMetadata[:0]
+		for _, k := range out.AccessKeyMetadata {
+			if aws.ToString(k.AccessKeyId) != l.newID {
+				kept = append(kept, k)
+			}
+		}
+		out.AccessKeyMetadata = kept
+	}
+	return out, err
+}
+
+// Defect 8: a person scheduled the user's secret for deletion. keyrotor
+// restores it and stores the new key, instead of failing the user daily.
+func TestMotoDaysSecretScheduledForDeletionIsRestored(t *testing.T) {
+	c := newCalendar(t)
+	old := c.oldUser("ivan", 100)
+	name := rotation.SecretName(c.cfg.SecretPrefix, "ivan")
+	if _, err := c.a.Secrets.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.a.Secrets.DeleteSecret(context.Background(), &secretsmanager.DeleteSecretInput{SecretId: aws.String(name), RecoveryWindowInDays: aws.Int64(30)}); err != nil {
+		t.Fatal(err)
+	}
+	_, out := c.run(`{}`)
+	if out[old] != "grace" {
+		t.Fatalf("outcome %q; want the rotation to go on", out[old])
+	}
+	var stored rotation.StoredKey
+	json.Unmarshal([]byte(c.a.Secret(t, name)), &stored)
+	if stored.AccessKeyID == "" || c.status("ivan")[stored.AccessKeyID] != "Active" {
+		t.Fatalf("secret holds %q; keys %v", stored.AccessKeyID, c.status("ivan"))
+	}
+}
+
+// Defect 9: the day's execution ends at deactivation; each key's grace and
+// deletion is its own execution, started once per rotation and named after
+// the user and the key. A second start (a re-run) is a no-op.
+func TestMotoDaysGraceIsItsOwnExecutionStartedOnce(t *testing.T) {
+	c := newCalendar(t)
+	old := c.oldUser("judy", 100)
+	_, out := c.run(`{}`)
+	if out[old] != "grace" || len(c.grace) != 1 {
+		t.Fatalf("outcome %q, %d grace executions", out[old], len(c.grace))
+	}
+	name := c.grace[0].name
+	if !strings.HasPrefix(name, "judy-") || !strings.Contains(name, old) || len(name) > 80 {
+		t.Fatalf("grace execution %q; want it named after the user and the key, at most 80 characters", name)
+	}
+	// The same item again (a Redrive, a second execution the same day).
+	c.flow(rotation.Task{Execution: "redrive", Item: c.grace[0].task.Item})
+	if len(c.grace) != 1 || c.ownerMails(old) != 1 {
+		t.Fatalf("%d grace executions, %d mails after a re-run; want 1 and 1", len(c.grace), c.ownerMails(old))
+	}
+}
