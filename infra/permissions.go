@@ -8,9 +8,10 @@ var Permissions = map[string][]string{
 	"find": {
 		"iam:GenerateCredentialReport", "iam:GetCredentialReport", // account-level: resource "*"
 		"iam:ListAccessKeys", "iam:ListUserTags", "iam:GetAccessKeyLastUsed", // users
-		"iam:GetGroup",                       // the exempt group, when one is set
-		"iam:GetUser",                        // a console password's last use, when retirePasswords is on
-		"dynamodb:Scan",                      // the rotation records
+		"iam:GetGroup",                      // the exempt group, when one is set
+		"iam:GetUser",                       // a console password's last use, when retirePasswords is on
+		"dynamodb:Scan", "dynamodb:PutItem", // the rotation records; releases a failed execution's lease
+		"states:DescribeExecution",           // is a rotation's owner execution still running?
 		"s3:PutObject",                       // plans/ and reports/
 		"kms:Encrypt", "kms:GenerateDataKey", // the bucket's key
 		"kms:Decrypt", // the table's key

@@ -23,6 +23,7 @@ func workflow(stack awscdk.Stack, fns map[string]awslambda.Function, bucket awss
 	find := task(stack, "FindDueKeys", "find", sfn.TaskInput_FromObject(&map[string]any{
 		"request":       sfn.JsonPath_EntirePayload(),
 		"executionName": sfn.JsonPath_StringAt(jsii.String("$$.Execution.Name")),
+		"executionId":   sfn.JsonPath_StringAt(jsii.String("$$.Execution.Id")),
 	}), "$.plan", &sfn.RetryProps{Errors: jsii.Strings(failures.Name(&failures.ReportNotReadyError{})),
 		Interval: awscdk.Duration_Seconds(jsii.Number(5)), BackoffRate: jsii.Number(1.5), MaxAttempts: jsii.Number(10)})
 

@@ -96,6 +96,9 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		reportFailure(stderr, res)
 		return 1
 	}
+	if reportGrace(stderr, res) > 0 {
+		return 1
+	}
 	var sum rotation.Summary
 	if err := json.Unmarshal(res.Output, &sum); err != nil {
 		fmt.Fprintf(stderr, "keyrotor demo: the output is not a run summary: %v\n", err)
@@ -213,8 +216,10 @@ func scanForSecrets(ctx context.Context, cfg aws.Config, endpoint string, sum *r
 		}
 	}
 	var corpus []byte
-	if b, err := os.ReadFile(res.HistoryFile); err == nil {
-		corpus = append(corpus, b...)
+	for _, h := range append([]*local.Result{res}, graceResults(res)...) {
+		if b, err := os.ReadFile(h.HistoryFile); err == nil {
+			corpus = append(corpus, b...)
+		}
 	}
 	logs, _ := filepath.Glob(filepath.Join(res.LogDir, "*.log"))
 	for _, l := range logs {
@@ -237,4 +242,15 @@ func scanForSecrets(ctx context.Context, cfg aws.Config, endpoint string, sum *r
 		}
 	}
 	return fmt.Sprintf("Secret check: none of the %d new secret access keys appears in the execution history, the function logs, the mails or the SNS messages.", len(secrets)), true
+}
+
+// graceResults are the results of the run's grace-and-delete executions.
+func graceResults(res *local.Result) []*local.Result {
+	var out []*local.Result
+	for _, g := range res.Grace {
+		if g.Result != nil {
+			out = append(out, g.Result)
+		}
+	}
+	return out
 }

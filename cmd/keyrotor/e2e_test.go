@@ -227,9 +227,13 @@ func TestSlowE2EFailureThenConverge(t *testing.T) {
 		t.Fatalf("failure report does not name the states:\n%s", errOut)
 	}
 	p.Clear()
-	code, _, errOut = keyrotor(t, "", runArgs(t, p.URL())...)
+	second := t.TempDir()
+	code, out, errOut := keyrotor(t, "", runArgsIn(second, p.URL())...)
 	if code != 0 {
 		t.Fatalf("second run exit %d\n%s", code, errOut)
+	}
+	if os.Getenv("KEYROTOR_DEBUG_E2E") != "" {
+		t.Logf("second run:\n%s\n%s", out, errOut)
 	}
 	assertRotated(t, a, old)
 }

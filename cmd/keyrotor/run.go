@@ -89,8 +89,25 @@ func runRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		reportFailure(stderr, res)
 		return 1
 	}
-	fmt.Fprintf(stderr, "execution SUCCEEDED in %s; logs in %s\n", res.Duration.Round(time.Millisecond), res.LogDir)
+	if reportGrace(stderr, res) > 0 {
+		return 1
+	}
+	fmt.Fprintf(stderr, "execution SUCCEEDED in %s, and its %d grace-and-delete executions; logs in %s\n", res.Duration.Round(time.Millisecond), len(res.Grace), res.LogDir)
 	return 0
+}
+
+// reportGrace names every grace-and-delete execution that did not succeed
+// and returns how many.
+func reportGrace(w io.Writer, res *local.Result) int {
+	for _, g := range res.Grace {
+		switch {
+		case g.Err != nil:
+			fmt.Fprintf(w, "grace-and-delete execution %s could not run: %v\n", g.Name, g.Err)
+		case g.Result.Status != "SUCCEEDED":
+			fmt.Fprintf(w, "grace-and-delete execution %s FAILED at state %s: %s: %s\n", g.Name, g.Result.FailedState, g.Result.Error, g.Result.Cause)
+		}
+	}
+	return res.GraceFailed()
 }
 
 func reportFailure(w io.Writer, res *local.Result) {

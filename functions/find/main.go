@@ -5,6 +5,7 @@ package main
 import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
 	"github.com/keyrotor/keyrotor/shared/audit"
 	"github.com/keyrotor/keyrotor/shared/lambdastep"
@@ -20,11 +21,14 @@ func main() {
 	f := &rotation.Finder{
 		IAM:     iam.NewFromConfig(env.AWS),
 		Records: env.Records(),
-		S3:      store,
-		Report:  audit.NewS3Writer(store, env.Config.ReportBucket, env.Config.RetirePasswords),
-		Config:  env.Config,
-		Now:     env.Now,
-		Log:     env.Log,
+		// Releases the leases of rotations whose execution failed.
+		Executions: sfn.NewFromConfig(env.AWS),
+		Leases:     env.Records(),
+		S3:         store,
+		Report:     audit.NewS3Writer(store, env.Config.ReportBucket, env.Config.RetirePasswords),
+		Config:     env.Config,
+		Now:        env.Now,
+		Log:        env.Log,
 	}
 	lambdastep.Start(env, f.Handle)
 }

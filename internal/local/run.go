@@ -69,6 +69,7 @@ type Options struct {
 	ExtraEnv map[string]string
 
 	lambdaURL string // the local Lambda service, once started
+	sfnURL    string // the runner's Step Functions API (DescribeExecution)
 }
 
 // GraceRun is one grace-and-delete execution a run started.
@@ -156,19 +157,21 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	reader, err := newItemReader(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer reader.close()
+	o.sfnURL = reader.base()
 	srv, logDir, err := startFunctions(tmpl, res, o)
 	if err != nil {
 		return nil, err
 	}
 	o.lambdaURL = srv.URL()
 	defer srv.Close()
-	reader, err := newItemReader(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	defer reader.close()
 	l := &launcher{o: o, srv: srv, reader: reader, graceDef: graceDef, logDir: logDir, byName: map[string]*GraceRun{}}
 	reader.mux.HandleFunc("POST /start-execution", l.startExecution)
+	reader.mux.HandleFunc("POST /{$}", describeExecution)
 
 	input := o.Input
 	if len(input) == 0 {
@@ -224,17 +227,19 @@ func RunGrace(ctx context.Context, o Options, name string, input json.RawMessage
 	if err != nil {
 		return nil, err
 	}
+	reader, err := newItemReader(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer reader.close()
+	o.sfnURL = reader.base()
+	reader.mux.HandleFunc("POST /{$}", describeExecution)
 	srv, logDir, err := startFunctions(tmpl, res, o)
 	if err != nil {
 		return nil, err
 	}
 	o.lambdaURL = srv.URL()
 	defer srv.Close()
-	reader, err := newItemReader(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	defer reader.close()
 	l := &launcher{o: o, srv: srv, reader: reader, graceDef: graceDef, logDir: logDir, byName: map[string]*GraceRun{}}
 	zero := int64(0)
 	r, err := l.run(ctx, graceDef, "KeyRotorGrace", name, input, o.WorkDir, &zero)
@@ -276,6 +281,9 @@ func startFunctions(tmpl *Template, res *resources, o Options) (*Server, string,
 		env["AWS_ENDPOINT_URL"] = fnEndpoint
 		env["AWS_REGION"], env["AWS_DEFAULT_REGION"] = o.Region, o.Region
 		env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = "testing", "testing"
+		if o.sfnURL != "" {
+			env["AWS_ENDPOINT_URL_SFN"] = o.sfnURL
+		}
 		for k, v := range o.ExtraEnv {
 			env[k] = v
 		}
@@ -338,7 +346,37 @@ func (l *launcher) run(ctx context.Context, def json.RawMessage, machine, name s
 	}
 	o := l.o
 	o.WorkDir = workDir
+	running.Store(name, true)
+	defer running.Delete(name)
 	return runEngine(ctx, o, jobPath, l.logDir)
+}
+
+// running holds the names of the local executions running in this process,
+// for DescribeExecution.
+var running sync.Map
+
+// describeExecution answers Step Functions' DescribeExecution (JSON 1.0,
+// X-Amz-Target AWSStepFunctions.DescribeExecution) for local executions:
+// RUNNING while one of this process's runs executes it; an execution that
+// ended (or never ran here) answers ExecutionDoesNotExist, which find
+// treats as "no longer running".
+func describeExecution(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		ExecutionArn string `json:"executionArn"`
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+	if r.Header.Get("X-Amz-Target") != "AWSStepFunctions.DescribeExecution" || json.NewDecoder(r.Body).Decode(&in) != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `{"__type":"InvalidRequest","message":"only DescribeExecution is served locally"}`)
+		return
+	}
+	name := in.ExecutionArn[strings.LastIndexByte(in.ExecutionArn, ':')+1:]
+	if _, ok := running.Load(name); ok {
+		json.NewEncoder(w).Encode(map[string]any{"executionArn": in.ExecutionArn, "name": name, "status": "RUNNING", "startDate": float64(time.Now().Unix())})
+		return
+	}
+	w.WriteHeader(http.StatusBadRequest)
+	json.NewEncoder(w).Encode(map[string]string{"__type": "ExecutionDoesNotExist", "message": "Execution Does Not Exist: '" + in.ExecutionArn + "'"})
 }
 
 // startExecution serves the engine's StartGracePeriod states, as Step
@@ -771,6 +809,9 @@ func newItemReader(ctx context.Context, o Options) (*itemReader, error) {
 }
 
 func (ir *itemReader) close() { ir.srv.Close() }
+
+// base is the server's root URL.
+func (ir *itemReader) base() string { return strings.TrimSuffix(ir.url, "/items") }
 
 // String summarises the result in one line.
 func (r *Result) String() string {

@@ -96,6 +96,9 @@ func (d *Deactivator) Handle(ctx context.Context, t Task) (*Deactivation, error)
 			if err := d.Records.Put(ctx, rec); err != nil {
 				return nil, err
 			}
+			out := d.result(rec, now)
+			out.Next = NextGrace
+			return out, nil
 		}
 		return d.result(rec, now), nil
 	}
@@ -132,6 +135,9 @@ func (d *Deactivator) Handle(ctx context.Context, t Task) (*Deactivation, error)
 		return nil, err
 	}
 	out := d.result(rec, now)
+	// A fresh deactivation always goes through its grace execution, even
+	// with a zero grace period; only a resumed rotation deletes inline.
+	out.Next = NextGrace
 	log.InfoContext(ctx, "old key inactive", "deactivatedAt", rec.DeactivatedAt.Format(time.RFC3339), "deleteAfter", rec.DeleteAfter.Format(time.RFC3339))
 	return out, nil
 }

@@ -80,6 +80,8 @@ type fakeRecords struct {
 	// before, when set, runs before the Put with that 1-based number (for
 	// another writer that wins a race).
 	before map[int]func(f *fakeRecords)
+	// fail, when set, fails the Put with that number without writing.
+	fail map[int]error
 }
 
 var _ rotation.Records = (*fakeRecords)(nil)
@@ -121,6 +123,9 @@ func (f *fakeRecords) Put(_ context.Context, r *ledger.Record) error {
 	f.puts++
 	if hook := f.before[f.puts]; hook != nil {
 		hook(f)
+	}
+	if err := f.fail[f.puts]; err != nil {
+		return err
 	}
 	cur, ok := f.recs[r.ID]
 	if (!ok && r.Version != 0) || (ok && cur.Version != r.Version) {
@@ -199,7 +204,9 @@ func rec(state ledger.State, edit ...func(r *ledger.Record)) *ledger.Record {
 	return r
 }
 
-func notified(r *ledger.Record) { r.Notice, r.OwnerMails, r.AdminsTold = ledger.NoticeAccepted, 1, true }
+func notified(r *ledger.Record) {
+	r.Notice, r.OwnerMails, r.AdminsTold = ledger.NoticeAccepted, 1, true
+}
 
 func deactivatedAt(at time.Time) func(r *ledger.Record) {
 	return func(r *ledger.Record) {
@@ -255,7 +262,7 @@ func TestDeactivateUnit(t *testing.T) {
 		{name: "new key inactive: old key stays Active", keys: map[string]types.StatusType{"OLD": "Active", "NEW": "Inactive"}, rec: rec(ledger.Notified, notified),
 			wantOld: "Active", wantNext: rotation.NextStop, wantState: ledger.Ended, wantNote: "stays Active", wantHeld: true, wantAdmin: true},
 		{name: "new key not listed yet: retried", keys: map[string]types.StatusType{"OLD": "Active"},
-			rec: rec(ledger.Notified, notified, func(r *ledger.Record) { r.NewKeyCreated = t0.Add(-30 * time.Second) }),
+			rec:     rec(ledger.Notified, notified, func(r *ledger.Record) { r.NewKeyCreated = t0.Add(-30 * time.Second) }),
 			wantErr: new(*failures.NotVisibleYetError), wantOld: "Active", wantState: ledger.Notified},
 		{name: "notice not accepted: nothing deactivated", keys: active, rec: rec(ledger.Stored, func(r *ledger.Record) { r.Notice = ledger.NoticeRefused }),
 			wantOld: "Active", wantNext: rotation.NextStop, wantState: ledger.Stored, wantNote: "has not gone out"},
@@ -673,5 +680,26 @@ func TestNotifyLostRaceUnit(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("the other writer's entry was lost: %+v", r.History)
+	}
+}
+
+// TestNotifyRecordWriteFailsUnit: SES accepted the owner's mail but the
+// write recording it failed (DynamoDB throttled, 5xx): the step fails and
+// is retried. The retry must not mail the owner a second time.
+func TestNotifyRecordWriteFailsUnit(t *testing.T) {
+	t.Skip("BUG: notify.go accepted() returns the record write's error after SES accepted the mail; the retried step finds no accepted notice and mails the owner again (the fault matrix shows it for notify/PutItem#2 throttle, server-error, timeout, drop-connection)")
+	recs := newRecords(rec(ledger.Stored))
+	// Put 1 refreshes the lease; put 2 records the accepted notice.
+	recs.fail = map[int]error{2: &failures.ThrottlingError{Op: "PutItem", Msg: "injected"}}
+	mail, topic := &fakeMail{}, &fakeTopic{}
+	n := newNotifier(recs, mail, topic)
+	task := rotateTask()
+	task.Item.Email = "alice@example.com"
+	_, err := n.Handle(context.Background(), task)
+	for i := 0; err != nil && i < 3; i++ { // the orchestrator's Retry
+		_, err = n.Handle(context.Background(), task)
+	}
+	if err != nil || mail.sent != 1 {
+		t.Fatalf("after retries: %v, %d mails; want one mail", err, mail.sent)
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/credreport"
@@ -74,9 +76,21 @@ type RecordLister interface {
 
 var _ RecordLister = (*ledger.Store)(nil)
 
+// ExecutionsAPI tells whether an execution still runs (Step Functions).
+type ExecutionsAPI interface {
+	DescribeExecution(ctx context.Context, in *sfn.DescribeExecutionInput, optFns ...func(*sfn.Options)) (*sfn.DescribeExecutionOutput, error)
+}
+
+var _ ExecutionsAPI = (*sfn.Client)(nil)
+
 // Finder is the find step.
 type Finder struct {
-	IAM FindIAM
+	// Executions, with Leases, lets find release the lease of a rotation
+	// whose owner execution no longer runs (failed, aborted, timed out),
+	// so this execution takes it over at once; nil: leases pass with time.
+	Executions ExecutionsAPI
+	Leases     Records
+	IAM        FindIAM
 	// Records lists the rotation records; nil: none (the audit command
 	// without a table).
 	Records RecordLister
@@ -96,6 +110,9 @@ type Finder struct {
 type FindInput struct {
 	Request       json.RawMessage `json:"request"`
 	ExecutionName string          `json:"executionName"`
+	// ExecutionID is this execution's ARN ($$.Execution.Id): the owners of
+	// rotations are executions of the same state machine.
+	ExecutionID string `json:"executionId,omitempty"`
 }
 
 var userNameRE = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
@@ -202,6 +219,11 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !req.DryRun {
+		if err := f.releaseDead(ctx, a.Records, in, now); err != nil {
+			return nil, err
+		}
+	}
 	rules := f.rules()
 	plan := &Plan{
 		ExecutionName: in.ExecutionName, AsOf: asOf, DryRun: req.DryRun, Pass: 1,
@@ -289,6 +311,50 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 		"dryRun", req.DryRun, "users", plan.Counts.Users, "candidates", plan.Counts.Candidates,
 		"rotate", plan.Counts.Rotate, "retire", plan.Counts.Retire, "blocked", plan.Counts.Blocked, "exempt", plan.Counts.Exempt)
 	return plan, nil
+}
+
+// releaseDead ends the lease of every rotation whose owner execution no
+// longer runs, so that this execution takes it over now rather than when
+// the lease passes.
+func (f *Finder) releaseDead(ctx context.Context, recs map[string]*ledger.Record, in FindInput, now time.Time) error {
+	i := strings.LastIndexByte(in.ExecutionID, ':')
+	if f.Executions == nil || f.Leases == nil || i < 0 {
+		return nil
+	}
+	status := map[string]string{}
+	for _, id := range sortedKeys(recs) {
+		rec := recs[id]
+		if !rec.LeaseHeldByOther(in.ExecutionName, now) {
+			continue
+		}
+		st, ok := status[rec.Owner]
+		if !ok {
+			out, err := f.Executions.DescribeExecution(ctx, &sfn.DescribeExecutionInput{ExecutionArn: aws.String(in.ExecutionID[:i+1] + rec.Owner)})
+			var nf *sfntypes.ExecutionDoesNotExist
+			switch {
+			case errors.As(err, &nf):
+				st = "gone"
+			case err != nil:
+				return fmt.Errorf("describe execution %s: %w", rec.Owner, err)
+			default:
+				st = string(out.Status)
+			}
+			status[rec.Owner] = st
+		}
+		if st == string(sfntypes.ExecutionStatusRunning) {
+			continue
+		}
+		rec.Log(now, rec.State, in.ExecutionName, fmt.Sprintf("lease of execution %s released: it is %s", rec.Owner, st))
+		rec.LeaseUntil = time.Time{}
+		if err := f.Leases.Put(ctx, rec); err != nil {
+			var cf *failures.ConflictError
+			if errors.As(err, &cf) {
+				continue // someone else moved it: planned from the old read, the steps re-read
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // overdue is how long after its deleteAfter time a rotation still waiting

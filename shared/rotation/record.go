@@ -70,6 +70,10 @@ func (c rotationCtx) open(ctx context.Context, it Item, start bool) (rec *ledger
 		return rec, fmt.Sprintf("held until %s: %s", rec.HeldUntil.UTC().Format(time.RFC3339), rec.Outcome), nil
 	case !rec.State.InFlight() && !start:
 		return rec, fmt.Sprintf("rotation %d already %s: %s", rec.Rotation, rec.State, rec.Outcome), nil
+	case rec.State == ledger.Deleted || rec.State == ledger.Ended && rec.HeldUntil.IsZero():
+		// The key was deleted, or its rotation ended for good (the user
+		// or the key is gone): there is nothing to start again.
+		return rec, fmt.Sprintf("rotation %d already %s: %s", rec.Rotation, rec.State, rec.Outcome), nil
 	case !rec.State.InFlight():
 		prev := rec
 		rec = &ledger.Record{ID: id, User: it.User, Action: string(it.Action), Rotation: prev.Rotation + 1,
