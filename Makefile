@@ -22,7 +22,7 @@ export JSII_NODE := $(NODE22)
 # The local runner reads KEYROTOR_NODE to find the same Node.
 export KEYROTOR_NODE := $(NODE22)
 
-.PHONY: all deps deps-npm deps-moto node22 build build-host synth deploy diff demo test fuzz bench vet clean
+.PHONY: all deps deps-npm deps-moto node22 build build-host synth deploy diff demo test fuzz bench soak vet clean
 
 all: build
 
@@ -88,6 +88,17 @@ bench: deps build build-host synth
 test: deps build-host synth vet
 	go test -count=1 -timeout 40m ./...
 	$(MAKE) fuzz
+
+# soak: the calendar simulation over many days (internal/calendar): the
+# daily schedule with people acting, mail outages and faults, invariants
+# checked after every day. make test runs a short one (12 days, 60 users).
+# A failing seed is replayed with the same command.
+DAYS ?= 60
+SEED ?= 1
+USERS ?= 300
+soak: deps build-host synth
+	KEYROTOR_SIM_DAYS=$(DAYS) KEYROTOR_SIM_SEED=$(SEED) KEYROTOR_SIM_USERS=$(USERS) \
+	  go test -count=1 -timeout 0 -run '^TestSlowCalendar$$' -v ./internal/calendar
 
 # fuzz: a short run of each fuzz target (seed corpora in testdata/fuzz).
 FUZZTIME ?= 10s

@@ -23,6 +23,7 @@ import (
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
 	"github.com/keyrotor/keyrotor/shared/config"
+	"github.com/keyrotor/keyrotor/shared/rotation"
 	"github.com/keyrotor/keyrotor/shared/settings"
 )
 
@@ -358,20 +359,28 @@ func retention(days int) awslogs.RetentionDays {
 // create it.
 const readOwnSecretPolicyName = "KeyRotorReadOwnSecret"
 
-// readOwnSecretPolicy lets an IAM user read only the secret named after it.
-// The secret ARN ends in "-" and six random characters: exactly six "?"
-// keep alice from reading alice2's secret.
+// readOwnSecretPolicy lets an IAM user read only its own secret.
 func readOwnSecretPolicy(stack awscdk.Stack, prefix string, key awskms.IKey) awsiam.ManagedPolicy {
-	secret := "arn:" + *stack.Partition() + ":secretsmanager:" + *stack.Region() + ":" + *stack.Account() +
-		":secret:" + prefix + "${aws:username}-??????"
+	// Secrets are matched by the user's unique id, not its name: IAM
+	// substitutes ${aws:username} unescaped (IAM User Guide, "IAM policy
+	// elements: Variables and tags"), while secret names cannot hold a
+	// comma and keyrotor escapes "," and "=" in them, so a name pattern
+	// fails some legal user names and can match another user's secret
+	// ("a=3Db" vs "a=b"). create-and-store tags each secret with the
+	// user's unique id (keyrotor:user-id); ${aws:userid} is that id for an
+	// IAM user, and Secrets Manager supports secretsmanager:ResourceTag/<key>
+	// on GetSecretValue and DescribeSecret (Secrets Manager User Guide,
+	// "Control access to secrets using tags").
+	secrets := "arn:" + *stack.Partition() + ":secretsmanager:" + *stack.Region() + ":" + *stack.Account() + ":secret:" + prefix + "*"
 	return awsiam.NewManagedPolicy(stack, jsii.String("ReadOwnSecretPolicy"), &awsiam.ManagedPolicyProps{
 		ManagedPolicyName: jsii.String(readOwnSecretPolicyName + "-" + *stack.Region()),
 		Description:       jsii.String("Attach to IAM users or groups: each user may read only its own rotated access key from Secrets Manager."),
 		Statements: &[]awsiam.PolicyStatement{
 			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-				Sid:       jsii.String("ReadOwnRotatedKey"),
-				Actions:   jsii.Strings("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"),
-				Resources: jsii.Strings(secret),
+				Sid:        jsii.String("ReadOwnRotatedKey"),
+				Actions:    jsii.Strings("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"),
+				Resources:  jsii.Strings(secrets),
+				Conditions: &map[string]any{"StringEquals": map[string]any{"secretsmanager:ResourceTag/" + rotation.TagUserID: "${aws:userid}"}},
 			}),
 			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 				Sid:        jsii.String("DecryptThroughSecretsManager"),

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
-	"path"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -369,64 +368,6 @@ func TestAlarmScheduleTopicKeyBucket(t *testing.T) {
 
 	offOnce.Do(func() { off = synth(t, map[string]any{"schedule": "off"}) })
 	off.template.ResourceCountIs(jsii.String("AWS::Events::Rule"), jsii.Number(0))
-}
-
-// readOwnPattern returns the resource of the read-own-secret statement
-// with the account and region filled in.
-func readOwnPattern(t *testing.T, s *synthesized) string {
-	var tmpl struct {
-		Resources map[string]struct {
-			Type       string
-			Properties map[string]any
-		}
-	}
-	json.Unmarshal(s.raw, &tmpl)
-	for _, r := range tmpl.Resources {
-		if r.Type != "AWS::IAM::ManagedPolicy" { // the one: KeyRotorReadOwnSecret-<region>
-			continue
-		}
-		for _, st := range r.Properties["PolicyDocument"].(map[string]any)["Statement"].([]any) {
-			m := st.(map[string]any)
-			if m["Sid"] != "ReadOwnRotatedKey" {
-				continue
-			}
-			res, err := (local.Resolver{Ref: func(id string) (string, bool) { return id, true }}).Resolve(m["Resource"])
-			if err != nil {
-				t.Fatal(err)
-			}
-			return res
-		}
-	}
-	t.Fatal("no KeyRotorReadOwnSecret policy")
-	return ""
-}
-
-// TestReadOwnSecret evaluates the policy's resource pattern the way IAM
-// does (* any run, ? exactly one character) for user alice.
-func TestReadOwnSecret(t *testing.T) {
-	pattern := strings.ReplaceAll(readOwnPattern(t, get(t)), "${aws:username}", "alice")
-	arn := "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
-	tests := []struct {
-		secret string
-		want   bool
-	}{
-		{"iam-access-keys/alice-AbC123", true},
-		{"iam-access-keys/alice2-AbC123", false},
-		{"iam-access-keys/alice-AbC1234", false},
-		{"iam-access-keys/bob-AbC123", false},
-		{"iam-access-keys/alic-eAbC123", false},
-	}
-	for _, tt := range tests {
-		ok, err := path.Match(pattern, arn+tt.secret)
-		if err != nil || ok != tt.want {
-			t.Errorf("pattern %s on %s = %v (%v); want %v", pattern, tt.secret, ok, err, tt.want)
-		}
-	}
-	get(t).template.HasResourceProperties(jsii.String("AWS::IAM::ManagedPolicy"), map[string]any{
-		"PolicyDocument": map[string]any{"Statement": assertions.Match_ArrayWith(&[]any{assertions.Match_ObjectLike(&map[string]any{
-			"Action": "kms:Decrypt", "Condition": assertions.Match_AnyValue(),
-		})})},
-	})
 }
 
 // TestNag: cdk-nag's AwsSolutions checks find nothing unsuppressed, and

@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/keyrotor/keyrotor/shared/credreport"
+	"github.com/keyrotor/keyrotor/shared/ledger"
 	"github.com/keyrotor/keyrotor/shared/policy"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
@@ -65,7 +66,7 @@ func Build(a *rotation.Assessment, rules policy.Rules, retirePasswords bool) *Re
 	r := &Report{GeneratedAt: time.Now().UTC(), AsOf: a.AsOf.UTC(), ReportTime: a.ReportTime.UTC(), Rows: []Row{}}
 	for _, row := range a.Rows {
 		if c, ok := a.Candidates[row.User]; ok {
-			r.Rows = append(r.Rows, liveRows(row, c, a.AsOf)...)
+			r.Rows = append(r.Rows, liveRows(row, c, a.Records, a.AsOf)...)
 		} else {
 			r.Rows = append(r.Rows, reportRows(row, rules, a.AsOf)...)
 		}
@@ -82,10 +83,21 @@ func Build(a *rotation.Assessment, rules policy.Rules, retirePasswords bool) *Re
 	return r
 }
 
-func liveRows(row credreport.Row, c *rotation.Candidate, asOf time.Time) []Row {
+func liveRows(row credreport.Row, c *rotation.Candidate, records map[string]*ledger.Record, asOf time.Time) []Row {
 	var out []Row
 	for _, k := range c.User.Keys {
 		d := decisionFor(c.Decisions, k.ID)
+		if rec := records[k.ID]; rec != nil {
+			switch {
+			case !rec.State.InFlight() && asOf.Before(rec.HeldUntil):
+				d.Action, d.Reason = policy.Held, fmt.Sprintf("held until %s: %s", rec.HeldUntil.UTC().Format(time.RFC3339), rec.Outcome)
+			case rec.State.InFlight():
+				d.Reason += fmt.Sprintf(" (rotation %d %s)", rec.Rotation, rec.State)
+			}
+			if rec.Attention != "" {
+				d.Reason += "; needs attention: " + rec.Attention
+			}
+		}
 		out = append(out, Row{
 			User: row.User, ARN: row.ARN, Credential: k.ID, Status: status(k.Active),
 			Created: stamp(k.Created), AgeDays: policy.AgeDays(k.Created, asOf), LastUsed: lastUsed(k.LastUsed),

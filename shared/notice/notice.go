@@ -135,7 +135,7 @@ func AdminRotation(o Owner, mailStatus, mailedTo string) Admin {
 func AdminAttention(user, keyID, what string) Admin {
 	return Admin{
 		Subject: clip(fmt.Sprintf("keyrotor: attention needed for %s", user), 100),
-		Body:    fmt.Sprintf("keyrotor did not delete access key %s of IAM user %s: %s\n", keyID, user, what),
+		Body:    fmt.Sprintf("keyrotor needs a person for access key %s of IAM user %s: %s\n", keyID, user, what),
 	}
 }
 

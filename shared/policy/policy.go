@@ -25,6 +25,10 @@ const (
 	Exempt  Action = "exempt"  // the user is exempt (tag or group)
 	Blocked Action = "blocked" // due, but keyrotor may not act; admins are told why
 	OK      Action = "ok"      // nothing to do
+	// Held: a person acted on the key's rotation (re-activated the old
+	// key...); keyrotor keeps its hands off until the hold passes. Decided
+	// from the rotation record, reported by find and the audit report.
+	Held Action = "held"
 	// RetirePassword removes an unused console password (login profile)
 	// after notice and grace; only when password retirement is enabled.
 	RetirePassword Action = "retire-password"

@@ -193,10 +193,15 @@ func (c *Creator) Handle(ctx context.Context, t Task) (*NewKey, error) {
 	rec.NewKeyID, rec.NewKeyCreated = sk.AccessKeyID, sk.CreatedAt
 	rec.Move(rc.now, ledger.Created, t.Execution, "created new key "+sk.AccessKeyID)
 	if err := c.Records.Put(ctx, rec); err != nil {
-		// Unrecorded, the key would be unprovable later: remove it now,
-		// while this attempt still knows it created it.
-		c.discard(ctx, it.User, sk.AccessKeyID, log)
-		return nil, err
+		// The write may have taken effect with its answer lost: read back.
+		fresh, gerr := c.Records.Get(ctx, rec.ID)
+		if gerr != nil || fresh == nil || fresh.NewKeyID != sk.AccessKeyID {
+			// Unrecorded, the key would be unprovable later: remove it
+			// now, while this attempt still knows it created it.
+			c.discard(ctx, it.User, sk.AccessKeyID, log)
+			return nil, err
+		}
+		rec = fresh
 	}
 	arn, note, err := c.store(ctx, name, sk)
 	if err != nil {

@@ -138,22 +138,7 @@ func TestSlowFaultMatrix(t *testing.T) {
 	t.Logf("%d fault cases over %v", total, all)
 }
 
-// knownBug says why a fault case fails because of a bug in the step code
-// (see the report of the port to the rotation records), or "".
-func knownBug(fc faultCase) string {
-	switch {
-	case fc.step == "create-and-store" && fc.op == "PutItem" && fc.nth == 3 && fc.mode == faultproxy.DropResponse:
-		return "create.go discards the new key when the write recording it takes effect but its answer is lost; the record names a deleted key (see TestMotoCreateRecordAnswerLost)"
-	case fc.step == "notify" && fc.op == "PutItem" && fc.nth == 2 && fc.mode != faultproxy.DropResponse:
-		return "notify.go returns the failed write of the accepted notice after SES accepted the mail; the retry mails the owner again (see TestNotifyRecordWriteFailsUnit)"
-	}
-	return ""
-}
-
 func runFaultCase(t *testing.T, fc faultCase) {
-	if why := knownBug(fc); why != "" {
-		t.Skip("BUG: " + why)
-	}
 	r := newRig(t)
 	for _, step := range stepOrder {
 		if step != fc.step {

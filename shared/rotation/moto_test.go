@@ -643,7 +643,7 @@ func TestMotoPeopleDuringGrace(t *testing.T) {
 					t.Fatal("old key was deleted")
 				}
 				_, notes := a.Sent(t)
-				if last := notes[len(notes)-1]; !strings.Contains(last.Message, "did not delete access key "+oldID) {
+				if last := notes[len(notes)-1]; !strings.Contains(last.Message, "needs a person for access key "+oldID) {
 					t.Fatalf("admins not told: %+v", last)
 				}
 			}
@@ -729,7 +729,7 @@ func TestMotoRejectedSend(t *testing.T) {
 	}
 	for i := range 2 {
 		n, err := s.notify.Handle(ctx, task)
-		if err != nil || n.MailStatus != ledger.NoticeRefused || n.Accepted || !strings.Contains(n.Skipped, "unverified@example.com") {
+		if err != nil || n.MailStatus != ledger.NoticeRefused || n.Accepted || !strings.Contains(n.Waiting, "unverified@example.com") {
 			t.Fatalf("notify #%d = %+v, %v; want refused, not accepted, naming the sender", i+1, n, err)
 		}
 		task.Notice = n
@@ -940,9 +940,6 @@ func (l *lossyRecords) Put(ctx context.Context, r *ledger.Record) error {
 // IAM's visibility window, must finish the rotation, not take the key
 // keyrotor itself removed for one a person deleted.
 func TestMotoCreateRecordAnswerLost(t *testing.T) {
-	t.Skip("BUG: create.go discards the new key when the Put recording it (state created) fails, even when the write took effect (answer lost); " +
-		"the record then names a key keyrotor itself deleted, the re-run answers NotVisibleYet for 2 minutes and then ends the rotation as " +
-		"\"the new key was deleted by a person\", held for HoldDays, with the old key never rotated")
 	a := awstest.New(t)
 	s := newSteps(t, a)
 	oldID, _ := seedUser(t, a, "fay", 100, 1)
@@ -950,8 +947,8 @@ func TestMotoCreateRecordAnswerLost(t *testing.T) {
 	ctx := context.Background()
 	// Puts of a new rotation: 1 started, 2 creating, 3 created, 4 stored.
 	s.create.Records = &lossyRecords{Records: s.recs, lose: 3}
-	if _, err := s.create.Handle(ctx, task); err == nil {
-		t.Fatal("create succeeded through a lost record write")
+	if nk, err := s.create.Handle(ctx, task); err == nil && (nk.KeyID == "" || nk.Skipped != "") {
+		t.Fatalf("create through a lost record write = %+v; want a stored key or an error to retry", nk)
 	}
 	s.create.Records = s.recs
 	s.now = s.now.Add(5 * time.Minute) // the orchestrator's retries, past the visibility window

@@ -132,14 +132,39 @@ func (n *Notifier) notSent(ctx context.Context, rc rotationCtx, rec *ledger.Reco
 	if err := rc.attention(ctx, rec, rec.ID, what); err != nil {
 		return nil, err
 	}
-	res.MailStatus, res.Accepted, res.Skipped = outcome, false, what
+	res.MailStatus, res.Accepted, res.Waiting = outcome, false, what
 	return res, nil
 }
 
 // accepted records that the notice went out. The mail cannot be taken
-// back, so a write that loses a race is re-applied to a fresh read.
+// back: a write that fails is tried again here (a re-run would mail
+// again), and one that lost a race or whose answer was lost is re-applied
+// to a fresh read.
 func (n *Notifier) accepted(ctx context.Context, rc rotationCtx, rec *ledger.Record, channel, id, note string) error {
+	base := *rec
 	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt*attempt) * 100 * time.Millisecond):
+			}
+			fresh, gerr := n.Records.Get(ctx, rec.ID)
+			switch {
+			case gerr != nil && attempt < 6:
+				continue
+			case gerr != nil:
+				return gerr
+			case fresh == nil:
+				return nil
+			case fresh.Notice == ledger.NoticeAccepted && fresh.MessageID == id:
+				*rec = *fresh // the earlier write took effect
+				return nil
+			}
+			*rec = *fresh
+		} else {
+			*rec = base
+		}
 		rec.Notice, rec.NoticeAt, rec.NoticeChannel, rec.MessageID = ledger.NoticeAccepted, rc.now, channel, id
 		if channel == "mail" {
 			rec.OwnerMails++
@@ -149,19 +174,15 @@ func (n *Notifier) accepted(ctx context.Context, rc rotationCtx, rec *ledger.Rec
 		clearAttention(rec, rc.now, rc.execution)
 		rec.Move(rc.now, ledger.Notified, rc.execution, note)
 		err := n.Records.Put(ctx, rec)
-		var cf *failures.ConflictError
-		if err == nil || !errors.As(err, &cf) || attempt == 3 {
+		if err == nil || attempt == 6 {
 			return err
 		}
-		fresh, gerr := n.Records.Get(ctx, rec.ID)
-		if gerr != nil {
-			return gerr
-		}
-		if fresh == nil || fresh.Notice == ledger.NoticeAccepted {
-			return nil
-		}
-		*rec = *fresh
+		n.logf(ctx, "recording the accepted notice failed; trying again", err)
 	}
+}
+
+func (n *Notifier) logf(ctx context.Context, msg string, err error) {
+	logOf(n.Log).WarnContext(ctx, msg, "error", err.Error())
 }
 
 // tellAdmins publishes the admins' rotation message once per rotation.

@@ -262,8 +262,8 @@ func outcomeOf(r childResult) Outcome {
 		if strings.HasPrefix(o.Reason, "held") {
 			o.Result = "held"
 		}
-	case t.Notice != nil && t.Notice.Skipped != "" && !t.Notice.Accepted && t.Notice.MailStatus != "skipped":
-		o.Result, o.Reason = "waiting", t.Notice.Skipped
+	case t.Notice != nil && t.Notice.Waiting != "" && !t.Notice.Accepted:
+		o.Result, o.Reason = "waiting", t.Notice.Waiting
 	case t.Notice != nil && t.Notice.MailStatus == "skipped":
 		o.Result, o.Reason = "skipped", t.Notice.Skipped
 	case t.Cleanup != nil && t.Cleanup.Deleted:

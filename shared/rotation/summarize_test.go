@@ -53,11 +53,11 @@ func TestSummarizeOutcomes(t *testing.T) {
 		}), "deleted", "deleted after its grace period"},
 		{"resumed, delete refused: kept", task("ann", "AK1", "AKN1", false, "not deleted: the new key was deleted"), "kept", "the new key was deleted"},
 		{"notice refused: waiting", base(func(t *rotation.Task) {
-			t.Notice = &rotation.Notice{MailStatus: "refused", Skipped: "the owner's mail was refused"}
+			t.Notice = &rotation.Notice{MailStatus: "refused", Waiting: "the owner's mail was refused"}
 			t.Deactivation = nil
 		}), "waiting", "refused"},
 		{"notice unknown: waiting", base(func(t *rotation.Task) {
-			t.Notice = &rotation.Notice{MailStatus: "unknown", Skipped: "the outcome is unknown"}
+			t.Notice = &rotation.Notice{MailStatus: "unknown", Waiting: "the outcome is unknown"}
 			t.Deactivation = nil
 		}), "waiting", "unknown"},
 		{"held at create", base(func(t *rotation.Task) {

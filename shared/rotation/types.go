@@ -142,7 +142,8 @@ type Notice struct {
 	// accepted the owner's mail, or (no address) the admins' message was
 	// published. The old key is deactivated only then.
 	Accepted    bool   `json:"accepted"`
-	Skipped     string `json:"skipped,omitempty"` // why nothing was sent
+	Skipped     string `json:"skipped,omitempty"` // why this execution does nothing for the rotation
+	Waiting     string `json:"waiting,omitempty"` // why the notice did not go out (refused, unknown)
 	AdminNotice string `json:"adminNotice,omitempty"`
 	// StopsWorking and DeleteAfter are what the owner was told.
 	StopsWorking time.Time `json:"stopsWorking"`

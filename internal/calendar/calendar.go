@@ -1,0 +1,427 @@
+// Package calendar simulates keyrotor over days: the daily schedule's
+// executions over an emulated account of many users, with people acting at
+// random between and during runs (re-activating, deactivating, deleting and
+// creating keys, adding tags up to IAM's limit, deleting users, answering
+// the admins' messages), SES refusing mail on some days, and faults at
+// random AWS calls. After every simulated day it checks keyrotor's
+// guarantees on the account.
+//
+// Each day runs the same step handlers as production, in the order the
+// state machine's definition gives (FlowOrder, checked against the
+// synthesized definition by a test), with one clock shared by the steps
+// and moto's settable clock. Step retries follow the definition's Retry
+// lists (the named retryable errors); a step that fails otherwise fails
+// that key's child, as in the Distributed Map.
+package calendar
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/keyrotor/keyrotor/shared/config"
+	"github.com/keyrotor/keyrotor/shared/failures"
+	"github.com/keyrotor/keyrotor/shared/ledger"
+	"github.com/keyrotor/keyrotor/shared/policy"
+	"github.com/keyrotor/keyrotor/shared/rotation"
+)
+
+// Day is a simulated day.
+const Day = 24 * time.Hour
+
+// FlowOrder is the order of one key's steps in the daily definition: the
+// Task states reached from the child's first state on the way to a
+// rotation's end. A test compares it with the synthesized definition.
+var FlowOrder = []string{"CreateAndStoreNewKey", "NotifyOwner", "DeactivateOldKey", "StartGracePeriod"}
+
+// GraceOrder is the order of the grace-and-delete definition.
+var GraceOrder = []string{"WaitForGracePeriod", "DeleteOldKey"}
+
+// Clients are the AWS clients of the emulated account.
+type Clients struct {
+	IAM      *iam.Client
+	Secrets  *secretsmanager.Client
+	SES      *sesv2.Client
+	SNS      *sns.Client
+	S3       *s3.Client
+	DynamoDB *dynamodb.Client
+	STS      *sts.Client
+	Config   aws.Config
+}
+
+// World is the simulated account and keyrotor's state over days.
+type World struct {
+	// People acts on the account; Steps are keyrotor's clients (through
+	// the fault proxy when faults are on). Both reach the same account.
+	People, Steps Clients
+	Records       *ledger.Store
+	Config        config.Config
+	// SetClock moves the shared clock (moto's offset from real time).
+	SetClock func(offset time.Duration) error
+	// Endpoint serves moto's /moto-api/data.json (mails and messages).
+	Endpoint string
+
+	offset time.Duration
+	runs   int
+	grace  []pendingGrace
+	starts map[string]int
+	logs   bytes.Buffer // every step's JSON log
+	out    bytes.Buffer // every step's output
+	mu     sync.Mutex
+
+	// Truth: what keyrotor and people did, with the simulated time.
+	Acts []Act
+}
+
+// Act is one change to a key, by keyrotor or a person.
+type Act struct {
+	At     time.Time
+	By     string // "keyrotor" or "person"
+	What   string // deactivate, delete, reactivate, create, delete-user
+	User   string
+	KeyID  string
+	Detail string
+}
+
+type pendingGrace struct {
+	name string
+	task rotation.Task
+}
+
+// Now is the shared clock.
+func (w *World) Now() time.Time { return time.Now().Add(w.offset) }
+
+// Advance moves the shared clock by d.
+func (w *World) Advance(d time.Duration) error {
+	w.offset += d
+	return w.SetClock(w.offset)
+}
+
+// Offset is the shared clock's offset from real time.
+func (w *World) Offset() time.Duration { return w.offset }
+
+func (w *World) log() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(&lockedWriter{w: &w.logs, mu: &w.mu}, nil))
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// recordingIAM passes every call to IAM and notes keyrotor's changes to
+// keys in the world's truth (it changes nothing about the calls).
+type recordingIAM struct {
+	*iam.Client
+	w *World
+}
+
+func (r recordingIAM) UpdateAccessKey(ctx context.Context, in *iam.UpdateAccessKeyInput, optFns ...func(*iam.Options)) (*iam.UpdateAccessKeyOutput, error) {
+	out, err := r.Client.UpdateAccessKey(ctx, in, optFns...)
+	if err == nil || failures.IsTransient(err) {
+		r.w.act("keyrotor", "deactivate", aws.ToString(in.UserName), aws.ToString(in.AccessKeyId), string(in.Status))
+	}
+	return out, err
+}
+
+func (r recordingIAM) DeleteAccessKey(ctx context.Context, in *iam.DeleteAccessKeyInput, optFns ...func(*iam.Options)) (*iam.DeleteAccessKeyOutput, error) {
+	out, err := r.Client.DeleteAccessKey(ctx, in, optFns...)
+	if err == nil || failures.IsTransient(err) {
+		r.w.act("keyrotor", "delete", aws.ToString(in.UserName), aws.ToString(in.AccessKeyId), "")
+	}
+	return out, err
+}
+
+func (w *World) act(by, what, user, key, detail string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.Acts = append(w.Acts, Act{At: w.Now(), By: by, What: what, User: user, KeyID: key, Detail: detail})
+}
+
+func (w *World) emit(v any) {
+	b, _ := json.Marshal(v)
+	w.mu.Lock()
+	w.out.Write(b)
+	w.out.WriteByte('\n')
+	w.mu.Unlock()
+}
+
+// Outcome is where one key's flow ended in a day's execution.
+type Outcome struct {
+	Item   rotation.Item
+	Result string // grace, deleted, kept, stopped, notice-not-sent, failed
+	Detail string
+}
+
+// RunDay plays one daily execution: find, then each item's flow (with
+// between, when set, called after each item: people acting during the
+// run), then every grace-and-delete execution whose time has come.
+func (w *World) RunDay(ctx context.Context, between func()) (*rotation.Plan, []Outcome, error) {
+	w.runs++
+	if w.starts == nil {
+		w.starts = map[string]int{}
+	}
+	exec := fmt.Sprintf("day-%03d-%d", int(w.offset/Day), w.runs)
+	f := &rotation.Finder{IAM: w.Steps.IAM, Records: w.Records, Leases: w.Records, S3: w.Steps.S3, Config: w.Config, Now: w.Now, Log: w.log()}
+	plan, err := retried(ctx, func() (*rotation.Plan, error) {
+		return f.Handle(ctx, rotation.FindInput{Request: json.RawMessage(`{}`), ExecutionName: exec})
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: find: %w", exec, err)
+	}
+	w.emit(plan)
+	var outs []Outcome
+	for _, it := range plan.Items {
+		res, detail := w.Flow(ctx, rotation.Task{Execution: exec, Item: it})
+		outs = append(outs, Outcome{Item: it, Result: res, Detail: detail})
+		if between != nil {
+			between()
+		}
+	}
+	w.GraceDue(ctx)
+	return plan, outs, nil
+}
+
+// Flow runs one key's steps in FlowOrder.
+func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail string) {
+	iamc := recordingIAM{Client: w.Steps.IAM, w: w}
+	if t.Item.Action == policy.Rotate {
+		cr := &rotation.Creator{IAM: iamc, Secrets: w.Steps.Secrets, Records: w.Records, Topic: w.Steps.SNS, Verify: rotation.STSVerifier(w.Steps.Config), Config: w.Config, Now: w.Now, Log: w.log()}
+		nk, err := retried(ctx, func() (*rotation.NewKey, error) { return cr.Handle(ctx, t) })
+		if err != nil {
+			return "failed", "CreateAndStoreNewKey: " + err.Error()
+		}
+		w.emit(nk)
+		t.NewKey = nk
+		if nk.Skipped != "" {
+			return "stopped", nk.Skipped
+		}
+	}
+	n := &rotation.Notifier{Records: w.Records, Mail: w.Steps.SES, Topic: w.Steps.SNS, Config: w.Config, Region: "us-east-1", Now: w.Now, Log: w.log()}
+	no, err := retried(ctx, func() (*rotation.Notice, error) { return n.Handle(ctx, t) })
+	if err != nil {
+		return "failed", "NotifyOwner: " + err.Error()
+	}
+	w.emit(no)
+	t.Notice = no
+	switch {
+	case no.Accepted:
+	case no.Skipped != "":
+		return "stopped", no.Skipped
+	default:
+		return "notice-not-sent", no.Waiting
+	}
+	d := &rotation.Deactivator{IAM: iamc, Records: w.Records, Topic: w.Steps.SNS, Config: w.Config, Now: w.Now, Log: w.log()}
+	de, err := retried(ctx, func() (*rotation.Deactivation, error) { return d.Handle(ctx, t) })
+	if err != nil {
+		return "failed", "DeactivateOldKey: " + err.Error()
+	}
+	w.emit(de)
+	t.Deactivation = de
+	switch de.Next {
+	case rotation.NextGrace:
+		w.starts[de.GraceExecution]++
+		if w.starts[de.GraceExecution] == 1 {
+			w.grace = append(w.grace, pendingGrace{name: de.GraceExecution, task: rotation.Task{Execution: t.Execution, Item: t.Item, Deactivation: de}})
+		}
+		return "grace", de.GraceExecution
+	case rotation.NextDelete:
+		cl, err := w.delete(ctx, t)
+		if err != nil {
+			return "failed", "DeleteOldKey: " + err.Error()
+		}
+		if cl.Deleted {
+			return "deleted", cl.Reason
+		}
+		return "kept", cl.Reason
+	}
+	return "stopped", de.Note
+}
+
+func (w *World) delete(ctx context.Context, t rotation.Task) (*rotation.Cleanup, error) {
+	d := &rotation.Deleter{IAM: recordingIAM{Client: w.Steps.IAM, w: w}, Records: w.Records, Topic: w.Steps.SNS, Config: w.Config, Now: w.Now, Log: w.log()}
+	cl, err := retried(ctx, func() (*rotation.Cleanup, error) { return d.Handle(ctx, t) })
+	if err == nil {
+		w.emit(cl)
+	}
+	return cl, err
+}
+
+// GraceDue runs the grace-and-delete executions whose Wait has ended. One
+// that fails stays failed (alarmed; the next daily run finishes it).
+func (w *World) GraceDue(ctx context.Context) (failed []string) {
+	var left []pendingGrace
+	for _, g := range w.grace {
+		if w.Now().Before(g.task.Deactivation.DeleteAfter) {
+			left = append(left, g)
+			continue
+		}
+		if _, err := w.delete(ctx, g.task); err != nil {
+			failed = append(failed, g.name+": "+err.Error())
+		}
+	}
+	w.grace = left
+	return failed
+}
+
+// retried runs a step as the definition's Retry lists do: the retryable
+// named errors again (a little later), anything else fails the step.
+func retried[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	retry := map[string]bool{failures.Name(&failures.NewKeyNotReadyError{}): true, failures.Name(&failures.ReportNotReadyError{}): true}
+	for _, n := range failures.Retryable() {
+		retry[n] = true
+	}
+	var v T
+	var err error
+	for attempt := range 12 {
+		v, err = f()
+		if err == nil {
+			return v, nil
+		}
+		named := failures.Boundary(err)
+		if !retry[failures.Name(named)] {
+			return v, named
+		}
+		select {
+		case <-ctx.Done():
+			return v, ctx.Err()
+		case <-time.After(time.Duration(50*(attempt+1)) * time.Millisecond):
+		}
+	}
+	return v, err
+}
+
+// Sent are the mails and admin messages moto holds.
+type Sent struct {
+	Mails    []Mail
+	Messages []string
+}
+
+// Mail is one SES send moto accepted.
+type Mail struct {
+	To   []string
+	Body string
+}
+
+// ReadSent reads moto's record of SES sends and SNS publishes.
+func (w *World) ReadSent(ctx context.Context) (*Sent, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.Endpoint+"/moto-api/data.json", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var data struct {
+		SES struct {
+			Message []struct {
+				Destinations map[string][]string `json:"destinations"`
+				Body         any                 `json:"body"`
+			} `json:"Message"`
+		} `json:"ses"`
+		SNS struct {
+			Topic []struct {
+				SentNotifications [][]any `json:"sent_notifications"`
+			} `json:"Topic"`
+		} `json:"sns"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&data); err != nil {
+		return nil, err
+	}
+	s := &Sent{}
+	for _, m := range data.SES.Message {
+		b, _ := json.Marshal(m.Body)
+		s.Mails = append(s.Mails, Mail{To: m.Destinations["ToAddresses"], Body: string(b)})
+	}
+	for _, t := range data.SNS.Topic {
+		for _, n := range t.SentNotifications {
+			s.Messages = append(s.Messages, fmt.Sprint(n...))
+		}
+	}
+	return s, nil
+}
+
+// Keys lists every user's keys (status by id); users that do not exist
+// are absent.
+func (w *World) Keys(ctx context.Context, users []string) (map[string]map[string]iamtypes.StatusType, error) {
+	out := map[string]map[string]iamtypes.StatusType{}
+	for _, u := range users {
+		ks, err := w.People.IAM.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(u)})
+		var nse *iamtypes.NoSuchEntityException
+		if errors.As(err, &nse) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		m := map[string]iamtypes.StatusType{}
+		for _, k := range ks.AccessKeyMetadata {
+			m[aws.ToString(k.AccessKeyId)] = k.Status
+		}
+		out[u] = m
+	}
+	return out, nil
+}
+
+// Works proves a key with sts:GetCallerIdentity.
+func (w *World) Works(ctx context.Context, id, secret string) bool {
+	cfg := w.People.Config.Copy()
+	cfg.Credentials = credentials.NewStaticCredentialsProvider(id, secret, "")
+	_, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	return err == nil
+}
+
+// Outputs is every step output and log line so far (for the secret scan).
+func (w *World) Outputs() []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append(append([]byte{}, w.out.Bytes()...), w.logs.Bytes()...)
+}
+
+// rng is the simulation's seeded generator.
+type rng = rand.Rand
+
+func sortedUsers(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for u := range m {
+		out = append(out, u)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// containsAny reports whether s mentions any of ids.
+func containsAny(s string, ids ...string) bool {
+	for _, id := range ids {
+		if id != "" && strings.Contains(s, id) {
+			return true
+		}
+	}
+	return false
+}

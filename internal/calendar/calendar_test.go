@@ -1,0 +1,104 @@
+package calendar_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/keyrotor/keyrotor/internal/awstest"
+	"github.com/keyrotor/keyrotor/internal/calendar"
+	"github.com/keyrotor/keyrotor/internal/faultproxy"
+	"github.com/keyrotor/keyrotor/shared/config"
+)
+
+func TestMain(m *testing.M) { awstest.Main(m) }
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+// TestSlowCalendar plays simulated days of the daily schedule (see package
+// calendar) and fails on any violated guarantee. make test runs a short
+// one; `make soak DAYS=N SEED=S [USERS=U]` a long one, and replays a
+// failing seed with the same command.
+func TestSlowCalendar(t *testing.T) {
+	o := calendar.Options{
+		Days: envInt("KEYROTOR_SIM_DAYS", 12), Users: envInt("KEYROTOR_SIM_USERS", 60), Seed: int64(envInt("KEYROTOR_SIM_SEED", 1)),
+		People: 0.04, MailOutage: 0.15, Quiet: 3,
+	}
+	if testing.Verbose() {
+		o.Progress = os.Stdout
+	}
+	a := awstest.New(t)
+	steps, err := faultproxy.New(a.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer steps.Close()
+	steps.TagLimits = true
+	steps.Consistency = 300 * time.Millisecond
+	person, err := faultproxy.New(a.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer person.Close()
+	person.TagLimits = true
+
+	cfg := config.Default()
+	cfg.Sender = "keyrotor@example.com"
+	cfg.ReportBucket = "keyrotor-reports"
+	cfg.RotationTable = "rotations"
+	cfg.AdminTopicARN = a.Topic(t, "keyrotor-admins")
+	a.Bucket(t, cfg.ReportBucket)
+	a.VerifySender(t, cfg.Sender)
+	w := &calendar.World{
+		People: clients(t, person.URL()), Steps: clients(t, steps.URL()),
+		Records: a.Records(t, cfg.RotationTable), Config: cfg, Endpoint: a.Endpoint,
+		SetClock: func(d time.Duration) error { a.Clock(t, d); return nil },
+	}
+	modes := []faultproxy.Mode{faultproxy.Throttle, faultproxy.ServerError, faultproxy.DropConnection, faultproxy.DropResponse}
+	o.Faults = func(day int, on bool) {
+		steps.Clear()
+		if !on {
+			return
+		}
+		for i, m := range modes {
+			steps.FailRate(nil, 0.005, m, o.Seed*1000+int64(day*10+i))
+		}
+	}
+	ctx := context.Background()
+	users, err := calendar.Seed(ctx, w, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := calendar.Simulate(ctx, w, users, o)
+	if err != nil {
+		t.Fatalf("seed %d: %v\n%s", o.Seed, err, rep)
+	}
+	t.Logf("%s", rep)
+	if rep.Deactivations == 0 || rep.Deletes == 0 || rep.PersonActs == 0 {
+		t.Fatalf("the simulation exercised too little:\n%s", rep)
+	}
+	if len(rep.Violations) > 0 {
+		t.Fatalf("replay with: make soak DAYS=%d SEED=%d USERS=%d\n%s", o.Days, o.Seed, o.Users, rep)
+	}
+	if injected := steps.Injected(); len(injected) == 0 {
+		t.Fatal("no fault was injected")
+	} else {
+		b, _ := json.Marshal(injected)
+		t.Logf("faults injected: %s", b)
+	}
+}
+
+func clients(t *testing.T, endpoint string) calendar.Clients {
+	a := awstest.Connect(t, endpoint)
+	return calendar.Clients{IAM: a.IAM, Secrets: a.Secrets, SES: a.SES, SNS: a.SNS, S3: a.S3, DynamoDB: a.DynamoDB, STS: sts.NewFromConfig(a.Config), Config: a.Config}
+}

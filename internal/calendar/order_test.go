@@ -1,0 +1,100 @@
+package calendar_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/keyrotor/keyrotor/internal/calendar"
+	"github.com/keyrotor/keyrotor/internal/local"
+)
+
+// TestFlowOrderMatchesDefinition: the simulation runs one key's steps in
+// the order of the synthesized definition (make synth writes it): each
+// step of calendar.FlowOrder reaches the next without passing another Task,
+// every Task of a child is one of them (or the inline DeleteOldKey), and
+// the grace state machine waits, then deletes.
+func TestFlowOrderMatchesDefinition(t *testing.T) {
+	tmpl, err := local.ReadTemplate("../../cdk.out/KeyRotor.template.json")
+	if err != nil {
+		t.Fatalf("%v (run make synth)", err)
+	}
+	r := local.Resolver{Ref: func(id string) (string, bool) { return id, true }, GetAtt: func(id, _ string) (string, bool) { return "arn:aws:lambda:us-east-1:123456789012:function:" + id, true }}
+	raw, err := tmpl.Definition(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type state struct {
+		Type, Next, Default string
+		Choices             []struct{ Next string }
+		Catch               []struct{ Next string }
+		ItemProcessor       *struct {
+			StartAt string
+			States  map[string]json.RawMessage
+		}
+	}
+	var def struct{ States map[string]state }
+	json.Unmarshal(raw, &def)
+	ip := def.States["RotateEachUser"].ItemProcessor
+	child := map[string]state{}
+	for n, s := range ip.States {
+		var st state
+		json.Unmarshal(s, &st)
+		child[n] = st
+	}
+	// nextTasks are the Tasks reachable from a state's successors without
+	// passing another Task.
+	nextTasks := func(from string) map[string]bool {
+		out := map[string]bool{}
+		seen := map[string]bool{}
+		var walk func(n string)
+		walk = func(n string) {
+			if n == "" || seen[n] {
+				return
+			}
+			seen[n] = true
+			st := child[n]
+			if st.Type == "Task" && n != from {
+				out[n] = true
+				return
+			}
+			if n != from || st.Type != "Task" {
+				for _, c := range st.Choices {
+					walk(c.Next)
+				}
+				walk(st.Default)
+			}
+			walk(st.Next)
+		}
+		walk(from)
+		return out
+	}
+	allowed := map[string]bool{"DeleteOldKey": true}
+	for _, n := range calendar.FlowOrder {
+		allowed[n] = true
+	}
+	for n, st := range child {
+		if st.Type == "Task" && !allowed[n] {
+			t.Errorf("child Task %s is not in calendar.FlowOrder: the simulation would not run it", n)
+		}
+	}
+	if first := nextTasks(ip.StartAt); !first[calendar.FlowOrder[0]] || !first[calendar.FlowOrder[1]] {
+		t.Errorf("a child starts with %v; want %s (rotate) or %s (retire)", first, calendar.FlowOrder[0], calendar.FlowOrder[1])
+	}
+	for i := 0; i+1 < len(calendar.FlowOrder); i++ {
+		if next := nextTasks(calendar.FlowOrder[i]); !next[calendar.FlowOrder[i+1]] {
+			t.Errorf("%s is followed by %v; want %s", calendar.FlowOrder[i], next, calendar.FlowOrder[i+1])
+		}
+	}
+	graceRaw, err := tmpl.DefinitionOf(r, local.GraceStateMachine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grace struct {
+		StartAt string
+		States  map[string]state
+	}
+	json.Unmarshal(graceRaw, &grace)
+	if grace.StartAt != calendar.GraceOrder[0] || grace.States[calendar.GraceOrder[0]].Next != calendar.GraceOrder[1] {
+		t.Errorf("grace definition starts %s -> %s; want %v", grace.StartAt, grace.States[grace.StartAt].Next, calendar.GraceOrder)
+	}
+}

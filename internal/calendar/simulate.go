@@ -1,0 +1,520 @@
+package calendar
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2"
+
+	"github.com/keyrotor/keyrotor/shared/ledger"
+	"github.com/keyrotor/keyrotor/shared/rotation"
+)
+
+// Options shape a simulation.
+type Options struct {
+	Days  int   // simulated days of the daily schedule
+	Users int   // users in the account
+	Seed  int64 // the same seed replays the same simulation
+	// People is the chance per user and day that a person acts on it.
+	People float64
+	// MailOutage is the chance per day that SES refuses every mail (the
+	// sender identity is gone for the day: sandbox, quota, a bad change).
+	MailOutage float64
+	// Faults is called once per day with the day's number; it sets the
+	// faults of the steps' AWS calls (nil: none). Quiet days get none.
+	Faults func(day int, on bool)
+	// Quiet is the number of final days with no people and no faults:
+	// every due key must be rotated by their end.
+	Quiet    int
+	Progress io.Writer
+}
+
+// Report is what a simulation did and checked.
+type Report struct {
+	Seed                   int64
+	Days, Users            int
+	Deactivations, Deletes int
+	Mails, PersonActs      int
+	Held, Attention        int
+	FailedRuns             int
+	Checks                 map[string]int // invariant -> instances checked
+	Violations             []string
+}
+
+// Seed creates the account's users: keys of ages spread over the
+// simulation, so rotations fall on many days; some keys unused (retired),
+// some owners without an address.
+func Seed(ctx context.Context, w *World, o Options) ([]string, error) {
+	r := rand.New(rand.NewPCG(uint64(o.Seed), 1))
+	var users []string
+	for i := range o.Users {
+		name := fmt.Sprintf("user-%03d", i)
+		if i%17 == 5 {
+			name = fmt.Sprintf("svc+%d,ops=x.%d@team_y", i, i) // every legal character
+		}
+		age := 80 + r.IntN(o.Days+15)
+		unused := r.IntN(10) == 0
+		in := &iam.CreateUserInput{UserName: aws.String(name)}
+		if r.IntN(12) != 0 {
+			in.Tags = []iamtypes.Tag{{Key: aws.String(w.Config.EmailTag), Value: aws.String(fmt.Sprintf("owner%d@example.com", i))}}
+		}
+		if err := w.SetClock(w.offset - time.Duration(age)*Day); err != nil {
+			return nil, err
+		}
+		if _, err := w.People.IAM.CreateUser(ctx, in); err != nil {
+			return nil, err
+		}
+		k, err := w.People.IAM.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(name)})
+		if err != nil {
+			return nil, err
+		}
+		used := w.offset - Day
+		if unused {
+			used = w.offset - time.Duration(age-1)*Day
+		}
+		if err := w.SetClock(used); err != nil {
+			return nil, err
+		}
+		if !w.Works(ctx, aws.ToString(k.AccessKey.AccessKeyId), aws.ToString(k.AccessKey.SecretAccessKey)) {
+			return nil, fmt.Errorf("seed key of %s does not work", name)
+		}
+		users = append(users, name)
+	}
+	return users, w.SetClock(w.offset)
+}
+
+// Simulate plays o.Days days over users and checks the invariants after
+// each. It returns the report; a violation is in Report.Violations.
+func Simulate(ctx context.Context, w *World, users []string, o Options) (*Report, error) {
+	r := rand.New(rand.NewPCG(uint64(o.Seed), 2))
+	rep := &Report{Seed: o.Seed, Days: o.Days, Users: len(users), Checks: map[string]int{}}
+	p := &people{w: w, r: r, users: users, touched: map[string]time.Time{}, gone: map[string]bool{}, created: map[string]string{}}
+	for day := 0; day < o.Days; day++ {
+		quiet := day >= o.Days-o.Quiet
+		if o.Faults != nil {
+			o.Faults(day, !quiet)
+		}
+		outage := !quiet && r.Float64() < o.MailOutage
+		if outage {
+			if _, err := w.People.SES.DeleteEmailIdentity(ctx, &sesv2.DeleteEmailIdentityInput{EmailIdentity: aws.String(w.Config.Sender)}); err != nil {
+				return rep, err
+			}
+		}
+		between := func() {
+			if !quiet && r.Float64() < o.People/4 {
+				p.act(ctx, rep)
+			}
+		}
+		start := len(w.Acts)
+		plan, outs, err := w.RunDay(ctx, between)
+		if err != nil {
+			// A find that faults past its retries fails the day's
+			// execution (alarmed); the next day's run picks everything up.
+			if quiet {
+				return rep, err
+			}
+			rep.FailedRuns++
+		}
+		if outage {
+			if _, err := w.People.SES.CreateEmailIdentity(ctx, &sesv2.CreateEmailIdentityInput{EmailIdentity: aws.String(w.Config.Sender)}); err != nil {
+				return rep, err
+			}
+		}
+		if !quiet {
+			for range len(users) {
+				if r.Float64() < o.People {
+					p.act(ctx, rep)
+				}
+			}
+			p.answerAdmins(ctx, rep)
+		}
+		if err := check(ctx, w, p, rep, day, start, quiet && day == o.Days-1); err != nil {
+			return rep, err
+		}
+		if o.Progress != nil {
+			failed := 0
+			for _, out := range outs {
+				if out.Result == "failed" {
+					failed++
+				}
+			}
+			items := 0
+			if plan != nil {
+				items = len(plan.Items)
+			}
+			fmt.Fprintf(o.Progress, "day %2d: %3d items, %2d failed, %d violations so far%s\n", day, items, failed, len(rep.Violations), map[bool]string{true: " (mail outage)", false: ""}[outage])
+		}
+		if err := w.Advance(Day); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// people act on the account as a seeded generator says.
+type people struct {
+	w       *World
+	r       *rand.Rand
+	users   []string
+	touched map[string]time.Time // user -> last time a person changed its keys
+	gone    map[string]bool      // deleted users
+	created map[string]string    // keys people created: id -> secret
+}
+
+func (p *people) act(ctx context.Context, rep *Report) {
+	u := p.users[p.r.IntN(len(p.users))]
+	if p.gone[u] {
+		return
+	}
+	ks, err := p.w.People.IAM.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(u)})
+	if err != nil {
+		return
+	}
+	keys := ks.AccessKeyMetadata
+	var pick iamtypes.AccessKeyMetadata
+	if len(keys) > 0 {
+		pick = keys[p.r.IntN(len(keys))]
+	}
+	id := aws.ToString(pick.AccessKeyId)
+	done := ""
+	switch n := p.r.IntN(100); {
+	case n < 35 && id != "" && pick.Status == iamtypes.StatusTypeInactive: // a pipeline broke: switch the old key back on
+		if _, err := p.w.People.IAM.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{UserName: aws.String(u), AccessKeyId: aws.String(id), Status: iamtypes.StatusTypeActive}); err == nil {
+			done = "reactivate"
+		}
+	case n < 45 && id != "" && pick.Status == iamtypes.StatusTypeActive:
+		if _, err := p.w.People.IAM.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{UserName: aws.String(u), AccessKeyId: aws.String(id), Status: iamtypes.StatusTypeInactive}); err == nil {
+			done = "deactivate"
+		}
+	case n < 55 && id != "":
+		if _, err := p.w.People.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String(u), AccessKeyId: aws.String(id)}); err == nil {
+			done = "delete"
+		}
+	case n < 65 && len(keys) < 2:
+		out, err := p.w.People.IAM.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(u)})
+		if err == nil {
+			id = aws.ToString(out.AccessKey.AccessKeyId)
+			p.created[id] = aws.ToString(out.AccessKey.SecretAccessKey)
+			done = "create"
+		}
+	case n < 85: // tags of their own, up to IAM's limit (the proxy enforces it)
+		var tags []iamtypes.Tag
+		for i := range 5 + p.r.IntN(20) {
+			tags = append(tags, iamtypes.Tag{Key: aws.String(fmt.Sprintf("team-%d-%d", p.r.IntN(1000), i)), Value: aws.String("x")})
+		}
+		p.w.People.IAM.TagUser(ctx, &iam.TagUserInput{UserName: aws.String(u), Tags: tags})
+		return
+	case n < 88:
+		for _, k := range keys {
+			p.w.People.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String(u), AccessKeyId: k.AccessKeyId})
+		}
+		if _, err := p.w.People.IAM.DeleteUser(ctx, &iam.DeleteUserInput{UserName: aws.String(u)}); err == nil {
+			p.gone[u] = true
+			done = "delete-user"
+		}
+	}
+	if done != "" {
+		p.touched[u] = p.w.Now()
+		p.w.act("person", done, u, id, "")
+		rep.PersonActs++
+	}
+}
+
+// answerAdmins does what the admins' messages ask: a key keyrotor cannot
+// prove it created is deleted by a person.
+func (p *people) answerAdmins(ctx context.Context, rep *Report) {
+	recs, err := p.w.Records.All(ctx)
+	if err != nil {
+		return
+	}
+	for _, rec := range recs {
+		if !strings.Contains(rec.Attention, "cannot prove it created") {
+			continue
+		}
+		id := strings.Fields(strings.TrimPrefix(rec.Attention, "key "))[0]
+		if _, err := p.w.People.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String(rec.User), AccessKeyId: aws.String(id)}); err == nil {
+			p.touched[rec.User] = p.w.Now()
+			p.w.act("person", "delete", rec.User, id, "as the admins' message asked")
+			rep.PersonActs++
+		}
+	}
+}
+
+// check asserts the invariants over the day's acts and the account.
+func check(ctx context.Context, w *World, p *people, rep *Report, day, start int, final bool) error {
+	fail := func(format string, args ...any) {
+		rep.Violations = append(rep.Violations, fmt.Sprintf("day %d: ", day)+fmt.Sprintf(format, args...))
+	}
+	recs, err := w.Records.All(ctx)
+	if err != nil {
+		return err
+	}
+	sent, err := w.ReadSent(ctx)
+	if err != nil {
+		return err
+	}
+	lastPerson := func(key string, before time.Time, what ...string) time.Time {
+		var t time.Time
+		for _, a := range w.Acts {
+			if a.By == "person" && a.KeyID == key && a.At.Before(before) && (len(what) == 0 || contains(what, a.What)) {
+				t = a.At
+			}
+		}
+		return t
+	}
+	// 1. No Active key deactivated without an accepted notice for that
+	// rotation after the last human change.
+	// 2. No key deleted before the grace from its own deactivation, nor a
+	// key a person re-activated since.
+	for _, a := range w.Acts[start:] {
+		if a.By != "keyrotor" {
+			continue
+		}
+		switch a.What {
+		case "deactivate":
+			rep.Checks["notice before deactivation"]++
+			rep.Deactivations++
+			rec := recs[a.KeyID]
+			switch {
+			case rec == nil:
+				fail("keyrotor deactivated %s of %s with no rotation record", a.KeyID, a.User)
+			case rec.Notice != ledger.NoticeAccepted || rec.NoticeAt.After(a.At):
+				fail("keyrotor deactivated %s of %s at %s without an accepted notice (notice %q at %s)", a.KeyID, a.User, a.At, rec.Notice, rec.NoticeAt)
+			case rec.NoticeAt.Before(lastPerson(a.KeyID, a.At, "reactivate")):
+				fail("keyrotor deactivated %s of %s after a person re-activated it, with no new notice", a.KeyID, a.User)
+			case rec.NoticeChannel == "mail" && !mailMentions(sent, a.KeyID):
+				fail("the notice of %s is recorded as mailed but no mail mentions it", a.KeyID)
+			}
+		case "delete":
+			rep.Checks["no early or unproven delete"]++
+			rep.Deletes++
+			var deact time.Time
+			for _, b := range w.Acts {
+				if b.By == "keyrotor" && b.What == "deactivate" && b.KeyID == a.KeyID && !b.At.After(a.At) {
+					deact = b.At
+				}
+			}
+			switch {
+			case deact.IsZero():
+				// Only a key keyrotor itself created and could not keep.
+				if _, ok := p.created[a.KeyID]; ok || !createdByKeyrotor(recs, a.KeyID) {
+					fail("keyrotor deleted %s of %s, which it never deactivated nor created", a.KeyID, a.User)
+				}
+			case a.At.Before(deact.Add(w.Config.GracePeriod)):
+				fail("keyrotor deleted %s of %s at %s, before the grace from its deactivation at %s", a.KeyID, a.User, a.At, deact)
+			case lastPerson(a.KeyID, a.At, "reactivate").After(deact):
+				fail("keyrotor deleted %s of %s, which a person re-activated after keyrotor deactivated it", a.KeyID, a.User)
+			}
+		}
+	}
+	users := map[string]bool{}
+	for _, u := range p.users {
+		if !p.gone[u] {
+			users[u] = true
+		}
+	}
+	keys, err := w.Keys(ctx, sortedUsers(users))
+	if err != nil {
+		return err
+	}
+	// 3. No user left without an Active key unless an unused key was
+	// retired after notice (or a person changed its keys).
+	for u, ks := range keys {
+		rep.Checks["user keeps an Active key"]++
+		active := false
+		for _, st := range ks {
+			active = active || st == iamtypes.StatusTypeActive
+		}
+		if active || !p.touched[u].IsZero() {
+			continue
+		}
+		retired := false
+		for _, rec := range recs {
+			retired = retired || rec.User == u && rec.Action != "rotate"
+		}
+		if !retired {
+			fail("user %s has no Active key, no person touched it and no unused key was retired (keys %v)", u, ks)
+		}
+	}
+	// 4. Every stored secret holds a key that works (unless a person
+	// changed that key or user).
+	var secrets []string
+	sp := secretsmanager.NewListSecretsPaginator(w.People.Secrets, &secretsmanager.ListSecretsInput{})
+	for sp.HasMorePages() {
+		page, err := sp.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		for _, s := range page.SecretList {
+			if s.DeletedDate != nil {
+				continue
+			}
+			v, err := w.People.Secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: s.ARN})
+			if err != nil {
+				continue
+			}
+			var sk rotation.StoredKey
+			if json.Unmarshal([]byte(aws.ToString(v.SecretString)), &sk) != nil || sk.AccessKeyID == "" {
+				continue
+			}
+			secrets = append(secrets, sk.SecretAccessKey)
+			rep.Checks["stored secret works"]++
+			if !users[sk.UserName] || !lastPerson(sk.AccessKeyID, w.Now().Add(time.Second)).IsZero() {
+				continue
+			}
+			st, ok := keys[sk.UserName][sk.AccessKeyID]
+			switch {
+			case !ok:
+				fail("secret of %s holds %s, which no longer exists and no person deleted", sk.UserName, sk.AccessKeyID)
+			case st != iamtypes.StatusTypeActive:
+				fail("secret of %s holds %s, which is %s and no person deactivated", sk.UserName, sk.AccessKeyID, st)
+			case !w.Works(ctx, sk.AccessKeyID, sk.SecretAccessKey):
+				fail("secret of %s holds %s, which does not work", sk.UserName, sk.AccessKeyID)
+			}
+		}
+	}
+	// 5. At most one owner mail per rotation (a send whose outcome was
+	// unknown may be repeated by the next run: counted).
+	rep.Mails = len(sent.Mails)
+	for _, rec := range recs {
+		rep.Checks["one owner mail per rotation"]++
+		unknown := 0
+		for _, h := range rec.History {
+			if strings.Contains(h.Note, "is unknown") {
+				unknown++
+			}
+		}
+		n := 0
+		for _, m := range sent.Mails {
+			if strings.Contains(m.Body, rec.ID) {
+				n++
+			}
+		}
+		if n > rec.Rotation+unknown {
+			fail("%d owner mails mention %s over %d rotations (%d unknown outcomes)", n, rec.ID, rec.Rotation, unknown)
+		}
+	}
+	// 6. After the quiet days: no due, unblocked, unheld key left
+	// unrotated for more than two days.
+	if final {
+		maxAge := time.Duration(w.Config.MaxKeyAgeDays+2) * Day
+		for u := range users {
+			ks, err := w.People.IAM.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(u)})
+			if err != nil {
+				continue
+			}
+			actives := 0
+			for _, k := range ks.AccessKeyMetadata {
+				if k.Status == iamtypes.StatusTypeActive {
+					actives++
+				}
+			}
+			for _, k := range ks.AccessKeyMetadata {
+				id := aws.ToString(k.AccessKeyId)
+				if k.Status != iamtypes.StatusTypeActive || w.Now().Sub(aws.ToTime(k.CreateDate)) < maxAge {
+					continue
+				}
+				rep.Checks["due key rotated"]++
+				rec := recs[id]
+				switch {
+				case rec != nil && rec.State == ledger.Held, rec != nil && rec.Attention != "", rec != nil && rec.State == ledger.Ended && w.Now().Before(rec.HeldUntil):
+				case actives > 1 && (rec == nil || !rec.State.InFlight()): // blocked: two Active keys
+				case rec != nil && rec.State.InFlight():
+				default:
+					fail("user %s key %s is due (created %s) and was not rotated (record %+v)", u, id, aws.ToTime(k.CreateDate).Format(time.DateOnly), summary(rec))
+				}
+			}
+		}
+	}
+	// 7. No secret in any output: step outputs and logs, mails, messages.
+	for _, s := range p.created {
+		secrets = append(secrets, s)
+	}
+	corpus := string(w.Outputs())
+	for _, m := range sent.Mails {
+		corpus += m.Body
+	}
+	corpus += strings.Join(sent.Messages, "\n")
+	for _, s := range secrets {
+		rep.Checks["secret absent from outputs"]++
+		if s != "" && strings.Contains(corpus, s) {
+			fail("a secret access key appears in an output")
+		}
+	}
+	rep.Held, rep.Attention = 0, 0
+	for _, rec := range recs {
+		if rec.State == ledger.Held {
+			rep.Held++
+		}
+		if rec.Attention != "" {
+			rep.Attention++
+		}
+	}
+	return nil
+}
+
+func createdByKeyrotor(recs map[string]*ledger.Record, key string) bool {
+	for _, rec := range recs {
+		for _, h := range rec.History {
+			if strings.Contains(h.Note, key) && (strings.Contains(h.Note, "created new key") || strings.Contains(h.Note, "deleted new key")) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func mailMentions(s *Sent, id string) bool {
+	for _, m := range s.Mails {
+		if strings.Contains(m.Body, id) {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func summary(rec *ledger.Record) string {
+	if rec == nil {
+		return "none"
+	}
+	return fmt.Sprintf("rotation %d %s: %s", rec.Rotation, rec.State, rec.Outcome)
+}
+
+// String prints the report: the seed (to replay), the counts checked and
+// every violation.
+func (r *Report) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "seed %d: %d days, %d users; keyrotor deactivated %d keys and deleted %d; %d owner mails; people acted %d times; %d held, %d needing attention; %d daily runs failed\n",
+		r.Seed, r.Days, r.Users, r.Deactivations, r.Deletes, r.Mails, r.PersonActs, r.Held, r.Attention, r.FailedRuns)
+	names := make([]string, 0, len(r.Checks))
+	for k := range r.Checks {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		fmt.Fprintf(&b, "  checked %-30s %d times\n", k, r.Checks[k])
+	}
+	for _, v := range r.Violations {
+		fmt.Fprintf(&b, "  VIOLATION %s\n", v)
+	}
+	return b.String()
+}
