@@ -415,3 +415,18 @@ func TestMermaid(t *testing.T) {
 		t.Fatalf("README.md's mermaid block differs from docs/workflow.mmd: copy the file into README")
 	}
 }
+
+// TestReadmePermissions keeps README's table of each function's actions in
+// step with infra/permissions.go.
+func TestReadmePermissions(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range functions {
+		row := "| " + f.dir + " | " + strings.Join(Permissions[f.dir], ", ") + " |"
+		if !strings.Contains(string(readme), row) {
+			t.Errorf("README lacks the row %s", row)
+		}
+	}
+}
