@@ -154,24 +154,10 @@ func NewKeyRotorStack(scope constructs.Construct, id string, props *KeyRotorStac
 		Reason: jsii.String("The Distributed Map needs the bucket's objects (plans/, results/), its own child executions and Lambda versions; CDK scopes each to the one resource."),
 	}}, jsii.Bool(true))
 
-	alarm := awscloudwatch.NewAlarm(stack, jsii.String("FailedExecutionsAlarm"), &awscloudwatch.AlarmProps{
-		AlarmDescription:   jsii.String("A keyrotor execution failed: open the Step Functions console, find the failed state and user, fix, then Redrive."),
-		Metric:             sm.MetricFailed(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}),
-		Threshold:          jsii.Number(1),
-		EvaluationPeriods:  jsii.Number(1),
-		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
-	})
-	alarm.AddAlarmAction(awscloudwatchactions.NewSnsAction(topic))
-	graceAlarm := awscloudwatch.NewAlarm(stack, jsii.String("FailedGraceExecutionsAlarm"), &awscloudwatch.AlarmProps{
-		AlarmDescription:   jsii.String("A keyrotor grace-and-delete execution failed: its name is the user and key; fix, then Redrive it (or the next daily run finishes it)."),
-		Metric:             grace.MetricFailed(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}),
-		Threshold:          jsii.Number(1),
-		EvaluationPeriods:  jsii.Number(1),
-		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
-	})
-	graceAlarm.AddAlarmAction(awscloudwatchactions.NewSnsAction(topic))
+	failedAlarm(stack, "FailedExecutionsAlarm", sm, topic,
+		"A keyrotor execution failed: open the Step Functions console, find the failed state and user, fix, then Redrive.")
+	failedAlarm(stack, "FailedGraceExecutionsAlarm", grace, topic,
+		"A keyrotor grace-and-delete execution failed: its name is the user and key; fix, then Redrive it (or the next daily run finishes it).")
 
 	if s.Schedule != "" {
 		awsevents.NewRule(stack, jsii.String("Schedule"), &awsevents.RuleProps{
@@ -196,6 +182,19 @@ func NewKeyRotorStack(scope constructs.Construct, id string, props *KeyRotorStac
 	})
 	awscdk.Aspects_Of(stack).Add(cdknag.NewAwsSolutionsChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
 	return stack
+}
+
+// failedAlarm tells the admin topic when an execution of sm fails.
+func failedAlarm(stack awscdk.Stack, id string, sm sfn.StateMachine, topic awssns.ITopic, description string) {
+	alarm := awscloudwatch.NewAlarm(stack, jsii.String(id), &awscloudwatch.AlarmProps{
+		AlarmDescription:   jsii.String(description),
+		Metric:             sm.MetricFailed(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}),
+		Threshold:          jsii.Number(1),
+		EvaluationPeriods:  jsii.Number(1),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	alarm.AddAlarmAction(awscloudwatchactions.NewSnsAction(topic))
 }
 
 // grants holds what function roles are granted on.

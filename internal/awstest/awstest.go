@@ -7,7 +7,6 @@ package awstest
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -20,7 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -104,15 +102,8 @@ func Connect(t testing.TB, endpoint string, opts ...func(*awsconf.Options)) *Acc
 // and returns its store.
 func (a *Account) Records(t testing.TB, name string) *ledger.Store {
 	t.Helper()
-	_, err := a.DynamoDB.CreateTable(context.Background(), &dynamodb.CreateTableInput{
-		TableName:            aws.String(name),
-		BillingMode:          ddbtypes.BillingModePayPerRequest,
-		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String(ledger.AttrID), AttributeType: ddbtypes.ScalarAttributeTypeS}},
-		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String(ledger.AttrID), KeyType: ddbtypes.KeyTypeHash}},
-	})
-	var inUse *ddbtypes.ResourceInUseException
-	if err != nil && !errors.As(err, &inUse) {
-		t.Fatalf("create table %s: %v", name, err)
+	if err := ledger.CreateTable(context.Background(), a.DynamoDB, name); err != nil {
+		t.Fatal(err)
 	}
 	return &ledger.Store{API: a.DynamoDB, Table: name}
 }

@@ -173,6 +173,28 @@ const (
 	AttrExpiresAt = "expiresAt" // the table's TTL attribute
 )
 
+// TableCreator creates tables (local runs and tests; the stack creates the
+// real one).
+type TableCreator interface {
+	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
+}
+
+// CreateTable creates a record table with the stack's key schema (AttrID,
+// a string); a table that exists already is fine.
+func CreateTable(ctx context.Context, api TableCreator, name string) error {
+	_, err := api.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            aws.String(name),
+		BillingMode:          types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(AttrID), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(AttrID), KeyType: types.KeyTypeHash}},
+	})
+	var inUse *types.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) {
+		return fmt.Errorf("create table %s: %w", name, err)
+	}
+	return nil
+}
+
 // Store reads and writes records in one table.
 type Store struct {
 	API   API
