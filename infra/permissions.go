@@ -45,8 +45,31 @@ var Permissions = map[string][]string{
 		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
 	},
 	"summarize": {
+		// s3:ListBucket: without it S3 answers AccessDenied, not NoSuchKey,
+		// for a missing object (GetObject permissions, S3 API Reference),
+		// and summarize reads a missing summary as empty.
 		"s3:GetObject", "s3:PutObject", "s3:ListBucket",
 		"sns:Publish",
 		"kms:Decrypt", "kms:GenerateDataKey",
 	},
+}
+
+// PasswordOnly are the actions of Permissions a function calls only for
+// console passwords: granted only when retirePasswords is on.
+var PasswordOnly = map[string][]string{
+	"find":   {"iam:GetUser"},
+	"delete": {"iam:GetUser", "iam:DeleteLoginProfile"},
+}
+
+// granted reports whether fn's role gets action under cfg.
+func granted(fn, action string, exemptGroup string, retirePasswords bool) bool {
+	if action == "iam:GetGroup" && exemptGroup == "" {
+		return false
+	}
+	for _, a := range PasswordOnly[fn] {
+		if a == action && !retirePasswords {
+			return false
+		}
+	}
+	return true
 }

@@ -293,7 +293,7 @@ func (g grants) statements(fn string) []awsiam.PolicyStatement {
 	}
 	byResource := map[string][]string{}
 	for _, action := range Permissions[fn] {
-		if action == "iam:GetGroup" && g.cfg.ExemptGroup == "" {
+		if !granted(fn, action, g.cfg.ExemptGroup, g.cfg.RetirePasswords) {
 			continue
 		}
 		rs, ok := resources[action]

@@ -3,11 +3,14 @@
 package main
 
 import (
+	"os"
+
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
 	"github.com/keyrotor/keyrotor/shared/audit"
+	"github.com/keyrotor/keyrotor/shared/awsconf"
 	"github.com/keyrotor/keyrotor/shared/lambdastep"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
@@ -22,7 +25,7 @@ func main() {
 		IAM:     iam.NewFromConfig(env.AWS),
 		Records: env.Records(),
 		// Releases the leases of rotations whose execution failed.
-		Executions: sfn.NewFromConfig(env.AWS),
+		Executions: sfn.NewFromConfig(env.AWS, awsconf.ServiceEndpoint(os.Getenv, "SFN", func(o *sfn.Options, ep *string) { o.BaseEndpoint = ep })),
 		Leases:     env.Records(),
 		S3:         store,
 		Report:     audit.NewS3Writer(store, env.Config.ReportBucket, env.Config.RetirePasswords),

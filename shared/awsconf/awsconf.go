@@ -93,6 +93,18 @@ func FromLambdaEnv(getenv func(string) string, maxAttempts int) (aws.Config, err
 	return cfg, nil
 }
 
+// ServiceEndpoint is the SDK's service-specific endpoint setting
+// (AWS_ENDPOINT_URL_<SERVICE_ID>, for example AWS_ENDPOINT_URL_SFN), as a
+// client option; without it the client keeps the config's endpoint. Local
+// runs point Step Functions' API at the runner this way.
+func ServiceEndpoint[O any](getenv func(string) string, serviceID string, set func(*O, *string)) func(*O) {
+	return func(o *O) {
+		if ep := getenv("AWS_ENDPOINT_URL_" + serviceID); ep != "" {
+			set(o, aws.String(ep))
+		}
+	}
+}
+
 // ThrottleRetryer retries only throttled calls (which AWS did not carry
 // out), with exponential backoff and jitter up to 10 s and no client-side
 // retry quota, so a function survives heavy throttling. A 5xx, a timeout or
