@@ -70,8 +70,21 @@ type Clients struct {
 	Config   aws.Config
 }
 
+// StepIAM is every IAM call the steps make (*iam.Client implements it);
+// tests may wrap it to play IAM's lost answers or eventual consistency.
+type StepIAM interface {
+	rotation.FindIAM
+	rotation.CreateIAM
+	UpdateAccessKey(ctx context.Context, in *iam.UpdateAccessKeyInput, optFns ...func(*iam.Options)) (*iam.UpdateAccessKeyOutput, error)
+	DeleteLoginProfile(ctx context.Context, in *iam.DeleteLoginProfileInput, optFns ...func(*iam.Options)) (*iam.DeleteLoginProfileOutput, error)
+}
+
+var _ StepIAM = (*iam.Client)(nil)
+
 // World is the simulated account and keyrotor's state over days.
 type World struct {
+	// StepIAM, when set, replaces Steps.IAM for the steps.
+	StepIAM StepIAM
 	// People acts on the account; Steps are keyrotor's clients (through
 	// the fault proxy when faults are on). Both reach the same account.
 	People, Steps Clients
@@ -84,7 +97,7 @@ type World struct {
 
 	offset time.Duration
 	runs   int
-	grace  []pendingGrace
+	grace  []PendingGrace
 	starts map[string]int
 	logs   bytes.Buffer // every step's JSON log
 	out    bytes.Buffer // every step's output
@@ -104,9 +117,20 @@ type Act struct {
 	Detail string
 }
 
-type pendingGrace struct {
-	name string
-	task rotation.Task
+// PendingGrace is a grace-and-delete execution waiting out its grace.
+type PendingGrace struct {
+	Name string
+	Task rotation.Task
+}
+
+// Pending lists the grace-and-delete executions started and not yet run.
+func (w *World) Pending() []PendingGrace { return append([]PendingGrace(nil), w.grace...) }
+
+func (w *World) stepIAM() StepIAM {
+	if w.StepIAM != nil {
+		return w.StepIAM
+	}
+	return w.Steps.IAM
 }
 
 // Now is the shared clock.
@@ -139,12 +163,12 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 // recordingIAM passes every call to IAM and notes keyrotor's changes to
 // keys in the world's truth (it changes nothing about the calls).
 type recordingIAM struct {
-	*iam.Client
+	StepIAM
 	w *World
 }
 
 func (r recordingIAM) UpdateAccessKey(ctx context.Context, in *iam.UpdateAccessKeyInput, optFns ...func(*iam.Options)) (*iam.UpdateAccessKeyOutput, error) {
-	out, err := r.Client.UpdateAccessKey(ctx, in, optFns...)
+	out, err := r.StepIAM.UpdateAccessKey(ctx, in, optFns...)
 	if err == nil || failures.IsTransient(err) {
 		r.w.act("keyrotor", "deactivate", aws.ToString(in.UserName), aws.ToString(in.AccessKeyId), string(in.Status))
 	}
@@ -152,7 +176,7 @@ func (r recordingIAM) UpdateAccessKey(ctx context.Context, in *iam.UpdateAccessK
 }
 
 func (r recordingIAM) DeleteAccessKey(ctx context.Context, in *iam.DeleteAccessKeyInput, optFns ...func(*iam.Options)) (*iam.DeleteAccessKeyOutput, error) {
-	out, err := r.Client.DeleteAccessKey(ctx, in, optFns...)
+	out, err := r.StepIAM.DeleteAccessKey(ctx, in, optFns...)
 	if err == nil || failures.IsTransient(err) {
 		r.w.act("keyrotor", "delete", aws.ToString(in.UserName), aws.ToString(in.AccessKeyId), "")
 	}
@@ -189,7 +213,7 @@ func (w *World) RunDay(ctx context.Context, between func()) (*rotation.Plan, []O
 		w.starts = map[string]int{}
 	}
 	exec := fmt.Sprintf("day-%03d-%d", int(w.offset/Day), w.runs)
-	f := &rotation.Finder{IAM: w.Steps.IAM, Records: w.Records, Leases: w.Records, S3: w.Steps.S3, Config: w.Config, Now: w.Now, Log: w.log()}
+	f := &rotation.Finder{IAM: w.stepIAM(), Records: w.Records, Leases: w.Records, S3: w.Steps.S3, Config: w.Config, Now: w.Now, Log: w.log()}
 	plan, err := retried(ctx, func() (*rotation.Plan, error) {
 		return f.Handle(ctx, rotation.FindInput{Request: json.RawMessage(`{}`), ExecutionName: exec})
 	})
@@ -211,7 +235,7 @@ func (w *World) RunDay(ctx context.Context, between func()) (*rotation.Plan, []O
 
 // Flow runs one key's steps in FlowOrder.
 func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail string) {
-	iamc := recordingIAM{Client: w.Steps.IAM, w: w}
+	iamc := recordingIAM{StepIAM: w.stepIAM(), w: w}
 	if t.Item.Action == policy.Rotate {
 		cr := &rotation.Creator{IAM: iamc, Secrets: w.Steps.Secrets, Records: w.Records, Topic: w.Steps.SNS, Verify: rotation.STSVerifier(w.Steps.Config), Config: w.Config, Now: w.Now, Log: w.log()}
 		nk, err := retried(ctx, func() (*rotation.NewKey, error) { return cr.Handle(ctx, t) })
@@ -249,7 +273,7 @@ func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail strin
 	case rotation.NextGrace:
 		w.starts[de.GraceExecution]++
 		if w.starts[de.GraceExecution] == 1 {
-			w.grace = append(w.grace, pendingGrace{name: de.GraceExecution, task: rotation.Task{Execution: t.Execution, Item: t.Item, Deactivation: de}})
+			w.grace = append(w.grace, PendingGrace{Name: de.GraceExecution, Task: rotation.Task{Execution: t.Execution, Item: t.Item, Deactivation: de}})
 		}
 		return "grace", de.GraceExecution
 	case rotation.NextDelete:
@@ -266,7 +290,7 @@ func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail strin
 }
 
 func (w *World) delete(ctx context.Context, t rotation.Task) (*rotation.Cleanup, error) {
-	d := &rotation.Deleter{IAM: recordingIAM{Client: w.Steps.IAM, w: w}, Records: w.Records, Topic: w.Steps.SNS, Config: w.Config, Now: w.Now, Log: w.log()}
+	d := &rotation.Deleter{IAM: recordingIAM{StepIAM: w.stepIAM(), w: w}, Records: w.Records, Topic: w.Steps.SNS, Config: w.Config, Now: w.Now, Log: w.log()}
 	cl, err := retried(ctx, func() (*rotation.Cleanup, error) { return d.Handle(ctx, t) })
 	if err == nil {
 		w.emit(cl)
@@ -277,14 +301,14 @@ func (w *World) delete(ctx context.Context, t rotation.Task) (*rotation.Cleanup,
 // GraceDue runs the grace-and-delete executions whose Wait has ended. One
 // that fails stays failed (alarmed; the next daily run finishes it).
 func (w *World) GraceDue(ctx context.Context) (failed []string) {
-	var left []pendingGrace
+	var left []PendingGrace
 	for _, g := range w.grace {
-		if w.Now().Before(g.task.Deactivation.DeleteAfter) {
+		if w.Now().Before(g.Task.Deactivation.DeleteAfter) {
 			left = append(left, g)
 			continue
 		}
-		if _, err := w.delete(ctx, g.task); err != nil {
-			failed = append(failed, g.name+": "+err.Error())
+		if _, err := w.delete(ctx, g.Task); err != nil {
+			failed = append(failed, g.Name+": "+err.Error())
 		}
 	}
 	w.grace = left

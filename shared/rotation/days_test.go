@@ -24,186 +24,122 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyrotor/keyrotor/internal/awstest"
+	cal "github.com/keyrotor/keyrotor/internal/calendar"
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/failures"
 	"github.com/keyrotor/keyrotor/shared/ledger"
-	"github.com/keyrotor/keyrotor/shared/policy"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
 
 const oneDay = 24 * time.Hour
 
-// calendar is an emulated account over days.
+// calendar is an emulated account over days: the steps run by
+// internal/calendar's World (the same flow the calendar simulation plays),
+// with one clock shared with moto.
 type calendar struct {
-	t      *testing.T
-	a      *awstest.Account
-	recs   *ledger.Store
-	cfg    config.Config
-	offset time.Duration // the shared clock: real time + offset
-	iam    rotation.CreateIAM
-	grace  []pendingGrace
-	starts map[string]int // grace-and-delete execution starts by name
-	runs   int
-}
-
-type pendingGrace struct {
-	name string
-	task rotation.Task
+	t     *testing.T
+	a     *awstest.Account
+	w     *cal.World
+	recs  *ledger.Store
+	cfg   *config.Config
+	grace []cal.PendingGrace
 }
 
 func newCalendar(t *testing.T) *calendar {
 	t.Helper()
 	a := awstest.New(t)
-	c := &calendar{t: t, a: a, cfg: config.Default(), starts: map[string]int{}}
-	c.cfg.Sender = "keyrotor@example.com"
-	c.cfg.AdminTopicARN = a.Topic(t, "keyrotor-admins")
-	c.cfg.ReportBucket = "keyrotor-reports"
-	c.cfg.RotationTable = "rotations"
-	a.Bucket(t, c.cfg.ReportBucket)
-	a.VerifySender(t, c.cfg.Sender)
-	c.recs = a.Records(t, c.cfg.RotationTable)
-	c.iam = a.IAM
-	return c
+	cfg := config.Default()
+	cfg.Sender = "keyrotor@example.com"
+	cfg.AdminTopicARN = a.Topic(t, "keyrotor-admins")
+	cfg.ReportBucket = "keyrotor-reports"
+	cfg.RotationTable = "rotations"
+	a.Bucket(t, cfg.ReportBucket)
+	a.VerifySender(t, cfg.Sender)
+	cl := cal.Clients{IAM: a.IAM, Secrets: a.Secrets, SES: a.SES, SNS: a.SNS, S3: a.S3, DynamoDB: a.DynamoDB, Config: a.Config}
+	w := &cal.World{People: cl, Steps: cl, Records: a.Records(t, cfg.RotationTable), Config: cfg, Endpoint: a.Endpoint,
+		SetClock: func(d time.Duration) error { a.Clock(t, d); return nil }}
+	return &calendar{t: t, a: a, w: w, recs: w.Records, cfg: &w.Config}
 }
 
-func (c *calendar) now() time.Time { return time.Now().Add(c.offset) }
+func (c *calendar) now() time.Time { return c.w.Now() }
 
 // advance moves the shared clock (the steps' and moto's) by d.
 func (c *calendar) advance(d time.Duration) {
-	c.offset += d
-	c.a.Clock(c.t, c.offset)
+	if err := c.w.Advance(d); err != nil {
+		c.t.Fatal(err)
+	}
 }
 
-// oldUser creates a user whose only key is age days old, with an owner tag.
+// oldUser creates a user whose only key is age days old, used yesterday,
+// with an owner tag.
 func (c *calendar) oldUser(name string, age int, tags ...string) string {
 	c.t.Helper()
-	c.a.Clock(c.t, c.offset-time.Duration(age)*oneDay)
+	off := c.w.Offset()
+	c.a.Clock(c.t, off-time.Duration(age)*oneDay)
 	c.a.User(c.t, name, append([]string{"email", name + "@example.com"}, tags...)...)
 	id, secret := c.a.KeyWithSecret(c.t, name)
 	c.a.Use(c.t, id, secret)
-	c.a.Clock(c.t, c.offset-oneDay)
+	c.a.Clock(c.t, off-oneDay)
 	c.a.Use(c.t, id, secret) // in use: rotated, not retired
-	c.a.Clock(c.t, c.offset)
+	c.a.Clock(c.t, off)
 	return id
 }
 
 func (c *calendar) log() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
 
-// run plays one daily execution: find, then each item's flow, then every
-// grace-and-delete execution whose time has come. It returns the plan and
-// the outcome per old key.
-func (c *calendar) run(input string) (*rotation.Plan, map[string]string) {
+// run plays one daily execution and returns the plan and where each old
+// key's flow ended ("grace", "stopped: <why>", "notice-not-sent", ...).
+func (c *calendar) run(string) (*rotation.Plan, map[string]string) {
 	c.t.Helper()
-	c.runs++
-	exec := fmt.Sprintf("day-%d-run-%d", int(c.offset/oneDay), c.runs)
-	f := &rotation.Finder{IAM: c.a.IAM, Records: c.recs, S3: c.a.S3, Config: c.cfg, Now: c.now, Log: c.log()}
-	plan, err := retried(func() (*rotation.Plan, error) {
-		return f.Handle(context.Background(), rotation.FindInput{Request: json.RawMessage(input), ExecutionName: exec})
-	})
+	plan, outs, err := c.w.RunDay(context.Background(), nil)
 	if err != nil {
-		c.t.Fatalf("%s: find: %v", exec, err)
+		c.t.Fatal(err)
 	}
 	out := map[string]string{}
-	for _, it := range plan.Items {
-		out[it.OldKey.ID] = c.flow(rotation.Task{Execution: exec, Item: it})
+	for _, o := range outs {
+		out[o.Item.OldKey.ID] = result(o.Result, o.Detail)
 	}
-	c.graceDue()
+	c.grace = c.w.Pending()
 	return plan, out
 }
 
-// flow runs one key's steps in the definition's order and says where it
-// ended: grace, deleted, stopped: <why>, notice-not-sent, failed: <err>.
 func (c *calendar) flow(t rotation.Task) string {
-	ctx := context.Background()
-	if t.Item.Action == policy.Rotate {
-		cr := &rotation.Creator{IAM: c.iam, Secrets: c.a.Secrets, Records: c.recs, Topic: c.a.SNS, Config: c.cfg, Now: c.now, Log: c.log()}
-		nk, err := retried(func() (*rotation.NewKey, error) { return cr.Handle(ctx, t) })
-		if err != nil {
-			return "failed: " + err.Error()
-		}
-		t.NewKey = nk
-		if nk.Skipped != "" {
-			return "stopped: " + nk.Skipped
-		}
-	}
-	n := &rotation.Notifier{Records: c.recs, Mail: c.a.SES, Topic: c.a.SNS, Config: c.cfg, Region: "us-east-1", Now: c.now, Log: c.log()}
-	no, err := retried(func() (*rotation.Notice, error) { return n.Handle(ctx, t) })
-	if err != nil {
-		return "failed: " + err.Error()
-	}
-	t.Notice = no
-	if !no.Accepted {
-		if no.MailStatus == "skipped" {
-			return "stopped: " + no.Skipped
-		}
-		return "notice-not-sent"
-	}
-	d := &rotation.Deactivator{IAM: c.a.IAM, Records: c.recs, Topic: c.a.SNS, Config: c.cfg, Now: c.now, Log: c.log()}
-	de, err := retried(func() (*rotation.Deactivation, error) { return d.Handle(ctx, t) })
-	if err != nil {
-		return "failed: " + err.Error()
-	}
-	t.Deactivation = de
-	switch de.Next {
-	case rotation.NextGrace:
-		// StartGracePeriod: a second start of the same name is a no-op.
-		c.starts[de.GraceExecution]++
-		if c.starts[de.GraceExecution] == 1 {
-			c.grace = append(c.grace, pendingGrace{name: de.GraceExecution, task: rotation.Task{Execution: t.Execution, Item: t.Item, Deactivation: de}})
-		}
-		return "grace"
-	case rotation.NextDelete:
-		if cl := c.delete(t); cl.Deleted {
-			return "deleted"
-		}
-		return "kept"
-	}
-	return "stopped: " + de.Note
+	r := result(c.w.Flow(context.Background(), t))
+	c.grace = c.w.Pending()
+	return r
 }
 
-func (c *calendar) delete(t rotation.Task) *rotation.Cleanup {
-	d := &rotation.Deleter{IAM: c.a.IAM, Records: c.recs, Topic: c.a.SNS, Config: c.cfg, Now: c.now, Log: c.log()}
-	cl, err := retried(func() (*rotation.Cleanup, error) { return d.Handle(context.Background(), t) })
-	if err != nil {
-		c.t.Fatalf("grace execution %s: delete: %v", t.Deactivation.GraceExecution, err)
+func result(r, detail string) string {
+	if r == "stopped" || r == "failed" {
+		return r + ": " + detail
 	}
-	return cl
+	return r
 }
 
-// graceDue runs the grace-and-delete executions whose Wait has ended.
-func (c *calendar) graceDue() {
-	var left []pendingGrace
-	for _, g := range c.grace {
-		if c.now().Before(g.task.Deactivation.DeleteAfter) {
-			left = append(left, g)
-			continue
-		}
-		c.delete(g.task)
-	}
-	c.grace = left
-}
-
-// retried runs a step as the state machine's Retry would: the named
-// retryable errors again, anything else fails.
+// retried runs a step as the state machine's Retry would.
 func retried[T any](f func() (T, error)) (T, error) {
 	var v T
 	var err error
 	for range 10 {
-		v, err = f()
-		if err == nil {
+		if v, err = f(); err == nil {
 			return v, nil
 		}
 		named := failures.Boundary(err)
-		retry := false
-		for _, n := range append(failures.Retryable(), failures.Name(&failures.NewKeyNotReadyError{}), failures.Name(&failures.ReportNotReadyError{})) {
-			retry = retry || failures.Name(named) == n
-		}
-		if !retry {
+		if n := failures.Name(named); n != failures.Name(&failures.ReportNotReadyError{}) && !contains(failures.Retryable(), n) {
 			return v, named
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return v, err
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *calendar) record(id string) *ledger.Record {
@@ -325,7 +261,7 @@ func TestMotoDaysGraceRefusalThenRerunDoesNotDeleteEarly(t *testing.T) {
 // accepted, the rotation goes on.
 func TestMotoDaysRefusedMailIsRetriedNextRun(t *testing.T) {
 	c := newCalendar(t)
-	c.cfg.Sender = "unverified@example.com"
+	c.cfg.Sender = "unverified@example.com" // c.cfg is the world's configuration
 	old := c.oldUser("carol", 100)
 	_, out := c.run(`{}`)
 	if out[old] != "notice-not-sent" || c.status("carol")[old] != "Active" {
@@ -371,14 +307,14 @@ func TestMotoDaysRefusedMailIsRetriedNextRun(t *testing.T) {
 func TestMotoDaysFailedExecutionIsTakenOverNextDay(t *testing.T) {
 	c := newCalendar(t)
 	old := c.oldUser("dave", 100)
-	f := &rotation.Finder{IAM: c.a.IAM, Records: c.recs, Config: c.cfg, Now: c.now, Log: c.log()}
+	f := &rotation.Finder{IAM: c.a.IAM, Records: c.recs, Config: *c.cfg, Now: c.now, Log: c.log()}
 	plan, err := retried(func() (*rotation.Plan, error) {
 		return f.Handle(context.Background(), rotation.FindInput{Request: json.RawMessage(`{}`), ExecutionName: "failed-exec"})
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cr := &rotation.Creator{IAM: c.a.IAM, Secrets: c.a.Secrets, Records: c.recs, Topic: c.a.SNS, Config: c.cfg, Now: c.now, Log: c.log()}
+	cr := &rotation.Creator{IAM: c.a.IAM, Secrets: c.a.Secrets, Records: c.recs, Topic: c.a.SNS, Config: *c.cfg, Now: c.now, Log: c.log()}
 	nk, err := cr.Handle(context.Background(), rotation.Task{Execution: "failed-exec", Item: plan.Items[0]})
 	if err != nil || nk.KeyID == "" {
 		t.Fatalf("create: %v %+v", err, nk)
@@ -432,7 +368,7 @@ func TestMotoDaysUserWithManyTagsRotatesAndTagsAreUntouched(t *testing.T) {
 func TestMotoDaysAsOfWithoutDryRunIsRefused(t *testing.T) {
 	c := newCalendar(t)
 	old := c.oldUser("frank", 30)
-	f := &rotation.Finder{IAM: c.a.IAM, Records: c.recs, S3: c.a.S3, Config: c.cfg, Now: c.now, Log: c.log()}
+	f := &rotation.Finder{IAM: c.a.IAM, Records: c.recs, S3: c.a.S3, Config: *c.cfg, Now: c.now, Log: c.log()}
 	future := c.now().Add(100 * oneDay).UTC().Format(time.RFC3339)
 	_, err := f.Handle(context.Background(), rotation.FindInput{Request: json.RawMessage(`{"asOf":"` + future + `"}`), ExecutionName: "x"})
 	var ie *failures.InvalidInputError
@@ -456,7 +392,7 @@ func TestMotoDaysAsOfWithoutDryRunIsRefused(t *testing.T) {
 func TestMotoDaysUnprovableKeyIsNeverDeleted(t *testing.T) {
 	c := newCalendar(t)
 	old := c.oldUser("grace", 100)
-	c.iam = &loseCreateAnswer{CreateIAM: c.a.IAM}
+	c.w.StepIAM = &loseCreateAnswer{StepIAM: c.a.IAM}
 	_, out := c.run(`{}`)
 	if !strings.HasPrefix(out[old], "stopped: ") || !strings.Contains(out[old], "cannot prove") {
 		t.Fatalf("day 0: outcome %q; want a stop saying keyrotor cannot prove it created the key", out[old])
@@ -471,7 +407,7 @@ func TestMotoDaysUnprovableKeyIsNeverDeleted(t *testing.T) {
 			extra = id
 		}
 	}
-	c.iam = c.a.IAM
+	c.w.StepIAM = nil
 	c.advance(oneDay)
 	plan, _ := c.run(`{}`)
 	if len(c.status("grace")) != 2 || len(plan.Attention) == 0 {
@@ -491,12 +427,12 @@ func TestMotoDaysUnprovableKeyIsNeverDeleted(t *testing.T) {
 // loseCreateAnswer creates the key but loses the answer once (a dropped
 // response): the caller never learns the key id.
 type loseCreateAnswer struct {
-	rotation.CreateIAM
+	cal.StepIAM
 	done bool
 }
 
 func (l *loseCreateAnswer) CreateAccessKey(ctx context.Context, in *iam.CreateAccessKeyInput, optFns ...func(*iam.Options)) (*iam.CreateAccessKeyOutput, error) {
-	out, err := l.CreateIAM.CreateAccessKey(ctx, in, optFns...)
+	out, err := l.StepIAM.CreateAccessKey(ctx, in, optFns...)
 	if err == nil && !l.done {
 		l.done = true
 		return nil, &failures.TransientError{Op: "CreateAccessKey", Msg: "connection reset"}
@@ -509,8 +445,8 @@ func (l *loseCreateAnswer) CreateAccessKey(ctx context.Context, in *iam.CreateAc
 func TestMotoDaysNewKeyNotYetListedIsRetried(t *testing.T) {
 	c := newCalendar(t)
 	old := c.oldUser("heidi", 100)
-	lag := &lagList{CreateIAM: c.a.IAM, hide: 2}
-	c.iam = lag
+	lag := &lagList{StepIAM: c.a.IAM, hide: 2}
+	c.w.StepIAM = lag
 	_, out := c.run(`{}`)
 	if out[old] != "grace" {
 		t.Fatalf("outcome %q", out[old])
@@ -523,13 +459,13 @@ func TestMotoDaysNewKeyNotYetListedIsRetried(t *testing.T) {
 // lagList hides a newly created key from the next hide ListAccessKeys
 // answers, as IAM may for a few seconds.
 type lagList struct {
-	rotation.CreateIAM
+	cal.StepIAM
 	hide, creates int
 	newID         string
 }
 
 func (l *lagList) CreateAccessKey(ctx context.Context, in *iam.CreateAccessKeyInput, optFns ...func(*iam.Options)) (*iam.CreateAccessKeyOutput, error) {
-	out, err := l.CreateIAM.CreateAccessKey(ctx, in, optFns...)
+	out, err := l.StepIAM.CreateAccessKey(ctx, in, optFns...)
 	if err == nil {
 		l.creates++
 		l.newID = aws.ToString(out.AccessKey.AccessKeyId)
@@ -538,7 +474,7 @@ func (l *lagList) CreateAccessKey(ctx context.Context, in *iam.CreateAccessKeyIn
 }
 
 func (l *lagList) ListAccessKeys(ctx context.Context, in *iam.ListAccessKeysInput, optFns ...func(*iam.Options)) (*iam.ListAccessKeysOutput, error) {
-	out, err := l.CreateIAM.ListAccessKeys(ctx, in, optFns...)
+	out, err := l.StepIAM.ListAccessKeys(ctx, in, optFns...)
 	if err == nil && l.newID != "" && l.hide > 0 {
 		l.hide--
 		kept := out.AccessKeyMetadata[:0]
@@ -585,12 +521,12 @@ func TestMotoDaysGraceIsItsOwnExecutionStartedOnce(t *testing.T) {
 	if out[old] != "grace" || len(c.grace) != 1 {
 		t.Fatalf("outcome %q, %d grace executions", out[old], len(c.grace))
 	}
-	name := c.grace[0].name
+	name := c.grace[0].Name
 	if !strings.HasPrefix(name, "judy-") || !strings.Contains(name, old) || len(name) > 80 {
 		t.Fatalf("grace execution %q; want it named after the user and the key, at most 80 characters", name)
 	}
 	// The same item again (a Redrive, a second execution the same day).
-	c.flow(rotation.Task{Execution: "redrive", Item: c.grace[0].task.Item})
+	c.flow(rotation.Task{Execution: "redrive", Item: c.grace[0].Task.Item})
 	if len(c.grace) != 1 || c.ownerMails(old) != 1 {
 		t.Fatalf("%d grace executions, %d mails after a re-run; want 1 and 1", len(c.grace), c.ownerMails(old))
 	}
