@@ -1,6 +1,7 @@
 // Package bench measures keyrotor on the emulated AWS: discovery cost
-// against a list-every-user script, a full local run, and the function
-// binaries. `make bench` runs it and prints one table.
+// against a list-every-user script, a full local run, a run at scale under
+// quotas (thousands of due keys, reserved concurrency, IAM throttling) and
+// the function binaries. `make bench` runs it and prints one table.
 package bench
 
 import (

@@ -20,6 +20,7 @@ type Report struct {
 	Discovery []*Discovery `json:"discovery"`
 	Run       *RunResult   `json:"run,omitempty"`
 	Throttled *RunResult   `json:"throttledRun,omitempty"`
+	Quota     *QuotaResult `json:"quotaRun,omitempty"`
 	Binaries  []Binary     `json:"binaries,omitempty"`
 }
 
@@ -104,6 +105,31 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(tw, "%s: transitions for a user with nothing due\t%d\t0\t%s\n", p, x.r.IdleUserTransit, check(x.r.IdleUserTransit == 0))
 		if x.r.ThrottledCalls > 0 {
 			fmt.Fprintf(tw, "%s: throttled calls / state retries\t%d / %d\t(measure)\t\n", p, x.r.ThrottledCalls, x.r.Retries)
+		}
+	}
+	if q := r.Quota; q != nil {
+		p := fmt.Sprintf("quota run, %d due keys, reserved concurrency %d, %.0f%% IAM throttling", q.DueUsers, q.Reserved, q.ThrottleRate*100)
+		fmt.Fprintf(tw, "%s: status\t%s, %d rotated, %d verified in IAM and Secrets Manager\tall in one execution\t%s\n", p, q.Status, q.Rotated, q.Verified,
+			check(q.Status == "SUCCEEDED" && q.Rotated == q.DueUsers && q.Verified == q.DueUsers))
+		synth := "reused"
+		if q.Synth > 0 {
+			synth = q.Synth.Round(100 * time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s: seeding / synth / verify\t%v / %s / %v\t(measure, not in wall time)\t\n", p, q.Seed.Round(100*time.Millisecond), synth, q.Verify.Round(100*time.Millisecond))
+		fmt.Fprintf(tw, "%s: wall time (daily execution; %d grace executions deferred)\t%v\t(measure)\t\n", p, q.GraceDeferred, q.Wall.Round(time.Second))
+		var lt []string
+		for _, fn := range SortedOps(q.LambdaThrottles) {
+			lt = append(lt, fmt.Sprintf("%s=%d", fn, q.LambdaThrottles[fn]))
+		}
+		fmt.Fprintf(tw, "%s: Lambda throttles absorbed (429)\t%d (%s)\t> 0, none fatal\t%s\n", p, q.LambdaThrottleTotal(), strings.Join(lt, " "), check(q.LambdaThrottleTotal() > 0 && q.Status == "SUCCEEDED"))
+		fmt.Fprintf(tw, "%s: IAM throttles injected / state retries\t%d / %d\t(measure)\t\n", p, q.IAMThrottles, q.Retries)
+		fmt.Fprintf(tw, "%s: state transitions per key\t%.2f\t<= 15\t%s\n", p, q.PerKeyTrans, check(q.PerKeyTrans <= 15))
+		fmt.Fprintf(tw, "%s: largest state payload\t%.1f KiB (%s)\t<= 256 KiB\t%s\n", p, float64(q.Largest.Bytes)/1024, q.Largest.Where, check(q.Largest.Bytes <= StatePayloadLimit))
+		fmt.Fprintf(tw, "%s: daily execution's own history events\t%d (of %d local events; children are their own executions)\t(measure)\t\n", p, q.ParentEvents, q.HistoryEvents)
+		if q.RetryInterval > 0 {
+			fmt.Fprintf(tw, "%s: retry interval\t%v for every Retry (the definition's intervals, backoff and jitter not used)\t\t\n", p, q.RetryInterval)
+		} else {
+			fmt.Fprintf(tw, "%s: retry interval\tthe definition's (backoff and jitter as deployed)\t\t\n", p)
 		}
 	}
 	for _, b := range r.Binaries {

@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/keyrotor/keyrotor/internal/bench"
 	"github.com/keyrotor/keyrotor/internal/motoserver"
@@ -21,16 +23,38 @@ func main() {
 	sizes := flag.String("users", "1000,10000", "discovery: account sizes (5% due)")
 	due := flag.Int("due", 200, "full local run: due users")
 	out := flag.String("out", "build/bench", "where the JSON goes")
+	only := flag.String("only", "", "run only these scenarios, comma-separated: "+strings.Join(scenarios, ", ")+" (default all)")
+	var q bench.QuotaOptions
+	flag.IntVar(&q.Keys, "quota-keys", 2000, "quota: due keys in the one execution")
+	flag.IntVar(&q.Reserved, "quota-reserved", 10, "quota: reserved concurrency of each per-user function")
+	flag.Float64Var(&q.Throttle, "quota-throttle", 0.2, "quota: fraction of the functions' IAM calls throttled")
+	flag.DurationVar(&q.RetryInterval, "quota-retry-interval", 0, "quota: every Retry's interval in the local engine (0: the definition's, with backoff and jitter)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *sizes, *due, *out); err != nil {
+	sel := map[string]bool{}
+	for _, s := range strings.Split(*only, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			if !slices.Contains(scenarios, s) {
+				fmt.Fprintf(os.Stderr, "bench: -only: no scenario %q (have %s)\n", s, strings.Join(scenarios, ", "))
+				os.Exit(2)
+			}
+			sel[s] = true
+		}
+	}
+	want := func(s string) bool { return len(sel) == 0 || sel[s] }
+	if err := run(ctx, want, *sizes, *due, q, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, sizes string, due int, outDir string) error {
+// scenarios are what -only selects: discovery over account sizes, the
+// full local run undisturbed and with 30% IAM throttling, and the
+// scale-under-quotas run (many due keys, reserved concurrency, throttling).
+var scenarios = []string{"discovery", "run", "throttled", "quota"}
+
+func run(ctx context.Context, want func(string) bool, sizes string, due int, q bench.QuotaOptions, outDir string) error {
 	srv, err := motoserver.Start(filepath.Join(os.TempDir(), "keyrotor-bench-moto.log"))
 	if err != nil {
 		return err
@@ -42,7 +66,7 @@ func run(ctx context.Context, sizes string, due int, outDir string) error {
 	}
 	rep := bench.NewReport()
 	for _, s := range strings.Split(sizes, ",") {
-		if strings.TrimSpace(s) == "" {
+		if strings.TrimSpace(s) == "" || !want("discovery") {
 			continue
 		}
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -67,6 +91,9 @@ func run(ctx context.Context, sizes string, due int, outDir string) error {
 	}
 	template, bin := "cdk.out/KeyRotor.template.json", "build/host"
 	for _, throttle := range []float64{0, 0.3} {
+		if throttle == 0 && !want("run") || throttle > 0 && !want("throttled") {
+			continue
+		}
 		srv.Reset(ctx)
 		fmt.Fprintf(os.Stderr, "full local run, %d due users, %.0f%% IAM throttling...\n", due, throttle*100)
 		work := filepath.Join(outDir, fmt.Sprintf("run-throttle-%.0f", throttle*100))
@@ -82,11 +109,44 @@ func run(ctx context.Context, sizes string, due int, outDir string) error {
 			rep.Throttled = r
 		}
 	}
+	if want("quota") {
+		raiseFileLimit()
+		fmt.Fprintf(os.Stderr, "synthesizing with lambdaConcurrency %d...\n", q.Reserved)
+		tmpl, synth, err := bench.SynthQuotaTemplate(ctx, filepath.Join(outDir, "cdk-quota"), template, q.Reserved)
+		if err != nil {
+			return err
+		}
+		srv.Reset(ctx)
+		q.Template, q.BinDir, q.WorkDir = tmpl, bin, filepath.Join(outDir, "run-quota")
+		os.RemoveAll(q.WorkDir)
+		fmt.Fprintf(os.Stderr, "quota run: %d due keys, reserved concurrency %d, %.0f%% IAM throttling...\n", q.Keys, q.Reserved, q.Throttle*100)
+		if rep.Quota, err = bench.QuotaRun(ctx, cfg, srv.Endpoint, srv.SetClock, q); err != nil {
+			return err
+		}
+		rep.Quota.Synth = synth
+	}
 	rep.Print(os.Stdout)
 	path, err := rep.Save(outDir)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stdout, "\nsaved %s\n", path)
+	if rep.Quota != nil && len(rep.Quota.Problems) > 0 {
+		return fmt.Errorf("quota run failed its checks:\n  %s", strings.Join(rep.Quota.Problems, "\n  "))
+	}
 	return nil
+}
+
+// raiseFileLimit sets this process's open-file limit to its hard limit,
+// explicitly, so the local engine inherits it (Go raises its own soft limit
+// at start but restores the original in the processes it starts). The
+// engine opens a new connection to the local Lambda service for every
+// attempt and the service keeps idle connections open, so thousands of
+// throttled retries can end in EMFILE: an artifact of the local harness.
+func raiseFileLimit() {
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
 }
