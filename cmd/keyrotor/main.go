@@ -4,6 +4,7 @@
 //
 //	keyrotor demo
 //	keyrotor run --endpoint URL [--input FILE|-] [--wait DURATION]
+//	keyrotor run --endpoint URL --redrive WORK-DIR
 //	keyrotor audit [--endpoint URL] [--format table|csv|json] [--as-of TIME] [--users a,b]
 //	keyrotor release --key ID --table NAME [--reason TEXT]
 package main
@@ -22,6 +23,7 @@ const usage = `keyrotor: hands-off rotation of AWS IAM user access keys
 Usage:
   keyrotor demo                 run a full rotation on an emulated account (starts moto_server)
   keyrotor run --endpoint URL   run the synthesized state machine once against an endpoint
+                                (--redrive WORK-DIR: redrive a failed run, as Step Functions does)
   keyrotor audit                print the credential audit report of the caller's account
   keyrotor release --key ID     end the hold on a rotation a person acted on
 

@@ -52,10 +52,11 @@ func runRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	endpoint := fs.String("endpoint", "", "AWS-compatible endpoint already running, e.g. http://127.0.0.1:5000 (required)")
 	inputPath := fs.String("input", "", "execution input: a JSON file, or - for standard input (default {})")
 	wait := fs.Duration("wait", 0, "grace period for this run: the functions and the Wait state both use it")
+	redrive := fs.String("redrive", "", "the work directory of a failed run: run that execution again from the state that failed, as Step Functions' RedriveExecution does")
 	var rf runFlags
 	rf.register(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: keyrotor run --endpoint URL [--input FILE|-] [--wait DURATION]\n\nRuns the synthesized state machine once against the endpoint. Progress goes to stderr,\nthe execution's output JSON to stdout. Exit 0 only if the execution succeeded.\n\nFlags:")
+		fmt.Fprintln(stderr, "usage: keyrotor run --endpoint URL [--input FILE|-] [--wait DURATION]\n       keyrotor run --endpoint URL --redrive WORK-DIR [--wait DURATION]\n\nRuns the synthesized state machine once against the endpoint; with --redrive, runs the\nfailed execution of WORK-DIR again from its failed state (same name and input; steps and\nusers that succeeded are not run again). Progress goes to stderr, the execution's output\nJSON to stdout. Exit 0 only if the execution succeeded.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -69,6 +70,15 @@ func runRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		fmt.Fprintln(stderr, "keyrotor run: --wait must not be negative (e.g. 0s, 30s, 168h)")
 		return 2
 	}
+	if *redrive != "" {
+		for _, f := range []string{"input", "name", "work-dir"} {
+			if flagSet(fs, f) {
+				fmt.Fprintf(stderr, "keyrotor run: --%s cannot be used with --redrive: a redrive runs the failed execution with its own %s\n", f, map[string]string{"input": "input", "name": "name", "work-dir": "work directory"}[f])
+				return 2
+			}
+		}
+		rf.workDir = *redrive
+	}
 	input, err := readInput(*inputPath, stdin)
 	if err != nil {
 		fmt.Fprintf(stderr, "keyrotor run: --input: %v\n", err)
@@ -79,7 +89,12 @@ func runRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return 2
 	}
 	p := newProgress(stderr)
-	res, err := execute(ctx, rf, *endpoint, input, *wait, p)
+	res, err := runLocal(ctx, rf, *endpoint, input, *wait, p, *redrive != "")
+	var nr *local.NotRedrivableError
+	if errors.As(err, &nr) {
+		fmt.Fprintf(stderr, "keyrotor run: --redrive %s: %v\n", *redrive, err)
+		return 2
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "keyrotor run: %v\n", err)
 		return 1
@@ -143,15 +158,32 @@ func readInput(path string, stdin io.Reader) (json.RawMessage, error) {
 	return json.RawMessage(b), nil
 }
 
+// flagSet reports whether the flag was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// testOptions, when set (by tests), adjusts the options of every local
+// execution the command starts (a runner-side fault, for example).
+var testOptions func(*local.Options)
+
 // execute runs the state machine locally with progress.
 func execute(ctx context.Context, rf runFlags, endpoint string, input json.RawMessage, wait time.Duration, p *progress) (*local.Result, error) {
+	return runLocal(ctx, rf, endpoint, input, wait, p, false)
+}
+
+// runLocal runs the state machine locally with progress; with redrive, it
+// redrives the failed execution of rf.workDir instead.
+func runLocal(ctx context.Context, rf runFlags, endpoint string, input json.RawMessage, wait time.Duration, p *progress, redrive bool) (*local.Result, error) {
 	interval := rf.retryInterval
 	var plan struct {
 		Plan struct {
 			Counts struct{ Rotate, Retire int }
 		}
 	}
-	res, err := local.Run(ctx, local.Options{
+	o := local.Options{
 		Endpoint: endpoint, Template: rf.template, BinDir: rf.bin, Input: input, Wait: wait,
 		RetryInterval: &interval, ExecutionName: rf.name, WorkDir: rf.workDir, MaxConcurrency: rf.concurrency,
 		Progress: p.event,
@@ -160,7 +192,17 @@ func execute(ctx context.Context, rf runFlags, endpoint string, input json.RawMe
 				p.expect(plan.Plan.Counts.Rotate + plan.Plan.Counts.Retire)
 			}
 		},
-	})
+	}
+	if testOptions != nil {
+		testOptions(&o)
+	}
+	var res *local.Result
+	var err error
+	if redrive {
+		res, err = local.Redrive(ctx, o, rf.workDir)
+	} else {
+		res, err = local.Run(ctx, o)
+	}
 	if errors.Is(err, context.Canceled) {
 		return nil, errors.New("interrupted; everything it started has been stopped")
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
@@ -67,9 +65,17 @@ type Options struct {
 	// ExtraEnv is added to every function's environment (the simulation's
 	// shared clock file).
 	ExtraEnv map[string]string
+	// StartExecutionFault, when set, is asked before the runner serves a
+	// StartExecution (StartGracePeriod); a non-empty error name fails the
+	// call with that Step Functions error and cause, as a missing
+	// permission or an outage would (tests of the runner side).
+	StartExecutionFault func(name string) (errName, cause string)
 
 	lambdaURL string // the local Lambda service, once started
 	sfnURL    string // the runner's Step Functions API (DescribeExecution)
+	// appendHistory appends the engine's events to history.jsonl (a
+	// redrive) instead of starting it afresh.
+	appendHistory bool
 }
 
 // GraceRun is one grace-and-delete execution a run started.
@@ -138,41 +144,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
 		return nil, err
 	}
-	if abs, err := filepath.Abs(o.BinDir); err == nil {
-		o.BinDir = abs
-	}
-	tmpl, err := ReadTemplate(o.Template)
+	l, def, cleanup, err := prepare(ctx, &o)
 	if err != nil {
 		return nil, err
 	}
-	res, err := provision(ctx, tmpl, o)
-	if err != nil {
-		return nil, err
-	}
-	def, err := tmpl.Definition(res.resolver())
-	if err != nil {
-		return nil, err
-	}
-	graceDef, err := tmpl.DefinitionOf(res.resolver(), GraceStateMachine)
-	if err != nil {
-		return nil, err
-	}
-	reader, err := newItemReader(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	defer reader.close()
-	o.sfnURL = reader.base()
-	srv, logDir, err := startFunctions(tmpl, res, o)
-	if err != nil {
-		return nil, err
-	}
-	o.lambdaURL = srv.URL()
-	defer srv.Close()
-	l := &launcher{o: o, srv: srv, reader: reader, graceDef: graceDef, logDir: logDir, byName: map[string]*GraceRun{}}
-	reader.mux.HandleFunc("POST /start-execution", l.startExecution)
-	reader.mux.HandleFunc("POST /{$}", describeExecution)
-
+	defer cleanup()
 	input := o.Input
 	if len(input) == 0 {
 		input = json.RawMessage(`{}`)
@@ -181,15 +157,64 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A run returns when everything it started has finished.
+	return l.finish(ctx, r)
+}
+
+// prepare provisions the local stand-ins of the stack's resources, starts
+// the functions and the runner's server, and returns the launcher and the
+// daily state machine's definition.
+func prepare(ctx context.Context, o *Options) (*launcher, json.RawMessage, func(), error) {
+	if abs, err := filepath.Abs(o.BinDir); err == nil {
+		o.BinDir = abs
+	}
+	tmpl, err := ReadTemplate(o.Template)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	res, err := provision(ctx, tmpl, *o)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	def, err := tmpl.Definition(res.resolver())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	graceDef, err := tmpl.DefinitionOf(res.resolver(), GraceStateMachine)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	reader, err := newItemReader(ctx, *o)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	o.sfnURL = reader.base()
+	srv, logDir, err := startFunctions(tmpl, res, *o)
+	if err != nil {
+		reader.close()
+		return nil, nil, nil, err
+	}
+	o.lambdaURL = srv.URL()
+	l := &launcher{o: *o, srv: srv, reader: reader, graceDef: graceDef, logDir: logDir, byName: map[string]*GraceRun{},
+		maps: &mapRuns{s3: reader.api, region: o.Region}}
+	reader.mux.HandleFunc("POST /start-execution", l.startExecution)
+	reader.mux.HandleFunc("POST /{$}", describeExecution)
+	l.maps.serve(reader.mux)
+	return l, def, func() { srv.Close(); reader.close() }, nil
+}
+
+// finish waits for everything the execution started (a run returns when
+// all of it has finished) and completes its result.
+func (l *launcher) finish(ctx context.Context, r *Result) (*Result, error) {
 	l.wg.Wait()
 	l.mu.Lock()
 	for _, g := range l.order {
 		r.Grace = append(r.Grace, l.byName[g])
 	}
 	l.mu.Unlock()
-	srv.Close() // ends the function processes, so their peak memory is known
-	r.Stats = srv.Stats()
+	// Invocations an aborted child left running finish, as in Lambda.
+	l.srv.drain(time.Minute)
+	l.srv.Close() // ends the function processes, so their peak memory is known
+	r.Stats = l.srv.Stats()
 	r.Invocations = r.Stats.Invocations
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
@@ -240,7 +265,9 @@ func RunGrace(ctx context.Context, o Options, name string, input json.RawMessage
 	}
 	o.lambdaURL = srv.URL()
 	defer srv.Close()
-	l := &launcher{o: o, srv: srv, reader: reader, graceDef: graceDef, logDir: logDir, byName: map[string]*GraceRun{}}
+	l := &launcher{o: o, srv: srv, reader: reader, graceDef: graceDef, logDir: logDir, byName: map[string]*GraceRun{},
+		maps: &mapRuns{s3: reader.api, region: o.Region}}
+	l.maps.serve(reader.mux)
 	zero := int64(0)
 	r, err := l.run(ctx, graceDef, "KeyRotorGrace", name, input, o.WorkDir, &zero)
 	if err != nil {
@@ -280,7 +307,11 @@ func startFunctions(tmpl *Template, res *resources, o Options) (*Server, string,
 		env[config.EnvGracePeriod] = o.Wait.String()
 		env["AWS_ENDPOINT_URL"] = fnEndpoint
 		env["AWS_REGION"], env["AWS_DEFAULT_REGION"] = o.Region, o.Region
-		env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = "testing", "testing"
+		// Each function signs with its own access key id, so every call a
+		// local run makes is attributed to the function that made it (the
+		// fault proxy's log; the permissions test compares it with the
+		// roles in the template).
+		env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = FunctionKeyID(dir), "testing"
 		if o.sfnURL != "" {
 			env["AWS_ENDPOINT_URL_SFN"] = o.sfnURL
 		}
@@ -314,10 +345,16 @@ type launcher struct {
 	byName   map[string]*GraceRun
 	order    []string
 	wg       sync.WaitGroup
+	maps     *mapRuns // the Distributed Map runs (ItemReader, ResultWriter)
+}
+
+// runExtra modifies one engine run: a redrive starts at a state.
+type runExtra struct {
+	startAt string // the state to start at (a redrive's failed state)
 }
 
 // run runs one execution of def to its end.
-func (l *launcher) run(ctx context.Context, def json.RawMessage, machine, name string, input json.RawMessage, workDir string, graceWait *int64) (*Result, error) {
+func (l *launcher) run(ctx context.Context, def json.RawMessage, machine, name string, input json.RawMessage, workDir string, graceWait *int64, extra ...runExtra) (*Result, error) {
 	if err := os.MkdirAll(workDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -325,9 +362,15 @@ func (l *launcher) run(ctx context.Context, def json.RawMessage, machine, name s
 		"definition":           json.RawMessage(def),
 		"input":                input,
 		"context":              map[string]any{"Execution": map[string]any{"Id": "arn:aws:states:" + l.o.Region + ":123456789012:execution:" + machine + ":" + name, "Name": name}},
-		"itemReaderURL":        l.reader.url,
-		"startExecutionURL":    strings.TrimSuffix(l.reader.url, "/items") + "/start-execution",
+		"mapRunURL":            l.reader.base() + "/map-run",
+		"resultWriterURL":      l.reader.base() + "/result-writer",
+		"startExecutionURL":    l.reader.base() + "/start-execution",
 		"startExecutionStates": startExecutionStates(def),
+	}
+	for _, x := range extra {
+		if x.startAt != "" {
+			job["startAt"] = x.startAt
+		}
 	}
 	if graceWait != nil {
 		job["waitTimeOverrides"] = map[string]int64{GraceWaitState: *graceWait}
@@ -346,6 +389,7 @@ func (l *launcher) run(ctx context.Context, def json.RawMessage, machine, name s
 	}
 	o := l.o
 	o.WorkDir = workDir
+	o.appendHistory = l.o.appendHistory && machine == "KeyRotor" && name == l.o.ExecutionName
 	running.Store(name, true)
 	defer running.Delete(name)
 	return runEngine(ctx, o, jobPath, l.logDir)
@@ -392,6 +436,13 @@ func (l *launcher) startExecution(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "want {name, input}", http.StatusBadRequest)
 		return
 	}
+	if f := l.o.StartExecutionFault; f != nil {
+		if name, cause := f(req.Name); name != "" {
+			w.WriteHeader(http.StatusBadRequest)
+			json.NewEncoder(w).Encode(map[string]string{"error": name, "cause": cause})
+			return
+		}
+	}
 	l.mu.Lock()
 	if _, ok := l.byName[req.Name]; ok {
 		l.mu.Unlock()
@@ -417,6 +468,21 @@ func (l *launcher) startExecution(w http.ResponseWriter, r *http.Request) {
 		}()
 	}
 	json.NewEncoder(w).Encode(map[string]any{"ExecutionArn": arn, "StartDate": time.Now().UTC().Format(time.RFC3339)})
+}
+
+// FunctionKeyID is the access key id a function signs with in local runs.
+func FunctionKeyID(dir string) string {
+	return "AKIDLOCAL" + strings.ToUpper(strings.ReplaceAll(dir, "-", ""))
+}
+
+// FunctionOfKeyID is the function directory of a FunctionKeyID, or "".
+func FunctionOfKeyID(id string) string {
+	for _, dir := range FunctionDirs {
+		if FunctionKeyID(dir) == id {
+			return dir
+		}
+	}
+	return ""
 }
 
 // SafeName makes an execution name safe as a directory name.
@@ -473,7 +539,11 @@ func runEngine(ctx context.Context, o Options, jobPath string, logDir string) (*
 	if err != nil {
 		return nil, err
 	}
-	history, err := os.Create(filepath.Join(o.WorkDir, "history.jsonl"))
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if o.appendHistory {
+		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	history, err := os.OpenFile(filepath.Join(o.WorkDir, "history.jsonl"), flags, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -750,15 +820,8 @@ func provision(ctx context.Context, t *Template, o Options) (*resources, error) 
 	ddb := dynamodb.NewFromConfig(cfg)
 	for _, id := range t.OfType("AWS::DynamoDB::Table") {
 		name := "keyrotor-" + id
-		_, err := ddb.CreateTable(ctx, &dynamodb.CreateTableInput{
-			TableName:            aws.String(name),
-			BillingMode:          ddbtypes.BillingModePayPerRequest,
-			AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String(ledger.AttrID), AttributeType: ddbtypes.ScalarAttributeTypeS}},
-			KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String(ledger.AttrID), KeyType: ddbtypes.KeyTypeHash}},
-		})
-		var inUse *ddbtypes.ResourceInUseException
-		if err != nil && !errors.As(err, &inUse) {
-			return nil, fmt.Errorf("create local table %s: %w", name, err)
+		if err := ledger.CreateTable(ctx, ddb, name); err != nil {
+			return nil, fmt.Errorf("local stand-in: %w", err)
 		}
 		res.refs[id], res.arns[id] = name, "arn:aws:dynamodb:"+o.Region+":123456789012:table/"+name
 	}
@@ -775,12 +838,14 @@ func provision(ctx context.Context, t *Template, o Options) (*resources, error) 
 	return res, nil
 }
 
-// itemReader serves the engine's ItemReader hook: it reads S3 objects from
-// the endpoint with the AWS SDK (signed, as Step Functions would).
+// itemReader is the runner's server for the engine's hooks: a Map's items
+// and results (map-run, result-writer: S3 through the AWS SDK, as Step
+// Functions reads and writes them), StartExecution and DescribeExecution.
 type itemReader struct {
 	url string
 	srv *http.Server
 	mux *http.ServeMux
+	api *s3.Client
 }
 
 func newItemReader(ctx context.Context, o Options) (*itemReader, error) {
@@ -794,16 +859,7 @@ func newItemReader(ctx context.Context, o Options) (*itemReader, error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /items", func(w http.ResponseWriter, r *http.Request) {
-		out, err := api.GetObject(r.Context(), &s3.GetObjectInput{Bucket: aws.String(r.URL.Query().Get("bucket")), Key: aws.String(r.URL.Query().Get("key"))})
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusNotFound)
-			return
-		}
-		defer out.Body.Close()
-		io.Copy(w, out.Body)
-	})
-	ir := &itemReader{url: "http://" + ln.Addr().String() + "/items", srv: &http.Server{Handler: mux}, mux: mux}
+	ir := &itemReader{url: "http://" + ln.Addr().String(), srv: &http.Server{Handler: mux}, mux: mux, api: api}
 	go ir.srv.Serve(ln)
 	return ir, nil
 }
@@ -811,7 +867,7 @@ func newItemReader(ctx context.Context, o Options) (*itemReader, error) {
 func (ir *itemReader) close() { ir.srv.Close() }
 
 // base is the server's root URL.
-func (ir *itemReader) base() string { return strings.TrimSuffix(ir.url, "/items") }
+func (ir *itemReader) base() string { return ir.url }
 
 // String summarises the result in one line.
 func (r *Result) String() string {

@@ -1,25 +1,45 @@
 // Runs one execution of an Amazon States Language definition with
 // aws-local-stepfunctions (pinned in package.json), for keyrotor's local
 // runs. Reads a job file (argv[2]):
-//   {definition, input, context, waitTimeOverrides, retryIntervalOverrides, itemReaderURL}
+//   {definition, input, context, waitTimeOverrides, retryIntervalOverrides,
+//    mapRunURL, resultWriterURL, startExecutionURL, startExecutionStates, startAt}
 // and writes one JSON line per engine event to stdout, then a final
 //   {"type":"Result","status":"SUCCEEDED"|"FAILED", output|error+cause}.
 // Lambda tasks go to AWS_ENDPOINT_URL_LAMBDA (the local Lambda server).
 //
-// The engine runs a DISTRIBUTED Map inline and ignores ItemReader. keyrotor's
-// RotateEachUser map reads its items from S3 with ItemReader, so this script
-// loads the engine with one hook added where the Map state takes its items:
-// when the state has an S3 ItemReader, the items are read from the emulated
-// S3, as Step Functions would read them, through the Go runner
-// (job.itemReaderURL), which reads the object with the AWS SDK.
+// The engine runs a DISTRIBUTED Map inline and ignores ItemReader and
+// ResultWriter. keyrotor's RotateEachUser map reads its items from S3 with
+// ItemReader and writes its children's results to S3 with ResultWriter, so
+// this script loads the engine with hooks in the Map state (MAP_HOOKS): a
+// map with an ItemReader or a ResultWriter is a "map run" the Go runner
+// serves (job.mapRunURL): it reads the items from the emulated S3 with the
+// AWS SDK, as Step Functions would; it writes the children's results there
+// as ResultWriter does (manifest.json and SUCCEEDED_n.json / FAILED_n.json),
+// and the state's result is the manifest reference, not the children's
+// outputs. When the runner redrives a failed execution (job.startAt), it
+// names the items of the failed map run to run again and, for a child that
+// failed or was cut short, the state to restart it at with that state's
+// recorded input, as RedriveExecution redrives a Map Run's failed children.
+// A child that fails still fails the map at once (the engine ignores
+// ToleratedFailurePercentage), aborting the children still running.
 import { readFileSync } from 'node:fs';
 import { createRequire, Module } from 'node:module';
 import path from 'node:path';
 
 const require = createRequire(import.meta.url);
 const enginePath = require.resolve('aws-local-stepfunctions');
-const ANCHOR = 'let items = input;';
-const HOOK = 'let items = (state.ItemReader && globalThis.__keyrotorReadItems) ? await globalThis.__keyrotorReadItems(state, input, context) : input;';
+// [anchor, replacement] pairs in MapStateAction (execute and processItem).
+// this.__kr is the map run the runner serves (null for a plain inline map).
+const MAP_HOOKS = [
+  ['let items = input;',
+    'let items = input; this.__kr = await globalThis.__keyrotorMapRun(this.stateName, state, input, context); if (this.__kr?.items) items = this.__kr.items;'],
+  ['limit(() => this.processItem(iteratorStateMachine, item, input, context, i, options))',
+    'limit(() => this.processItem(iteratorStateMachine, item, input, context, this.__kr ? this.__kr.index(i) : i, options))'],
+  ['const execution = stateMachine.run(paramValue ?? item, options.runOptions);',
+    'const execution = this.__kr ? this.__kr.run(stateMachine, index, paramValue ?? item, options) : stateMachine.run(paramValue ?? item, options.runOptions);'],
+  ['const result = await Promise.all(processedItemsPromise);',
+    'const result = await Promise.all(processedItemsPromise); if (this.__kr?.write) return this.buildExecutionResult(await this.__kr.write());'],
+];
 
 // Step Functions names a Lambda service error "Lambda.<exception>" (for a
 // function at its reserved concurrency: Lambda.TooManyRequestsException);
@@ -30,15 +50,17 @@ const INVOKE_HOOK = 'let invocationResult; try { invocationResult = await this.c
 
 function loadEngine() {
   const src = readFileSync(enginePath, 'utf8');
-  for (const a of [ANCHOR, INVOKE_ANCHOR]) {
+  let patched = src;
+  for (const [a, hook] of [...MAP_HOOKS, [INVOKE_ANCHOR, INVOKE_HOOK]]) {
     if (src.split(a).length !== 2) {
       throw new Error(`aws-local-stepfunctions changed: the anchor "${a}" was not found exactly once in ${enginePath}; keyrotor pins version 3.0.0 (package.json)`);
     }
+    patched = patched.replace(a, () => hook);
   }
   const m = new Module(enginePath, null);
   m.filename = enginePath;
   m.paths = Module._nodeModulePaths(path.dirname(enginePath));
-  m._compile(src.replace(ANCHOR, HOOK).replace(INVOKE_ANCHOR, INVOKE_HOOK), enginePath);
+  m._compile(patched, enginePath);
   return m.exports;
 }
 
@@ -63,24 +85,83 @@ function resolveParams(params, input, context) {
 
 const job = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 
-globalThis.__keyrotorReadItems = async (state, input, context) => {
-  const r = state.ItemReader;
-  if (r.Resource !== 'arn:aws:states:::s3:getObject') {
-    throw new Error(`ItemReader resource ${r.Resource} is not supported locally`);
-  }
-  const type = r.ReaderConfig?.InputType ?? 'JSON';
-  if (type !== 'JSON') throw new Error(`ItemReader InputType ${type} is not supported locally`);
-  const p = resolveParams(r.Parameters, input, context);
-  const url = `${job.itemReaderURL}?bucket=${encodeURIComponent(p.Bucket)}&key=${encodeURIComponent(p.Key)}`;
-  const resp = await fetch(url);
+const post = async (url, body) => {
+  const resp = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const text = await resp.text();
   if (!resp.ok) {
-    const err = new Error(`ItemReader could not read s3://${p.Bucket}/${p.Key}: HTTP ${resp.status}`);
-    err.name = 'States.ItemReaderFailed';
+    let e = {};
+    try { e = JSON.parse(text); } catch { e = { cause: text }; }
+    const err = new Error(e.cause ?? `HTTP ${resp.status}`);
+    err.name = e.error ?? 'States.Runtime';
     throw err;
   }
-  const items = JSON.parse(await resp.text());
-  if (!Array.isArray(items)) throw new Error(`ItemReader: s3://${p.Bucket}/${p.Key} is not a JSON array`);
-  return items;
+  return JSON.parse(text);
+};
+
+// StateMachine is the engine's class, set once the engine is loaded.
+let StateMachineClass;
+
+// __keyrotorMapRun starts a map run for a Map state with an ItemReader or a
+// ResultWriter (else null: the engine's own inline map). The runner answers
+// {items, index, redo}: the items (read with ItemReader; on a redrive only
+// those to run again), each one's index in the map run, and for a child to
+// restart mid-way {startAt, input}.
+globalThis.__keyrotorMapRun = async (stateName, state, input, context) => {
+  if (!state.ItemReader && !state.ResultWriter) return null;
+  const req = { state: stateName, execution: job.context?.Execution?.Id ?? '' };
+  if (state.ItemReader) {
+    const r = state.ItemReader;
+    if (r.Resource !== 'arn:aws:states:::s3:getObject') {
+      throw new Error(`ItemReader resource ${r.Resource} is not supported locally`);
+    }
+    const type = r.ReaderConfig?.InputType ?? 'JSON';
+    if (type !== 'JSON') throw new Error(`ItemReader InputType ${type} is not supported locally`);
+    const p = resolveParams(r.Parameters, input, context);
+    req.itemReader = { bucket: p.Bucket, key: p.Key };
+  }
+  let writer = null;
+  if (state.ResultWriter) {
+    const w = state.ResultWriter;
+    if (w.Resource !== 'arn:aws:states:::s3:putObject') {
+      throw new Error(`ResultWriter resource ${w.Resource} is not supported locally`);
+    }
+    if (w.WriterConfig) throw new Error('ResultWriter WriterConfig is not supported locally');
+    const p = resolveParams(w.Parameters, input, context);
+    writer = { bucket: p.Bucket, prefix: p.Prefix ?? '' };
+  }
+  const run = await post(job.mapRunURL, req);
+  const children = new Map();
+  return {
+    items: run.items ?? undefined,
+    index: (i) => (run.index ? run.index[i] : i),
+    // run starts child index: from its start, or on a redrive at the
+    // state it failed in, with that state's recorded input; and notes
+    // its outcome for the ResultWriter.
+    run(sm, index, childInput, options) {
+      const redo = run.redo?.[index];
+      const execution = redo
+        ? new StateMachineClass({ ...(state.ItemProcessor ?? state.Iterator), StartAt: redo.startAt },
+          { ...options.stateMachineOptions, validationOptions: { noValidate: true } }).run(redo.input, options.runOptions)
+        : sm.run(childInput, options.runOptions);
+      const rec = { index, input: childInput, startDate: new Date().toISOString() };
+      children.set(index, rec);
+      const result = execution.result.then((out) => {
+        Object.assign(rec, { status: 'SUCCEEDED', output: out, stopDate: new Date().toISOString() });
+        return out;
+      }, (e) => {
+        const c = e?.cause ?? e;
+        Object.assign(rec, { status: 'FAILED', error: c?.name ?? 'Error', cause: c?.message ?? String(c), stopDate: new Date().toISOString() });
+        throw e;
+      });
+      return { ...execution, result };
+    },
+    // write hands every child's result to the runner, which writes the
+    // ResultWriter files and answers the state's result.
+    write: writer && (() => post(job.resultWriterURL, {
+      state: stateName, execution: req.execution, bucket: writer.bucket, prefix: writer.prefix,
+      children: [...children.values()].sort((a, b) => a.index - b.index),
+    })),
+  };
 };
 
 const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n');
@@ -112,7 +193,14 @@ for (const name of job.startExecutionStates ?? []) {
 }
 
 const { StateMachine } = loadEngine();
-const sm = new StateMachine(job.definition, { validationOptions: { checkPaths: true, checkArn: false } });
+StateMachineClass = StateMachine;
+// A redrive restarts the execution at its failed state (job.startAt) with
+// that state's recorded input (job.input), as RedriveExecution does.
+const definition = job.startAt ? { ...job.definition, StartAt: job.startAt } : job.definition;
+// The definition is validated as a whole; a redrive's copy starting at a
+// later state leaves the earlier ones unreachable, which is not an error.
+const validated = new StateMachine(job.definition, { validationOptions: { checkPaths: true, checkArn: false } });
+const sm = job.startAt ? new StateMachine(definition, { validationOptions: { noValidate: true } }) : validated;
 const execution = sm.run(job.input ?? {}, {
   overrides: {
     waitTimeOverrides: job.waitTimeOverrides ?? {},

@@ -99,7 +99,8 @@ type Finder struct {
 	Config  config.Config
 	Now     func() time.Time
 	Log     *slog.Logger
-	// InlineItemsLimit bounds the JSON size of Plan.Items (default 64 KiB).
+	// InlineItemsLimit bounds the JSON size of Plan.Items (default
+	// InlineItemsBytes).
 	InlineItemsLimit int
 	// Workers checks candidates concurrently (default 8).
 	Workers int
@@ -393,23 +394,27 @@ func passwordSetAt(id string) time.Time {
 	return time.Unix(sec, 0).UTC()
 }
 
-// inlineListLimit bounds each list a state carries (blocked, exempt, held,
+// InlineListLimit bounds each list a state carries (blocked, exempt, held,
 // attention): Step Functions fails a state whose input or output exceeds
 // 256 KiB (States.DataLimitExceeded, not caught by States.ALL, repeated by
 // Redrive). The counts stay whole and the audit report in S3 lists all.
-const inlineListLimit = 50
+const InlineListLimit = 25
+
+// InlineItemsBytes bounds the plan's inline copy of its items; the map
+// reads them all from S3.
+const InlineItemsBytes = 16 << 10
 
 func capSkipped(s []Skipped) ([]Skipped, bool) {
-	if len(s) <= inlineListLimit {
+	if len(s) <= InlineListLimit {
 		return s, false
 	}
-	return s[:inlineListLimit], true
+	return s[:InlineListLimit], true
 }
 
 func (f *Finder) trimInline(p *Plan) {
 	limit := f.InlineItemsLimit
 	if limit == 0 {
-		limit = 64 << 10
+		limit = InlineItemsBytes
 	}
 	size := 0
 	for i, it := range p.Items {

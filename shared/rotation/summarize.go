@@ -105,7 +105,8 @@ type Summarizer struct {
 	Config config.Config
 	Now    func() time.Time
 	Log    *slog.Logger
-	// InlineLimit bounds Summary.Users (default 200); the S3 summary has all.
+	// InlineLimit bounds Summary.Users (default SummaryUsersLimit); the S3
+	// summary has all.
 	InlineLimit int
 }
 
@@ -213,7 +214,7 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 	}
 	limit := s.InlineLimit
 	if limit == 0 {
-		limit = 100
+		limit = SummaryUsersLimit
 	}
 	if len(sum.Users) > limit {
 		sum.Users, sum.UsersCut = sum.Users[:limit], true
@@ -222,6 +223,10 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 		"retired", sum.Totals.Retired, "kept", sum.Totals.Kept, "failed", sum.Totals.Failed, "blocked", sum.Totals.Blocked)
 	return sum, nil
 }
+
+// SummaryUsersLimit bounds the summary's inline list of outcomes; the S3
+// summary object lists every user.
+const SummaryUsersLimit = 50
 
 // retryInlineItems bounds the retry plan's inline copy of its items.
 const retryInlineItems = 20

@@ -106,7 +106,7 @@ type Plan struct {
 	Held           []Skipped `json:"held"`
 	Attention      []Skipped `json:"attention"`
 	InFlight       []Skipped `json:"inFlight"`
-	// The lists above hold at most 50 entries each (the counts are whole;
+	// The lists above hold at most InlineListLimit entries each (the counts are whole;
 	// the audit report lists everything): a state may not exceed 256 KiB.
 	BlockedTruncated   bool       `json:"blockedTruncated,omitempty"`
 	ExemptTruncated    bool       `json:"exemptTruncated,omitempty"`
