@@ -95,7 +95,11 @@ func TestSlowPermissionsFromBehaviour(t *testing.T) {
 	sy := newPermSynth(t, root, node)
 	// Configurations that need nothing from the emulator synthesize in the
 	// background while earlier ones run.
-	defaultTmpl := sy.start(t, "default", nil)
+	// The default configuration also reserves 2 concurrent executions per
+	// per-user function: the local Lambda server then answers beyond it
+	// with TooManyRequestsException, as Lambda does, and the runs must
+	// still converge (Lambda.TooManyRequestsException is retried).
+	defaultTmpl := sy.start(t, "default", map[string]any{"lambdaConcurrency": 2})
 	retireTmpl := sy.start(t, "retirePasswords", map[string]any{"retirePasswords": true})
 	exemptTmpl := sy.start(t, "exemptGroup", map[string]any{"exemptGroup": "breakglass"})
 

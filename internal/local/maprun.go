@@ -80,7 +80,7 @@ func (m *mapRuns) start(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var resp struct {
-		Items []json.RawMessage `json:"items,omitempty"`
+		Items []json.RawMessage `json:"items"` // [] when the reader found none: null leaves the input
 		Index []int             `json:"index,omitempty"`
 		Redo  map[int]restart   `json:"redo,omitempty"`
 	}
