@@ -81,6 +81,9 @@ diff: build deps-npm
 # bench: measurements on the emulator, printed and saved under build/bench/.
 bench: deps build build-host synth
 	go run ./internal/bench/cmd
+	@# State size at the issue's full size: 10,000 exempt, 10,000 blocked and
+	@# 3,000 failing users (about 15 minutes; make test runs 600/600/200).
+	KEYROTOR_STATE_SIZE_USERS=10000,10000,3000 go test -count=1 -timeout 180m -run '^TestSlowStateSizeLimit$$' -v ./cmd/keyrotor
 
 # test: every test. Needs the host binaries (local Lambda server), the
 # synthesized template (end-to-end runs use the exact deployable definition)
