@@ -23,7 +23,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -92,7 +91,7 @@ type World struct {
 	Config        config.Config
 	// SetClock moves the shared clock (moto's offset from real time).
 	SetClock func(offset time.Duration) error
-	// Endpoint serves moto's /moto-api/data.json (mails and messages).
+	// Endpoint is the emulator's endpoint.
 	Endpoint string
 
 	offset time.Duration
@@ -105,7 +104,55 @@ type World struct {
 
 	// Truth: what keyrotor and people did, with the simulated time.
 	Acts []Act
+	// sent is every mail SES accepted (or may have: an unknown outcome)
+	// and every admin message, as the steps' clients saw them.
+	sent Sent
 }
+
+// recordingMail passes sends to SES and notes each one that SES accepted or
+// whose outcome is unknown (it may have gone out).
+type recordingMail struct {
+	rotation.MailAPI
+	w *World
+}
+
+func (r recordingMail) SendEmail(ctx context.Context, in *sesv2.SendEmailInput, optFns ...func(*sesv2.Options)) (*sesv2.SendEmailOutput, error) {
+	out, err := r.MailAPI.SendEmail(ctx, in, optFns...)
+	if err == nil || failures.IsTransient(err) {
+		var body strings.Builder
+		if c := in.Content; c != nil && c.Simple != nil && c.Simple.Body != nil {
+			if c.Simple.Body.Text != nil {
+				body.WriteString(aws.ToString(c.Simple.Body.Text.Data))
+			}
+			if c.Simple.Body.Html != nil {
+				body.WriteString(aws.ToString(c.Simple.Body.Html.Data))
+			}
+		}
+		r.w.mu.Lock()
+		r.w.sent.Mails = append(r.w.sent.Mails, Mail{To: in.Destination.ToAddresses, Body: body.String()})
+		r.w.mu.Unlock()
+	}
+	return out, err
+}
+
+// recordingTopic notes every admin message published (or maybe published).
+type recordingTopic struct {
+	rotation.PublishAPI
+	w *World
+}
+
+func (r recordingTopic) Publish(ctx context.Context, in *sns.PublishInput, optFns ...func(*sns.Options)) (*sns.PublishOutput, error) {
+	out, err := r.PublishAPI.Publish(ctx, in, optFns...)
+	if err == nil || failures.IsTransient(err) {
+		r.w.mu.Lock()
+		r.w.sent.Messages = append(r.w.sent.Messages, aws.ToString(in.Subject)+"\n"+aws.ToString(in.Message))
+		r.w.mu.Unlock()
+	}
+	return out, err
+}
+
+func (w *World) mail() rotation.MailAPI     { return recordingMail{MailAPI: w.Steps.SES, w: w} }
+func (w *World) topic() rotation.PublishAPI { return recordingTopic{PublishAPI: w.Steps.SNS, w: w} }
 
 // Act is one change to a key, by keyrotor or a person.
 type Act struct {
@@ -237,7 +284,7 @@ func (w *World) RunDay(ctx context.Context, between func()) (*rotation.Plan, []O
 func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail string) {
 	iamc := recordingIAM{StepIAM: w.stepIAM(), w: w}
 	if t.Item.Action == policy.Rotate {
-		cr := &rotation.Creator{IAM: iamc, Secrets: w.Steps.Secrets, Records: w.Records, Topic: w.Steps.SNS, Verify: rotation.STSVerifier(w.Steps.Config), Config: w.Config, Now: w.Now, Log: w.log()}
+		cr := &rotation.Creator{IAM: iamc, Secrets: w.Steps.Secrets, Records: w.Records, Topic: w.topic(), Verify: rotation.STSVerifier(w.Steps.Config), Config: w.Config, Now: w.Now, Log: w.log()}
 		nk, err := retried(ctx, func() (*rotation.NewKey, error) { return cr.Handle(ctx, t) })
 		if err != nil {
 			return "failed", "CreateAndStoreNewKey: " + err.Error()
@@ -248,7 +295,7 @@ func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail strin
 			return "stopped", nk.Skipped
 		}
 	}
-	n := &rotation.Notifier{Records: w.Records, Mail: w.Steps.SES, Topic: w.Steps.SNS, Config: w.Config, Region: "us-east-1", Now: w.Now, Log: w.log()}
+	n := &rotation.Notifier{Records: w.Records, Mail: w.mail(), Topic: w.topic(), Config: w.Config, Region: "us-east-1", Now: w.Now, Log: w.log()}
 	no, err := retried(ctx, func() (*rotation.Notice, error) { return n.Handle(ctx, t) })
 	if err != nil {
 		return "failed", "NotifyOwner: " + err.Error()
@@ -262,7 +309,7 @@ func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail strin
 	default:
 		return "notice-not-sent", no.Waiting
 	}
-	d := &rotation.Deactivator{IAM: iamc, Records: w.Records, Topic: w.Steps.SNS, Config: w.Config, Now: w.Now, Log: w.log()}
+	d := &rotation.Deactivator{IAM: iamc, Records: w.Records, Topic: w.topic(), Config: w.Config, Now: w.Now, Log: w.log()}
 	de, err := retried(ctx, func() (*rotation.Deactivation, error) { return d.Handle(ctx, t) })
 	if err != nil {
 		return "failed", "DeactivateOldKey: " + err.Error()
@@ -290,7 +337,7 @@ func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail strin
 }
 
 func (w *World) delete(ctx context.Context, t rotation.Task) (*rotation.Cleanup, error) {
-	d := &rotation.Deleter{IAM: recordingIAM{StepIAM: w.stepIAM(), w: w}, Records: w.Records, Topic: w.Steps.SNS, Config: w.Config, Now: w.Now, Log: w.log()}
+	d := &rotation.Deleter{IAM: recordingIAM{StepIAM: w.stepIAM(), w: w}, Records: w.Records, Topic: w.topic(), Config: w.Config, Now: w.Now, Log: w.log()}
 	cl, err := retried(ctx, func() (*rotation.Cleanup, error) { return d.Handle(ctx, t) })
 	if err == nil {
 		w.emit(cl)
@@ -354,41 +401,13 @@ type Mail struct {
 	Body string
 }
 
-// ReadSent reads moto's record of SES sends and SNS publishes.
-func (w *World) ReadSent(ctx context.Context) (*Sent, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.Endpoint+"/moto-api/data.json", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var data struct {
-		SES struct {
-			Message []struct {
-				Destinations map[string][]string `json:"destinations"`
-				Body         any                 `json:"body"`
-			} `json:"Message"`
-		} `json:"ses"`
-		SNS struct {
-			Topic []struct {
-				SentNotifications [][]any `json:"sent_notifications"`
-			} `json:"Topic"`
-		} `json:"sns"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&data); err != nil {
-		return nil, err
-	}
-	s := &Sent{}
-	for _, m := range data.SES.Message {
-		b, _ := json.Marshal(m.Body)
-		s.Mails = append(s.Mails, Mail{To: m.Destinations["ToAddresses"], Body: string(b)})
-	}
-	for _, t := range data.SNS.Topic {
-		for _, n := range t.SentNotifications {
-			s.Messages = append(s.Messages, fmt.Sprint(n...))
-		}
-	}
-	return s, nil
+// ReadSent returns the mails SES accepted (or may have) and the admin
+// messages, as the steps' clients saw them. (moto's /moto-api/data.json
+// also lists them, but fails with a 500 on large accounts.)
+func (w *World) ReadSent(context.Context) (*Sent, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return &Sent{Mails: append([]Mail(nil), w.sent.Mails...), Messages: append([]string(nil), w.sent.Messages...)}, nil
 }
 
 // Keys lists every user's keys (status by id); users that do not exist

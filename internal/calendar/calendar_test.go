@@ -8,11 +8,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/keyrotor/keyrotor/internal/awstest"
 	"github.com/keyrotor/keyrotor/internal/calendar"
 	"github.com/keyrotor/keyrotor/internal/faultproxy"
+	"github.com/keyrotor/keyrotor/shared/awsconf"
 	"github.com/keyrotor/keyrotor/shared/config"
 )
 
@@ -98,7 +106,16 @@ func TestSlowCalendar(t *testing.T) {
 	}
 }
 
+// clients are an account's clients, retrying only throttled calls as the
+// Lambdas do (awsconf.ThrottleRetryer): an SDK that retried a send whose
+// answer was lost would mail twice where production does not.
 func clients(t *testing.T, endpoint string) calendar.Clients {
-	a := awstest.Connect(t, endpoint)
-	return calendar.Clients{IAM: a.IAM, Secrets: a.Secrets, SES: a.SES, SNS: a.SNS, S3: a.S3, DynamoDB: a.DynamoDB, STS: sts.NewFromConfig(a.Config), Config: a.Config}
+	cfg := awstest.Connect(t, endpoint).Config.Copy()
+	cfg.Retryer = func() aws.Retryer { return awsconf.ThrottleRetryer(8) }
+	cfg.RetryMaxAttempts = 8
+	return calendar.Clients{
+		IAM: iam.NewFromConfig(cfg), Secrets: secretsmanager.NewFromConfig(cfg), SES: sesv2.NewFromConfig(cfg), SNS: sns.NewFromConfig(cfg),
+		S3:       s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true; o.DisableLogOutputChecksumValidationSkipped = true }),
+		DynamoDB: dynamodb.NewFromConfig(cfg), STS: sts.NewFromConfig(cfg), Config: cfg,
+	}
 }

@@ -138,8 +138,14 @@ func Simulate(ctx context.Context, w *World, users []string, o Options) (*Report
 			}
 			p.answerAdmins(ctx, rep)
 		}
+		before := len(rep.Violations)
 		if err := check(ctx, w, p, rep, day, start, quiet && day == o.Days-1); err != nil {
 			return rep, err
+		}
+		if o.Progress != nil {
+			for _, v := range rep.Violations[before:] {
+				fmt.Fprintf(o.Progress, "  VIOLATION %s\n", v)
+			}
 		}
 		if o.Progress != nil {
 			failed := 0
@@ -401,7 +407,13 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 			}
 		}
 		if n > rec.Rotation+unknown {
-			fail("%d owner mails mention %s over %d rotations (%d unknown outcomes)", n, rec.ID, rec.Rotation, unknown)
+			var subjects []string
+			for _, m := range sent.Mails {
+				if strings.Contains(m.Body, rec.ID) {
+					subjects = append(subjects, fmt.Sprint(m.To))
+				}
+			}
+			fail("%d owner mails mention %s over %d rotations (%d unknown outcomes; to %v; history %+v)", n, rec.ID, rec.Rotation, unknown, subjects, rec.History)
 		}
 	}
 	// 6. After the quiet days: no due, unblocked, unheld key left
