@@ -432,17 +432,17 @@ func TestMermaid(t *testing.T) {
 	}
 }
 
-// TestReadmePermissions keeps README's table of each function's actions in
+// TestDocsPermissions keeps docs/deploying.md's table of each function's actions in
 // step with infra/permissions.go.
-func TestReadmePermissions(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+func TestDocsPermissions(t *testing.T) {
+	readme, err := os.ReadFile("../docs/deploying.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range functions {
 		row := "| " + f.dir + " | " + strings.Join(Permissions[f.dir], ", ") + " |"
 		if !strings.Contains(string(readme), row) {
-			t.Errorf("README lacks the row %s", row)
+			t.Errorf("docs/deploying.md lacks the row %s", row)
 		}
 	}
 }

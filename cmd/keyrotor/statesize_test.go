@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/keyrotor/keyrotor/internal/awstest"
 	"github.com/keyrotor/keyrotor/internal/faultproxy"
+	"github.com/keyrotor/keyrotor/internal/local"
 )
 
 // stateLimit is Step Functions' limit on a state's input or output: 256
@@ -237,54 +237,17 @@ type payload struct {
 	raw  json.RawMessage
 }
 
-// payloads lists every state input and output, execution input and output
-// and map child input and output in a history.jsonl.
+// payloads lists every execution, state and map child input and output in
+// a history.jsonl.
 func payloads(t *testing.T, path string) []payload {
 	t.Helper()
-	f, err := os.Open(path)
+	ps, _, err := local.Payloads(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	var out []payload
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<30)
-	for sc.Scan() {
-		var ev struct {
-			Type   string          `json:"type"`
-			Index  *int            `json:"index"`
-			Input  json.RawMessage `json:"input"`
-			Output json.RawMessage `json:"output"`
-			State  *struct {
-				Name   string          `json:"name"`
-				Input  json.RawMessage `json:"input"`
-				Output json.RawMessage `json:"output"`
-			} `json:"state"`
-		}
-		if json.Unmarshal(sc.Bytes(), &ev) != nil {
-			continue
-		}
-		where := ev.Type
-		if ev.State != nil {
-			where = ev.State.Name
-		}
-		if ev.Index != nil {
-			where += fmt.Sprintf(" (child %d)", *ev.Index)
-		}
-		add := func(kind string, raw json.RawMessage) {
-			if len(raw) > 0 {
-				out = append(out, payload{len(raw), where + " " + kind, raw})
-			}
-		}
-		add("input", ev.Input)
-		add("output", ev.Output)
-		if ev.State != nil {
-			add("input", ev.State.Input)
-			add("output", ev.State.Output)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
+	out := make([]payload, len(ps))
+	for i, p := range ps {
+		out[i] = payload{p.Size, p.Where, p.Raw}
 	}
 	return out
 }

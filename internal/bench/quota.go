@@ -1,8 +1,6 @@
 package bench
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -193,7 +191,7 @@ func QuotaRun(ctx context.Context, base aws.Config, endpoint string, clock Clock
 	// A fixed interval (the engine's override) drops the retriers' backoff
 	// and jitter: thousands of children throttled together then retry
 	// together, every interval, and 150 attempts of a short interval do not
-	// outlast the queue (README, Benchmarks). 0 keeps the definition's.
+	// outlast the queue (docs/benchmarks.md). 0 keeps the definition's.
 	var interval *time.Duration
 	if o.RetryInterval > 0 {
 		interval = &o.RetryInterval
@@ -277,79 +275,20 @@ func (q *QuotaResult) readHistories(daily string) error {
 	return nil
 }
 
-// readHistory takes every event's input and output in one history.jsonl
-// (the engine's events, one JSON object a line) and keeps the largest; it
+// readHistory keeps the largest input or output of one history.jsonl and
 // returns the number of events outside map iterations.
 func (q *QuotaResult) readHistory(path string) (int, error) {
-	f, err := os.Open(path)
+	ps, st, err := local.Payloads(path)
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<30)
-	parent := 0
-	for sc.Scan() {
-		var ev struct {
-			Type   string          `json:"type"`
-			Index  *int            `json:"index"`
-			Input  json.RawMessage `json:"input"`
-			Output json.RawMessage `json:"output"`
-			State  *struct {
-				Name   string          `json:"name"`
-				Input  json.RawMessage `json:"input"`
-				Output json.RawMessage `json:"output"`
-			} `json:"state"`
-		}
-		if json.Unmarshal(sc.Bytes(), &ev) != nil {
-			continue
-		}
-		q.HistoryEvents++
-		if ev.Index == nil && ev.Type != "Result" {
-			parent++
-		}
-		name := ""
-		if ev.State != nil {
-			name = ev.State.Name
-		}
-		where := func(field string) string {
-			s := fmt.Sprintf("%s %s of %s", ev.Type, field, filepath.Base(filepath.Dir(path)))
-			if name != "" {
-				s = fmt.Sprintf("%s %s of state %s", ev.Type, field, name)
-			}
-			if ev.Index != nil {
-				s += fmt.Sprintf(" (map item %d)", *ev.Index)
-			}
-			return s
-		}
-		type payload struct {
-			field string
-			raw   json.RawMessage
-		}
-		sizes := []payload{{"input", ev.Input}, {"output", ev.Output}}
-		if ev.State != nil {
-			sizes = append(sizes, payload{"input", ev.State.Input}, payload{"output", ev.State.Output})
-		}
-		for _, s := range sizes {
-			if n := compactSize(s.raw); n > q.Largest.Bytes {
-				q.Largest = PayloadSize{Bytes: n, Where: where(s.field)}
-			}
+	q.HistoryEvents += st.Events
+	for _, p := range ps {
+		if p.Size > q.Largest.Bytes {
+			q.Largest = PayloadSize{Bytes: p.Size, Where: p.Where + " in " + filepath.Base(filepath.Dir(path))}
 		}
 	}
-	return parent, sc.Err()
-}
-
-// compactSize is the size of a JSON value without insignificant space, as
-// Step Functions counts a payload.
-func compactSize(raw json.RawMessage) int {
-	if len(raw) == 0 || string(raw) == "null" {
-		return 0
-	}
-	var b bytes.Buffer
-	if err := json.Compact(&b, raw); err != nil {
-		return len(raw)
-	}
-	return b.Len()
+	return st.Parent, nil
 }
 
 // verifyRotated checks, straight on the emulator (no proxy), that each due

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 
 	"github.com/keyrotor/keyrotor/shared/ledger"
+	"github.com/keyrotor/keyrotor/shared/policy"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
 
@@ -425,11 +426,23 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 			if err != nil {
 				continue
 			}
-			actives := 0
+			// Blocked is policy's word (the two-key rule), from the same
+			// facts find uses: live keys and the rotation records.
+			rules := policy.Rules{MaxKeyAgeDays: w.Config.MaxKeyAgeDays, UnusedDays: w.Config.UnusedDays, Grace: w.Config.GracePeriod}
+			pu := policy.User{Name: u}
 			for _, k := range ks.AccessKeyMetadata {
-				if k.Status == iamtypes.StatusTypeActive {
-					actives++
+				pk := policy.Key{ID: aws.ToString(k.AccessKeyId), Active: k.Status == iamtypes.StatusTypeActive, Created: aws.ToTime(k.CreateDate), LastUsed: w.Now()}
+				if r := recs[pk.ID]; r != nil {
+					if r.State == ledger.Deactivated {
+						pk.DeactivatedAt = r.DeactivatedAt
+					}
+					pk.ReplacedBy = r.NewKeyID
 				}
+				pu.Keys = append(pu.Keys, pk)
+			}
+			blocked := map[string]bool{}
+			for _, d := range rules.Decide(pu, w.Now()) {
+				blocked[d.KeyID] = d.Action == policy.Blocked
 			}
 			for _, k := range ks.AccessKeyMetadata {
 				id := aws.ToString(k.AccessKeyId)
@@ -440,7 +453,7 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 				rec := recs[id]
 				switch {
 				case rec != nil && rec.State == ledger.Held, rec != nil && rec.Attention != "", rec != nil && rec.State == ledger.Ended && w.Now().Before(rec.HeldUntil):
-				case actives > 1 && (rec == nil || !rec.State.InFlight()): // blocked: two Active keys
+				case blocked[id]: // the two-key rule: a person must act first
 				case rec != nil && rec.State.InFlight():
 				default:
 					fail("user %s key %s is due (created %s) and was not rotated (record %+v)", u, id, aws.ToTime(k.CreateDate).Format(time.DateOnly), summary(rec))
