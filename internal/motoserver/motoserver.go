@@ -75,7 +75,7 @@ func Start(logPath string) (*Server, error) {
 		return nil, fmt.Errorf("start moto_server: %w", err)
 	}
 	go func() { _ = cmd.Wait(); close(s.done) }()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(startTimeout)
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.done:
@@ -90,8 +90,13 @@ func Start(logPath string) (*Server, error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	s.Stop()
-	return nil, errors.New("moto_server did not answer within 30s")
+	return nil, fmt.Errorf("moto_server did not answer within %s", startTimeout)
 }
+
+// startTimeout bounds moto_server's start-up. It imports every service's
+// models first: seconds on an idle machine, over 30 s when make test runs
+// many packages (each with its own moto_server) on two cores.
+const startTimeout = 2 * time.Minute
 
 // Reset empties every emulated service.
 func (s *Server) Reset(ctx context.Context) error {
