@@ -31,6 +31,13 @@ var Permissions = map[string][]string{
 		"sns:Publish",
 		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
 	},
+	"check-adoption": {
+		"iam:ListAccessKeys", "iam:GetAccessKeyLastUsed",
+		"dynamodb:GetItem", "dynamodb:PutItem",
+		"ses:SendEmail", // reminders
+		"sns:Publish",   // switch-overs
+		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
+	},
 	"deactivate": {
 		"iam:ListAccessKeys", "iam:UpdateAccessKey",
 		"dynamodb:GetItem", "dynamodb:PutItem",

@@ -49,6 +49,7 @@ var functions = []fnSpec{
 	{false, "FindFunction", "find", 256, 900, "finds the access keys that are due (FindDueKeys)"},
 	{true, "CreateAndStoreFunction", "create-and-store", 128, 120, "creates the new key and stores it in Secrets Manager (CreateAndStoreNewKey)"},
 	{true, "NotifyFunction", "notify", 128, 120, "mails the owner where the new key is and tells admins (NotifyOwner)"},
+	{true, "CheckAdoptionFunction", "check-adoption", 128, 120, "checks, during an adoption window, whether the new key replaced the old one (CheckAdoption)"},
 	{true, "DeactivateFunction", "deactivate", 128, 120, "deactivates the old key (DeactivateOldKey)"},
 	{true, "DeleteFunction", "delete", 128, 120, "deletes the old key after the grace period (DeleteOldKey)"},
 	{false, "SummarizeFunction", "summarize", 256, 300, "totals the run and tells admins (SummarizeRun)"},
@@ -135,7 +136,7 @@ func NewKeyRotorStack(scope constructs.Construct, id string, props *KeyRotorStac
 	})
 	cdknag.NagSuppressions_AddResourceSuppressions(grace, &[]*cdknag.NagPackSuppression{{
 		Id:     jsii.String("AwsSolutions-IAM5"),
-		Reason: jsii.String("The grace state machine invokes the delete function's versions (CDK scopes the grant to that one function's ARN and its versions) and writes to its log group."),
+		Reason: jsii.String("The key's own state machine invokes the check-adoption, deactivate and delete functions' versions (CDK scopes each grant to one function's ARN and its versions) and writes to its log group."),
 	}}, jsii.Bool(true))
 	definition := workflow(stack, fns, bucket, grace, s.FanOutConcurrency)
 	sm := sfn.NewStateMachine(stack, jsii.String("StateMachine"), &sfn.StateMachineProps{
@@ -244,7 +245,7 @@ func newFunction(stack awscdk.Stack, f fnSpec, assetDir string, env map[string]s
 		// child executions; a child waiting out its grace period holds no
 		// Lambda. Lambda refuses a reservation that leaves the account less
 		// than its unreserved minimum (100, or less in accounts with a low
-		// quota), so it needs an account quota of at least 100 + 4 x N:
+		// quota), so it needs an account quota of at least 100 + 5 x N:
 		// https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html
 		concurrency = jsii.Number(float64(reserved))
 	}

@@ -94,7 +94,7 @@ func childStates(def map[string]any) map[string]any {
 
 func TestFunctions(t *testing.T) {
 	s := get(t)
-	s.template.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(6))
+	s.template.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(float64(len(functions))))
 	for _, f := range functions {
 		s.template.HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
 			"Description":   "keyrotor: " + f.describe,
@@ -144,8 +144,8 @@ func TestStateMachine(t *testing.T) {
 	// The day's execution ends at deactivation: no Wait in a child (a
 	// failure is seen the same day); each key's grace period runs in its
 	// own execution of the grace state machine, started once.
-	wantChild := []string{"CreateAndStoreNewKey", "DeactivateOldKey", "DeleteOldKey", "GraceOrDelete", "GracePeriodStarted", "NewKeyReady",
-		"NoticeNotSent", "NoticeSent", "NotifyOwner", "ReplaceOrRetire", "RotationStopped", "StartGracePeriod"}
+	wantChild := []string{"AdoptionWindowStarted", "CreateAndStoreNewKey", "DeactivateOldKey", "DeleteOldKey", "GraceOrDelete", "GracePeriodStarted", "NewKeyReady",
+		"NoticeNotSent", "NoticeSent", "NotifyOwner", "ReplaceOrRetire", "RotationStopped", "StartAdoptionWindow", "StartGracePeriod"}
 	if !reflect.DeepEqual(child, wantChild) {
 		t.Fatalf("per-user states = %v; want %v", child, wantChild)
 	}
@@ -171,8 +171,30 @@ func TestStateMachine(t *testing.T) {
 	if !caught {
 		t.Fatal("a second start of a key's grace execution must be a no-op (catch ExecutionAlreadyExists)")
 	}
-	if s.grace["StartAt"] != "WaitForGracePeriod" {
-		t.Fatalf("grace StartAt = %v", s.grace["StartAt"])
+	// An adoption window runs in the key's own execution: the daily
+	// child only starts it, and only CheckAdoption's verdict leads to
+	// the deactivation there.
+	win := childStates(s.def)["StartAdoptionWindow"].(map[string]any)
+	if win["Resource"] != "arn:aws:states:::states:startExecution" || win["Parameters"].(map[string]any)["Name.$"] != "$.notice.adoption.execution" {
+		t.Fatalf("StartAdoptionWindow = %v; want a request-response StartExecution named by notify's adoption", win)
+	}
+	choice := states(s.grace)[s.grace["StartAt"].(string)].(map[string]any)
+	if choice["Type"] != "Choice" || choice["Default"] != "WaitForGracePeriod" || choice["Choices"].([]any)[0].(map[string]any)["Next"] != "CheckAdoption" {
+		t.Fatalf("the key's execution starts at %v; want a Choice: the adoption window (CheckAdoption) or the grace Wait", choice)
+	}
+	loop := states(s.grace)["WaitForNextCheck"].(map[string]any)
+	if loop["TimestampPath"] != "$.adoption.nextCheck" || loop["Next"] != "CheckAdoption" {
+		t.Fatalf("the adoption window must wait in the state machine until the next check: %v", loop)
+	}
+	for n, st := range states(s.grace) {
+		m := st.(map[string]any)
+		if m["Type"] == "Choice" {
+			for _, c := range m["Choices"].([]any) {
+				if c.(map[string]any)["Next"] == "DeactivateAfterSwitchOver" && n != "SwitchOver" {
+					t.Fatalf("%s leads to the deactivation; only the adoption check's verdict may", n)
+				}
+			}
+		}
 	}
 	wait := states(s.grace)["WaitForGracePeriod"].(map[string]any)
 	if wait["TimestampPath"] != "$.deactivation.deleteAfter" || wait["Seconds"] != nil || wait["SecondsPath"] != nil || wait["Next"] != "DeleteOldKey" {

@@ -67,9 +67,32 @@ func workflow(stack awscdk.Stack, fns map[string]awslambda.Function, bucket awss
 		When(sfn.Condition_StringEquals(jsii.String("$.deactivation.next"), jsii.String("delete")), del, nil).
 		Otherwise(stopped)
 	deactivate.Next(next)
+	startWindow := awsstepfunctionstasks.NewStepFunctionsStartExecution(stack, jsii.String("StartAdoptionWindow"), &awsstepfunctionstasks.StepFunctionsStartExecutionProps{
+		Comment:             jsii.String("Starts the key's own execution for its adoption window (then its grace period), named after the user and the key; a second start is a no-op."),
+		StateMachine:        grace,
+		Name:                sfn.JsonPath_StringAt(jsii.String("$.notice.adoption.execution")),
+		IntegrationPattern:  sfn.IntegrationPattern_REQUEST_RESPONSE,
+		AssociateWithParent: jsii.Bool(true),
+		Input: sfn.TaskInput_FromObject(&map[string]any{
+			"execution": sfn.JsonPath_StringAt(jsii.String("$.notice.adoption.execution")),
+			"item":      sfn.JsonPath_ObjectAt(jsii.String("$.item")),
+			"adoption":  sfn.JsonPath_ObjectAt(jsii.String("$.notice.adoption")),
+		}),
+		ResultSelector: &map[string]any{"executionArn": sfn.JsonPath_StringAt(jsii.String("$.ExecutionArn"))},
+		ResultPath:     jsii.String("$.window"),
+	})
+	startWindow.AddRetry(&sfn.RetryProps{Errors: jsii.Strings("StepFunctions.SdkClientException", "StepFunctions.StepFunctionsException", "States.Timeout"),
+		Interval: awscdk.Duration_Seconds(jsii.Number(2)), BackoffRate: jsii.Number(2), MaxAttempts: jsii.Number(8), JitterStrategy: sfn.JitterType_FULL})
+	windowStarted := sfn.NewSucceed(stack, jsii.String("AdoptionWindowStarted"), &sfn.SucceedProps{
+		Comment: jsii.String("The old key stays Active until the new key is in use (or the window ends); the key's own execution decides."),
+	})
+	startWindow.AddCatch(windowStarted, &sfn.CatchProps{Errors: jsii.Strings("StepFunctions.ExecutionAlreadyExistsException"), ResultPath: jsii.String("$.windowAlreadyStarted")})
+	startWindow.Next(windowStarted)
+
 	noticeSent := sfn.NewChoice(stack, jsii.String("NoticeSent"), &sfn.ChoiceProps{
-		Comment: jsii.String("The old key is deactivated only after its owner's notice went out."),
-	}).When(sfn.Condition_BooleanEquals(jsii.String("$.notice.accepted"), jsii.Bool(true)), deactivate, nil).
+		Comment: jsii.String("The old key is deactivated only after its owner's notice went out; with an adoption window, by the key's own execution once the new key is in use."),
+	}).When(sfn.Condition_IsPresent(jsii.String("$.notice.adoption")), startWindow, nil).
+		When(sfn.Condition_BooleanEquals(jsii.String("$.notice.accepted"), jsii.Bool(true)), deactivate, nil).
 		When(sfn.Condition_IsPresent(jsii.String("$.notice.skipped")), stopped, nil).
 		Otherwise(notSent)
 	notify.Next(noticeSent)
@@ -119,10 +142,12 @@ func workflow(stack awscdk.Stack, fns map[string]awslambda.Function, bucket awss
 	return find.Next(isDry)
 }
 
-// graceWorkflow builds one key's grace-and-delete definition: wait until
-// the recorded deleteAfter time (a retry or Redrive never extends or
-// shortens it), then delete the old key if its rotation record still
-// allows it.
+// graceWorkflow builds the definition of a key's own execution: with an
+// adoption window, check once per interval (a Wait loop: no Lambda runs
+// between checks) until the new key is in use or the window ends, then
+// deactivate the old key; then wait until the recorded deleteAfter time (a
+// retry or Redrive never extends or shortens it) and delete the old key if
+// its rotation record still allows it.
 func graceWorkflow(scope constructs.Construct, fns map[string]awslambda.Function) sfn.IChainable {
 	task := newLambdaTask(fns)
 	wait := sfn.NewWait(scope, jsii.String("WaitForGracePeriod"), &sfn.WaitProps{
@@ -130,7 +155,30 @@ func graceWorkflow(scope constructs.Construct, fns map[string]awslambda.Function
 		Time:    sfn.WaitTime_TimestampPath(jsii.String("$.deactivation.deleteAfter")),
 	})
 	del := task(scope, "DeleteOldKey", "delete", nil, "$.cleanup")
-	return wait.Next(del)
+	wait.Next(del)
+
+	check := task(scope, "CheckAdoption", "check-adoption", nil, "$.adoption")
+	nextCheck := sfn.NewWait(scope, jsii.String("WaitForNextCheck"), &sfn.WaitProps{
+		Comment: jsii.String("Waits until the next check of the adoption window (at the latest its end)."),
+		Time:    sfn.WaitTime_TimestampPath(jsii.String("$.adoption.nextCheck")),
+	})
+	nextCheck.Next(check)
+	deactivate := task(scope, "DeactivateAfterSwitchOver", "deactivate", nil, "$.deactivation")
+	stopped := sfn.NewSucceed(scope, jsii.String("RotationStopped"), &sfn.SucceedProps{
+		Comment: jsii.String("Nothing more for this key here; the step's output says why (held, ended by a person's action, taken over by a later execution)."),
+	})
+	deactivate.Next(sfn.NewChoice(scope, jsii.String("GraceOrDeleteAfterSwitchOver"), nil).
+		When(sfn.Condition_StringEquals(jsii.String("$.deactivation.next"), jsii.String("grace")), wait, nil).
+		When(sfn.Condition_StringEquals(jsii.String("$.deactivation.next"), jsii.String("delete")), del, nil).
+		Otherwise(stopped))
+	check.Next(sfn.NewChoice(scope, jsii.String("SwitchOver"), &sfn.ChoiceProps{
+		Comment: jsii.String("wait: not adopted yet; deactivate: adopted on evidence, the window ended, or a person deactivated the old key; stop: ended or taken over"),
+	}).When(sfn.Condition_StringEquals(jsii.String("$.adoption.next"), jsii.String("wait")), nextCheck, nil).
+		When(sfn.Condition_StringEquals(jsii.String("$.adoption.next"), jsii.String("deactivate")), deactivate, nil).
+		Otherwise(stopped))
+	return sfn.NewChoice(scope, jsii.String("AdoptionWindowOrGrace"), &sfn.ChoiceProps{
+		Comment: jsii.String("Started by StartAdoptionWindow: the adoption window first; by StartGracePeriod: the grace period."),
+	}).When(sfn.Condition_IsPresent(jsii.String("$.adoption")), check, nil).Otherwise(wait)
 }
 
 // newLambdaTask returns the builder of keyrotor's Lambda tasks.

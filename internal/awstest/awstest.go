@@ -312,6 +312,17 @@ func (a *Account) Use(t testing.TB, keyID, secret string) {
 	}
 }
 
+// Work plays a pipeline's work with a key: an S3 ListBuckets signed with
+// it (moto records the key's last use: service s3, at moto's clock).
+func (a *Account) Work(t testing.TB, keyID, secret string) {
+	t.Helper()
+	cfg := a.Config.Copy()
+	cfg.Credentials = credentials.NewStaticCredentialsProvider(keyID, secret, "")
+	if _, err := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }).ListBuckets(context.Background(), &s3.ListBucketsInput{}); err != nil {
+		t.Fatalf("work with key %s: %v", keyID, err)
+	}
+}
+
 // KeyWithSecret creates an access key and returns its id and secret.
 func (a *Account) KeyWithSecret(t testing.TB, user string) (string, string) {
 	t.Helper()

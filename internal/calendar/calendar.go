@@ -57,6 +57,12 @@ var FlowOrder = []string{"CreateAndStoreNewKey", "NotifyOwner", "DeactivateOldKe
 // GraceOrder is the order of the grace-and-delete definition.
 var GraceOrder = []string{"WaitForGracePeriod", "DeleteOldKey"}
 
+// WindowOrder is the order of a key's own execution with an adoption
+// window (started by StartAdoptionWindow after NotifyOwner): checks, each
+// after a Wait, until the switch-over, then the deactivation and the grace
+// period.
+var WindowOrder = []string{"CheckAdoption", "DeactivateAfterSwitchOver", "WaitForGracePeriod", "DeleteOldKey"}
+
 // Clients are the AWS clients of the emulated account.
 type Clients struct {
 	IAM      *iam.Client
@@ -97,6 +103,7 @@ type World struct {
 	offset time.Duration
 	runs   int
 	grace  []PendingGrace
+	window []*PendingWindow
 	starts map[string]int
 	logs   bytes.Buffer // every step's JSON log
 	out    bytes.Buffer // every step's output
@@ -169,6 +176,27 @@ type PendingGrace struct {
 	Name string
 	Task rotation.Task
 }
+
+// PendingWindow is a key's own execution in its adoption window, waiting
+// for its next check.
+type PendingWindow struct {
+	Name      string
+	Task      rotation.Task
+	NextCheck time.Time
+}
+
+// Windows lists the adoption windows running (waiting for a check).
+func (w *World) Windows() []PendingWindow {
+	out := make([]PendingWindow, len(w.window))
+	for i, p := range w.window {
+		out[i] = *p
+	}
+	return out
+}
+
+// DropWindows forgets the running adoption windows, as if their executions
+// failed and nobody redrove them.
+func (w *World) DropWindows() { w.window = nil }
 
 // Pending lists the grace-and-delete executions started and not yet run.
 func (w *World) Pending() []PendingGrace { return append([]PendingGrace(nil), w.grace...) }
@@ -253,7 +281,8 @@ type Outcome struct {
 
 // RunDay plays one daily execution: find, then each item's flow (with
 // between, when set, called after each item: people acting during the
-// run), then every grace-and-delete execution whose time has come.
+// run), then every adoption check and grace-and-delete execution whose
+// time has come.
 func (w *World) RunDay(ctx context.Context, between func()) (*rotation.Plan, []Outcome, error) {
 	w.runs++
 	if w.starts == nil {
@@ -276,6 +305,7 @@ func (w *World) RunDay(ctx context.Context, between func()) (*rotation.Plan, []O
 			between()
 		}
 	}
+	w.WindowsDue(ctx)
 	w.GraceDue(ctx)
 	return plan, outs, nil
 }
@@ -303,6 +333,19 @@ func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail strin
 	w.emit(no)
 	t.Notice = no
 	switch {
+	case no.Adoption != nil:
+		// StartAdoptionWindow: the key's own execution, started once; its
+		// first check runs at once.
+		name := no.Adoption.Execution
+		if w.starts[name]++; w.starts[name] > 1 {
+			return "adopting", name + " (already started)"
+		}
+		pw := &PendingWindow{Name: name, Task: rotation.Task{Execution: name, Item: t.Item, Adoption: no.Adoption}, NextCheck: w.Now()}
+		if res, detail, done := w.runWindow(ctx, pw); done {
+			return res, detail
+		}
+		w.window = append(w.window, pw)
+		return "adopting", name
 	case no.Accepted:
 	case no.Skipped != "":
 		return "stopped", no.Skipped
@@ -343,6 +386,70 @@ func (w *World) delete(ctx context.Context, t rotation.Task) (*rotation.Cleanup,
 		w.emit(cl)
 	}
 	return cl, err
+}
+
+// runWindow runs an adoption window's checks that are due (the state
+// machine's CheckAdoption after each WaitForNextCheck), and after the
+// switch-over its deactivation, leaving the grace period pending. done
+// reports that the window's execution ended (result says how) or only
+// waits for its grace period.
+func (w *World) runWindow(ctx context.Context, pw *PendingWindow) (result, detail string, done bool) {
+	iamc := recordingIAM{StepIAM: w.stepIAM(), w: w}
+	for !w.Now().Before(pw.NextCheck) {
+		c := &rotation.Watcher{IAM: iamc, Records: w.Records, Mail: w.mail(), Topic: w.topic(), Config: w.Config, Region: "us-east-1", Now: w.Now, Log: w.log()}
+		a, err := retried(ctx, func() (*rotation.Adoption, error) { return c.Handle(ctx, pw.Task) })
+		if err != nil {
+			// The window's execution fails (alarmed); its lease passes and
+			// a later daily execution hands the window to a new one.
+			return "failed", "CheckAdoption: " + err.Error(), true
+		}
+		w.emit(a)
+		pw.Task.Adoption = a
+		switch a.Next {
+		case rotation.NextWait:
+			pw.NextCheck = a.NextCheck
+			continue
+		case rotation.NextDeactivate:
+		default:
+			return "stopped", a.Note, true
+		}
+		d := &rotation.Deactivator{IAM: iamc, Records: w.Records, Topic: w.topic(), Config: w.Config, Now: w.Now, Log: w.log()}
+		de, err := retried(ctx, func() (*rotation.Deactivation, error) { return d.Handle(ctx, pw.Task) })
+		if err != nil {
+			return "failed", "DeactivateAfterSwitchOver: " + err.Error(), true
+		}
+		w.emit(de)
+		t := rotation.Task{Execution: pw.Name, Item: pw.Task.Item, Deactivation: de}
+		switch de.Next {
+		case rotation.NextGrace:
+			w.grace = append(w.grace, PendingGrace{Name: pw.Name, Task: t})
+			return "grace", pw.Name + " (switched over: " + a.SwitchOver + ")", true
+		case rotation.NextDelete:
+			cl, err := w.delete(ctx, t)
+			if err != nil {
+				return "failed", "DeleteOldKey: " + err.Error(), true
+			}
+			return "deleted", cl.Reason, true
+		}
+		return "stopped", de.Note, true
+	}
+	return "adopting", pw.Name, false
+}
+
+// WindowsDue runs the adoption checks whose time has come.
+func (w *World) WindowsDue(ctx context.Context) (failed []string) {
+	var left []*PendingWindow
+	for _, pw := range w.window {
+		res, detail, done := w.runWindow(ctx, pw)
+		if !done {
+			left = append(left, pw)
+		}
+		if res == "failed" {
+			failed = append(failed, pw.Name+": "+detail)
+		}
+	}
+	w.window = left
+	return failed
 }
 
 // GraceDue runs the grace-and-delete executions whose Wait has ended. One

@@ -68,7 +68,7 @@ func TestFlowOrderMatchesDefinition(t *testing.T) {
 		walk(from)
 		return out
 	}
-	allowed := map[string]bool{"DeleteOldKey": true}
+	allowed := map[string]bool{"DeleteOldKey": true, "StartAdoptionWindow": true}
 	for _, n := range calendar.FlowOrder {
 		allowed[n] = true
 	}
@@ -85,6 +85,9 @@ func TestFlowOrderMatchesDefinition(t *testing.T) {
 			t.Errorf("%s is followed by %v; want %s", calendar.FlowOrder[i], next, calendar.FlowOrder[i+1])
 		}
 	}
+	if next := nextTasks("NotifyOwner"); !next["StartAdoptionWindow"] {
+		t.Errorf("NotifyOwner is followed by %v; want StartAdoptionWindow too (the adoption window)", next)
+	}
 	graceRaw, err := tmpl.DefinitionOf(r, local.GraceStateMachine)
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +97,32 @@ func TestFlowOrderMatchesDefinition(t *testing.T) {
 		States  map[string]state
 	}
 	json.Unmarshal(graceRaw, &grace)
-	if grace.StartAt != calendar.GraceOrder[0] || grace.States[calendar.GraceOrder[0]].Next != calendar.GraceOrder[1] {
-		t.Errorf("grace definition starts %s -> %s; want %v", grace.StartAt, grace.States[grace.StartAt].Next, calendar.GraceOrder)
+	// The key's own execution: a Choice between the adoption window and
+	// the grace period; the window's check loops through a Wait and leads
+	// to the deactivation, then the grace period.
+	start := grace.States[grace.StartAt]
+	if start.Type != "Choice" || start.Default != calendar.GraceOrder[0] || len(start.Choices) != 1 || start.Choices[0].Next != calendar.WindowOrder[0] {
+		t.Errorf("the key's execution starts at %s (%+v); want a Choice of %s (window) or %s (grace)", grace.StartAt, start, calendar.WindowOrder[0], calendar.GraceOrder[0])
+	}
+	if grace.States[calendar.GraceOrder[0]].Next != calendar.GraceOrder[1] {
+		t.Errorf("%s -> %s; want %v", calendar.GraceOrder[0], grace.States[calendar.GraceOrder[0]].Next, calendar.GraceOrder)
+	}
+	reach := func(from string) map[string]bool {
+		out := map[string]bool{}
+		st := grace.States[grace.States[from].Next]
+		for _, c := range st.Choices {
+			out[c.Next] = true
+			if w := grace.States[c.Next]; w.Type == "Wait" {
+				out[w.Next] = true
+			}
+		}
+		out[st.Default] = true
+		return out
+	}
+	if r := reach(calendar.WindowOrder[0]); !r[calendar.WindowOrder[0]] || !r[calendar.WindowOrder[1]] {
+		t.Errorf("%s leads to %v; want itself (after a Wait) and %s", calendar.WindowOrder[0], r, calendar.WindowOrder[1])
+	}
+	if r := reach(calendar.WindowOrder[1]); !r[calendar.WindowOrder[2]] || !r[calendar.WindowOrder[3]] {
+		t.Errorf("%s leads to %v; want %s or %s", calendar.WindowOrder[1], r, calendar.WindowOrder[2], calendar.WindowOrder[3])
 	}
 }

@@ -32,6 +32,7 @@ import (
 var FunctionDirs = map[string]string{
 	"FindFunction": "find", "CreateAndStoreFunction": "create-and-store", "NotifyFunction": "notify",
 	"DeactivateFunction": "deactivate", "DeleteFunction": "delete", "SummarizeFunction": "summarize",
+	"CheckAdoptionFunction": "check-adoption",
 }
 
 // GraceWaitState is the Wait state whose time a local run shortens.

@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"net/mail"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,10 @@ const (
 	EnvRetirePasswords = "KEYROTOR_RETIRE_PASSWORDS"
 	EnvRotationTable   = "KEYROTOR_ROTATION_TABLE"
 	EnvHoldDays        = "KEYROTOR_HOLD_DAYS"
+	// The adoption window (0: none, the default): see Config.AdoptionWindow.
+	EnvAdoptionWindow    = "KEYROTOR_ADOPTION_WINDOW"
+	EnvAdoptionCheck     = "KEYROTOR_ADOPTION_CHECK"
+	EnvAdoptionReminders = "KEYROTOR_ADOPTION_REMINDERS"
 )
 
 // Defaults.
@@ -35,6 +40,9 @@ const (
 	DefaultUnusedDays    = 45
 	DefaultGracePeriod   = 7 * 24 * time.Hour
 	DefaultHoldDays      = 30
+	// DefaultAdoptionCheck is how often a rotation in its adoption window
+	// checks whether the new key is in use.
+	DefaultAdoptionCheck = 24 * time.Hour
 	DefaultSecretPrefix  = "iam-access-keys/"
 	DefaultEmailTag      = "email"
 	DefaultExemptTag     = "keyrotor:exempt"
@@ -61,7 +69,43 @@ type Config struct {
 	RetirePasswords bool          // remove console passwords unused for UnusedDays
 	RotationTable   string        // DynamoDB table of rotation records (shared/ledger)
 	HoldDays        int           // hands off a rotation a person interfered with, this long
+	// AdoptionWindow, when positive, keeps the old key Active after the
+	// owner's notice until the new key is in use and the old one no longer
+	// is (checked every AdoptionCheck), or until the window ends.
+	AdoptionWindow time.Duration
+	AdoptionCheck  time.Duration
+	// AdoptionReminders are the points before the window's end at which an
+	// owner who has not switched yet is reminded; nil: half-way and one
+	// check before the end (see Reminders).
+	AdoptionReminders []time.Duration
 }
+
+// Reminders returns the reminder points of the adoption window (before its
+// end), latest first, each inside the window and after its first check.
+func (c Config) Reminders() []time.Duration {
+	pts := c.AdoptionReminders
+	if pts == nil {
+		pts = []time.Duration{c.AdoptionWindow / 2, c.adoptionCheck()}
+	}
+	var out []time.Duration
+	for _, p := range pts {
+		if p > 0 && p < c.AdoptionWindow && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (c Config) adoptionCheck() time.Duration {
+	if c.AdoptionCheck > 0 {
+		return c.AdoptionCheck
+	}
+	return DefaultAdoptionCheck
+}
+
+// CheckEvery is the time between two checks of an adoption window.
+func (c Config) CheckEvery() time.Duration { return c.adoptionCheck() }
 
 // Error names the variable that is wrong and how to fix it.
 type Error struct{ Var, Value, Fix string }
@@ -117,6 +161,28 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	str(EnvKMSKeyID, &c.KMSKeyID)
 	str(EnvReportBucket, &c.ReportBucket)
 	str(EnvRotationTable, &c.RotationTable)
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{{EnvAdoptionWindow, &c.AdoptionWindow}, {EnvAdoptionCheck, &c.AdoptionCheck}} {
+		if v := strings.TrimSpace(getenv(d.name)); v != "" {
+			x, perr := time.ParseDuration(v)
+			if perr != nil || x < 0 {
+				return Config{}, &Error{d.name, v, "want a non-negative Go duration such as 336h (14 days) or 0s (no adoption window)"}
+			}
+			*d.dst = x
+		}
+	}
+	if v := strings.TrimSpace(getenv(EnvAdoptionReminders)); v != "" {
+		c.AdoptionReminders = []time.Duration{}
+		for _, f := range strings.Split(v, ",") {
+			x, perr := time.ParseDuration(strings.TrimSpace(f))
+			if perr != nil || x <= 0 {
+				return Config{}, &Error{EnvAdoptionReminders, v, "want a comma-separated list of positive Go durations before the window's end, such as 168h,24h"}
+			}
+			c.AdoptionReminders = append(c.AdoptionReminders, x)
+		}
+	}
 	if v := strings.TrimSpace(getenv(EnvRetirePasswords)); v != "" {
 		b, perr := strconv.ParseBool(v)
 		if perr != nil {
@@ -148,6 +214,11 @@ func (c Config) Validate() error {
 		a, err := mail.ParseAddress(c.Sender)
 		if err != nil || a.Address != c.Sender {
 			return &Error{EnvSender, c.Sender, "want a bare e-mail address such as keyrotor@example.com, verified in SES"}
+		}
+	}
+	for _, r := range c.AdoptionReminders {
+		if r >= c.AdoptionWindow {
+			return &Error{EnvAdoptionReminders, r.String(), fmt.Sprintf("a reminder must come before the adoption window (%s) ends: want a point inside the window, counted back from its end", c.AdoptionWindow)}
 		}
 	}
 	if c.AdminTopicARN != "" && !strings.HasPrefix(c.AdminTopicARN, "arn:") {
@@ -201,6 +272,17 @@ func (c Config) Env() map[string]string {
 	}
 	if c.RetirePasswords {
 		m[EnvRetirePasswords] = "true"
+	}
+	if c.AdoptionWindow > 0 {
+		m[EnvAdoptionWindow] = c.AdoptionWindow.String()
+		m[EnvAdoptionCheck] = c.adoptionCheck().String()
+		if c.AdoptionReminders != nil {
+			var parts []string
+			for _, r := range c.AdoptionReminders {
+				parts = append(parts, r.String())
+			}
+			m[EnvAdoptionReminders] = strings.Join(parts, ",")
+		}
 	}
 	return m
 }

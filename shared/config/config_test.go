@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -58,9 +59,10 @@ func TestEnvRoundTrip(t *testing.T) {
 	c := Default()
 	c.Sender, c.AdminTopicARN, c.KMSKeyID, c.ReportBucket, c.ExemptGroup = "k@example.com", "arn:aws:sns:us-east-1:1:t", "key", "bucket", "breakglass"
 	c.GracePeriod, c.RetirePasswords, c.HoldDays = time.Hour, true, 45
+	c.AdoptionWindow, c.AdoptionCheck, c.AdoptionReminders = 14*24*time.Hour, time.Hour, []time.Duration{7 * 24 * time.Hour, 24 * time.Hour}
 	env := c.Env()
 	got, err := FromEnv(func(k string) string { return env[k] })
-	if err != nil || got != c {
+	if err != nil || !reflect.DeepEqual(got, c) {
 		t.Fatalf("FromEnv(Env(%+v)) = %+v, %v", c, got, err)
 	}
 }

@@ -38,6 +38,7 @@ const (
 	Created     State = "created"     // the new key exists; its id is recorded, its secret maybe not stored
 	Stored      State = "stored"      // the new key is stored in Secrets Manager
 	Notified    State = "notified"    // the owner's notice was accepted (SES, or the admins' topic)
+	Adopting    State = "adopting"    // an adoption window runs: the old key stays Active until the new key is in use (or the window ends)
 	Deactivated State = "deactivated" // the old key is Inactive; its grace period runs
 	Deleted     State = "deleted"     // the old key is deleted: the rotation is done
 	Held        State = "held"        // a person acted (re-activated the old key...): hands off until HeldUntil
@@ -47,7 +48,7 @@ const (
 // InFlight reports whether s is a state a rotation passes through (not final).
 func (s State) InFlight() bool {
 	switch s {
-	case Started, Creating, Created, Stored, Notified, Deactivated:
+	case Started, Creating, Created, Stored, Notified, Adopting, Deactivated:
 		return true
 	}
 	return false
@@ -91,6 +92,9 @@ type Record struct {
 	PrevNewKeyID string `json:"prevNewKeyId,omitempty"`
 	SecretName   string `json:"secretName,omitempty"`
 	SecretARN    string `json:"secretArn,omitempty"`
+	// ProofAt is the last time keyrotor itself used the new key (its
+	// sts:GetCallerIdentity proof): a later use is someone else's.
+	ProofAt time.Time `json:"proofAt,omitempty"`
 
 	Notice        string    `json:"notice,omitempty"` // NoticeAccepted, NoticeRefused, NoticeUnknown or ""
 	NoticeAt      time.Time `json:"noticeAt,omitempty"`
@@ -98,6 +102,9 @@ type Record struct {
 	MessageID     string    `json:"messageId,omitempty"`
 	OwnerMails    int       `json:"ownerMails"` // owner mails SES accepted for this rotation
 	AdminsTold    bool      `json:"adminsTold,omitempty"`
+
+	// Adoption is the adoption window of this rotation, when it has one.
+	Adoption *Adoption `json:"adoption,omitempty"`
 
 	DeactivatedAt  time.Time `json:"deactivatedAt,omitempty"`
 	DeleteAfter    time.Time `json:"deleteAfter,omitempty"`
@@ -120,6 +127,63 @@ type Record struct {
 	Version int `json:"version"`
 	// ExpiresAt (Unix seconds) lets DynamoDB TTL remove a finished record.
 	ExpiresAt int64 `json:"expiresAt,omitempty"`
+}
+
+// Switch-over reasons: why the old key was deactivated after an adoption
+// window.
+const (
+	SwitchEvidence = "evidence" // the new key is in use and the old one was not used since
+	SwitchDeadline = "deadline" // the window ended without that evidence
+	SwitchPerson   = "person"   // a person deactivated the old key during the window
+)
+
+// Use is a key's last use as IAM reports it (GetAccessKeyLastUsed).
+type Use struct {
+	At      time.Time `json:"at"`
+	Service string    `json:"service,omitempty"`
+	Region  string    `json:"region,omitempty"`
+}
+
+// String describes the use for people ("never" when u is nil).
+func (u *Use) String() string {
+	if u == nil || u.At.IsZero() {
+		return "never"
+	}
+	s := u.At.UTC().Format(time.RFC3339)
+	if u.Service != "" {
+		s += " (" + u.Service
+		if u.Region != "" && u.Region != "N/A" {
+			s += ", " + u.Region
+		}
+		s += ")"
+	}
+	return s
+}
+
+// Adoption is a rotation's adoption window: between the owner's notice and
+// the old key's deactivation, the key's own execution checks the keys'
+// last use until the new key is adopted or the window ends.
+type Adoption struct {
+	Until     time.Time `json:"until"`     // the deadline: deactivated then at the latest
+	Every     int64     `json:"every"`     // seconds between checks
+	Execution string    `json:"execution"` // the key's own execution that runs the window
+	Attempt   int       `json:"attempt,omitempty"`
+	// HandedOffBy is the daily execution that last started the window's
+	// execution.
+	HandedOffBy string `json:"handedOffBy,omitempty"`
+	Checks      int    `json:"checks"`
+	// NewSeenAt is the check that first saw the new key in use, and
+	// OldAtNewSeen the old key's last use then: adopted when a later check
+	// finds the old key not used since.
+	NewSeenAt    time.Time `json:"newSeenAt,omitempty"`
+	OldAtNewSeen *Use      `json:"oldAtNewSeen,omitempty"`
+	OldLastUsed  *Use      `json:"oldLastUsed,omitempty"`
+	NewLastUsed  *Use      `json:"newLastUsed,omitempty"`
+	// Reminders are the points (seconds before Until) whose reminder went
+	// out or was tried.
+	Reminders  []int64   `json:"reminders,omitempty"`
+	SwitchOver string    `json:"switchOver,omitempty"` // SwitchEvidence, SwitchDeadline or SwitchPerson
+	SwitchedAt time.Time `json:"switchedAt,omitempty"`
 }
 
 // PasswordID names a console password by its user and the time it was set

@@ -30,6 +30,17 @@ type Owner struct {
 	Region       string
 	StopsWorking time.Time
 	DeleteAfter  time.Time
+	// Window, when set, is the rotation's adoption window: the old key
+	// stays Active until the new key is in use, StopsWorking at the latest.
+	Window *Window
+}
+
+// Window describes an adoption window to the owner.
+type Window struct {
+	Every       time.Duration // between checks
+	Grace       time.Duration // between deactivation and deletion
+	OldLastUsed string        // where and when the old key was last used ("never")
+	NewLastUsed string        // the new key's last use by something other than keyrotor ("not yet")
 }
 
 // Mail is a rendered e-mail.
@@ -82,16 +93,82 @@ func OwnerMail(o Owner) (Mail, error) {
 		fmt.Fprintf(&m, "<p>Your new access key <code>%s</code> is stored in AWS Secrets Manager, in the secret <code>%s</code>. Fetch it with your own AWS credentials:</p>\n<pre>%s</pre>\n<p>Please switch your applications to the new key now.</p>\n",
 			h(o.NewKeyID), h(o.SecretName), h(cmd))
 	}
-	fmt.Fprintf(&t, "The old key %s stops working at %s (it is deactivated),\nand it is deleted after %s.\n\n", o.OldKey.ID, stamp(o.StopsWorking), stamp(o.DeleteAfter))
+	if w := o.Window; w != nil {
+		txt := windowText(o, stamp)
+		t.WriteString(txt + "\n\n")
+		fmt.Fprintf(&m, "<p>%s</p>\n", h(txt))
+	} else {
+		fmt.Fprintf(&t, "The old key %s stops working at %s (it is deactivated),\nand it is deleted after %s.\n\n", o.OldKey.ID, stamp(o.StopsWorking), stamp(o.DeleteAfter))
+		fmt.Fprintf(&m, "<p>The old key <code>%s</code> <strong>stops working at %s</strong> (it is deactivated), and it is <strong>deleted after %s</strong>.</p>\n",
+			h(o.OldKey.ID), stamp(o.StopsWorking), stamp(o.DeleteAfter))
+	}
 	t.WriteString("If something breaks, your administrators can re-activate the old key until then.\n\n-- keyrotor\n")
-	fmt.Fprintf(&m, "<p>The old key <code>%s</code> <strong>stops working at %s</strong> (it is deactivated), and it is <strong>deleted after %s</strong>.</p>\n",
-		h(o.OldKey.ID), stamp(o.StopsWorking), stamp(o.DeleteAfter))
 	m.WriteString("<p>If something breaks, your administrators can re-activate the old key until then.</p>\n<p>-- keyrotor</p>\n</body></html>\n")
 	subject := fmt.Sprintf("[keyrotor] Your AWS access key %s has been replaced", o.OldKey.ID)
 	if o.Action == "retire" {
 		subject = fmt.Sprintf("[keyrotor] Your unused AWS access key %s is being retired", o.OldKey.ID)
 	}
 	return Mail{Subject: subject, Text: t.String(), HTML: m.String()}, nil
+}
+
+// windowText tells the owner how the adoption window works.
+func windowText(o Owner, stamp func(time.Time) string) string {
+	w := o.Window
+	return fmt.Sprintf("The old key %s keeps working while you switch. keyrotor checks every %s which key is in use: once the new key %s is in use "+
+		"and the old key has not been used since the previous check, the old key is deactivated. It is deactivated at %s at the latest, "+
+		"whatever is still using it, and deleted %s after it is deactivated. The old key was last used: %s. The new key was last used: %s.",
+		o.OldKey.ID, human(w.Every), o.NewKeyID, stamp(o.StopsWorking), human(w.Grace), w.OldLastUsed, w.NewLastUsed)
+}
+
+// human writes a duration in days when it is whole days.
+func human(d time.Duration) string {
+	switch {
+	case d == 24*time.Hour:
+		return "day"
+	case d > 0 && d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
+// OwnerReminder renders a reminder during the adoption window: the old key
+// is still in use (or the new one is not yet), with the deadline.
+func OwnerReminder(o Owner) (Mail, error) {
+	if o.Window == nil {
+		return Mail{}, fmt.Errorf("a reminder needs the adoption window")
+	}
+	stamp := func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") }
+	h := html.EscapeString
+	cmd := FetchCommand(o.SecretName, o.Region)
+	var t, m strings.Builder
+	fmt.Fprintf(&t, "Hello %s,\n\nA reminder: keyrotor replaced your AWS access key %s with %s, stored in the secret\n  %s\nFetch it with your own AWS credentials:\n  %s\n\n",
+		o.User, o.OldKey.ID, o.NewKeyID, o.SecretName, cmd)
+	fmt.Fprintf(&m, "<html><body>\n<p>Hello %s,</p>\n<p>A reminder: keyrotor replaced your AWS access key <code>%s</code> with <code>%s</code>, stored in the secret <code>%s</code>. Fetch it with your own AWS credentials:</p>\n<pre>%s</pre>\n",
+		h(o.User), h(o.OldKey.ID), h(o.NewKeyID), h(o.SecretName), h(cmd))
+	txt := windowText(o, stamp)
+	t.WriteString(txt + "\n\n-- keyrotor\n")
+	fmt.Fprintf(&m, "<p>%s</p>\n<p>-- keyrotor</p>\n</body></html>\n", h(txt))
+	return Mail{Subject: fmt.Sprintf("[keyrotor] Reminder: switch to your new AWS access key by %s", o.StopsWorking.UTC().Format("2006-01-02")),
+		Text: t.String(), HTML: m.String()}, nil
+}
+
+// AdminSwitchOver tells the admins how an adoption window ended: on
+// evidence (the new key in use, the old one no longer), on the deadline
+// (with the old key's last use: someone may still depend on it), or by a
+// person who deactivated the old key.
+func AdminSwitchOver(user, oldKey, newKey, how, oldLastUsed, newLastUsed string) Admin {
+	var b strings.Builder
+	switch how {
+	case "evidence":
+		fmt.Fprintf(&b, "keyrotor switched IAM user %s over on evidence: the new key %s is in use and the old key %s was not used since the previous check. The old key is deactivated now.\n", user, newKey, oldKey)
+	case "deadline":
+		fmt.Fprintf(&b, "keyrotor switched IAM user %s over on the deadline: the adoption window ended without evidence that the new key %s replaced the old key %s, which is deactivated now.\n"+
+			"Check with the owner: whatever last used the old key may fail from now on.\n", user, newKey, oldKey)
+	default:
+		fmt.Fprintf(&b, "The old key %s of IAM user %s was deactivated by a person during its adoption window; its grace period starts now.\n", oldKey, user)
+	}
+	fmt.Fprintf(&b, "Old key last used: %s\nNew key last used: %s\n", oldLastUsed, newLastUsed)
+	return Admin{Subject: clip(fmt.Sprintf("keyrotor: %s switched over (%s)", user, how), 100), Body: b.String()}
 }
 
 // Admin is an SNS message for the admin topic.
@@ -117,6 +194,9 @@ func AdminRotation(o Owner, mailStatus, mailedTo string) Admin {
 	}
 	if o.Action == "retire-password" {
 		fmt.Fprintf(&b, "The login profile is removed after %s unless the password is used before then.\n", o.DeleteAfter.UTC().Format(time.RFC3339))
+	} else if o.Window != nil {
+		fmt.Fprintf(&b, "Adoption window: the old key stays Active until the new key is in use (checked every %s), deactivated at %s at the latest; deleted %s after it is deactivated.\nOld key last used: %s\n",
+			human(o.Window.Every), o.StopsWorking.UTC().Format(time.RFC3339), human(o.Window.Grace), o.Window.OldLastUsed)
 	} else {
 		fmt.Fprintf(&b, "Old key deactivated at about %s; deleted after %s.\n", o.StopsWorking.UTC().Format(time.RFC3339), o.DeleteAfter.UTC().Format(time.RFC3339))
 	}

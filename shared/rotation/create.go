@@ -290,6 +290,13 @@ func (c *Creator) finish(ctx context.Context, it Item, sk *StoredKey, rec *ledge
 		if it.UserARN != "" && got != it.UserARN {
 			return nil, &failures.NewKeyNotReadyError{User: it.User, KeyID: sk.AccessKeyID, Msg: fmt.Sprintf("sts:GetCallerIdentity with the new key answered as %s, want %s", got, it.UserARN)}
 		}
+		// An adoption window counts only uses of the new key after
+		// keyrotor's own: the proof's time is recorded (rounded up, as
+		// IAM's last-use time may be a little later than this clock's).
+		rec.ProofAt = nowOf(c.Now).UTC().Truncate(time.Second).Add(time.Second)
+		if err := c.Records.Put(ctx, rec); err != nil {
+			return nil, err
+		}
 	}
 	return &NewKey{KeyID: rec.NewKeyID, Created: rec.NewKeyCreated, SecretName: rec.SecretName, SecretARN: rec.SecretARN, Reused: reused, Rotation: rec.Rotation, Note: strings.TrimPrefix(note, "; ")}, nil
 }

@@ -70,6 +70,11 @@ func (d *Deactivator) Handle(ctx context.Context, t Task) (*Deactivation, error)
 		res.Note = "the owner's notice has not gone out; nothing is deactivated"
 		return res, nil
 	}
+	if rec.State == ledger.Adopting && rec.Adoption.SwitchOver == "" {
+		// Only the window's own check decides when the old key goes.
+		res.Note = fmt.Sprintf("the adoption window runs until %s in execution %s; nothing is deactivated before it switches over", rec.Adoption.Until.UTC().Format(time.RFC3339), rec.Adoption.Execution)
+		return res, nil
+	}
 	keys, exists, err := liveKeys(ctx, d.IAM, it.User)
 	if err != nil {
 		return nil, err
@@ -145,6 +150,10 @@ func (d *Deactivator) Handle(ctx context.Context, t Task) (*Deactivation, error)
 func (d *Deactivator) record(rec *ledger.Record, now time.Time, t Task, note string) {
 	rec.DeactivatedAt, rec.DeleteAfter = now, now.Add(d.Config.GracePeriod)
 	rec.GraceExecution = GraceExecutionName(t.Item.User, rec.ID, rec.Rotation)
+	if rec.Adoption != nil {
+		// The window's own execution goes on with the grace period.
+		rec.GraceExecution = rec.Adoption.Execution
+	}
 	rec.Move(now, ledger.Deactivated, t.Execution, note)
 }
 
@@ -165,6 +174,12 @@ func (d *Deactivator) result(rec *ledger.Record, now time.Time) *Deactivation {
 // API Reference, StartExecution, name). User names may hold ',': it becomes
 // '_'. Key ids and the generation keep names unique.
 func GraceExecutionName(user, id string, rotation int) string {
+	return adoptionExecutionName(user, id, rotation, 0)
+}
+
+// adoptionExecutionName is GraceExecutionName for the attempt-th execution
+// of a rotation's adoption window (0: the first).
+func adoptionExecutionName(user, id string, rotation, attempt int) string {
 	key := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.+=@", r) {
 			return r
@@ -172,6 +187,9 @@ func GraceExecutionName(user, id string, rotation int) string {
 		return '_'
 	}, id)
 	suffix := fmt.Sprintf("-%s-r%d", key, rotation)
+	if attempt > 0 {
+		suffix += fmt.Sprintf("-%d", attempt)
+	}
 	u := strings.ReplaceAll(user, ",", "_")
 	if max := 80 - len(suffix); len(u) > max {
 		u = u[:max]

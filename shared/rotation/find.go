@@ -232,7 +232,7 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 	}
 	plan.Counts.Users = len(a.Rows)
 	plan.Counts.Candidates = len(a.Candidates)
-	plan.Held, plan.Attention, plan.InFlight = []Skipped{}, []Skipped{}, []Skipped{}
+	plan.Held, plan.Attention, plan.InFlight, plan.Adopting = []Skipped{}, []Skipped{}, []Skipped{}, []Skipped{}
 	seen := map[string]bool{}
 	for _, name := range sortedKeys(a.Candidates) {
 		c := a.Candidates[name]
@@ -283,6 +283,7 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 	}
 	plan.Counts.Blocked, plan.Counts.Exempt = len(plan.Blocked), len(plan.Exempt)
 	plan.Counts.Held, plan.Counts.Attention, plan.Counts.InFlight = len(plan.Held), len(plan.Attention), len(plan.InFlight)
+	plan.Counts.Adopting = len(plan.Adopting)
 
 	if f.S3 != nil && f.Config.ReportBucket != "" {
 		plan.Bucket = f.Config.ReportBucket
@@ -308,6 +309,7 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 	plan.Held, plan.HeldTruncated = capSkipped(plan.Held)
 	plan.Attention, plan.AttentionTruncated = capSkipped(plan.Attention)
 	plan.InFlight, _ = capSkipped(plan.InFlight)
+	plan.Adopting, plan.AdoptingTruncated = capSkipped(plan.Adopting)
 	logOf(f.Log).InfoContext(ctx, "plan ready", "execution", in.ExecutionName, "asOf", asOf.Format(time.RFC3339),
 		"dryRun", req.DryRun, "users", plan.Counts.Users, "candidates", plan.Counts.Candidates,
 		"rotate", plan.Counts.Rotate, "retire", plan.Counts.Retire, "blocked", plan.Counts.Blocked, "exempt", plan.Counts.Exempt)
@@ -326,6 +328,11 @@ func (f *Finder) releaseDead(ctx context.Context, recs map[string]*ledger.Record
 	for _, id := range sortedKeys(recs) {
 		rec := recs[id]
 		if !rec.LeaseHeldByOther(in.ExecutionName, now) {
+			continue
+		}
+		if rec.Adoption != nil && rec.Owner == rec.Adoption.Execution {
+			// The window's own execution (another state machine) renews
+			// its lease at every check; a stopped one's lease passes.
 			continue
 		}
 		st, ok := status[rec.Owner]
@@ -375,6 +382,10 @@ func (f *Finder) planItem(plan *Plan, it Item, rec *ledger.Record, now time.Time
 		plan.Held = append(plan.Held, Skipped{User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "held",
 			Reason: fmt.Sprintf("held until %s: %s", rec.HeldUntil.UTC().Format(time.RFC3339), rec.Outcome)})
 		return
+	case rec.State == ledger.Adopting && rec.LeaseHeldByOther(execution, now):
+		plan.Adopting = append(plan.Adopting, Skipped{User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "adopting",
+			Reason: adoptingReason(rec)})
+		return
 	case rec.LeaseHeldByOther(execution, now):
 		plan.InFlight = append(plan.InFlight, Skipped{User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "in-flight",
 			Reason: fmt.Sprintf("rotation %d is in flight in execution %s", rec.Rotation, rec.Owner)})
@@ -384,6 +395,17 @@ func (f *Finder) planItem(plan *Plan, it Item, rec *ledger.Record, now time.Time
 		plan.Counts.Resumed++
 	}
 	plan.Items = append(plan.Items, it)
+}
+
+// adoptingReason describes a rotation in its adoption window.
+func adoptingReason(rec *ledger.Record) string {
+	ad := rec.Adoption
+	inUse := "not in use yet"
+	if !ad.NewSeenAt.IsZero() {
+		inUse = "in use since about " + ad.NewSeenAt.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("adoption window until %s (execution %s): new key %s %s; old key last used %s; new key last used %s",
+		ad.Until.UTC().Format(time.RFC3339), ad.Execution, rec.NewKeyID, inUse, ad.OldLastUsed, ad.NewLastUsed)
 }
 
 // passwordSetAt reads the time back from a ledger.PasswordID.

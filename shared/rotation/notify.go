@@ -84,15 +84,32 @@ func (n *Notifier) Handle(ctx context.Context, t Task) (*Notice, error) {
 	if !rec.DeactivatedAt.IsZero() {
 		stops = rec.DeactivatedAt
 	}
+	// With an adoption window the old key stays Active until the new key
+	// is in use: the owner is told the latest time.
+	window := n.windowOf(rec, it)
+	if window {
+		stops = now.Add(n.Config.AdoptionWindow)
+		if rec.Adoption != nil {
+			stops = rec.Adoption.Until
+		} else if rec.Notice == ledger.NoticeAccepted {
+			stops = rec.NoticeAt.Add(n.Config.AdoptionWindow)
+		}
+	}
 	res := &Notice{StopsWorking: stops, DeleteAfter: stops.Add(n.Config.GracePeriod), MailedTo: it.Email}
 	msg := n.ownerMessage(t, res)
+	if window {
+		msg.Window = &notice.Window{Every: n.Config.CheckEvery(), Grace: n.Config.GracePeriod, OldLastUsed: itemLastUse(it.OldKey), NewLastUsed: "not yet"}
+	}
 
 	if rec.Notice == ledger.NoticeAccepted {
 		res.MailStatus, res.Accepted, res.MessageID = "already-sent", true, rec.MessageID
 		if rec.NoticeChannel == "admins" {
 			res.MailStatus, res.MailedTo = "admins", ""
 		}
-		return res, n.tellAdmins(ctx, rec, msg, res)
+		if err := n.tellAdmins(ctx, rec, msg, res); err != nil {
+			return nil, err
+		}
+		return n.handOff(ctx, rc, rec, res, window)
 	}
 	if it.Email == "" {
 		// No owner address: the admins' message is the notice.
@@ -105,7 +122,10 @@ func (n *Notifier) Handle(ctx context.Context, t Task) (*Notice, error) {
 			return n.notSent(ctx, rc, rec, res, ledger.NoticeRefused, fmt.Sprintf("user %s has no owner address (tag %s) and no admin topic is configured, so nobody could be told; the old key stays Active. Tag the user with its owner's address", it.User, n.Config.EmailTag))
 		}
 		res.Accepted, res.AdminNotice = true, id
-		return res, n.accepted(ctx, rc, rec, "admins", id, "no owner address: the admins were told")
+		if err := n.accepted(ctx, rc, rec, "admins", id, "no owner address: the admins were told"); err != nil {
+			return nil, err
+		}
+		return n.handOff(ctx, rc, rec, res, window)
 	}
 	id, err := n.send(ctx, it.Email, msg)
 	if err != nil {
@@ -122,7 +142,63 @@ func (n *Notifier) Handle(ctx context.Context, t Task) (*Notice, error) {
 	if err := n.accepted(ctx, rc, rec, "mail", id, "owner mailed at "+it.Email); err != nil {
 		return nil, err
 	}
-	return res, n.tellAdmins(ctx, rec, msg, res)
+	if err := n.tellAdmins(ctx, rec, msg, res); err != nil {
+		return nil, err
+	}
+	return n.handOff(ctx, rc, rec, res, window)
+}
+
+// windowOf reports whether the rotation has an adoption window: it was
+// given one (it keeps it, whatever the setting is now), or it is a
+// replacement not yet deactivated and the setting asks for one.
+func (n *Notifier) windowOf(rec *ledger.Record, it Item) bool {
+	if rec.Adoption != nil {
+		return rec.State == ledger.Adopting
+	}
+	return n.Config.AdoptionWindow > 0 && it.Action == policy.Rotate && rec.DeactivatedAt.IsZero() &&
+		(rec.State == ledger.Notified || rec.Notice != ledger.NoticeAccepted)
+}
+
+// handOff gives a rotation whose notice went out to its adoption window,
+// run by the key's own execution (named after the user and the key): the
+// state machine starts it, and it alone deactivates the old key. A window
+// whose execution stopped (its lease passed, so this execution took the
+// rotation over) gets a new execution name: Step Functions keeps a name
+// for 90 days. The same execution handing off again (a retry, a Redrive)
+// keeps the name: starting it again is a no-op.
+func (n *Notifier) handOff(ctx context.Context, rc rotationCtx, rec *ledger.Record, res *Notice, window bool) (*Notice, error) {
+	if !window {
+		return res, nil
+	}
+	switch ad := rec.Adoption; {
+	case ad == nil:
+		until := rec.NoticeAt.Add(n.Config.AdoptionWindow)
+		rec.Adoption = &ledger.Adoption{Until: until, Every: int64(n.Config.CheckEvery() / time.Second),
+			Execution: GraceExecutionName(rec.User, rec.ID, rec.Rotation)}
+		rec.Move(rc.now, ledger.Adopting, rc.execution, "adoption window until "+until.UTC().Format(time.RFC3339)+": the old key stays Active until the new key is in use")
+	case ad.HandedOffBy != rc.execution:
+		// An earlier execution handed the window off, and its execution
+		// stopped checking (this one holds the lease).
+		ad.Attempt++
+		ad.Execution = adoptionExecutionName(rec.User, rec.ID, rec.Rotation, ad.Attempt)
+		rec.Log(rc.now, rec.State, rc.execution, "the window's execution stopped: it goes on in "+ad.Execution)
+	}
+	rec.Adoption.HandedOffBy = rc.execution
+	if err := rc.recs.Put(ctx, rec); err != nil {
+		return nil, err
+	}
+	res.Adoption = &Adoption{Execution: rec.Adoption.Execution, Until: rec.Adoption.Until}
+	res.StopsWorking, res.DeleteAfter = rec.Adoption.Until, rec.Adoption.Until.Add(n.Config.GracePeriod)
+	return res, nil
+}
+
+// itemLastUse describes an item's old key's last use as find saw it.
+func itemLastUse(k KeyRef) string {
+	if k.LastUsed == nil {
+		return "never"
+	}
+	u := &ledger.Use{At: *k.LastUsed, Service: k.LastUsedService}
+	return u.String()
 }
 
 // notSent records a notice that did not go out, tells the admins once and
@@ -219,6 +295,14 @@ func (n *Notifier) send(ctx context.Context, to string, o notice.Owner) (string,
 	m, err := notice.OwnerMail(o)
 	if err != nil {
 		return "", &failures.StepError{Msg: "render owner mail: " + err.Error()}
+	}
+	return n.sendMail(ctx, to, m)
+}
+
+// sendMail sends a rendered mail from the configured sender.
+func (n *Notifier) sendMail(ctx context.Context, to string, m notice.Mail) (string, error) {
+	if n.Config.Sender == "" {
+		return "", &failures.SendRejectedError{Channel: "SES", Msg: fmt.Sprintf("no sender address configured: set the senderAddress context (%s) to an SES-verified address", config.EnvSender)}
 	}
 	out, err := n.Mail.SendEmail(ctx, &sesv2.SendEmailInput{
 		FromEmailAddress: aws.String(n.Config.Sender),

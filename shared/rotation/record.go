@@ -82,6 +82,12 @@ func (c rotationCtx) open(ctx context.Context, it Item, start bool) (rec *ledger
 			rec.PrevNewKeyID = prev.PrevNewKeyID
 		}
 		rec.Move(now, ledger.Started, c.execution, fmt.Sprintf("rotation %d started (rotation %d %s: %s): %s", rec.Rotation, prev.Rotation, prev.State, prev.Outcome, it.Reason))
+	case rec.State == ledger.Adopting && rec.Adoption != nil && rec.Adoption.Execution == c.execution:
+		// The key's own execution runs the adoption window it was
+		// started for, from whoever handed it over.
+		if rec.Owner != c.execution {
+			rec.Log(now, rec.State, c.execution, "the key's own execution runs the adoption window")
+		}
 	case rec.LeaseHeldByOther(c.execution, now):
 		return rec, fmt.Sprintf("rotation %d is in flight in execution %s (until %s)", rec.Rotation, rec.Owner, rec.LeaseUntil.UTC().Format(time.RFC3339)), nil
 	case rec.Owner != c.execution:

@@ -5,8 +5,8 @@
 //
 // Every step is safe to run again with the same input after a failure at any
 // AWS call: it reads the account first and converges to the same end state.
-// Progress that must survive a retry is recorded on the IAM user as ledger
-// tags (see ledger.go), never in the Lambda's memory.
+// Progress that must survive a retry is recorded in the rotation record
+// (shared/ledger: DynamoDB), never in the Lambda's memory.
 package rotation
 
 import (
@@ -72,6 +72,8 @@ type Counts struct {
 	InFlight  int `json:"inFlight"`
 	InGrace   int `json:"inGrace"`
 	Resumed   int `json:"resumed"`
+	// Adopting: rotations in their adoption window (old key still Active).
+	Adopting int `json:"adopting"`
 }
 
 // ReportRef names the audit report objects of a run.
@@ -106,12 +108,14 @@ type Plan struct {
 	Held           []Skipped `json:"held"`
 	Attention      []Skipped `json:"attention"`
 	InFlight       []Skipped `json:"inFlight"`
+	Adopting       []Skipped `json:"adopting"`
 	// The lists above hold at most InlineListLimit entries each (the counts are whole;
 	// the audit report lists everything): a state may not exceed 256 KiB.
 	BlockedTruncated   bool       `json:"blockedTruncated,omitempty"`
 	ExemptTruncated    bool       `json:"exemptTruncated,omitempty"`
 	HeldTruncated      bool       `json:"heldTruncated,omitempty"`
 	AttentionTruncated bool       `json:"attentionTruncated,omitempty"`
+	AdoptingTruncated  bool       `json:"adoptingTruncated,omitempty"`
 	Report             *ReportRef `json:"report,omitempty"`
 }
 
@@ -145,9 +149,34 @@ type Notice struct {
 	Skipped     string `json:"skipped,omitempty"` // why this execution does nothing for the rotation
 	Waiting     string `json:"waiting,omitempty"` // why the notice did not go out (refused, unknown)
 	AdminNotice string `json:"adminNotice,omitempty"`
-	// StopsWorking and DeleteAfter are what the owner was told.
+	// StopsWorking and DeleteAfter are what the owner was told (with an
+	// adoption window: at the latest).
 	StopsWorking time.Time `json:"stopsWorking"`
 	DeleteAfter  time.Time `json:"deleteAfter"`
+	// Adoption, when set, is the rotation's adoption window: the state
+	// machine starts the key's own execution, which deactivates the old key
+	// once the new key is in use, or when the window ends.
+	Adoption *Adoption `json:"adoption,omitempty"`
+}
+
+// Adoption is an adoption window as the state machines see it: the start
+// (notify's output) and each check's outcome (check-adoption's output,
+// state path $.adoption).
+type Adoption struct {
+	// Execution is the key's own execution, which runs the window.
+	Execution string    `json:"execution"`
+	Until     time.Time `json:"until"`
+	// Next is what follows a check: "wait" until NextCheck, "deactivate"
+	// (switched over: SwitchOver says why) or "stop".
+	Next        string    `json:"next,omitempty"`
+	NextCheck   time.Time `json:"nextCheck,omitempty"`
+	SwitchOver  string    `json:"switchOver,omitempty"`
+	OldLastUsed string    `json:"oldLastUsed,omitempty"`
+	NewLastUsed string    `json:"newLastUsed,omitempty"`
+	NewKeyInUse bool      `json:"newKeyInUse,omitempty"`
+	Checks      int       `json:"checks,omitempty"`
+	Reminded    string    `json:"reminded,omitempty"` // a reminder this check sent: sent, admins, refused...
+	Note        string    `json:"note,omitempty"`
 }
 
 // Deactivation is the output of deactivate (state path $.deactivation).
@@ -172,6 +201,9 @@ const (
 	NextGrace  = "grace"
 	NextDelete = "delete"
 	NextStop   = "stop"
+	// After an adoption check: wait for the next one, or deactivate now.
+	NextWait       = "wait"
+	NextDeactivate = "deactivate"
 )
 
 // Cleanup is the output of delete (state path $.cleanup).
@@ -189,6 +221,9 @@ type Task struct {
 	Notice       *Notice       `json:"notice,omitempty"`
 	Deactivation *Deactivation `json:"deactivation,omitempty"`
 	Cleanup      *Cleanup      `json:"cleanup,omitempty"`
+	// Adoption is set in the key's own execution when it runs an adoption
+	// window.
+	Adoption *Adoption `json:"adoption,omitempty"`
 }
 
 // Skip reports why the steps after an early clean end do nothing, or "".

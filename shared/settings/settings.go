@@ -19,29 +19,36 @@ import (
 
 // Context keys with their defaults, as documented in README.
 const (
-	KeyMaxKeyAgeDays       = "maxKeyAgeDays"       // 90
-	KeyUnusedDays          = "unusedDays"          // 45
-	KeyGraceDays           = "graceDays"           // 7 (1 to MaxGraceDays)
-	KeyHoldDays            = "holdDays"            // 30 (1 to 365)
-	KeySchedule            = "schedule"            // rate(1 day); "off" disables
-	KeySenderAddress       = "senderAddress"       // (required for owner mail)
-	KeyAdminEmails         = "adminEmails"         // comma-separated or a JSON list
-	KeySecretPrefix        = "secretPrefix"        // iam-access-keys/
-	KeyEmailTag            = "emailTag"            // email
-	KeyExemptTag           = "exemptTag"           // keyrotor:exempt
-	KeyExemptGroup         = "exemptGroup"         // (none)
-	KeyKMSKeyArn           = "kmsKeyArn"           // (none: the stack creates a key)
-	KeyFanOutConcurrency   = "fanOutConcurrency"   // 10000 (the Distributed Map maximum)
-	KeyLambdaConcurrency   = "lambdaConcurrency"   // 0: no reserved concurrency; N > 0 reserves N for each per-user function
-	KeyReportRetentionDays = "reportRetentionDays" // 400
-	KeyLogRetentionDays    = "logRetentionDays"    // 90
-	KeyRetirePasswords     = "retirePasswords"     // false
+	KeyMaxKeyAgeDays       = "maxKeyAgeDays"        // 90
+	KeyUnusedDays          = "unusedDays"           // 45
+	KeyGraceDays           = "graceDays"            // 7 (1 to MaxGraceDays)
+	KeyHoldDays            = "holdDays"             // 30 (1 to 365)
+	KeySchedule            = "schedule"             // rate(1 day); "off" disables
+	KeySenderAddress       = "senderAddress"        // (required for owner mail)
+	KeyAdminEmails         = "adminEmails"          // comma-separated or a JSON list
+	KeySecretPrefix        = "secretPrefix"         // iam-access-keys/
+	KeyEmailTag            = "emailTag"             // email
+	KeyExemptTag           = "exemptTag"            // keyrotor:exempt
+	KeyExemptGroup         = "exemptGroup"          // (none)
+	KeyKMSKeyArn           = "kmsKeyArn"            // (none: the stack creates a key)
+	KeyFanOutConcurrency   = "fanOutConcurrency"    // 10000 (the Distributed Map maximum)
+	KeyLambdaConcurrency   = "lambdaConcurrency"    // 0: no reserved concurrency; N > 0 reserves N for each per-user function
+	KeyReportRetentionDays = "reportRetentionDays"  // 400
+	KeyLogRetentionDays    = "logRetentionDays"     // 90
+	KeyRetirePasswords     = "retirePasswords"      // false
+	KeyAdoptionDays        = "adoptionDays"         // 0: no adoption window (0 to MaxAdoptionDays)
+	KeyAdoptionReminders   = "adoptionReminderDays" // days before the window ends; default half-way and 1
 )
+
+// MaxAdoptionDays bounds adoptionDays: the window, the grace period and a
+// Redrive's 14 days all run in the key's own execution, within Step
+// Functions' one-year limit (see MaxGraceDays).
+const MaxAdoptionDays = 90
 
 // Keys lists every context key keyrotor reads.
 var Keys = []string{KeyMaxKeyAgeDays, KeyUnusedDays, KeyGraceDays, KeyHoldDays, KeySchedule, KeySenderAddress, KeyAdminEmails,
 	KeySecretPrefix, KeyEmailTag, KeyExemptTag, KeyExemptGroup, KeyKMSKeyArn, KeyFanOutConcurrency, KeyLambdaConcurrency,
-	KeyReportRetentionDays, KeyLogRetentionDays, KeyRetirePasswords}
+	KeyReportRetentionDays, KeyLogRetentionDays, KeyRetirePasswords, KeyAdoptionDays, KeyAdoptionReminders}
 
 // Settings is everything a deployment is tuned with.
 type Settings struct {
@@ -103,6 +110,7 @@ func FromContext(get func(key string) (any, bool)) (Settings, error) {
 		return string(b), true
 	}
 	grace := int(s.Config.GracePeriod / (24 * time.Hour))
+	adoption := 0
 	for _, n := range []struct {
 		key    string
 		dst    *int
@@ -113,9 +121,11 @@ func FromContext(get func(key string) (any, bool)) (Settings, error) {
 		{KeyGraceDays, &grace, 1, MaxGraceDays, " (default 7): the grace Wait runs inside a Step Functions execution, which may last " +
 			"one year including the 14 days allowed for a Redrive"},
 		{KeyHoldDays, &s.Config.HoldDays, 1, config.MaxHoldDays, fmt.Sprintf(" (default %d)", config.DefaultHoldDays)},
+		{KeyAdoptionDays, &adoption, 0, MaxAdoptionDays, ": 0 (the default) deactivates the old key right after the owner's notice; " +
+			"N keeps it Active up to N days, until the new key is in use"},
 		{KeyFanOutConcurrency, &s.FanOutConcurrency, 1, 10000, ""},
 		{KeyLambdaConcurrency, &s.LambdaConcurrency, 0, 1000, ": 0 (the default) reserves no Lambda concurrency; " +
-			"N reserves N concurrent executions for each of the 4 per-user functions and needs an account concurrency quota of at least 100 + 4 x N"},
+			"N reserves N concurrent executions for each of the 5 per-user functions and needs an account concurrency quota of at least 100 + 5 x N"},
 		{KeyReportRetentionDays, &s.ReportRetentionDays, 1, 36500, ""}, {KeyLogRetentionDays, &s.LogRetentionDays, 1, 3653, ""},
 	} {
 		v, ok := str(n.key)
@@ -129,6 +139,23 @@ func FromContext(get func(key string) (any, bool)) (Settings, error) {
 		*n.dst = i
 	}
 	s.Config.GracePeriod = time.Duration(grace) * 24 * time.Hour
+	if adoption+grace > MaxGraceDays {
+		return Settings{}, &Error{KeyAdoptionDays, strconv.Itoa(adoption), fmt.Sprintf("adoptionDays + graceDays (%d) must be at most %d: both run in the key's own execution, which may last one year including the 14 days allowed for a Redrive", adoption+grace, MaxGraceDays)}
+	}
+	s.Config.AdoptionWindow = time.Duration(adoption) * 24 * time.Hour
+	if v, ok := get(KeyAdoptionReminders); ok && v != nil {
+		days, err := dayList(v)
+		if err != nil {
+			return Settings{}, &Error{KeyAdoptionReminders, fmt.Sprint(v), "want whole days before the adoption window ends, comma-separated or a JSON list, such as \"7,1\""}
+		}
+		s.Config.AdoptionReminders = []time.Duration{}
+		for _, d := range days {
+			if d < 1 || d >= adoption {
+				return Settings{}, &Error{KeyAdoptionReminders, fmt.Sprint(v), fmt.Sprintf("each reminder is a whole number of days from 1 to adoptionDays - 1 (%d), counted back from the window's end", adoption-1)}
+			}
+			s.Config.AdoptionReminders = append(s.Config.AdoptionReminders, time.Duration(d)*24*time.Hour)
+		}
+	}
 	if v, ok := str(KeySchedule); ok {
 		switch {
 		case v == "off" || v == "none" || v == "false":
@@ -196,6 +223,54 @@ func FromContext(get func(key string) (any, bool)) (Settings, error) {
 		return Settings{}, err
 	}
 	return s, nil
+}
+
+// dayList reads a list of whole numbers: "7,1", "[7,1]", 7 or [7, 1].
+func dayList(v any) ([]int, error) {
+	var parts []string
+	switch x := v.(type) {
+	case float64:
+		parts = []string{strconv.FormatFloat(x, 'f', -1, 64)}
+	case string:
+		x = strings.TrimSpace(x)
+		if strings.HasPrefix(x, "[") {
+			var nums []float64
+			if err := json.Unmarshal([]byte(x), &nums); err != nil {
+				return nil, err
+			}
+			return dayList(toAny(nums))
+		}
+		if x != "" {
+			parts = strings.Split(x, ",")
+		}
+	case []any:
+		for _, e := range x {
+			f, ok := e.(float64)
+			if !ok {
+				return nil, fmt.Errorf("not a number: %v", e)
+			}
+			parts = append(parts, strconv.FormatFloat(f, 'f', -1, 64))
+		}
+	default:
+		return nil, fmt.Errorf("not a list: %v", v)
+	}
+	var out []int
+	for _, p := range parts {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func toAny(nums []float64) []any {
+	out := make([]any, len(nums))
+	for i, n := range nums {
+		out[i] = n
+	}
+	return out
 }
 
 // contextKeyFor maps a function environment variable to its context key.

@@ -62,7 +62,7 @@ func TestRanges(t *testing.T) {
 	}{
 		{"no reserved concurrency", KeyLambdaConcurrency, "0", "", func(s Settings) bool { return s.LambdaConcurrency == 0 }},
 		{"reserved concurrency", KeyLambdaConcurrency, float64(5), "", func(s Settings) bool { return s.LambdaConcurrency == 5 }},
-		{"negative concurrency", KeyLambdaConcurrency, "-1", "100 + 4 x N", nil},
+		{"negative concurrency", KeyLambdaConcurrency, "-1", "100 + 5 x N", nil},
 		{"concurrency not a number", KeyLambdaConcurrency, "ten", "0 (the default) reserves no Lambda concurrency", nil},
 		{"grace one day", KeyGraceDays, "1", "", func(s Settings) bool { return s.Config.GracePeriod == 24*time.Hour }},
 		{"grace longest", KeyGraceDays, float64(MaxGraceDays), "", func(s Settings) bool { return s.Config.GracePeriod == MaxGraceDays*24*time.Hour }},
