@@ -31,7 +31,7 @@ import (
 // may read the CSV by name.
 var Columns = []string{
 	"user", "arn", "credential", "status", "created", "age_days", "last_used",
-	"last_used_service", "last_used_region", "mfa_active", "decision", "reason",
+	"last_used_service", "last_used_region", "mfa_active", "decision", "reason", "switch_over",
 }
 
 // Row is one credential.
@@ -48,6 +48,10 @@ type Row struct {
 	MFAActive       bool          `json:"mfa_active"`
 	Decision        policy.Action `json:"decision"`
 	Reason          string        `json:"reason"`
+	// SwitchOver describes the key's adoption window, when its rotation has
+	// one: still adopting, or how it switched over (evidence, deadline,
+	// person), with both keys' last use.
+	SwitchOver string `json:"switch_over"`
 }
 
 // Report is the whole report.
@@ -98,14 +102,28 @@ func liveRows(row credreport.Row, c *rotation.Candidate, records map[string]*led
 				d.Reason += "; needs attention: " + rec.Attention
 			}
 		}
+		sw := switchOver(records[k.ID])
 		out = append(out, Row{
 			User: row.User, ARN: row.ARN, Credential: k.ID, Status: status(k.Active),
 			Created: stamp(k.Created), AgeDays: policy.AgeDays(k.Created, asOf), LastUsed: lastUsed(k.LastUsed),
 			LastUsedService: slotOf(row, k.Created).LastUsedService, LastUsedRegion: slotOf(row, k.Created).LastUsedRegion,
-			MFAActive: row.MFAActive, Decision: d.Action, Reason: d.Reason,
+			MFAActive: row.MFAActive, Decision: d.Action, Reason: d.Reason, SwitchOver: sw,
 		})
 	}
 	return out
+}
+
+// switchOver describes a rotation's adoption window ("" without one).
+func switchOver(rec *ledger.Record) string {
+	if rec == nil || rec.Adoption == nil {
+		return ""
+	}
+	ad := rec.Adoption
+	uses := fmt.Sprintf("old key last used %s, new key last used %s", ad.OldLastUsed, ad.NewLastUsed)
+	if ad.SwitchOver == "" {
+		return fmt.Sprintf("adopting until %s: %s", ad.Until.UTC().Format(time.RFC3339), uses)
+	}
+	return fmt.Sprintf("%s at %s: %s", ad.SwitchOver, ad.SwitchedAt.UTC().Format(time.RFC3339), uses)
 }
 
 func reportRows(row credreport.Row, rules policy.Rules, asOf time.Time) []Row {
@@ -222,7 +240,7 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	cw.Write(Columns)
 	for _, x := range r.Rows {
 		cw.Write([]string{x.User, x.ARN, x.Credential, x.Status, x.Created, strconv.Itoa(x.AgeDays), x.LastUsed,
-			x.LastUsedService, x.LastUsedRegion, strconv.FormatBool(x.MFAActive), string(x.Decision), x.Reason})
+			x.LastUsedService, x.LastUsedRegion, strconv.FormatBool(x.MFAActive), string(x.Decision), x.Reason, x.SwitchOver})
 	}
 	cw.Flush()
 	return cw.Error()
@@ -288,7 +306,11 @@ func (r *Report) WriteTable(w io.Writer, color bool) error {
 		if x.MFAActive {
 			mfa = "yes"
 		}
-		cells = append(cells, []string{x.User, x.Credential, x.Status, created, fmt.Sprintf("%dd", x.AgeDays), lu, mfa, string(x.Decision), x.Reason})
+		reason := x.Reason
+		if x.SwitchOver != "" {
+			reason += "; switch-over: " + x.SwitchOver
+		}
+		cells = append(cells, []string{x.User, x.Credential, x.Status, created, fmt.Sprintf("%dd", x.AgeDays), lu, mfa, string(x.Decision), reason})
 	}
 	width := make([]int, len(header))
 	for _, row := range cells {

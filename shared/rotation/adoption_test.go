@@ -19,7 +19,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyrotor/keyrotor/shared/audit"
 	"github.com/keyrotor/keyrotor/shared/ledger"
+	"github.com/keyrotor/keyrotor/shared/policy"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
 
@@ -74,6 +76,12 @@ func TestMotoAdoptionWindow(t *testing.T) {
 					newID, newSecret = c.newKey(old)
 				} else if day < tc.offDay && (plan.Counts.Adopting != 1 || len(plan.Items) != 0) {
 					t.Fatalf("day %d: plan adopting %d, items %d; want the rotation reported in its window, not started again", day, plan.Counts.Adopting, len(plan.Items))
+				}
+				if day == 1 {
+					// The audit report shows the window with both keys' last use.
+					if sw := c.auditSwitchOver(old); !strings.HasPrefix(sw, "adopting until ") || !strings.Contains(sw, "old key last used 20") {
+						t.Fatalf("day 1: audit switch_over %q; want the adoption window with the old key's last use", sw)
+					}
 				}
 				want := "Active"
 				if day >= tc.offDay {
@@ -190,6 +198,23 @@ func TestMotoAdoptionWindowTakenOver(t *testing.T) {
 	if r := c.record(old); r.State != ledger.Deactivated || r.Adoption.SwitchOver != ledger.SwitchDeadline || c.status("cat")[old] != "Inactive" {
 		t.Fatalf("day 4: %s; want deactivated on the deadline by the new execution", c.describe(old))
 	}
+}
+
+// auditSwitchOver is the switch_over column of key id in the audit report
+// find would write now.
+func (c *calendar) auditSwitchOver(id string) string {
+	c.t.Helper()
+	f := &rotation.Finder{IAM: c.a.IAM, Records: c.recs, Config: *c.cfg, Now: c.now}
+	as, err := f.Assess(context.Background(), c.now(), nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, r := range audit.Build(as, policy.Rules{MaxKeyAgeDays: c.cfg.MaxKeyAgeDays, UnusedDays: c.cfg.UnusedDays, Grace: c.cfg.GracePeriod}, false).Rows {
+		if r.Credential == id {
+			return r.SwitchOver
+		}
+	}
+	return "(no row for " + id + ")"
 }
 
 // oldUserWithSecret is oldUser returning the old key's secret too, for a

@@ -40,7 +40,9 @@ type Outcome struct {
 	Mail       string        `json:"mail,omitempty"`
 	Deleted    bool          `json:"oldKeyDeleted"`
 	// Result: rotated / retired (old key deactivated after the owner's
-	// notice; its grace-and-delete execution deletes it later), deleted
+	// notice; its grace-and-delete execution deletes it later), adopting
+	// (an adoption window started: the old key stays Active until the
+	// new key is in use), deleted
 	// (a resumed rotation whose grace was over), waiting (the notice did
 	// not go out: nothing deactivated, tried again next run), held,
 	// kept, skipped or failed.
@@ -69,23 +71,29 @@ type Totals struct {
 	Attention int `json:"attention"`
 	InFlight  int `json:"inFlight"`
 	InGrace   int `json:"inGrace"`
+	// Adopting: rotations in their adoption window (old key still
+	// Active): started by this run, or by an earlier one.
+	Adopting int `json:"adopting"`
 }
 
 // Summary is the output of summarize (state path $.summary) and the
 // execution's final output.
 type Summary struct {
-	ExecutionName string     `json:"executionName"`
-	Pass          int        `json:"pass"`
-	Totals        Totals     `json:"totals"`
-	Users         []Outcome  `json:"users"`
-	UsersCut      bool       `json:"usersTruncated,omitempty"`
-	Blocked       []Skipped  `json:"blocked"`
-	Exempt        []Skipped  `json:"exempt"`
-	Held          []Skipped  `json:"held"`
-	Attention     []Skipped  `json:"attention"`
-	SummaryKey    string     `json:"summaryKey,omitempty"`
-	Bucket        string     `json:"bucket,omitempty"`
-	Report        *ReportRef `json:"report,omitempty"`
+	ExecutionName string    `json:"executionName"`
+	Pass          int       `json:"pass"`
+	Totals        Totals    `json:"totals"`
+	Users         []Outcome `json:"users"`
+	UsersCut      bool      `json:"usersTruncated,omitempty"`
+	Blocked       []Skipped `json:"blocked"`
+	Exempt        []Skipped `json:"exempt"`
+	Held          []Skipped `json:"held"`
+	Attention     []Skipped `json:"attention"`
+	// Adopting lists the rotations that earlier runs left in their
+	// adoption window, with both keys' last use.
+	Adopting   []Skipped  `json:"adopting,omitempty"`
+	SummaryKey string     `json:"summaryKey,omitempty"`
+	Bucket     string     `json:"bucket,omitempty"`
+	Report     *ReportRef `json:"report,omitempty"`
 	// RetryPlan, when present, sends the failed users through the map again
 	// (pass 2, no tolerated failures).
 	RetryPlan *Plan `json:"retryPlan,omitempty"`
@@ -126,7 +134,7 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 	}
 	pass := max(in.Plan.Pass, 1)
 	sum := &Summary{ExecutionName: in.ExecutionName, Pass: pass, Blocked: orEmpty(in.Plan.Blocked), Exempt: orEmpty(in.Plan.Exempt),
-		Held: orEmpty(in.Plan.Held), Attention: orEmpty(in.Plan.Attention), Report: in.Plan.Report, Bucket: in.Plan.Bucket}
+		Held: orEmpty(in.Plan.Held), Attention: orEmpty(in.Plan.Attention), Adopting: in.Plan.Adopting, Report: in.Plan.Report, Bucket: in.Plan.Bucket}
 	if in.Plan.Bucket != "" && s.S3 != nil {
 		sum.SummaryKey = fmt.Sprintf("runs/%s/%s/summary.json", in.Plan.runDay(nowOf(s.Now)), SafeKey(in.ExecutionName))
 	}
@@ -164,6 +172,8 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 			sum.Totals.Waiting++
 		case "deleted":
 			sum.Totals.Deleted++
+		case "adopting":
+			sum.Totals.Adopting++
 		default:
 			sum.Totals.Skipped++
 		}
@@ -177,6 +187,7 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 	c := in.Plan.Counts
 	sum.Totals.Blocked, sum.Totals.Exempt = max(c.Blocked, len(sum.Blocked)), max(c.Exempt, len(sum.Exempt))
 	sum.Totals.Held, sum.Totals.Attention, sum.Totals.InFlight, sum.Totals.InGrace = max(c.Held, len(sum.Held)), max(c.Attention, len(sum.Attention)), c.InFlight, c.InGrace
+	sum.Totals.Adopting += c.Adopting
 
 	if len(failed) > 0 && pass == 1 {
 		rp := in.Plan
@@ -271,6 +282,10 @@ func outcomeOf(r childResult) Outcome {
 		o.Result, o.Reason = "waiting", t.Notice.Waiting
 	case t.Notice != nil && t.Notice.MailStatus == "skipped":
 		o.Result, o.Reason = "skipped", t.Notice.Skipped
+	case t.Notice != nil && t.Notice.Adoption != nil:
+		o.Result = "adopting"
+		o.Reason = fmt.Sprintf("adoption window: the old key stays Active until the new key is in use, at the latest until %s; checked by execution %s",
+			t.Notice.Adoption.Until.UTC().Format(time.RFC3339), t.Notice.Adoption.Execution)
 	case t.Cleanup != nil && t.Cleanup.Deleted:
 		o.Deleted, o.Reason, o.Result = true, t.Cleanup.Reason, "deleted"
 	case t.Cleanup != nil:
@@ -356,6 +371,9 @@ func (s *Summarizer) adminSummary(sum *Summary) notice.Admin {
 	t := sum.Totals
 	fmt.Fprintf(&b, "keyrotor run %s: %d rotated, %d retired, %d old keys kept, %d skipped, %d failed, %d blocked, %d exempt; %d owner mails sent.\n",
 		sum.ExecutionName, t.Rotated, t.Retired, t.Kept, t.Skipped, t.Failed, t.Blocked, t.Exempt, t.Mails)
+	if t.Adopting > 0 {
+		fmt.Fprintf(&b, "%d rotations in their adoption window: each old key stays Active until its new key is in use (or the window ends).\n", t.Adopting)
+	}
 	if len(sum.Blocked) > 0 {
 		b.WriteString("\nBlocked (keyrotor could not act; please look):\n")
 		for _, x := range sum.Blocked {
@@ -365,7 +383,8 @@ func (s *Summarizer) adminSummary(sum *Summary) notice.Admin {
 	for _, l := range []struct {
 		title string
 		list  []Skipped
-	}{{"Needs a person (reported once, shown until fixed)", sum.Attention}, {"Held (a person acted; keyrotor keeps its hands off)", sum.Held}} {
+	}{{"Needs a person (reported once, shown until fixed)", sum.Attention}, {"Held (a person acted; keyrotor keeps its hands off)", sum.Held},
+		{"In their adoption window (old key still Active until the new key is in use)", sum.Adopting}} {
 		if len(l.list) > 0 {
 			b.WriteString("\n" + l.title + ":\n")
 			for _, x := range l.list {

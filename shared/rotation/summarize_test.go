@@ -52,6 +52,10 @@ func TestSummarizeOutcomes(t *testing.T) {
 			t.Deactivation.Next, t.Cleanup = rotation.NextDelete, &rotation.Cleanup{KeyID: "AK1", Deleted: true, Reason: "deleted after its grace period"}
 		}), "deleted", "deleted after its grace period"},
 		{"resumed, delete refused: kept", task("ann", "AK1", "AKN1", false, "not deleted: the new key was deleted"), "kept", "the new key was deleted"},
+		{"adoption window started", base(func(t *rotation.Task) {
+			t.Notice.Adoption = &rotation.Adoption{Execution: "ann-AK1-r1", Until: time.Date(2026, 12, 14, 6, 0, 0, 0, time.UTC)}
+			t.Deactivation = nil
+		}), "adopting", "at the latest until 2026-12-14T06:00:00Z; checked by execution ann-AK1-r1"},
 		{"notice refused: waiting", base(func(t *rotation.Task) {
 			t.Notice = &rotation.Notice{MailStatus: "refused", Waiting: "the owner's mail was refused"}
 			t.Deactivation = nil
