@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/keyrotor/keyrotor/internal/awstest"
+	"github.com/keyrotor/keyrotor/internal/local"
 	"github.com/keyrotor/keyrotor/internal/faultproxy"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
@@ -305,26 +306,39 @@ func TestE2EInputErrors(t *testing.T) {
 // report and summary objects.
 func assertNoSecretAnywhere(t *testing.T, a *awstest.Account, work, printed string) {
 	t.Helper()
-	var secrets []string
+	var users []string
 	for _, u := range account {
+		users = append(users, u.name)
+	}
+	assertNoSecretOf(t, a, work, printed, users, 3)
+}
+
+// assertNoSecretOf is assertNoSecretAnywhere for the stored secrets of
+// users (want of them).
+func assertNoSecretOf(t *testing.T, a *awstest.Account, work, printed string, users []string, want int) {
+	t.Helper()
+	var secrets []string
+	for _, u := range users {
 		var k rotation.StoredKey
-		if s := a.Secret(t, "iam-access-keys/"+u.name); s != "" && json.Unmarshal([]byte(s), &k) == nil {
+		if s := a.Secret(t, "iam-access-keys/"+u); s != "" && json.Unmarshal([]byte(s), &k) == nil {
 			secrets = append(secrets, k.SecretAccessKey)
 		}
 	}
-	if len(secrets) != 3 {
-		t.Fatalf("found %d stored secrets; want 3", len(secrets))
+	if len(secrets) != want {
+		t.Fatalf("found %d stored secrets; want %d", len(secrets), want)
 	}
 	corpus := []string{printed}
 	files, _ := filepath.Glob(filepath.Join(work, "*"))
 	logs, _ := filepath.Glob(filepath.Join(work, "logs", "*"))
-	for _, f := range append(files, logs...) {
+	// The keys' own executions: grace periods and adoption windows.
+	keyRuns, _ := filepath.Glob(filepath.Join(work, "grace", "*", "*"))
+	for _, f := range append(append(files, logs...), keyRuns...) {
 		if b, err := os.ReadFile(f); err == nil {
 			corpus = append(corpus, string(b))
 		}
 	}
-	if len(logs) != 6 {
-		t.Fatalf("function logs = %v; want six", logs)
+	if len(logs) != len(local.FunctionDirs) {
+		t.Fatalf("function logs = %v; want one per function (%d)", logs, len(local.FunctionDirs))
 	}
 	mails, notes := a.Sent(t)
 	corpus = append(corpus, fmt.Sprint(mails), fmt.Sprint(notes))

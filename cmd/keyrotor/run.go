@@ -22,6 +22,9 @@ type runFlags struct {
 	template, bin, name, workDir string
 	concurrency                  int
 	retryInterval                time.Duration
+	// The adoption window for this run (0: as deployed), and the time
+	// between its checks: the functions and the Wait loop both use them.
+	adoptionWindow, adoptionCheck time.Duration
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -31,11 +34,16 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.workDir, "work-dir", "", "where logs and the execution history go (default build/run/<name>, for demo build/demo/<name>)")
 	fs.IntVar(&f.concurrency, "concurrency", 8, "processes per function")
 	fs.DurationVar(&f.retryInterval, "retry-interval", 100*time.Millisecond, "replaces every Retry interval of the definition, so local retries are quick")
+	fs.DurationVar(&f.adoptionWindow, "adoption-window", 0, "adoption window for this run (e.g. 30s): the old key stays Active until the new key is in use, at most this long (default: the deployed adoptionDays)")
+	fs.DurationVar(&f.adoptionCheck, "adoption-check", 0, "time between two adoption checks for this run (e.g. 5s; default one day)")
 }
 
 // check fails early when the template is missing or older than cdk.json,
 // so a local run always uses the configuration a deployment would.
 func (f *runFlags) check() error {
+	if f.adoptionWindow < 0 || f.adoptionCheck < 0 || f.adoptionCheck > 0 && f.adoptionWindow == 0 {
+		return fmt.Errorf("--adoption-window and --adoption-check must not be negative, and --adoption-check needs --adoption-window (e.g. --adoption-window 30s --adoption-check 5s)")
+	}
 	ti, err := os.Stat(f.template)
 	if err != nil {
 		return fmt.Errorf("--template %s: not found: run `make synth`", f.template)
@@ -186,6 +194,7 @@ func runLocal(ctx context.Context, rf runFlags, endpoint string, input json.RawM
 	o := local.Options{
 		Endpoint: endpoint, Template: rf.template, BinDir: rf.bin, Input: input, Wait: wait,
 		RetryInterval: &interval, ExecutionName: rf.name, WorkDir: rf.workDir, MaxConcurrency: rf.concurrency,
+		AdoptionWindow: rf.adoptionWindow, AdoptionCheck: rf.adoptionCheck,
 		Progress: p.event,
 		OnPlan: func(raw json.RawMessage) {
 			if json.Unmarshal(raw, &plan) == nil {

@@ -48,6 +48,9 @@ type Options struct {
 	BinDir           string          // host builds: BinDir/<dir>/bootstrap
 	Input            json.RawMessage // the execution input
 	Wait             time.Duration   // the grace period for this run
+	// AdoptionWindow and AdoptionCheck, when set, replace the deployed
+	// adoption window and its check interval for this run.
+	AdoptionWindow, AdoptionCheck time.Duration
 	// RetryInterval replaces every Retry interval (the engine's
 	// retryIntervalOverrides), so retries do not slow local runs; nil keeps
 	// the definition's intervals.
@@ -306,6 +309,15 @@ func startFunctions(tmpl *Template, res *resources, o Options) (*Server, string,
 			env[k] = s
 		}
 		env[config.EnvGracePeriod] = o.Wait.String()
+		if o.AdoptionWindow > 0 {
+			// Reminders in days would not fit a short window: the
+			// defaults (half-way, one check before the end) apply.
+			env[config.EnvAdoptionWindow] = o.AdoptionWindow.String()
+			delete(env, config.EnvAdoptionReminders)
+		}
+		if o.AdoptionCheck > 0 {
+			env[config.EnvAdoptionCheck] = o.AdoptionCheck.String()
+		}
 		env["AWS_ENDPOINT_URL"] = fnEndpoint
 		env["AWS_REGION"], env["AWS_DEFAULT_REGION"] = o.Region, o.Region
 		// Each function signs with its own access key id, so every call a
