@@ -30,6 +30,7 @@ import (
 	"github.com/keyrotor/keyrotor/internal/awstest"
 	"github.com/keyrotor/keyrotor/internal/faultproxy"
 	"github.com/keyrotor/keyrotor/internal/local"
+	"github.com/keyrotor/keyrotor/shared/ledger"
 )
 
 // permExceptions are actions a role may allow although no local run can
@@ -102,6 +103,7 @@ func TestSlowPermissionsFromBehaviour(t *testing.T) {
 	defaultTmpl := sy.start(t, "default", map[string]any{"lambdaConcurrency": 2})
 	retireTmpl := sy.start(t, "retirePasswords", map[string]any{"retirePasswords": true})
 	exemptTmpl := sy.start(t, "exemptGroup", map[string]any{"exemptGroup": "breakglass"})
+	adoptTmpl := sy.start(t, "adoptionDays", map[string]any{"adoptionDays": 3})
 
 	var results []*permResult
 
@@ -235,8 +237,26 @@ func TestSlowPermissionsFromBehaviour(t *testing.T) {
 		results = append(results, newPermResult(t, "kmsKeyArn", tmpl, p.Log()))
 	})
 
-	if len(results) != 4 {
-		t.Fatalf("only %d of 4 configurations ran: no conclusion on unused permissions", len(results))
+	// adoptionDays: each rotation's own execution checks both keys' last
+	// use (check-adoption), reminds the owners and tells the admins how it
+	// switched over; nobody adopts the new keys here, so the window (cut
+	// to 6 s) ends on its deadline.
+	t.Run("adoptionDays", func(t *testing.T) {
+		a := awstest.New(t)
+		old := seed(t, a)
+		tmpl := adoptTmpl(t)
+		p, ps := permProxy(t, a)
+		if code, _, errOut := permRun(t, tmpl, ps.url(), "--adoption-window", "6s", "--adoption-check", "2s"); code != 0 {
+			t.Fatalf("exit %d\n%s", code, errOut)
+		}
+		if r := allRecords(t, a)[old["alice"]]; r == nil || r.Adoption == nil || r.Adoption.SwitchOver != ledger.SwitchDeadline {
+			t.Fatalf("alice's rotation did not run an adoption window to its deadline: %+v", r)
+		}
+		results = append(results, newPermResult(t, "adoptionDays", tmpl, p.Log()))
+	})
+
+	if len(results) != 5 {
+		t.Fatalf("only %d of 5 configurations ran: no conclusion on unused permissions", len(results))
 	}
 	checkUnused(t, results)
 }

@@ -36,11 +36,14 @@ func envInt(name string, def int) int {
 // TestSlowCalendar plays simulated days of the daily schedule (see package
 // calendar) and fails on any violated guarantee. make test runs a short
 // one; `make soak DAYS=N SEED=S [USERS=U]` a long one, and replays a
-// failing seed with the same command.
+// failing seed with the same command. KEYROTOR_SIM_ADOPTION_DAYS is the
+// adoption window in days (default 4, so windows end within the short
+// run; 0: no window).
 func TestSlowCalendar(t *testing.T) {
 	o := calendar.Options{
 		Days: envInt("KEYROTOR_SIM_DAYS", 12), Users: envInt("KEYROTOR_SIM_USERS", 60), Seed: int64(envInt("KEYROTOR_SIM_SEED", 1)),
 		People: 0.04, MailOutage: 0.15, Quiet: 3,
+		Adoption: time.Duration(envInt("KEYROTOR_SIM_ADOPTION_DAYS", 4)) * calendar.Day,
 	}
 	if testing.Verbose() {
 		o.Progress = os.Stdout
@@ -83,11 +86,11 @@ func TestSlowCalendar(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	users, err := calendar.Seed(ctx, w, o)
+	seeded, err := calendar.Seed(ctx, w, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := calendar.Simulate(ctx, w, users, o)
+	rep, err := calendar.Simulate(ctx, w, seeded, o)
 	if err != nil {
 		t.Fatalf("seed %d: %v\n%s", o.Seed, err, rep)
 	}
@@ -95,8 +98,15 @@ func TestSlowCalendar(t *testing.T) {
 	if rep.Deactivations == 0 || rep.Deletes == 0 || rep.PersonActs == 0 {
 		t.Fatalf("the simulation exercised too little:\n%s", rep)
 	}
+	if o.Adoption > 0 {
+		t.Logf("adoption window %s: switched over on evidence %d, on the deadline %d, by a person %d", o.Adoption, rep.Evidence, rep.Deadline, rep.Person)
+		// A window must have time to end before the quiet days do.
+		if o.Adoption <= time.Duration(o.Days-2)*calendar.Day && (rep.Evidence == 0 || rep.Deadline == 0) {
+			t.Fatalf("the simulation exercised too little of the adoption window (want evidence and deadline switch-overs):\n%s", rep)
+		}
+	}
 	if len(rep.Violations) > 0 {
-		t.Fatalf("replay with: make soak DAYS=%d SEED=%d USERS=%d\n%s", o.Days, o.Seed, o.Users, rep)
+		t.Fatalf("replay with: make soak DAYS=%d SEED=%d USERS=%d (KEYROTOR_SIM_ADOPTION_DAYS=%d)\n%s", o.Days, o.Seed, o.Users, o.Adoption/calendar.Day, rep)
 	}
 	if injected := steps.Injected(); len(injected) == 0 {
 		t.Fatal("no fault was injected")

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 
@@ -36,7 +38,12 @@ type Options struct {
 	Faults func(day int, on bool)
 	// Quiet is the number of final days with no people and no faults:
 	// every due key must be rotated by their end.
-	Quiet    int
+	Quiet int
+	// Adoption is the adoption window (0: none): Simulate sets
+	// w.Config.AdoptionWindow to it, and every user's owner runs a
+	// pipeline (see pipelines) that uses its keys each day before the
+	// day's run.
+	Adoption time.Duration
 	Progress io.Writer
 }
 
@@ -48,16 +55,37 @@ type Report struct {
 	Mails, PersonActs      int
 	Held, Attention        int
 	FailedRuns             int
-	Checks                 map[string]int // invariant -> instances checked
-	Violations             []string
+	// Adoption is the adoption window simulated (0: none); Pipelines
+	// counts the owners' pipelines by kind, and Evidence, Deadline and
+	// Person the rotations that switched over each way.
+	Adoption                   time.Duration
+	Pipelines                  map[string]int
+	Evidence, Deadline, Person int
+	Checks                     map[string]int // invariant -> instances checked
+	Violations                 []string
+}
+
+// Seeded is what Seed created: the users and each one's first key with
+// its secret (an owner's pipeline uses it; keyrotor never sees it).
+type Seeded struct {
+	Users []string
+	Keys  map[string]SeedKey // user -> its seeded key
+}
+
+// SeedKey is a user's seeded key; Unused keys were used once, long ago
+// (retirement candidates: no pipeline uses them).
+type SeedKey struct {
+	ID, Secret string
+	Unused     bool
 }
 
 // Seed creates the account's users: keys of ages spread over the
 // simulation, so rotations fall on many days; some keys unused (retired),
-// some owners without an address.
-func Seed(ctx context.Context, w *World, o Options) ([]string, error) {
+// some owners without an address. It returns the users and their keys'
+// secrets (for the owners' pipelines).
+func Seed(ctx context.Context, w *World, o Options) (*Seeded, error) {
 	r := rand.New(rand.NewPCG(uint64(o.Seed), 1))
-	var users []string
+	seeded := &Seeded{Keys: map[string]SeedKey{}}
 	for i := range o.Users {
 		name := fmt.Sprintf("user-%03d", i)
 		if i%17 == 5 {
@@ -89,19 +117,36 @@ func Seed(ctx context.Context, w *World, o Options) ([]string, error) {
 		if !w.Works(ctx, aws.ToString(k.AccessKey.AccessKeyId), aws.ToString(k.AccessKey.SecretAccessKey)) {
 			return nil, fmt.Errorf("seed key of %s does not work", name)
 		}
-		users = append(users, name)
+		seeded.Users = append(seeded.Users, name)
+		seeded.Keys[name] = SeedKey{ID: aws.ToString(k.AccessKey.AccessKeyId), Secret: aws.ToString(k.AccessKey.SecretAccessKey), Unused: unused}
 	}
-	return users, w.SetClock(w.offset)
+	return seeded, w.SetClock(w.offset)
 }
 
-// Simulate plays o.Days days over users and checks the invariants after
-// each. It returns the report; a violation is in Report.Violations.
-func Simulate(ctx context.Context, w *World, users []string, o Options) (*Report, error) {
+// Simulate plays o.Days days over the seeded users and checks the
+// invariants after each. It returns the report; a violation is in
+// Report.Violations.
+func Simulate(ctx context.Context, w *World, seeded *Seeded, o Options) (*Report, error) {
+	users := seeded.Users
 	r := rand.New(rand.NewPCG(uint64(o.Seed), 2))
-	rep := &Report{Seed: o.Seed, Days: o.Days, Users: len(users), Checks: map[string]int{}}
-	p := &people{w: w, r: r, users: users, touched: map[string]time.Time{}, gone: map[string]bool{}, created: map[string]string{}}
+	rep := &Report{Seed: o.Seed, Days: o.Days, Users: len(users), Adoption: o.Adoption, Checks: map[string]int{}}
+	w.Config.AdoptionWindow = o.Adoption
+	if err := w.Config.Validate(); err != nil {
+		return rep, err
+	}
+	p := &people{w: w, r: r, users: users, touched: map[string]time.Time{}, gone: map[string]bool{}, created: map[string]string{}, seeded: seeded}
+	if o.Adoption > 0 {
+		// Its own generator: the people's draws stay those of a run
+		// without a window.
+		p.pipes = newPipelines(rand.New(rand.NewPCG(uint64(o.Seed), 3)), seeded, o.Adoption)
+		rep.Pipelines = p.pipes.mix()
+	}
 	for day := 0; day < o.Days; day++ {
 		quiet := day >= o.Days-o.Quiet
+		if p.pipes != nil {
+			// The owners' pipelines work before the day's run.
+			p.pipes.work(ctx, w, p, day)
+		}
 		if o.Faults != nil {
 			o.Faults(day, !quiet)
 		}
@@ -176,6 +221,8 @@ type people struct {
 	touched map[string]time.Time // user -> last time a person changed its keys
 	gone    map[string]bool      // deleted users
 	created map[string]string    // keys people created: id -> secret
+	seeded  *Seeded
+	pipes   *pipelines // the owners' pipelines (nil: no adoption window)
 }
 
 func (p *people) act(ctx context.Context, rep *Report) {
@@ -354,7 +401,15 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 		}
 	}
 	// 4. Every stored secret holds a key that works (unless a person
-	// changed that key or user).
+	// changed that key or user). A new key in its adoption window is not
+	// used here: that use would be the adoption the window watches for
+	// (only the owners' pipelines use it; its status is still checked).
+	adopting := map[string]bool{}
+	for _, rec := range recs {
+		if rec.State == ledger.Adopting && rec.NewKeyID != "" {
+			adopting[rec.NewKeyID] = true
+		}
+	}
 	var secrets []string
 	sp := secretsmanager.NewListSecretsPaginator(w.People.Secrets, &secretsmanager.ListSecretsInput{})
 	for sp.HasMorePages() {
@@ -385,14 +440,22 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 				fail("secret of %s holds %s, which no longer exists and no person deleted", sk.UserName, sk.AccessKeyID)
 			case st != iamtypes.StatusTypeActive:
 				fail("secret of %s holds %s, which is %s and no person deactivated", sk.UserName, sk.AccessKeyID, st)
+			case adopting[sk.AccessKeyID]:
 			case !w.Works(ctx, sk.AccessKeyID, sk.SecretAccessKey):
 				fail("secret of %s holds %s, which does not work", sk.UserName, sk.AccessKeyID)
 			}
 		}
 	}
-	// 5. At most one owner mail per rotation (a send whose outcome was
-	// unknown may be repeated by the next run: counted).
+	// 5. At most one owner notice per rotation (a send whose outcome was
+	// unknown may be repeated by the next run: counted). An adoption
+	// window's reminders are bounded by check (c) below.
 	rep.Mails = len(sent.Mails)
+	notices := make([]Mail, 0, len(sent.Mails))
+	for _, m := range sent.Mails {
+		if !strings.Contains(m.Body, "A reminder: ") {
+			notices = append(notices, m)
+		}
+	}
 	for _, rec := range recs {
 		rep.Checks["one owner mail per rotation"]++
 		unknown := 0
@@ -402,14 +465,14 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 			}
 		}
 		n := 0
-		for _, m := range sent.Mails {
+		for _, m := range notices {
 			if strings.Contains(m.Body, rec.ID) {
 				n++
 			}
 		}
 		if n > rec.Rotation+unknown {
 			var subjects []string
-			for _, m := range sent.Mails {
+			for _, m := range notices {
 				if strings.Contains(m.Body, rec.ID) {
 					subjects = append(subjects, fmt.Sprint(m.To))
 				}
@@ -461,9 +524,16 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 			}
 		}
 	}
+	// Adoption windows: (a) to (d).
+	if p.pipes != nil {
+		p.pipes.check(w, p, rep, recs, sent, users, start, final, fail)
+	}
 	// 7. No secret in any output: step outputs and logs, mails, messages.
 	for _, s := range p.created {
 		secrets = append(secrets, s)
+	}
+	for _, u := range p.seeded.Users {
+		secrets = append(secrets, p.seeded.Keys[u].Secret)
 	}
 	corpus := string(w.Outputs())
 	for _, m := range sent.Mails {
@@ -530,6 +600,14 @@ func (r *Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d: %d days, %d users; keyrotor deactivated %d keys and deleted %d; %d owner mails; people acted %d times; %d held, %d needing attention; %d daily runs failed\n",
 		r.Seed, r.Days, r.Users, r.Deactivations, r.Deletes, r.Mails, r.PersonActs, r.Held, r.Attention, r.FailedRuns)
+	if r.Adoption > 0 {
+		var mix []string
+		for _, k := range sortedKeys(r.Pipelines) {
+			mix = append(mix, fmt.Sprintf("%d %s", r.Pipelines[k], k))
+		}
+		fmt.Fprintf(&b, "  adoption window %s; pipelines: %s; switched over on evidence %d, on the deadline %d, by a person %d\n",
+			r.Adoption, strings.Join(mix, ", "), r.Evidence, r.Deadline, r.Person)
+	}
 	names := make([]string, 0, len(r.Checks))
 	for k := range r.Checks {
 		names = append(names, k)
@@ -542,4 +620,276 @@ func (r *Report) String() string {
 		fmt.Fprintf(&b, "  VIOLATION %s\n", v)
 	}
 	return b.String()
+}
+
+// Pipeline kinds: what an owner's pipeline does once a rotation of a key it
+// uses has mailed the owner (with an adoption window).
+const (
+	pipeSwitches = "switches"          // to the new key on a random day of the window
+	pipeNever    = "never switches"    // keeps using the old key only
+	pipeBoth     = "keeps using both"  // adds the new key on a random day, keeps the old one
+	pipeNone     = "none (unused key)" // the seeded key is unused (a retirement): nothing uses it
+)
+
+// pipeline is one owner's automation: every day, before the day's run, it
+// signs a call with each key it uses that is Active (a key a person
+// deleted or deactivated is not usable; moto would accept it and record a
+// use IAM never would).
+type pipeline struct {
+	kind  string
+	after int               // switches, keeps using both: days after the notice
+	keys  map[string]string // the keys it uses: id -> secret
+	done  map[string]bool   // the rotations (id#rotation) it took the new key of
+}
+
+// pipelines are the owners' pipelines, the truth of which keys they used
+// when, and what the adoption checks have seen so far.
+type pipelines struct {
+	by       map[string]*pipeline   // user -> its pipeline
+	uses     map[string][]time.Time // key id -> the times a pipeline used it
+	dayStart []time.Time            // day -> the clock when the pipelines worked
+
+	mailsSeen int             // sent.Mails attributed so far
+	mails     map[string]int  // id#rotation -> owner mails (notices and reminders)
+	reminders map[string]int  // id#rotation -> reminder mails
+	judged    map[string]bool // id#rotation whose switch-over was counted
+}
+
+func newPipelines(r *rand.Rand, s *Seeded, window time.Duration) *pipelines {
+	ps := &pipelines{by: map[string]*pipeline{}, uses: map[string][]time.Time{}, mails: map[string]int{}, reminders: map[string]int{}, judged: map[string]bool{}}
+	days := int((window + Day - 1) / Day)
+	for _, u := range s.Users {
+		k := s.Keys[u]
+		n, after := r.IntN(100), 1+r.IntN(days)
+		pl := &pipeline{after: after, keys: map[string]string{k.ID: k.Secret}, done: map[string]bool{}}
+		switch {
+		case k.Unused:
+			pl.kind, pl.keys = pipeNone, map[string]string{}
+		case n < 70:
+			pl.kind = pipeSwitches
+		case n < 85:
+			pl.kind = pipeNever
+		default:
+			pl.kind = pipeBoth
+		}
+		ps.by[u] = pl
+	}
+	return ps
+}
+
+func (ps *pipelines) mix() map[string]int {
+	m := map[string]int{}
+	for _, pl := range ps.by {
+		m[pl.kind]++
+	}
+	return m
+}
+
+func rotationTag(rec *ledger.Record) string { return fmt.Sprintf("%s#%d", rec.ID, rec.Rotation) }
+
+// dayOf is the simulated day at t (-1 before the first).
+func (ps *pipelines) dayOf(t time.Time) int {
+	d := -1
+	for i, s := range ps.dayStart {
+		if !s.After(t) {
+			d = i
+		}
+	}
+	return d
+}
+
+// work plays the day's pipelines: each takes up the new key of a rotation
+// of a key it uses when its day has come (reading the secret as an owner
+// does), then uses its Active keys.
+func (ps *pipelines) work(ctx context.Context, w *World, p *people, day int) {
+	ps.dayStart = append(ps.dayStart, w.Now())
+	recs, err := w.Records.All(ctx)
+	if err != nil {
+		recs = nil // no switching today; the keys are still used
+	}
+	var live []string
+	for _, u := range p.users {
+		if !p.gone[u] {
+			live = append(live, u)
+		}
+	}
+	for _, u := range live {
+		pl := ps.by[u]
+		if pl.kind == pipeNone || pl.kind == pipeNever {
+			continue
+		}
+		for _, id := range sortedKeys(pl.keys) {
+			rec := recs[id]
+			if rec == nil || rec.Action != string(policy.Rotate) || rec.NewKeyID == "" || rec.SecretName == "" ||
+				rec.Notice != ledger.NoticeAccepted || rec.NoticeAt.IsZero() || pl.done[rotationTag(rec)] {
+				continue
+			}
+			if day < ps.dayOf(rec.NoticeAt)+pl.after {
+				continue
+			}
+			v, err := w.People.Secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(rec.SecretName)})
+			if err != nil {
+				continue
+			}
+			var sk rotation.StoredKey
+			if json.Unmarshal([]byte(aws.ToString(v.SecretString)), &sk) != nil || sk.AccessKeyID != rec.NewKeyID || sk.SecretAccessKey == "" {
+				continue
+			}
+			pl.done[rotationTag(rec)] = true
+			pl.keys[sk.AccessKeyID] = sk.SecretAccessKey
+			if pl.kind == pipeSwitches {
+				delete(pl.keys, id)
+			}
+		}
+	}
+	keys, err := w.Keys(ctx, live)
+	if err != nil {
+		return
+	}
+	for _, u := range live {
+		pl := ps.by[u]
+		for _, id := range sortedKeys(pl.keys) {
+			if keys[u][id] != iamtypes.StatusTypeActive {
+				continue // deleted or Inactive: not usable
+			}
+			cfg := w.People.Config.Copy()
+			cfg.Credentials = credentials.NewStaticCredentialsProvider(id, pl.keys[id], "")
+			c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true; o.DisableLogOutputChecksumValidationSkipped = true })
+			if _, err := c.ListBuckets(ctx, &s3.ListBucketsInput{}); err == nil {
+				ps.uses[id] = append(ps.uses[id], w.Now())
+			}
+		}
+	}
+}
+
+// usedBetween reports whether a pipeline used key in [from, to].
+func (ps *pipelines) usedBetween(key string, from, to time.Time) bool {
+	for _, t := range ps.uses[key] {
+		if !t.Before(from) && !t.After(to) {
+			return true
+		}
+	}
+	return false
+}
+
+// check asserts the adoption window's invariants over the day's acts and
+// the records; fail reports a violation.
+func (ps *pipelines) check(w *World, p *people, rep *Report, recs map[string]*ledger.Record, sent *Sent, users map[string]bool, start int, final bool, fail func(string, ...any)) {
+	adoption := func(rec *ledger.Record) string {
+		b, _ := json.Marshal(rec.Adoption)
+		return fmt.Sprintf("rotation %d %s, adoption %s", rec.Rotation, rec.State, b)
+	}
+	// (a) The old key is deactivated only after the window's verdict, and
+	// not before the window's end unless on evidence or by a person.
+	for _, a := range w.Acts[start:] {
+		if a.By != "keyrotor" || a.What != "deactivate" {
+			continue
+		}
+		rec := recs[a.KeyID]
+		if rec == nil || rec.Action != string(policy.Rotate) {
+			continue
+		}
+		rep.Checks["deactivation after switch-over"]++
+		ad := rec.Adoption
+		switch {
+		case ad == nil:
+			fail("keyrotor deactivated %s of %s at %s outside an adoption window (window %s configured; %s)", a.KeyID, a.User, a.At, w.Config.AdoptionWindow, summary(rec))
+		case ad.SwitchOver == "" || ad.SwitchedAt.IsZero():
+			fail("keyrotor deactivated %s of %s at %s before its window switched over (%s)", a.KeyID, a.User, a.At, adoption(rec))
+		case ad.SwitchedAt.After(a.At):
+			fail("keyrotor deactivated %s of %s at %s, before the switch-over at %s (%s)", a.KeyID, a.User, a.At, ad.SwitchedAt, adoption(rec))
+		case a.At.Before(ad.Until) && ad.SwitchOver != ledger.SwitchEvidence && ad.SwitchOver != ledger.SwitchPerson:
+			fail("keyrotor deactivated %s of %s at %s, before the window's end %s, on a %q switch-over (%s)", a.KeyID, a.User, a.At, ad.Until, ad.SwitchOver, adoption(rec))
+		}
+	}
+	// (b) Evidence only where the user's pipeline used the new key and,
+	// on the day of the switch-over, not the old one (every check runs a
+	// day after the previous, so a use of the old key that day comes
+	// after the check that saw the new key in use).
+	for _, id := range sortedKeys(recs) {
+		rec := recs[id]
+		ad := rec.Adoption
+		if ad == nil || ad.SwitchOver == "" || ps.judged[rotationTag(rec)] {
+			continue
+		}
+		ps.judged[rotationTag(rec)] = true
+		switch ad.SwitchOver {
+		case ledger.SwitchEvidence:
+			rep.Evidence++
+		case ledger.SwitchDeadline:
+			rep.Deadline++
+		case ledger.SwitchPerson:
+			rep.Person++
+		}
+		if ad.SwitchOver != ledger.SwitchEvidence {
+			continue
+		}
+		rep.Checks["evidence only after a switch"]++
+		kind := "none"
+		if pl := ps.by[rec.User]; pl != nil {
+			kind = pl.kind
+		}
+		d := ps.dayOf(ad.SwitchedAt)
+		switch {
+		case !ps.usedBetween(rec.NewKeyID, rec.NewKeyCreated, ad.SwitchedAt):
+			fail("user %s key %s switched over on evidence, but its pipeline (%s) never used the new key %s before %s (%s)", rec.User, rec.ID, kind, rec.NewKeyID, ad.SwitchedAt, adoption(rec))
+		case d >= 0 && ps.usedBetween(rec.ID, ps.dayStart[d], ad.SwitchedAt):
+			fail("user %s key %s switched over on evidence on day %d, but its pipeline (%s) used the old key that day before the check (uses %v; %s)", rec.User, rec.ID, d, kind, ps.uses[rec.ID], adoption(rec))
+		}
+	}
+	// (c) At most the notice and one reminder per point mailed per
+	// rotation (a notice whose outcome was unknown may be sent again).
+	for _, m := range sent.Mails[ps.mailsSeen:] {
+		reminder := strings.Contains(m.Body, "A reminder: ")
+		for id, rec := range recs {
+			if strings.Contains(m.Body, id) {
+				ps.mails[rotationTag(rec)]++
+				if reminder {
+					ps.reminders[rotationTag(rec)]++
+				}
+			}
+		}
+	}
+	ps.mailsSeen = len(sent.Mails)
+	for _, id := range sortedKeys(recs) {
+		rec := recs[id]
+		if rec.Adoption == nil {
+			continue
+		}
+		rep.Checks["owner mails per window"]++
+		unknown := 0
+		for _, h := range rec.History {
+			if strings.Contains(h.Note, "is unknown") {
+				unknown++
+			}
+		}
+		tag := rotationTag(rec)
+		if n, limit := ps.mails[tag], 1+len(w.Config.Reminders())+unknown; n > limit || ps.reminders[tag] > len(rec.Adoption.Reminders) {
+			fail("user %s key %s: %d owner mails (%d reminders) in rotation %d; at most %d (%d reminder points, %d unknown outcomes), reminders at most the %d points recorded (%s)",
+				rec.User, rec.ID, n, ps.reminders[tag], rec.Rotation, limit, len(w.Config.Reminders()), unknown, len(rec.Adoption.Reminders), adoption(rec))
+		}
+	}
+	// (d) After the quiet days (no faults, no people): no window still
+	// running two days after its end.
+	if final {
+		for _, id := range sortedKeys(recs) {
+			rec := recs[id]
+			if rec.Adoption == nil || !users[rec.User] {
+				continue
+			}
+			rep.Checks["window ends after its Until"]++
+			if rec.State == ledger.Adopting && w.Now().After(rec.Adoption.Until.Add(2*Day)) {
+				fail("user %s key %s is still in its adoption window, which ended %s (%s)", rec.User, rec.ID, rec.Adoption.Until, adoption(rec))
+			}
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
