@@ -111,7 +111,7 @@ fuzz:
 
 # demo: a full rotation on an emulated account, with progress and a summary.
 demo: deps build-host synth
-	./build/keyrotor demo
+	./build/keyrotor demo --adoption-window 10s --adoption-check 2s
 
 vet:
 	go vet ./...

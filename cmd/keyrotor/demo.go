@@ -11,10 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
@@ -23,6 +25,7 @@ import (
 	"github.com/keyrotor/keyrotor/internal/local"
 	"github.com/keyrotor/keyrotor/internal/motoserver"
 	"github.com/keyrotor/keyrotor/shared/awsconf"
+	"github.com/keyrotor/keyrotor/shared/ledger"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 	"github.com/keyrotor/keyrotor/shared/settings"
 )
@@ -87,7 +90,9 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fmt.Fprintf(stderr, "Seeded %d IAM users at %s (keys from 5 to 500 days old); sender %s verified.\n", len(users), srv.Endpoint, st.Config.Sender)
 	fmt.Fprintf(stderr, "Running the synthesized state machine (%s), grace period shortened to %s:\n\n", rf.template, *wait)
 
-	res, err := execute(ctx, rf, srv.Endpoint, json.RawMessage(`{}`), *wait, newProgress(stderr))
+	main := rf
+	main.adoptionWindow, main.adoptionCheck = 0, 0 // the window is the second act
+	res, err := execute(ctx, main, srv.Endpoint, json.RawMessage(`{}`), *wait, newProgress(stderr))
 	if err != nil {
 		fmt.Fprintf(stderr, "keyrotor demo: %v\n", err)
 		return 1
@@ -110,7 +115,102 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if !clean {
 		return 1
 	}
+	if rf.adoptionWindow > 0 {
+		return demoAdoption(ctx, rf, srv.Endpoint, cfg, srv.SetClock, st.Config.SecretPrefix, *wait, stdout, stderr)
+	}
 	return 0
+}
+
+// demoAdoption is the demo's second act: two more users due, each with a
+// pipeline using its key while a run with an adoption window goes on.
+// One pipeline switches to the new key as soon as it is stored (switched
+// over on evidence), one keeps the old key (on the deadline).
+func demoAdoption(ctx context.Context, rf runFlags, endpoint string, cfg aws.Config, clock demo.Clock, prefix string, wait time.Duration, stdout, stderr io.Writer) int {
+	keys, err := demo.SeedAdoption(ctx, iam.NewFromConfig(cfg), cfg, clock)
+	if err != nil {
+		fmt.Fprintln(stderr, "keyrotor demo: seed:", err)
+		return 1
+	}
+	check := rf.adoptionCheck
+	if check == 0 {
+		check = rf.adoptionWindow / 5
+		rf.adoptionCheck = check
+	}
+	fmt.Fprintf(stderr, "\nAdoption window: %s and %s are due and their pipelines keep working while keyrotor runs\n"+
+		"with a %s window, checked every %s (adoptionDays in a deployment). The first pipeline picks\n"+
+		"the new key up from Secrets Manager; the second keeps the old one.\n\n", demo.AdoptionUsers[0], demo.AdoptionUsers[1], rf.adoptionWindow, check)
+	pctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	sm := secretsmanager.NewFromConfig(cfg)
+	for i, u := range demo.AdoptionUsers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			demo.Pipeline(pctx, cfg, sm, prefix+u, keys[u], i == 0)
+		}()
+	}
+	rf.name += "-adoption"
+	rf.workDir = filepath.Join(filepath.Dir(rf.workDir), rf.name)
+	users, _ := json.Marshal(map[string]any{"users": demo.AdoptionUsers})
+	res, err := runLocal(ctx, rf, endpoint, users, wait, newProgress(stderr), false)
+	stop()
+	wg.Wait()
+	if err != nil {
+		fmt.Fprintf(stderr, "keyrotor demo: %v\n", err)
+		return 1
+	}
+	if res.Status != "SUCCEEDED" {
+		reportFailure(stderr, res)
+		return 1
+	}
+	if reportGrace(stderr, res) > 0 {
+		return 1
+	}
+	recs, err := demoRecords(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "keyrotor demo:", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "\nAdoption window (old key Active until the new key is in use):")
+	ok := true
+	for i, u := range demo.AdoptionUsers {
+		want := []string{ledger.SwitchEvidence, ledger.SwitchDeadline}[i]
+		r := recs[keys[u].ID]
+		if r == nil || r.Adoption == nil {
+			fmt.Fprintf(stdout, "  %-18s no adoption window recorded\n", u)
+			ok = false
+			continue
+		}
+		ad := r.Adoption
+		fmt.Fprintf(stdout, "  %-18s switched over on %s after %d checks; old key last used %s, new key last used %s; old key %s\n",
+			u, ad.SwitchOver, ad.Checks, ad.OldLastUsed, ad.NewLastUsed, r.State)
+		ok = ok && ad.SwitchOver == want
+	}
+	if !ok {
+		fmt.Fprintln(stderr, "keyrotor demo: the adoption window did not end as expected (evidence for the first, deadline for the second)")
+		return 1
+	}
+	return 0
+}
+
+// demoRecords reads every rotation record of the demo account.
+func demoRecords(ctx context.Context, cfg aws.Config) (map[string]*ledger.Record, error) {
+	db := dynamodb.NewFromConfig(cfg)
+	tables, err := db.ListTables(ctx, &dynamodb.ListTablesInput{})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*ledger.Record{}
+	for _, name := range tables.TableNames {
+		recs, err := (&ledger.Store{API: db, Table: name}).All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for id, r := range recs {
+			out[id] = r
+		}
+	}
+	return out, nil
 }
 
 // printSummary writes the readable result of the demo.

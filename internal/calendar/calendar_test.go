@@ -94,6 +94,7 @@ func TestSlowCalendar(t *testing.T) {
 	if err != nil {
 		t.Fatalf("seed %d: %v\n%s", o.Seed, err, rep)
 	}
+	debugDump(w)
 	t.Logf("%s", rep)
 	if rep.Deactivations == 0 || rep.Deletes == 0 || rep.PersonActs == 0 {
 		t.Fatalf("the simulation exercised too little:\n%s", rep)
