@@ -454,6 +454,20 @@ func TestMermaid(t *testing.T) {
 	}
 }
 
+// TestDocsSettings keeps docs/deploying.md's table of context settings
+// complete: every key keyrotor reads has its row.
+func TestDocsSettings(t *testing.T) {
+	doc, err := os.ReadFile("../docs/deploying.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range settings.Keys {
+		if !strings.Contains(string(doc), "| `"+k+"` |") {
+			t.Errorf("docs/deploying.md lacks a row for the context setting %s", k)
+		}
+	}
+}
+
 // TestDocsPermissions keeps docs/deploying.md's table of each function's actions in
 // step with infra/permissions.go.
 func TestDocsPermissions(t *testing.T) {

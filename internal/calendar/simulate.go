@@ -653,10 +653,11 @@ type pipelines struct {
 	mails     map[string]int  // id#rotation -> owner mails (notices and reminders)
 	reminders map[string]int  // id#rotation -> reminder mails
 	judged    map[string]bool // id#rotation whose switch-over was counted
+	blamed    map[string]bool // id#rotation whose end on a person's action was checked
 }
 
 func newPipelines(r *rand.Rand, s *Seeded, window time.Duration) *pipelines {
-	ps := &pipelines{by: map[string]*pipeline{}, uses: map[string][]time.Time{}, mails: map[string]int{}, reminders: map[string]int{}, judged: map[string]bool{}}
+	ps := &pipelines{by: map[string]*pipeline{}, uses: map[string][]time.Time{}, mails: map[string]int{}, reminders: map[string]int{}, judged: map[string]bool{}, blamed: map[string]bool{}}
 	days := int((window + Day - 1) / Day)
 	for _, u := range s.Users {
 		k := s.Keys[u]
@@ -867,6 +868,30 @@ func (ps *pipelines) check(w *World, p *people, rep *Report, recs map[string]*le
 		if n, limit := ps.mails[tag], 1+len(w.Config.Reminders())+unknown; n > limit || ps.reminders[tag] > len(rec.Adoption.Reminders) {
 			fail("user %s key %s: %d owner mails (%d reminders) in rotation %d; at most %d (%d reminder points, %d unknown outcomes), reminders at most the %d points recorded (%s)",
 				rec.User, rec.ID, n, ps.reminders[tag], rec.Rotation, limit, len(w.Config.Reminders()), unknown, len(rec.Adoption.Reminders), adoption(rec))
+		}
+	}
+	// (e) A window ended or held on a person's action (a key deleted,
+	// deactivated or re-activated) only after a person acted on the
+	// user's keys.
+	for _, id := range sortedKeys(recs) {
+		rec := recs[id]
+		if rec.Adoption == nil || !(rec.State == ledger.Held || rec.State == ledger.Ended && !rec.HeldUntil.IsZero()) || ps.blamed[rotationTag(rec)] {
+			continue
+		}
+		ps.blamed[rotationTag(rec)] = true
+		rep.Checks["person blamed only if acted"]++
+		var end time.Time
+		for _, h := range rec.History {
+			if h.State == rec.State {
+				end = h.At.Add(time.Second) // history times are whole seconds
+			}
+		}
+		acted := false
+		for _, a := range w.Acts {
+			acted = acted || a.By == "person" && a.User == rec.User && !a.At.After(end)
+		}
+		if !acted {
+			fail("user %s key %s: rotation %d %s on a person's action (%q), but no person acted on %s's keys (%s)", rec.User, rec.ID, rec.Rotation, rec.State, rec.Outcome, rec.User, adoption(rec))
 		}
 	}
 	// (d) After the quiet days (no faults, no people): no window still
