@@ -59,3 +59,44 @@ func TestAdminMessages(t *testing.T) {
 		t.Errorf("AdminAttention = %+v", long)
 	}
 }
+
+// TestWindowMails: with an adoption window the owner is told the old key
+// keeps working until the new one is in use, at the latest when; the
+// reminder repeats where to fetch the new key and both keys' last use.
+func TestWindowMails(t *testing.T) {
+	until := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+	o := Owner{User: "dev", Action: "rotate", Reason: "key is 120 days old", Region: "eu-west-1",
+		OldKey: Key{ID: "AKIAOLD", AgeDays: 120}, NewKeyID: "AKIANEW", SecretName: "iam-access-keys/dev",
+		StopsWorking: until, DeleteAfter: until.AddDate(0, 0, 7),
+		Window: &Window{Every: 24 * time.Hour, Grace: 7 * 24 * time.Hour, OldLastUsed: "2026-12-05T10:00:00Z (s3, eu-west-1)", NewLastUsed: "not yet"}}
+	first, err := OwnerMail(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reminder, err := OwnerReminder(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, m := range map[string]Mail{"first": first, "reminder": reminder} {
+		for _, w := range []string{"keeps working while you switch", "checks every day", "deactivated at 2026-12-07 06:00 UTC at the latest",
+			"deleted 7 days after", "last used: 2026-12-05T10:00:00Z (s3, eu-west-1)", "The new key was last used: not yet", "AKIANEW",
+			"get-secret-value --secret-id 'iam-access-keys/dev'"} {
+			if !strings.Contains(m.Text, w) {
+				t.Errorf("%s mail lacks %q:\n%s", name, w, m.Text)
+			}
+		}
+		if strings.Contains(m.Text, "stops working at") {
+			t.Errorf("%s mail says the old key stops working at a fixed time; with a window it stops once the new key is in use:\n%s", name, m.Text)
+		}
+	}
+	if !strings.Contains(reminder.Subject, "Reminder") || !strings.Contains(reminder.Subject, "2026-12-07") {
+		t.Errorf("reminder subject %q", reminder.Subject)
+	}
+	if _, err := OwnerReminder(Owner{User: "dev"}); err == nil {
+		t.Error("a reminder without a window rendered")
+	}
+	a := AdminSwitchOver("dev", "AKIAOLD", "AKIANEW", "deadline", "2026-12-06T23:00:00Z (s3, eu-west-1)", "not yet")
+	if !strings.Contains(a.Body, "on the deadline") || !strings.Contains(a.Body, "may fail from now on") || !strings.Contains(a.Body, "Old key last used: 2026-12-06T23:00:00Z") {
+		t.Errorf("deadline message:\n%s", a.Body)
+	}
+}
