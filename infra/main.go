@@ -1,4 +1,5 @@
-// Command infra is the CDK app that deploys keyrotor: one stack, KeyRotor.
+// Command infra is the CDK app that deploys keyrotor: one stack, KeyRotor
+// (and KeyRotorMember with hubAccount set: see docs/organizations.md).
 // Tune it with CDK context (cdk.json or -c key=value); see README.
 package main
 
@@ -30,7 +31,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "keyrotor:", err)
 		os.Exit(1)
 	}
-	NewKeyRotorStack(app, "KeyRotor", &KeyRotorStackProps{
+	hub := NewKeyRotorStack(app, "KeyRotor", &KeyRotorStackProps{
 		StackProps: awscdk.StackProps{
 			Env:         env(),
 			Description: jsii.String("keyrotor: hands-off rotation of IAM user access keys"),
@@ -38,6 +39,10 @@ func main() {
 		Settings: s,
 		AssetDir: "build",
 	})
+	if err := addOrganization(app, hub, s, fileCtx); err != nil {
+		fmt.Fprintln(os.Stderr, "keyrotor:", err)
+		os.Exit(1)
+	}
 	app.Synth(nil)
 }
 
