@@ -101,6 +101,11 @@ func (w *Watcher) Handle(ctx context.Context, t Task) (*Adoption, error) {
 		return res, rc.end(ctx, rec, it.OldKey.ID, res.Note, false, false)
 	}
 	nk, ok := findKey(keys, rec.NewKeyID)
+	if !ok && now.Sub(rec.NewKeyCreated) < newKeyVisibleWindow {
+		// IAM is eventually consistent: the first check runs right after
+		// the key was created and may not see it listed yet.
+		return nil, &failures.NotVisibleYetError{What: fmt.Sprintf("new key %s of %s", rec.NewKeyID, it.User)}
+	}
 	if !ok || nk.Status != types.StatusTypeActive {
 		res.Note = fmt.Sprintf("the new key %s was deleted or deactivated by a person during the adoption window; the old key %s stays Active so the user is not locked out", rec.NewKeyID, it.OldKey.ID)
 		return res, rc.end(ctx, rec, it.OldKey.ID, res.Note, true, true)

@@ -17,9 +17,11 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyrotor/keyrotor/shared/audit"
+	"github.com/keyrotor/keyrotor/shared/failures"
 	"github.com/keyrotor/keyrotor/shared/ledger"
 	"github.com/keyrotor/keyrotor/shared/policy"
 	"github.com/keyrotor/keyrotor/shared/rotation"
@@ -259,4 +261,71 @@ func (c *calendar) describe(id string) string {
 		History  []ledger.Entry
 	}{r.State, r.Outcome, r.Adoption, r.History})
 	return string(b)
+}
+
+// memRecords is a map of records (no conditions: one writer here).
+type memRecords map[string]*ledger.Record
+
+func (m memRecords) Get(_ context.Context, id string) (*ledger.Record, error) {
+	if r, ok := m[id]; ok {
+		c := *r
+		return &c, nil
+	}
+	return nil, nil
+}
+
+func (m memRecords) Put(_ context.Context, r *ledger.Record) error {
+	r.Version++
+	c := *r
+	m[r.ID] = &c
+	return nil
+}
+
+// listsOnly answers ListAccessKeys with the old key alone, as IAM may
+// right after the new key was created (eventual consistency), or after a
+// person deleted it.
+type listsOnly struct{ old string }
+
+func (l listsOnly) ListAccessKeys(context.Context, *iam.ListAccessKeysInput, ...func(*iam.Options)) (*iam.ListAccessKeysOutput, error) {
+	return &iam.ListAccessKeysOutput{AccessKeyMetadata: []iamtypes.AccessKeyMetadata{{AccessKeyId: aws.String(l.old), Status: iamtypes.StatusTypeActive}}}, nil
+}
+
+func (l listsOnly) GetAccessKeyLastUsed(context.Context, *iam.GetAccessKeyLastUsedInput, ...func(*iam.Options)) (*iam.GetAccessKeyLastUsedOutput, error) {
+	return &iam.GetAccessKeyLastUsedOutput{}, nil
+}
+
+// TestAdoptionCheckNewKeyNotListedYet: the first check runs right after
+// the new key was created; a ListAccessKeys that does not show it yet is a
+// retried NotVisibleYetError, not a person's deletion (the calendar
+// simulation, under the emulator's eventual consistency, found checks that
+// ended rotations "on a person's action" nobody took). Minutes later, a
+// missing new key is a person's deletion: the rotation ends, the old key
+// stays Active.
+func TestAdoptionCheckNewKeyNotListedYet(t *testing.T) {
+	now := time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name    string
+		created time.Duration // before now
+		want    string        // the error's name, or the record's state
+	}{
+		{"just created: not visible yet", 10 * time.Second, "NotVisibleYetError"},
+		{"long gone: deleted by a person", 10 * time.Minute, string(ledger.Ended)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			recs := memRecords{"AKIAOLD": {ID: "AKIAOLD", User: "dev", Action: "rotate", Rotation: 1, State: ledger.Adopting,
+				NewKeyID: "AKIANEW", NewKeyCreated: now.Add(-tc.created), Notice: ledger.NoticeAccepted, NoticeAt: now.Add(-tc.created),
+				Owner: "dev-AKIAOLD-r1", LeaseUntil: now.Add(time.Hour),
+				Adoption: &ledger.Adoption{Until: now.Add(5 * oneDay), Every: 86400, Execution: "dev-AKIAOLD-r1"}}}
+			w := &rotation.Watcher{IAM: listsOnly{"AKIAOLD"}, Records: recs, Now: func() time.Time { return now }}
+			_, err := w.Handle(context.Background(), rotation.Task{Execution: "dev-AKIAOLD-r1",
+				Item: rotation.Item{User: "dev", Action: "rotate", Reason: "old", OldKey: rotation.KeyRef{ID: "AKIAOLD"}}})
+			got := string(recs["AKIAOLD"].State)
+			if err != nil {
+				got = failures.Name(failures.Boundary(err))
+			}
+			if got != tc.want {
+				t.Fatalf("got %s (error %v); want %s", got, err, tc.want)
+			}
+		})
+	}
 }
