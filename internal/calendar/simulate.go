@@ -170,6 +170,10 @@ func Simulate(ctx context.Context, w *World, seeded *Seeded, o Options) (*Report
 				return rep, err
 			}
 			rep.FailedRuns++
+			// The keys' own executions (adoption windows, grace periods)
+			// are not the daily execution's: they run all the same.
+			w.WindowsDue(ctx)
+			w.GraceDue(ctx)
 		}
 		if outage {
 			if _, err := w.People.SES.CreateEmailIdentity(ctx, &sesv2.CreateEmailIdentityInput{EmailIdentity: aws.String(w.Config.Sender)}); err != nil {
@@ -356,6 +360,14 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 			for _, b := range w.Acts {
 				if b.By == "keyrotor" && b.What == "deactivate" && b.KeyID == a.KeyID && !b.At.After(a.At) {
 					deact = b.At
+				}
+			}
+			if rec := recs[a.KeyID]; deact.IsZero() && rec != nil && rec.Adoption != nil && rec.Adoption.SwitchOver == ledger.SwitchPerson {
+				// A person deactivated the old key in its adoption window
+				// (the switch-over): its grace runs from keyrotor's
+				// recording that, after the person's act.
+				if pd := lastPerson(a.KeyID, a.At, "deactivate"); !pd.IsZero() && !rec.DeactivatedAt.IsZero() && !pd.After(rec.DeactivatedAt.Add(time.Second)) {
+					deact = rec.DeactivatedAt
 				}
 			}
 			switch {
@@ -688,6 +700,17 @@ func (ps *pipelines) mix() map[string]int {
 
 func rotationTag(rec *ledger.Record) string { return fmt.Sprintf("%s#%d", rec.ID, rec.Rotation) }
 
+// stamp prints a simulated time.
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func stamps(ts []time.Time) string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = stamp(t)
+	}
+	return "[" + strings.Join(out, " ") + "]"
+}
+
 // dayOf is the simulated day at t (-1 before the first).
 func (ps *pipelines) dayOf(t time.Time) int {
 	d := -1
@@ -794,13 +817,13 @@ func (ps *pipelines) check(w *World, p *people, rep *Report, recs map[string]*le
 		ad := rec.Adoption
 		switch {
 		case ad == nil:
-			fail("keyrotor deactivated %s of %s at %s outside an adoption window (window %s configured; %s)", a.KeyID, a.User, a.At, w.Config.AdoptionWindow, summary(rec))
+			fail("keyrotor deactivated %s of %s at %s outside an adoption window (window %s configured; %s)", a.KeyID, a.User, stamp(a.At), w.Config.AdoptionWindow, summary(rec))
 		case ad.SwitchOver == "" || ad.SwitchedAt.IsZero():
-			fail("keyrotor deactivated %s of %s at %s before its window switched over (%s)", a.KeyID, a.User, a.At, adoption(rec))
+			fail("keyrotor deactivated %s of %s at %s before its window switched over (%s)", a.KeyID, a.User, stamp(a.At), adoption(rec))
 		case ad.SwitchedAt.After(a.At):
-			fail("keyrotor deactivated %s of %s at %s, before the switch-over at %s (%s)", a.KeyID, a.User, a.At, ad.SwitchedAt, adoption(rec))
+			fail("keyrotor deactivated %s of %s at %s, before the switch-over at %s (%s)", a.KeyID, a.User, stamp(a.At), stamp(ad.SwitchedAt), adoption(rec))
 		case a.At.Before(ad.Until) && ad.SwitchOver != ledger.SwitchEvidence && ad.SwitchOver != ledger.SwitchPerson:
-			fail("keyrotor deactivated %s of %s at %s, before the window's end %s, on a %q switch-over (%s)", a.KeyID, a.User, a.At, ad.Until, ad.SwitchOver, adoption(rec))
+			fail("keyrotor deactivated %s of %s at %s, before the window's end %s, on a %q switch-over (%s)", a.KeyID, a.User, stamp(a.At), stamp(ad.Until), ad.SwitchOver, adoption(rec))
 		}
 	}
 	// (b) Evidence only where the user's pipeline used the new key and,
@@ -833,9 +856,9 @@ func (ps *pipelines) check(w *World, p *people, rep *Report, recs map[string]*le
 		d := ps.dayOf(ad.SwitchedAt)
 		switch {
 		case !ps.usedBetween(rec.NewKeyID, rec.NewKeyCreated, ad.SwitchedAt):
-			fail("user %s key %s switched over on evidence, but its pipeline (%s) never used the new key %s before %s (%s)", rec.User, rec.ID, kind, rec.NewKeyID, ad.SwitchedAt, adoption(rec))
+			fail("user %s key %s switched over on evidence, but its pipeline (%s) never used the new key %s before %s (uses %s; %s)", rec.User, rec.ID, kind, rec.NewKeyID, stamp(ad.SwitchedAt), stamps(ps.uses[rec.NewKeyID]), adoption(rec))
 		case d >= 0 && ps.usedBetween(rec.ID, ps.dayStart[d], ad.SwitchedAt):
-			fail("user %s key %s switched over on evidence on day %d, but its pipeline (%s) used the old key that day before the check (uses %v; %s)", rec.User, rec.ID, d, kind, ps.uses[rec.ID], adoption(rec))
+			fail("user %s key %s switched over on evidence on day %d, but its pipeline (%s) used the old key that day before the check (uses %s; %s)", rec.User, rec.ID, d, kind, stamps(ps.uses[rec.ID]), adoption(rec))
 		}
 	}
 	// (c) At most the notice and one reminder per point mailed per
@@ -904,7 +927,7 @@ func (ps *pipelines) check(w *World, p *people, rep *Report, recs map[string]*le
 			}
 			rep.Checks["window ends after its Until"]++
 			if rec.State == ledger.Adopting && w.Now().After(rec.Adoption.Until.Add(2*Day)) {
-				fail("user %s key %s is still in its adoption window, which ended %s (%s)", rec.User, rec.ID, rec.Adoption.Until, adoption(rec))
+				fail("user %s key %s is still in its adoption window, which ended %s (%s)", rec.User, rec.ID, stamp(rec.Adoption.Until), adoption(rec))
 			}
 		}
 	}
