@@ -240,13 +240,14 @@ func TestSlowPermissionsFromBehaviour(t *testing.T) {
 	// adoptionDays: each rotation's own execution checks both keys' last
 	// use (check-adoption), reminds the owners and tells the admins how it
 	// switched over; nobody adopts the new keys here, so the window (cut
-	// to 6 s) ends on its deadline.
+	// to 12 s, checked every 3 s: the half-way reminder's check would
+	// have to slip 6 s to miss it) ends on its deadline.
 	t.Run("adoptionDays", func(t *testing.T) {
 		a := awstest.New(t)
 		old := seed(t, a)
 		tmpl := adoptTmpl(t)
 		p, ps := permProxy(t, a)
-		if code, _, errOut := permRun(t, tmpl, ps.url(), "--adoption-window", "6s", "--adoption-check", "2s"); code != 0 {
+		if code, _, errOut := permRun(t, tmpl, ps.url(), "--adoption-window", "12s", "--adoption-check", "3s"); code != 0 {
 			t.Fatalf("exit %d\n%s", code, errOut)
 		}
 		if r := allRecords(t, a)[old["alice"]]; r == nil || r.Adoption == nil || r.Adoption.SwitchOver != ledger.SwitchDeadline {
