@@ -95,12 +95,15 @@ test: deps build-host synth vet
 # soak: the calendar simulation over many days (internal/calendar): the
 # daily schedule with people acting, mail outages and faults, invariants
 # checked after every day. make test runs a short one (12 days, 60 users).
+# ADOPTION: the adoption window in days (owners' pipelines switch at random
+# days, never, or keep using both keys); 0 for none.
 # A failing seed is replayed with the same command.
 DAYS ?= 60
 SEED ?= 1
 USERS ?= 300
+ADOPTION ?= 4
 soak: deps build-host synth
-	KEYROTOR_SIM_DAYS=$(DAYS) KEYROTOR_SIM_SEED=$(SEED) KEYROTOR_SIM_USERS=$(USERS) \
+	KEYROTOR_SIM_DAYS=$(DAYS) KEYROTOR_SIM_SEED=$(SEED) KEYROTOR_SIM_USERS=$(USERS) KEYROTOR_SIM_ADOPTION_DAYS=$(ADOPTION) \
 	  go test -count=1 -timeout 0 -run '^TestSlowCalendar$$' -v ./internal/calendar
 
 # fuzz: a short run of each fuzz target (seed corpora in testdata/fuzz).
