@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,14 +15,15 @@ import (
 
 // Report is everything one `make bench` measured.
 type Report struct {
-	Date      time.Time    `json:"date"`
-	Cores     int          `json:"cores"`
-	GoVersion string       `json:"goVersion"`
-	Discovery []*Discovery `json:"discovery"`
-	Run       *RunResult   `json:"run,omitempty"`
-	Throttled *RunResult   `json:"throttledRun,omitempty"`
-	Quota     *QuotaResult `json:"quotaRun,omitempty"`
-	Binaries  []Binary     `json:"binaries,omitempty"`
+	Date      time.Time       `json:"date"`
+	Cores     int             `json:"cores"`
+	GoVersion string          `json:"goVersion"`
+	Discovery []*Discovery    `json:"discovery"`
+	Run       *RunResult      `json:"run,omitempty"`
+	Throttled *RunResult      `json:"throttledRun,omitempty"`
+	Quota     *QuotaResult    `json:"quotaRun,omitempty"`
+	Adoption  *AdoptionResult `json:"adoptionRun,omitempty"`
+	Binaries  []Binary        `json:"binaries,omitempty"`
 }
 
 // RunResult is a full local run's measurement.
@@ -132,10 +134,70 @@ func (r *Report) Print(w io.Writer) {
 			fmt.Fprintf(tw, "%s: retry interval\tthe definition's (backoff and jitter as deployed)\t\t\n", p)
 		}
 	}
+	if a := r.Adoption; a != nil {
+		a.print(tw)
+	}
 	for _, b := range r.Binaries {
 		fmt.Fprintf(tw, "binary %s: size\t%.1f MB\t<= 10 MB\t%s\n", b.Name, float64(b.SizeBytes)/1e6, check(b.SizeBytes <= 10e6))
 		fmt.Fprintf(tw, "binary %s: cold start\t%v\t<= 50ms\t%s\n", b.Name, b.ColdStart.Round(100*time.Microsecond), check(b.ColdStart <= 50*time.Millisecond))
 		fmt.Fprintf(tw, "binary %s: peak RSS\t%.1f MB\t<= 40 MB\t%s\n", b.Name, float64(b.PeakRSSKB)/1024, check(b.PeakRSSKB <= 40*1024))
 	}
 	tw.Flush()
+}
+
+// print writes the adoption-window rows of the report.
+func (a *AdoptionResult) print(w io.Writer) {
+	p := fmt.Sprintf("adoption window %v, check every %v, %d due keys (%d switch after %d checks)", a.Window, a.Check, a.Users, a.Switchers, a.SwitchAfter)
+	fmt.Fprintf(w, "%s: status\t%s, %d adopting, %d key executions (%d failed), %d verified in IAM\tall switched over and deleted\t%s\n", p, a.Status, a.Adopting, a.KeyExecutions, a.KeyFailed, a.Verified,
+		check(a.Status == "SUCCEEDED" && a.Adopting == a.Users && a.KeyExecutions == a.Users && a.KeyFailed == 0 && a.Verified == a.Users))
+	fmt.Fprintf(w, "%s: switch-overs on evidence / deadline\t%d / %d (%d other)\t%d / %d (the pipelines)\t%s\n", p, a.Evidence, a.Deadline, a.Other, a.Switchers, a.Users-a.Switchers,
+		check(a.Evidence == a.Switchers && a.Deadline == a.Users-a.Switchers && a.Other == 0 && !a.hasProblem("do not match the pipelines")))
+	fmt.Fprintf(w, "%s: state transitions per check\t%s over %d checks (%s)\t3\t%s\n", p, a.TransPerCheck, a.Intervals, strings.Join(a.StatesInCheck, "; "), check(a.TransPerCheck.N > 0 && a.TransPerCheck.Min == 3 && a.TransPerCheck.Max == 3))
+	fmt.Fprintf(w, "%s: Lambda invocations per check\t%s (service: check-adoption=%d, histories: %d CheckAdoption attempts, %d of them retries; other Lambda between checks: %d)\t1, none between checks\t%s\n", p,
+		a.LambdaPerCheck, a.Invocations["check-adoption"], a.CheckAttempts, a.CheckRetries, a.OtherLambdaInChecks,
+		check(a.LambdaPerCheck.N > 0 && a.LambdaPerCheck.Min == 1 && a.LambdaPerCheck.Max == 1 && a.Invocations["check-adoption"] == a.CheckAttempts && a.OtherLambdaInChecks == 0))
+	var calls []string
+	total := 0.0
+	for _, op := range sortedKeys(a.CallsPerCheck) {
+		calls = append(calls, fmt.Sprintf("%s=%s", op, trimFloat(a.CallsPerCheck[op])))
+		total += a.CallsPerCheck[op]
+	}
+	fmt.Fprintf(w, "%s: AWS calls per check (check-adoption)\t%s (%s)\t(measure)\t\n", p, trimFloat(total), strings.Join(calls, " "))
+	fmt.Fprintf(w, "%s: history events per check\t%s local (Step Functions, estimated: %s)\t(measure)\t\n", p, a.EventsPerCheck, a.SFNEventsCheck)
+	for _, x := range []struct {
+		how string
+		k   KeyExecStats
+	}{{"evidence", a.EvidenceKey}, {"deadline", a.DeadlineKey}} {
+		fmt.Fprintf(w, "%s: key execution, %s switch-over\t%d runs: %s transitions, %s checks, %s Lambda invocations, %s local events (Step Functions, est.: %s), %v median\t(measure)\t\n",
+			p, x.how, x.k.Count, x.k.Transitions, x.k.Checks, x.k.Lambda, x.k.LocalEvents, x.k.SFNEventsEst, x.k.Duration.Median.Round(100*time.Millisecond))
+	}
+	fmt.Fprintf(w, "%s: key execution's transitions besides 3 per check\t%s\t(measure; the same for any window)\t\n", p, a.Overhead)
+	if a.ChecksAfterSwitch.N > 0 {
+		fmt.Fprintf(w, "%s: checks after the pipeline's switch, to the evidence switch-over\t%s\t2 (the evidence rule)\t\n", p, a.ChecksAfterSwitch)
+	}
+	fmt.Fprintf(w, "%s: observed check interval / check start lag / notice to first check\t%v median, %v max / %v median, %v max / %v median, %v max\t(measure: the local harness)\t\n", p,
+		a.CheckInterval.Median.Round(time.Millisecond), a.CheckInterval.Max.Round(time.Millisecond), a.CheckLag.Median.Round(time.Millisecond), a.CheckLag.Max.Round(time.Millisecond),
+		a.FirstCheck.Median.Round(time.Millisecond), a.FirstCheck.Max.Round(time.Millisecond))
+	fmt.Fprintf(w, "%s: largest state payload in the key executions\t%.1f KiB (%s; daily execution: %.1f KiB)\t<= 256 KiB\t%s\n", p, float64(a.Largest.Bytes)/1024, a.Largest.Where, float64(a.DailyLargest.Bytes)/1024, check(a.Largest.Bytes <= StatePayloadLimit))
+	fmt.Fprintf(w, "%s: owner mails per rotation, evidence / deadline\t%s / %s\t<= %d (notice + %d reminders)\t%s\n", p, a.MailsEvidence, a.MailsDeadline, a.MaxMails, a.MaxMails-1,
+		check(a.MailsEvidence.Max <= float64(a.MaxMails) && a.MailsDeadline.Max <= float64(a.MaxMails) && !a.hasProblem("owner mails")))
+	fmt.Fprintf(w, "%s: wall time (seeding %v not in it)\t%v (daily execution %v)\t(measure)\t\n", p, a.Seed.Round(100*time.Millisecond), a.Wall.Round(100*time.Millisecond), a.Daily.Round(100*time.Millisecond))
+}
+
+func (a *AdoptionResult) hasProblem(s string) bool {
+	for _, p := range a.Problems {
+		if strings.Contains(p, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys(m map[string]float64) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
 }

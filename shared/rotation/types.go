@@ -169,7 +169,7 @@ type Adoption struct {
 	// Next is what follows a check: "wait" until NextCheck, "deactivate"
 	// (switched over: SwitchOver says why) or "stop".
 	Next        string    `json:"next,omitempty"`
-	NextCheck   time.Time `json:"nextCheck,omitempty"`
+	NextCheck   time.Time `json:"nextCheck,omitzero"`
 	SwitchOver  string    `json:"switchOver,omitempty"`
 	OldLastUsed string    `json:"oldLastUsed,omitempty"`
 	NewLastUsed string    `json:"newLastUsed,omitempty"`

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/keyrotor/keyrotor/internal/bench"
 	"github.com/keyrotor/keyrotor/internal/motoserver"
@@ -29,6 +31,12 @@ func main() {
 	flag.IntVar(&q.Reserved, "quota-reserved", 10, "quota: reserved concurrency of each per-user function")
 	flag.Float64Var(&q.Throttle, "quota-throttle", 0.2, "quota: fraction of the functions' IAM calls throttled")
 	flag.DurationVar(&q.RetryInterval, "quota-retry-interval", 0, "quota: every Retry's interval in the local engine (0: the definition's, with backoff and jitter)")
+	a := bench.AdoptionOptions{Grace: time.Second}
+	flag.IntVar(&a.Users, "adoption-users", 40, "adoption: due keys, each with a pipeline using it; every second pipeline switches to the new key")
+	flag.DurationVar(&a.Window, "adoption-window", 2*time.Minute, "adoption: the adoption window, 20 checks (days when deployed)")
+	flag.DurationVar(&a.Check, "adoption-check", 6*time.Second, "adoption: time between two checks (a day when deployed; 40 keys checked every second outrun moto on 2 cores)")
+	flag.IntVar(&a.SwitchAfter, "adoption-switch-after", 3, "adoption: checks of its key's window a switching pipeline lets pass before it moves to the new key")
+	flag.DurationVar(&a.Every, "adoption-pipeline-every", 2*time.Second, "adoption: how often each pipeline uses its key")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -43,7 +51,7 @@ func main() {
 		}
 	}
 	want := func(s string) bool { return len(sel) == 0 || sel[s] }
-	if err := run(ctx, want, *sizes, *due, q, *out); err != nil {
+	if err := run(ctx, want, *sizes, *due, q, a, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -51,10 +59,11 @@ func main() {
 
 // scenarios are what -only selects: discovery over account sizes, the
 // full local run undisturbed and with 30% IAM throttling, and the
-// scale-under-quotas run (many due keys, reserved concurrency, throttling).
-var scenarios = []string{"discovery", "run", "throttled", "quota"}
+// scale-under-quotas run (many due keys, reserved concurrency, throttling),
+// and the adoption window (what a rotation waiting for its new key costs).
+var scenarios = []string{"discovery", "run", "throttled", "quota", "adoption"}
 
-func run(ctx context.Context, want func(string) bool, sizes string, due int, q bench.QuotaOptions, outDir string) error {
+func run(ctx context.Context, want func(string) bool, sizes string, due int, q bench.QuotaOptions, a bench.AdoptionOptions, outDir string) error {
 	srv, err := motoserver.Start(filepath.Join(os.TempDir(), "keyrotor-bench-moto.log"))
 	if err != nil {
 		return err
@@ -125,14 +134,30 @@ func run(ctx context.Context, want func(string) bool, sizes string, due int, q b
 		}
 		rep.Quota.Synth = synth
 	}
+	if want("adoption") {
+		srv.Reset(ctx)
+		a.Template, a.BinDir, a.WorkDir = template, bin, filepath.Join(outDir, "run-adoption")
+		os.RemoveAll(a.WorkDir)
+		fmt.Fprintf(os.Stderr, "adoption window: %d due keys, window %v checked every %v, %d pipelines switching after %d checks...\n", a.Users, a.Window, a.Check, (a.Users+1)/2, a.SwitchAfter)
+		if rep.Adoption, err = bench.AdoptionRun(ctx, cfg, srv.Endpoint, srv.SetClock, a); err != nil {
+			return err
+		}
+	}
 	rep.Print(os.Stdout)
 	path, err := rep.Save(outDir)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stdout, "\nsaved %s\n", path)
+	var failed []string
 	if rep.Quota != nil && len(rep.Quota.Problems) > 0 {
-		return fmt.Errorf("quota run failed its checks:\n  %s", strings.Join(rep.Quota.Problems, "\n  "))
+		failed = append(failed, fmt.Sprintf("quota run failed its checks:\n  %s", strings.Join(rep.Quota.Problems, "\n  ")))
+	}
+	if rep.Adoption != nil && len(rep.Adoption.Problems) > 0 {
+		failed = append(failed, fmt.Sprintf("adoption run failed its checks:\n  %s", strings.Join(rep.Adoption.Problems, "\n  ")))
+	}
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "\n"))
 	}
 	return nil
 }
