@@ -531,3 +531,26 @@ func TestMotoDaysGraceIsItsOwnExecutionStartedOnce(t *testing.T) {
 		t.Fatalf("%d grace executions, %d mails after a re-run; want 1 and 1", len(c.grace), c.ownerMails(old))
 	}
 }
+
+// A resumed rotation no due key leads to (a person deactivated the old key
+// after its first notice was refused) still mails its owner: find reads the
+// owner's address for it, so the notice does not fall back to the admins'
+// "no owner address" message (found by the calendar simulation).
+func TestMotoDaysResumedRotationMailsItsOwner(t *testing.T) {
+	c := newCalendar(t)
+	c.cfg.Sender = "unverified@example.com" // SES refuses the day-0 notice
+	old := c.oldUser("dana", 100)
+	if _, out := c.run(`{}`); out[old] != "notice-not-sent" {
+		t.Fatalf("day 0: %s; want notice-not-sent", out[old])
+	}
+	c.a.SetKeyStatus(t, "dana", old, false) // the old key is no longer due
+	c.cfg.Sender = "keyrotor@example.com"
+	c.advance(oneDay)
+	plan, out := c.run(`{}`)
+	if plan.Counts.Resumed != 1 || out[old] != "grace" {
+		t.Fatalf("day 1: resumed %d, outcome %q; want the rotation resumed into its grace period", plan.Counts.Resumed, out[old])
+	}
+	if r := c.record(old); r.NoticeChannel != "mail" || c.ownerMails(old) != 1 {
+		t.Fatalf("day 1: notice by %q, %d owner mails; want the owner mailed (dana@example.com), once", r.NoticeChannel, c.ownerMails(old))
+	}
+}

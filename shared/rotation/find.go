@@ -264,6 +264,14 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 				continue
 			}
 			it := Item{User: rec.User, Action: policy.Action(rec.Action), Reason: fmt.Sprintf("resume rotation %d (%s)", rec.Rotation, rec.State), OldKey: KeyRef{ID: rec.ID}}
+			// Its owner's address, for a notice still to send: without it
+			// the notice would go to the admins as "no owner address".
+			// A user deleted since has none; the steps end the rotation.
+			tags, err := userTags(ctx, f.IAM, rec.User)
+			if err != nil && !isNoSuchEntity(err) {
+				return nil, err
+			}
+			it.Email = strings.TrimSpace(tags[f.Config.EmailTag])
 			if it.Action == policy.RetirePassword {
 				it.OldKey = KeyRef{ID: "password", Created: passwordSetAt(rec.ID)}
 			}
