@@ -39,27 +39,9 @@ func workflow(stack awscdk.Stack, fns map[string]awslambda.Function, bucket awss
 	notSent := sfn.NewSucceed(stack, jsii.String("NoticeNotSent"), &sfn.SucceedProps{
 		Comment: jsii.String("The owner's notice did not go out: nothing is deactivated; the admins were told and the next run tries again."),
 	})
-	startGrace := awsstepfunctionstasks.NewStepFunctionsStartExecution(stack, jsii.String("StartGracePeriod"), &awsstepfunctionstasks.StepFunctionsStartExecutionProps{
-		Comment:             jsii.String("Starts the key's own grace-and-delete execution, named after the user and the key; a second start is a no-op."),
-		StateMachine:        grace,
-		Name:                sfn.JsonPath_StringAt(jsii.String("$.deactivation.graceExecution")),
-		IntegrationPattern:  sfn.IntegrationPattern_REQUEST_RESPONSE,
-		AssociateWithParent: jsii.Bool(true),
-		Input: sfn.TaskInput_FromObject(&map[string]any{
-			"execution":    sfn.JsonPath_StringAt(jsii.String("$.execution")),
-			"item":         sfn.JsonPath_ObjectAt(jsii.String("$.item")),
-			"deactivation": sfn.JsonPath_ObjectAt(jsii.String("$.deactivation")),
-		}),
-		ResultSelector: &map[string]any{"executionArn": sfn.JsonPath_StringAt(jsii.String("$.ExecutionArn"))},
-		ResultPath:     jsii.String("$.grace"),
-	})
-	startGrace.AddRetry(&sfn.RetryProps{Errors: jsii.Strings("StepFunctions.SdkClientException", "StepFunctions.StepFunctionsException", "States.Timeout"),
-		Interval: awscdk.Duration_Seconds(jsii.Number(2)), BackoffRate: jsii.Number(2), MaxAttempts: jsii.Number(8), JitterStrategy: sfn.JitterType_FULL})
-	started := sfn.NewSucceed(stack, jsii.String("GracePeriodStarted"), nil)
-	// The same name with other input, or after that execution ended:
-	// the key's grace-and-delete execution was started before.
-	startGrace.AddCatch(started, &sfn.CatchProps{Errors: jsii.Strings("StepFunctions.ExecutionAlreadyExistsException"), ResultPath: jsii.String("$.graceAlreadyStarted")})
-	startGrace.Next(started)
+	startGrace := startKeyExecution(stack, grace, "StartGracePeriod", "GracePeriodStarted",
+		"Starts the key's own grace-and-delete execution, named after the user and the key; a second start is a no-op.", "",
+		"$.deactivation.graceExecution", "$.execution", "deactivation", "$.deactivation", "$.grace")
 
 	next := sfn.NewChoice(stack, jsii.String("GraceOrDelete"), &sfn.ChoiceProps{
 		Comment: jsii.String("grace: start the key's grace-and-delete execution; delete: a resumed rotation whose grace is already over; stop: held or ended"),
@@ -67,27 +49,10 @@ func workflow(stack awscdk.Stack, fns map[string]awslambda.Function, bucket awss
 		When(sfn.Condition_StringEquals(jsii.String("$.deactivation.next"), jsii.String("delete")), del, nil).
 		Otherwise(stopped)
 	deactivate.Next(next)
-	startWindow := awsstepfunctionstasks.NewStepFunctionsStartExecution(stack, jsii.String("StartAdoptionWindow"), &awsstepfunctionstasks.StepFunctionsStartExecutionProps{
-		Comment:             jsii.String("Starts the key's own execution for its adoption window (then its grace period), named after the user and the key; a second start is a no-op."),
-		StateMachine:        grace,
-		Name:                sfn.JsonPath_StringAt(jsii.String("$.notice.adoption.execution")),
-		IntegrationPattern:  sfn.IntegrationPattern_REQUEST_RESPONSE,
-		AssociateWithParent: jsii.Bool(true),
-		Input: sfn.TaskInput_FromObject(&map[string]any{
-			"execution": sfn.JsonPath_StringAt(jsii.String("$.notice.adoption.execution")),
-			"item":      sfn.JsonPath_ObjectAt(jsii.String("$.item")),
-			"adoption":  sfn.JsonPath_ObjectAt(jsii.String("$.notice.adoption")),
-		}),
-		ResultSelector: &map[string]any{"executionArn": sfn.JsonPath_StringAt(jsii.String("$.ExecutionArn"))},
-		ResultPath:     jsii.String("$.window"),
-	})
-	startWindow.AddRetry(&sfn.RetryProps{Errors: jsii.Strings("StepFunctions.SdkClientException", "StepFunctions.StepFunctionsException", "States.Timeout"),
-		Interval: awscdk.Duration_Seconds(jsii.Number(2)), BackoffRate: jsii.Number(2), MaxAttempts: jsii.Number(8), JitterStrategy: sfn.JitterType_FULL})
-	windowStarted := sfn.NewSucceed(stack, jsii.String("AdoptionWindowStarted"), &sfn.SucceedProps{
-		Comment: jsii.String("The old key stays Active until the new key is in use (or the window ends); the key's own execution decides."),
-	})
-	startWindow.AddCatch(windowStarted, &sfn.CatchProps{Errors: jsii.Strings("StepFunctions.ExecutionAlreadyExistsException"), ResultPath: jsii.String("$.windowAlreadyStarted")})
-	startWindow.Next(windowStarted)
+	startWindow := startKeyExecution(stack, grace, "StartAdoptionWindow", "AdoptionWindowStarted",
+		"Starts the key's own execution for its adoption window (then its grace period), named after the user and the key; a second start is a no-op.",
+		"The old key stays Active until the new key is in use (or the window ends); the key's own execution decides.",
+		"$.notice.adoption.execution", "$.notice.adoption.execution", "adoption", "$.notice.adoption", "$.window")
 
 	noticeSent := sfn.NewChoice(stack, jsii.String("NoticeSent"), &sfn.ChoiceProps{
 		Comment: jsii.String("The old key is deactivated only after its owner's notice went out; with an adoption window, by the key's own execution once the new key is in use."),
@@ -140,6 +105,38 @@ func workflow(stack awscdk.Stack, fns map[string]awslambda.Function, bucket awss
 	isDry := sfn.NewChoice(stack, jsii.String("IsDryRun"), nil).
 		When(sfn.Condition_BooleanEquals(jsii.String("$.plan.dryRun"), jsii.Bool(true)), dry, nil).Otherwise(fanOut)
 	return find.Next(isDry)
+}
+
+// startKeyExecution starts a key's own execution of the grace state
+// machine, named by namePath (after the user and the key), with the item
+// and the object at objectPath as its field what (deactivation, or
+// adoption: the key's execution branches on which it gets). A second start of the same name is
+// a no-op: Step Functions answers ExecutionAlreadyExists when the name was
+// used with other input or has ended, and the definition catches it.
+func startKeyExecution(stack awscdk.Stack, grace sfn.IStateMachine, id, doneID, comment, doneComment, namePath, executionPath, what, objectPath, resultPath string) sfn.IChainable {
+	start := awsstepfunctionstasks.NewStepFunctionsStartExecution(stack, jsii.String(id), &awsstepfunctionstasks.StepFunctionsStartExecutionProps{
+		Comment:             jsii.String(comment),
+		StateMachine:        grace,
+		Name:                sfn.JsonPath_StringAt(jsii.String(namePath)),
+		IntegrationPattern:  sfn.IntegrationPattern_REQUEST_RESPONSE,
+		AssociateWithParent: jsii.Bool(true),
+		Input: sfn.TaskInput_FromObject(&map[string]any{
+			"execution": sfn.JsonPath_StringAt(jsii.String(executionPath)),
+			"item":      sfn.JsonPath_ObjectAt(jsii.String("$.item")),
+			what:        sfn.JsonPath_ObjectAt(jsii.String(objectPath)),
+		}),
+		ResultSelector: &map[string]any{"executionArn": sfn.JsonPath_StringAt(jsii.String("$.ExecutionArn"))},
+		ResultPath:     jsii.String(resultPath),
+	})
+	start.AddRetry(&sfn.RetryProps{Errors: jsii.Strings("StepFunctions.SdkClientException", "StepFunctions.StepFunctionsException", "States.Timeout"),
+		Interval: awscdk.Duration_Seconds(jsii.Number(2)), BackoffRate: jsii.Number(2), MaxAttempts: jsii.Number(8), JitterStrategy: sfn.JitterType_FULL})
+	var props *sfn.SucceedProps
+	if doneComment != "" {
+		props = &sfn.SucceedProps{Comment: jsii.String(doneComment)}
+	}
+	done := sfn.NewSucceed(stack, jsii.String(doneID), props)
+	start.AddCatch(done, &sfn.CatchProps{Errors: jsii.Strings("StepFunctions.ExecutionAlreadyExistsException"), ResultPath: jsii.String(resultPath + "AlreadyStarted")})
+	return start.Next(done)
 }
 
 // graceWorkflow builds the definition of a key's own execution: with an

@@ -11,7 +11,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
@@ -131,19 +130,9 @@ func pipeline(ctx context.Context, a *awstest.Account, user, oldID, oldSecret st
 // allRecords reads the rotation records of every table in the account.
 func allRecords(t *testing.T, a *awstest.Account) map[string]*ledger.Record {
 	t.Helper()
-	tables, err := a.DynamoDB.ListTables(context.Background(), &dynamodb.ListTablesInput{})
+	recs, err := accountRecords(context.Background(), a.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]*ledger.Record{}
-	for _, name := range tables.TableNames {
-		recs, err := (&ledger.Store{API: a.DynamoDB, Table: name}).All(context.Background())
-		if err != nil {
-			continue
-		}
-		for id, r := range recs {
-			out[id] = r
-		}
-	}
-	return out
+	return recs
 }

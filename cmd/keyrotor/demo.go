@@ -93,15 +93,7 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	main := rf
 	main.adoptionWindow, main.adoptionCheck = 0, 0 // the window is the second act
 	res, err := execute(ctx, main, srv.Endpoint, json.RawMessage(`{}`), *wait, newProgress(stderr))
-	if err != nil {
-		fmt.Fprintf(stderr, "keyrotor demo: %v\n", err)
-		return 1
-	}
-	if res.Status != "SUCCEEDED" {
-		reportFailure(stderr, res)
-		return 1
-	}
-	if reportGrace(stderr, res) > 0 {
+	if !succeeded(stderr, res, err) {
 		return 1
 	}
 	var sum rotation.Summary
@@ -155,18 +147,10 @@ func demoAdoption(ctx context.Context, rf runFlags, endpoint string, cfg aws.Con
 	res, err := runLocal(ctx, rf, endpoint, users, wait, newProgress(stderr), false)
 	stop()
 	wg.Wait()
-	if err != nil {
-		fmt.Fprintf(stderr, "keyrotor demo: %v\n", err)
+	if !succeeded(stderr, res, err) {
 		return 1
 	}
-	if res.Status != "SUCCEEDED" {
-		reportFailure(stderr, res)
-		return 1
-	}
-	if reportGrace(stderr, res) > 0 {
-		return 1
-	}
-	recs, err := demoRecords(ctx, cfg)
+	recs, err := accountRecords(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "keyrotor demo:", err)
 		return 1
@@ -193,8 +177,22 @@ func demoAdoption(ctx context.Context, rf runFlags, endpoint string, cfg aws.Con
 	return 0
 }
 
-// demoRecords reads every rotation record of the demo account.
-func demoRecords(ctx context.Context, cfg aws.Config) (map[string]*ledger.Record, error) {
+// succeeded reports whether a demo run and every key execution it started
+// succeeded, telling what failed otherwise.
+func succeeded(stderr io.Writer, res *local.Result, err error) bool {
+	switch {
+	case err != nil:
+		fmt.Fprintf(stderr, "keyrotor demo: %v\n", err)
+		return false
+	case res.Status != "SUCCEEDED":
+		reportFailure(stderr, res)
+		return false
+	}
+	return reportGrace(stderr, res) == 0
+}
+
+// accountRecords reads every rotation record of the account (every table).
+func accountRecords(ctx context.Context, cfg aws.Config) (map[string]*ledger.Record, error) {
 	db := dynamodb.NewFromConfig(cfg)
 	tables, err := db.ListTables(ctx, &dynamodb.ListTablesInput{})
 	if err != nil {

@@ -16,7 +16,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -24,7 +23,6 @@ import (
 	"github.com/keyrotor/keyrotor/internal/awstest"
 	"github.com/keyrotor/keyrotor/internal/faultproxy"
 	"github.com/keyrotor/keyrotor/internal/local"
-	"github.com/keyrotor/keyrotor/shared/ledger"
 )
 
 // stateLimit is Step Functions' limit on a state's input or output: 256
@@ -304,21 +302,11 @@ func recordsWithoutGrace(t *testing.T, a *awstest.Account, graces []string) stri
 			seen[parts[0]+"-"+parts[1]] = true
 		}
 	}
-	tables, err := a.DynamoDB.ListTables(context.Background(), &dynamodb.ListTablesInput{})
-	if err != nil {
-		return err.Error()
-	}
 	var b strings.Builder
-	for _, name := range tables.TableNames {
-		recs, err := (&ledger.Store{API: a.DynamoDB, Table: name}).All(context.Background())
-		if err != nil {
-			continue
-		}
-		for _, r := range recs {
-			if strings.HasPrefix(r.User, "failing-") && !seen[r.User] {
-				j, _ := json.Marshal(r)
-				fmt.Fprintf(&b, "\n%s", j)
-			}
+	for _, r := range allRecords(t, a) {
+		if strings.HasPrefix(r.User, "failing-") && !seen[r.User] {
+			j, _ := json.Marshal(r)
+			fmt.Fprintf(&b, "\n%s", j)
 		}
 	}
 	return b.String()

@@ -749,41 +749,18 @@ func lambdaTaskStates(template string) (map[string]bool, error) {
 		},
 	}
 	out := map[string]bool{}
-	var walk func(states map[string]json.RawMessage)
-	walk = func(states map[string]json.RawMessage) {
-		for name, raw := range states {
-			var s struct {
-				Type          string
-				Resource      string
-				ItemProcessor *struct{ States map[string]json.RawMessage }
-				Iterator      *struct{ States map[string]json.RawMessage }
-				Branches      []struct{ States map[string]json.RawMessage }
-			}
-			json.Unmarshal(raw, &s)
-			if s.Type == "Task" && (strings.Contains(s.Resource, ":lambda:invoke") || strings.Contains(s.Resource, ":function:")) {
-				out[name] = true
-			}
-			if s.ItemProcessor != nil {
-				walk(s.ItemProcessor.States)
-			}
-			if s.Iterator != nil {
-				walk(s.Iterator.States)
-			}
-			for _, b := range s.Branches {
-				walk(b.States)
-			}
-		}
-	}
 	for _, id := range []string{local.MainStateMachine, local.GraceStateMachine} {
 		def, err := t.DefinitionOf(ids, id)
 		if err != nil {
 			return nil, err
 		}
-		var top struct{ States map[string]json.RawMessage }
-		if err := json.Unmarshal(def, &top); err != nil {
-			return nil, err
-		}
-		walk(top.States)
+		local.EachState(def, func(name string, raw json.RawMessage) {
+			var s struct{ Type, Resource string }
+			json.Unmarshal(raw, &s)
+			if s.Type == "Task" && (strings.Contains(s.Resource, ":lambda:invoke") || strings.Contains(s.Resource, ":function:")) {
+				out[name] = true
+			}
+		})
 	}
 	if !out["CheckAdoption"] {
 		return nil, fmt.Errorf("%s: no CheckAdoption Lambda task in the key's state machine", template)

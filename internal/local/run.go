@@ -512,25 +512,12 @@ func SafeName(s string) string {
 // another execution.
 func startExecutionStates(def json.RawMessage) []string {
 	var names []string
-	var walk func(states map[string]json.RawMessage)
-	walk = func(states map[string]json.RawMessage) {
-		for name, raw := range states {
-			var s struct {
-				Resource      string
-				ItemProcessor *struct{ States map[string]json.RawMessage }
-			}
-			json.Unmarshal(raw, &s)
-			if strings.HasPrefix(s.Resource, "arn:aws:states:::states:startExecution") {
-				names = append(names, name)
-			}
-			if s.ItemProcessor != nil {
-				walk(s.ItemProcessor.States)
-			}
+	EachState(def, func(name string, raw json.RawMessage) {
+		var s struct{ Resource string }
+		if json.Unmarshal(raw, &s) == nil && strings.HasPrefix(s.Resource, "arn:aws:states:::states:startExecution") {
+			names = append(names, name)
 		}
-	}
-	var top struct{ States map[string]json.RawMessage }
-	json.Unmarshal(def, &top)
-	walk(top.States)
+	})
 	return names
 }
 
@@ -737,19 +724,28 @@ func moduleRoot() (string, error) {
 // retryingStates lists every state (at any depth) that has a Retry.
 func retryingStates(def json.RawMessage) []string {
 	var names []string
+	EachState(def, func(name string, raw json.RawMessage) {
+		var s struct{ Retry []any }
+		if json.Unmarshal(raw, &s) == nil && len(s.Retry) > 0 {
+			names = append(names, name)
+		}
+	})
+	return names
+}
+
+// EachState calls f with every state of a definition, at any depth (map
+// item processors, iterators, parallel branches).
+func EachState(def json.RawMessage, f func(name string, raw json.RawMessage)) {
 	var walk func(states map[string]json.RawMessage)
 	walk = func(states map[string]json.RawMessage) {
 		for name, raw := range states {
+			f(name, raw)
 			var s struct {
-				Retry         []any
 				ItemProcessor *struct{ States map[string]json.RawMessage }
 				Iterator      *struct{ States map[string]json.RawMessage }
 				Branches      []struct{ States map[string]json.RawMessage }
 			}
 			json.Unmarshal(raw, &s)
-			if len(s.Retry) > 0 {
-				names = append(names, name)
-			}
 			if s.ItemProcessor != nil {
 				walk(s.ItemProcessor.States)
 			}
@@ -764,7 +760,6 @@ func retryingStates(def json.RawMessage) []string {
 	var top struct{ States map[string]json.RawMessage }
 	json.Unmarshal(def, &top)
 	walk(top.States)
-	return names
 }
 
 // resources are the local stand-ins for the stack's resources.
