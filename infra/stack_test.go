@@ -454,6 +454,38 @@ func TestMermaid(t *testing.T) {
 	}
 }
 
+// TestDocsLayout keeps docs/layout.md's map true: every function directory
+// and every make target is in it.
+func TestDocsLayout(t *testing.T) {
+	doc, err := os.ReadFile("../docs/layout.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs, _ := filepath.Glob("../functions/*/main.go")
+	if len(dirs) == 0 {
+		t.Fatal("no functions/*/main.go")
+	}
+	for _, d := range dirs {
+		if fn := filepath.Base(filepath.Dir(d)); !strings.Contains(string(doc), "`"+fn+"`") {
+			t.Errorf("docs/layout.md does not name the function %s", fn)
+		}
+	}
+	mk, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mk), "\n") {
+		if !strings.HasPrefix(line, ".PHONY:") {
+			continue
+		}
+		for _, target := range strings.Fields(strings.TrimPrefix(line, ".PHONY:")) {
+			if !strings.Contains(string(doc), "make "+target) {
+				t.Errorf("docs/layout.md does not describe make %s", target)
+			}
+		}
+	}
+}
+
 // TestDocsSettings keeps docs/deploying.md's table of context settings
 // complete: every key keyrotor reads has its row.
 func TestDocsSettings(t *testing.T) {

@@ -23,9 +23,20 @@ func TestSamplePayloads(t *testing.T) {
 		{"find", func() any { return &rotation.FindInput{} }, func() any { return &rotation.Plan{} }},
 		{"create-and-store", func() any { return &rotation.Task{} }, func() any { return &rotation.NewKey{} }},
 		{"notify", func() any { return &rotation.Task{} }, func() any { return &rotation.Notice{} }},
+		{"check-adoption", func() any { return &rotation.Task{} }, func() any { return &rotation.Adoption{} }},
 		{"deactivate", func() any { return &rotation.Task{} }, func() any { return &rotation.Deactivation{} }},
 		{"delete", func() any { return &rotation.Task{} }, func() any { return &rotation.Cleanup{} }},
 		{"summarize", func() any { return &rotation.SummarizeInput{} }, func() any { return &rotation.Summary{} }},
+	}
+	covered := map[string]bool{}
+	for _, tt := range tests {
+		covered[tt.fn] = true
+	}
+	dirs, _ := filepath.Glob("../../functions/*/main.go")
+	for _, d := range dirs {
+		if fn := filepath.Base(filepath.Dir(d)); !covered[fn] {
+			t.Errorf("function %s has no sample payloads checked here", fn)
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.fn, func(t *testing.T) {
