@@ -50,9 +50,10 @@ func cdkJSONContext(path string) map[string]any {
 	var f struct {
 		Context map[string]any `json:"context"`
 	}
-	if os.Getenv("CDK_CONTEXT_JSON") != "" {
-		return nil // the CLI already passed it
-	}
+	// Context the CLI passes (CDK_CONTEXT_JSON: cdk.json merged with -c)
+	// is read first, through the app; cdk.json fills the keys it lacks, so
+	// CDK_CONTEXT_JSON alone can override a few keys (make synth's
+	// organization-mode template for local runs).
 	if b, err := os.ReadFile(path); err == nil {
 		json.Unmarshal(b, &f)
 	}

@@ -4,6 +4,8 @@
 package main
 
 import (
+	"context"
+
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
@@ -14,15 +16,20 @@ import (
 
 func main() {
 	env := lambdastep.Setup("check-adoption")
-	w := &rotation.Watcher{
-		IAM:     iam.NewFromConfig(env.AWS),
-		Records: env.Records(),
-		Mail:    sesv2.NewFromConfig(env.AWS),
-		Topic:   sns.NewFromConfig(env.AWS),
-		Config:  env.Config,
-		Region:  env.AWS.Region,
-		Now:     env.Now,
-		Log:     env.Log,
-	}
-	lambdastep.Start(env, w.Handle)
+	records, mail, topic := env.Records(), sesv2.NewFromConfig(env.AWS), sns.NewFromConfig(env.AWS)
+	// The keys' last use is read in the user's account; mail and records
+	// stay in the hub.
+	lambdastep.Start(env, lambdastep.PerAccount(env, "check-adoption", func(a lambdastep.Account) func(context.Context, rotation.Task) (*rotation.Adoption, error) {
+		w := &rotation.Watcher{
+			IAM:     iam.NewFromConfig(a.AWS),
+			Records: records,
+			Mail:    mail,
+			Topic:   topic,
+			Config:  a.Config,
+			Region:  env.AWS.Region,
+			Now:     env.Now,
+			Log:     env.Log,
+		}
+		return w.Handle
+	}))
 }

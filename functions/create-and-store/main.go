@@ -3,6 +3,8 @@
 package main
 
 import (
+	"context"
+
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
@@ -13,15 +15,20 @@ import (
 
 func main() {
 	env := lambdastep.Setup("create-and-store")
-	c := &rotation.Creator{
-		IAM:     iam.NewFromConfig(env.AWS),
-		Secrets: secretsmanager.NewFromConfig(env.AWS),
-		Records: env.Records(),
-		Topic:   sns.NewFromConfig(env.AWS),
-		Verify:  rotation.STSVerifier(env.AWS),
-		Config:  env.Config,
-		Now:     env.Now,
-		Log:     env.Log,
-	}
-	lambdastep.Start(env, c.Handle)
+	records, topic, verify := env.Records(), sns.NewFromConfig(env.AWS), rotation.STSVerifier(env.AWS)
+	// The key and its secret are created in the user's account (in
+	// organization mode a member account, through its member role).
+	lambdastep.Start(env, lambdastep.PerAccount(env, "create-and-store", func(a lambdastep.Account) func(context.Context, rotation.Task) (*rotation.NewKey, error) {
+		c := &rotation.Creator{
+			IAM:     iam.NewFromConfig(a.AWS),
+			Secrets: secretsmanager.NewFromConfig(a.AWS),
+			Records: records,
+			Topic:   topic,
+			Verify:  verify,
+			Config:  a.Config,
+			Now:     env.Now,
+			Log:     env.Log,
+		}
+		return c.Handle
+	}))
 }

@@ -3,6 +3,8 @@
 package main
 
 import (
+	"context"
+
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
@@ -12,7 +14,12 @@ import (
 
 func main() {
 	env := lambdastep.Setup("delete")
-	d := &rotation.Deleter{IAM: iam.NewFromConfig(env.AWS), Records: env.Records(), Topic: sns.NewFromConfig(env.AWS),
-		Config: env.Config, Now: env.Now, Log: env.Log}
-	lambdastep.Start(env, d.Handle)
+	records, topic := env.Records(), sns.NewFromConfig(env.AWS)
+	// The key is in the user's account (a member account, in organization
+	// mode, through its member role); records and the admins' topic stay
+	// in the hub.
+	lambdastep.Start(env, lambdastep.PerAccount(env, "delete", func(a lambdastep.Account) func(context.Context, rotation.Task) (*rotation.Cleanup, error) {
+		d := &rotation.Deleter{IAM: iam.NewFromConfig(a.AWS), Records: records, Topic: topic, Config: a.Config, Now: env.Now, Log: env.Log}
+		return d.Handle
+	}))
 }

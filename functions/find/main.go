@@ -28,10 +28,12 @@ func main() {
 		Executions: sfn.NewFromConfig(env.AWS, awsconf.ServiceEndpoint(os.Getenv, "SFN", func(o *sfn.Options, ep *string) { o.BaseEndpoint = ep })),
 		Leases:     env.Records(),
 		S3:         store,
-		Report:     audit.NewS3Writer(store, env.Config.ReportBucket, env.Config.RetirePasswords),
-		Config:     env.Config,
-		Now:        env.Now,
-		Log:        env.Log,
+		Report:     audit.NewS3Writer(store, env.Config.ReportBucket, env.Config.RetirePasswords, env.Config.HomeAccount),
+		// The organization mode (nil: the one account of IAM).
+		Org:    rotation.NewOrgAccess(env.AWS, env.Config, "find"),
+		Config: env.Config,
+		Now:    env.Now,
+		Log:    env.Log,
 	}
 	lambdastep.Start(env, f.Handle)
 }

@@ -34,8 +34,16 @@ var Columns = []string{
 	"last_used_service", "last_used_region", "mfa_active", "decision", "reason", "switch_over",
 }
 
+// OrgColumns are the columns of an organization-wide report: the account
+// first, then Columns.
+var OrgColumns = append([]string{"account", "account_alias"}, Columns...)
+
 // Row is one credential.
 type Row struct {
+	// Account and AccountAlias name the row's account in an
+	// organization-wide report (empty otherwise).
+	Account         string        `json:"account,omitempty"`
+	AccountAlias    string        `json:"account_alias,omitempty"`
 	User            string        `json:"user"`
 	ARN             string        `json:"arn"`
 	Credential      string        `json:"credential"` // access key id, access_key_N when the id is unknown, or "password"
@@ -56,10 +64,12 @@ type Row struct {
 
 // Report is the whole report.
 type Report struct {
-	GeneratedAt time.Time `json:"generatedAt"`
-	AsOf        time.Time `json:"asOf"`
-	ReportTime  time.Time `json:"credentialReportTime"`
-	Rows        []Row     `json:"rows"`
+	// Organization: the rows come from several accounts (OrgColumns).
+	Organization bool      `json:"organization,omitempty"`
+	GeneratedAt  time.Time `json:"generatedAt"`
+	AsOf         time.Time `json:"asOf"`
+	ReportTime   time.Time `json:"credentialReportTime"`
+	Rows         []Row     `json:"rows"`
 }
 
 // Build makes the report from an assessment. Candidates (users find
@@ -234,13 +244,50 @@ func lastUsed(t time.Time) string {
 	return stamp(t)
 }
 
-// WriteCSV writes the rows with a header of Columns.
+// BuildAll makes one report of the assessments of several accounts (the
+// organization mode; home names keyrotor's own account, whose assessment
+// has no Account), ordered by account, user and credential. One
+// assessment without an account is Build's single-account report.
+func BuildAll(as []*rotation.Assessment, rules policy.Rules, retirePasswords bool, home string) *Report {
+	if len(as) == 1 && as[0].Account == "" && home == "" {
+		return Build(as[0], rules, retirePasswords)
+	}
+	r := &Report{Organization: true, GeneratedAt: time.Now().UTC(), Rows: []Row{}}
+	for _, a := range as {
+		one := Build(a, rules, retirePasswords)
+		acct := a.Account
+		if acct == "" {
+			acct = home
+		}
+		for _, x := range one.Rows {
+			x.Account, x.AccountAlias = acct, a.AccountAlias
+			r.Rows = append(r.Rows, x)
+		}
+		r.AsOf = one.AsOf
+		if one.ReportTime.Before(r.ReportTime) || r.ReportTime.IsZero() {
+			r.ReportTime = one.ReportTime // the oldest credential report
+		}
+	}
+	sort.SliceStable(r.Rows, func(i, j int) bool { return r.Rows[i].Account < r.Rows[j].Account })
+	return r
+}
+
+// WriteCSV writes the rows with a header of Columns (OrgColumns for an
+// organization-wide report).
 func (r *Report) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	cw.Write(Columns)
+	if r.Organization {
+		cw.Write(OrgColumns)
+	} else {
+		cw.Write(Columns)
+	}
 	for _, x := range r.Rows {
-		cw.Write([]string{x.User, x.ARN, x.Credential, x.Status, x.Created, strconv.Itoa(x.AgeDays), x.LastUsed,
-			x.LastUsedService, x.LastUsedRegion, strconv.FormatBool(x.MFAActive), string(x.Decision), x.Reason, x.SwitchOver})
+		var lead []string
+		if r.Organization {
+			lead = []string{x.Account, x.AccountAlias}
+		}
+		cw.Write(append(lead, x.User, x.ARN, x.Credential, x.Status, x.Created, strconv.Itoa(x.AgeDays), x.LastUsed,
+			x.LastUsedService, x.LastUsedRegion, strconv.FormatBool(x.MFAActive), string(x.Decision), x.Reason, x.SwitchOver))
 	}
 	cw.Flush()
 	return cw.Error()
@@ -292,7 +339,11 @@ func dateOf(stamp string) string {
 // the columns line up either way.
 func (r *Report) WriteTable(w io.Writer, color bool) error {
 	header := []string{"USER", "CREDENTIAL", "STATUS", "CREATED", "AGE", "LAST USED", "MFA", "DECISION", "REASON"}
-	const ageCol = 4
+	ageCol := 4
+	if r.Organization {
+		header = append([]string{"ACCOUNT"}, header...)
+		ageCol++
+	}
 	cells := [][]string{header}
 	for _, x := range r.Rows {
 		lu, created := dateOf(x.LastUsed), dateOf(x.Created)
@@ -310,7 +361,14 @@ func (r *Report) WriteTable(w io.Writer, color bool) error {
 		if x.SwitchOver != "" {
 			reason += "; switch-over: " + x.SwitchOver
 		}
-		cells = append(cells, []string{x.User, x.Credential, x.Status, created, fmt.Sprintf("%dd", x.AgeDays), lu, mfa, string(x.Decision), reason})
+		var lead []string
+		if r.Organization {
+			lead = []string{x.Account}
+			if x.AccountAlias != "" {
+				lead[0] += " (" + x.AccountAlias + ")"
+			}
+		}
+		cells = append(cells, append(lead, x.User, x.Credential, x.Status, created, fmt.Sprintf("%dd", x.AgeDays), lu, mfa, string(x.Decision), reason))
 	}
 	width := make([]int, len(header))
 	for _, row := range cells {
@@ -356,16 +414,19 @@ type S3Writer struct {
 	API             PutObjectAPI
 	Bucket          string
 	RetirePasswords bool
-	Now             func() time.Time
+	// HomeAccount names keyrotor's own account in an organization-wide
+	// report.
+	HomeAccount string
+	Now         func() time.Time
 }
 
 // NewS3Writer returns the find function's report writer, or nil (no
 // report) when no bucket is configured.
-func NewS3Writer(api PutObjectAPI, bucket string, retirePasswords bool) rotation.ReportWriter {
+func NewS3Writer(api PutObjectAPI, bucket string, retirePasswords bool, homeAccount string) rotation.ReportWriter {
 	if bucket == "" {
 		return nil
 	}
-	return &S3Writer{API: api, Bucket: bucket, RetirePasswords: retirePasswords}
+	return &S3Writer{API: api, Bucket: bucket, RetirePasswords: retirePasswords, HomeAccount: homeAccount}
 }
 
 // Keys returns the object keys of a run's report: the run's date and the
@@ -376,8 +437,8 @@ func Keys(day time.Time, execution string) (csvKey, jsonKey string) {
 }
 
 // WriteReport implements rotation.ReportWriter.
-func (s *S3Writer) WriteReport(ctx context.Context, execution string, a *rotation.Assessment, rules policy.Rules) (*rotation.ReportRef, error) {
-	rep := Build(a, rules, s.RetirePasswords)
+func (s *S3Writer) WriteReport(ctx context.Context, execution string, as []*rotation.Assessment, rules policy.Rules) (*rotation.ReportRef, error) {
+	rep := BuildAll(as, rules, s.RetirePasswords, s.HomeAccount)
 	now := time.Now()
 	if s.Now != nil {
 		now = s.Now()

@@ -301,13 +301,13 @@ func (f *fakeS3) PutObject(_ context.Context, in *s3.PutObjectInput, _ ...func(*
 var _ PutObjectAPI = (*fakeS3)(nil)
 
 func TestNewS3Writer(t *testing.T) {
-	if w := NewS3Writer(&fakeS3{}, "", false); w != nil {
+	if w := NewS3Writer(&fakeS3{}, "", false, ""); w != nil {
 		t.Fatalf("NewS3Writer without a bucket = %#v; want a nil interface", w)
 	}
 	f := &fakeS3{}
-	w := NewS3Writer(f, "reports-bucket", false)
+	w := NewS3Writer(f, "reports-bucket", false, "")
 	w.(*S3Writer).Now = func() time.Time { return time.Date(2026, 11, 23, 23, 30, 0, 0, time.FixedZone("x", -5*3600)) }
-	ref, err := w.WriteReport(context.Background(), "run/1 a", fixture(), rules)
+	ref, err := w.WriteReport(context.Background(), "run/1 a", []*rotation.Assessment{fixture()}, rules)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +336,7 @@ func TestNewS3Writer(t *testing.T) {
 	}
 
 	boom := errors.New("access denied")
-	if _, err := NewS3Writer(&fakeS3{err: boom}, "b", false).WriteReport(context.Background(), "x", fixture(), rules); !errors.Is(err, boom) ||
+	if _, err := NewS3Writer(&fakeS3{err: boom}, "b", false, "").WriteReport(context.Background(), "x", []*rotation.Assessment{fixture()}, rules); !errors.Is(err, boom) ||
 		!strings.Contains(err.Error(), "s3://b/reports/") {
 		t.Errorf("WriteReport error = %v; want it wrapped, naming the object", err)
 	}

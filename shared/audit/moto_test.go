@@ -249,7 +249,7 @@ func TestMotoS3Writer(t *testing.T) {
 	a.Bucket(t, "keyrotor-reports")
 	ctx := context.Background()
 	as := assess(t, a, time.Now())
-	ref, err := NewS3Writer(a.S3, "keyrotor-reports", false).WriteReport(ctx, "nightly-2026", as, rules)
+	ref, err := NewS3Writer(a.S3, "keyrotor-reports", false, "").WriteReport(ctx, "nightly-2026", []*rotation.Assessment{as}, rules)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"net/mail"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +33,23 @@ const (
 	EnvAdoptionWindow    = "KEYROTOR_ADOPTION_WINDOW"
 	EnvAdoptionCheck     = "KEYROTOR_ADOPTION_CHECK"
 	EnvAdoptionReminders = "KEYROTOR_ADOPTION_REMINDERS"
+	// The organization mode (docs/organizations.md); unset: one account.
+	EnvOrgScope    = "KEYROTOR_ORG_SCOPE"    // "all", or comma-separated OU, root and account ids
+	EnvOrgExclude  = "KEYROTOR_ORG_EXCLUDE"  // comma-separated account ids
+	EnvOrgStages   = "KEYROTOR_ORG_STAGES"   // stages separated by ";", each comma-separated OU, root and account ids
+	EnvHomeAccount = "KEYROTOR_HOME_ACCOUNT" // the account the stack runs in (set by the stack in organization mode)
+)
+
+// The organization mode's fixed names: the member stack (infra/member.go)
+// creates them in every member account, so the hub builds their ARNs for
+// any account without looking them up.
+const (
+	// MemberRoleName: arn:<partition>:iam::<account>:role/KeyRotorMember.
+	MemberRoleName = "KeyRotorMember"
+	// MemberKeyAlias is the member account's key for the secrets stored there.
+	MemberKeyAlias = "alias/KeyRotorMember"
+	// ScopeAll is the organization scope of every account.
+	ScopeAll = "all"
 )
 
 // Defaults.
@@ -78,7 +96,21 @@ type Config struct {
 	// owner who has not switched yet is reminded; nil: half-way and one
 	// check before the end (see Reminders).
 	AdoptionReminders []time.Duration
+
+	// OrgScope, when set, turns the organization mode on: the accounts
+	// rotated are those of the organization under these OU, root or
+	// account ids (or ScopeAll), minus OrgExclude, stage by stage
+	// (OrgStages: an account in no stage is in a last one).
+	OrgScope   []string
+	OrgExclude []string
+	OrgStages  [][]string
+	// HomeAccount is the account the functions run in (the hub); its users
+	// are reached without assuming a role.
+	HomeAccount string
 }
+
+// Organization reports whether the organization mode is on.
+func (c Config) Organization() bool { return len(c.OrgScope) > 0 }
 
 // Reminders returns the reminder points of the adoption window (before its
 // end), latest first, each inside the window and after its first check.
@@ -183,6 +215,27 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			c.AdoptionReminders = append(c.AdoptionReminders, x)
 		}
 	}
+	str(EnvHomeAccount, &c.HomeAccount)
+	list := func(v string) []string {
+		var out []string
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
+		return out
+	}
+	if v := strings.TrimSpace(getenv(EnvOrgScope)); v != "" {
+		c.OrgScope = list(v)
+	}
+	if v := strings.TrimSpace(getenv(EnvOrgExclude)); v != "" {
+		c.OrgExclude = list(v)
+	}
+	if v := strings.TrimSpace(getenv(EnvOrgStages)); v != "" {
+		for _, st := range strings.Split(v, ";") {
+			c.OrgStages = append(c.OrgStages, list(st))
+		}
+	}
 	if v := strings.TrimSpace(getenv(EnvRetirePasswords)); v != "" {
 		b, perr := strconv.ParseBool(v)
 		if perr != nil {
@@ -221,8 +274,64 @@ func (c Config) Validate() error {
 			return &Error{EnvAdoptionReminders, r.String(), fmt.Sprintf("a reminder must come before the adoption window (%s) ends: want a point inside the window, counted back from its end", c.AdoptionWindow)}
 		}
 	}
+	if err := c.validateOrganization(); err != nil {
+		return err
+	}
 	if c.AdminTopicARN != "" && !strings.HasPrefix(c.AdminTopicARN, "arn:") {
 		return &Error{EnvAdminTopicARN, c.AdminTopicARN, "want an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"}
+	}
+	return nil
+}
+
+var (
+	accountIDRE = regexp.MustCompile(`^[0-9]{12}$`)
+	// Organizations' id patterns: an OU, the root, an account.
+	orgTargetRE = regexp.MustCompile(`^(ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}|r-[a-z0-9]{4,32}|[0-9]{12})$`)
+)
+
+// IsAccountID reports whether s is a 12-digit AWS account id.
+func IsAccountID(s string) bool { return accountIDRE.MatchString(s) }
+
+// IsOrgTarget reports whether s is an OU id (ou-...), a root id (r-...) or
+// an account id.
+func IsOrgTarget(s string) bool { return orgTargetRE.MatchString(s) }
+
+func (c Config) validateOrganization() error {
+	join := func(l []string) string { return strings.Join(l, ",") }
+	for _, s := range c.OrgScope {
+		if !(s == ScopeAll && len(c.OrgScope) == 1) && !IsOrgTarget(s) {
+			return &Error{EnvOrgScope, join(c.OrgScope), fmt.Sprintf("%q: want %q alone, or OU ids (ou-...), the root id (r-...) and 12-digit account ids", s, ScopeAll)}
+		}
+	}
+	if !c.Organization() && (len(c.OrgExclude) > 0 || len(c.OrgStages) > 0) {
+		name, v := EnvOrgExclude, join(c.OrgExclude)
+		if len(c.OrgStages) > 0 {
+			name, v = EnvOrgStages, fmt.Sprint(c.OrgStages)
+		}
+		return &Error{name, v, "applies to the organization mode only: set the scope too (\"all\", OU ids or account ids), or remove it"}
+	}
+	for _, a := range c.OrgExclude {
+		if !IsAccountID(a) {
+			return &Error{EnvOrgExclude, join(c.OrgExclude), fmt.Sprintf("%q: want 12-digit account ids", a)}
+		}
+	}
+	seen := map[string]int{}
+	for i, st := range c.OrgStages {
+		if len(st) == 0 {
+			return &Error{EnvOrgStages, fmt.Sprint(c.OrgStages), fmt.Sprintf("stage %d is empty: list its OU or account ids, or remove it", i+1)}
+		}
+		for _, s := range st {
+			if !IsOrgTarget(s) {
+				return &Error{EnvOrgStages, fmt.Sprint(c.OrgStages), fmt.Sprintf("stage %d: %q: want OU ids (ou-...), the root id (r-...) or 12-digit account ids", i+1, s)}
+			}
+			if j, ok := seen[s]; ok {
+				return &Error{EnvOrgStages, fmt.Sprint(c.OrgStages), fmt.Sprintf("%q is in stage %d and stage %d: name it in one stage only", s, j+1, i+1)}
+			}
+			seen[s] = i
+		}
+	}
+	if c.HomeAccount != "" && !IsAccountID(c.HomeAccount) {
+		return &Error{EnvHomeAccount, c.HomeAccount, "want the 12-digit account id of the hub (the stack sets it)"}
 	}
 	return nil
 }
@@ -272,6 +381,22 @@ func (c Config) Env() map[string]string {
 	}
 	if c.RetirePasswords {
 		m[EnvRetirePasswords] = "true"
+	}
+	if c.Organization() {
+		m[EnvOrgScope] = strings.Join(c.OrgScope, ",")
+		if len(c.OrgExclude) > 0 {
+			m[EnvOrgExclude] = strings.Join(c.OrgExclude, ",")
+		}
+		if len(c.OrgStages) > 0 {
+			var st []string
+			for _, s := range c.OrgStages {
+				st = append(st, strings.Join(s, ","))
+			}
+			m[EnvOrgStages] = strings.Join(st, ";")
+		}
+	}
+	if c.HomeAccount != "" {
+		m[EnvHomeAccount] = c.HomeAccount
 	}
 	if c.AdoptionWindow > 0 {
 		m[EnvAdoptionWindow] = c.AdoptionWindow.String()

@@ -98,6 +98,17 @@ func (e *NotVisibleYetError) Error() string {
 	return fmt.Sprintf("not visible in IAM yet: %s; retrying", e.What)
 }
 
+// AccountUnreachableError: keyrotor cannot act in a member account of the
+// organization: the member role is missing or denied (sts:AssumeRole), or
+// an SCP or the role denies an action there. Account is the 12-digit id and
+// Msg says what to fix. Not retried: a person must deploy or fix the
+// member stack; every other account goes on.
+type AccountUnreachableError struct{ Account, Msg string }
+
+func (e *AccountUnreachableError) Error() string {
+	return fmt.Sprintf("account %s unreachable: %s", e.Account, e.Msg)
+}
+
 // StepError: any other failure. Not retried by name; the execution fails
 // and shows the message.
 type StepError struct{ Msg string }
@@ -124,7 +135,7 @@ func All() []string {
 		Name(&ThrottlingError{}), Name(&TransientError{}), Name(&ReportNotReadyError{}),
 		Name(&NewKeyNotReadyError{}), Name(&RotationInProgressError{}), Name(&KeyLimitError{}),
 		Name(&InvalidInputError{}), Name(&SendRejectedError{}), Name(&ConflictError{}), Name(&NotVisibleYetError{}),
-		Name(&StepError{}),
+		Name(&AccountUnreachableError{}), Name(&StepError{}),
 	}
 }
 
@@ -204,7 +215,7 @@ func Boundary(err error) error {
 	for _, target := range []any{
 		new(*ThrottlingError), new(*TransientError), new(*ReportNotReadyError), new(*NewKeyNotReadyError),
 		new(*RotationInProgressError), new(*KeyLimitError), new(*InvalidInputError), new(*SendRejectedError),
-		new(*ConflictError), new(*NotVisibleYetError), new(*StepError),
+		new(*ConflictError), new(*NotVisibleYetError), new(*AccountUnreachableError), new(*StepError),
 	} {
 		if errors.As(err, target) {
 			return reflect.ValueOf(target).Elem().Interface().(error)

@@ -11,17 +11,20 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/keyrotor/keyrotor/shared/awsconf"
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/failures"
 	"github.com/keyrotor/keyrotor/shared/ledger"
+	"github.com/keyrotor/keyrotor/shared/org"
 )
 
 // Env is what a function's main needs.
@@ -119,5 +122,61 @@ func Wrap[In, Out any](log *slog.Logger, handle func(context.Context, In) (Out, 
 			return zero, named
 		}
 		return out, nil
+	}
+}
+
+// Account is what a step needs to act in one account of the organization
+// mode: the AWS configuration acting there and the functions'
+// configuration with that account's key for the secrets stored there.
+type Account struct {
+	ID     string // "" : the account the function runs in
+	AWS    aws.Config
+	Config config.Config
+}
+
+// PerAccount returns a handler that runs each input with the step build
+// makes for the input's account, built once per account and reused. The
+// home account ("" or the hub's id) uses the function's own configuration;
+// a member account the member role, assumed first (a refusal is an
+// *failures.AccountUnreachableError with the fix, and so is an access
+// denied in that account). A member account in a single-account
+// deployment is an input error.
+func PerAccount[In interface{ AccountID() string }, Out any](env Env, function string, build func(Account) func(context.Context, In) (Out, error)) func(context.Context, In) (Out, error) {
+	sessions := &org.Sessions{Home: env.AWS, HomeAccount: env.Config.HomeAccount, STS: sts.NewFromConfig(env.AWS), SessionName: "keyrotor-" + function}
+	var mu sync.Mutex
+	steps := map[string]func(context.Context, In) (Out, error){}
+	return func(ctx context.Context, in In) (Out, error) {
+		var zero Out
+		account := in.AccountID()
+		if sessions.IsHome(account) {
+			account = ""
+		}
+		if account != "" && !env.Config.Organization() {
+			return zero, &failures.InvalidInputError{Field: "item.account", Msg: fmt.Sprintf("account %s: this deployment rotates one account "+
+				"(organizationScope is not set); start the execution from this deployment's own plan", account)}
+		}
+		mu.Lock()
+		step, ok := steps[account]
+		mu.Unlock()
+		if !ok {
+			a := Account{ID: account, AWS: env.AWS, Config: env.Config}
+			if account != "" {
+				c, err := sessions.Reach(ctx, account)
+				if err != nil {
+					return zero, err
+				}
+				a.AWS = c
+				a.Config.KMSKeyID = config.MemberKeyAlias
+			}
+			step = build(a)
+			mu.Lock()
+			steps[account] = step
+			mu.Unlock()
+		}
+		out, err := step(ctx, in)
+		if err != nil && account != "" {
+			err = org.Denied(account, err)
+		}
+		return out, err
 	}
 }

@@ -72,7 +72,10 @@ type Entry struct {
 // Record is one rotation of one old credential.
 type Record struct {
 	// ID names the old credential: its access key id, or PasswordID(...).
-	ID       string `json:"id"`
+	ID string `json:"id"`
+	// Account is the member account of the user in organization mode; ""
+	// is the account keyrotor runs in.
+	Account  string `json:"account,omitempty"`
 	User     string `json:"user"`
 	Action   string `json:"action"`   // rotate, retire or retire-password
 	Rotation int    `json:"rotation"` // 1 for the first rotation of this old key, then 2, ...

@@ -21,7 +21,11 @@ type Key struct {
 
 // Owner is what the owner's mail says.
 type Owner struct {
-	User         string
+	User string
+	// Account and AccountAlias name the user's AWS account in
+	// organization mode ("": not named).
+	Account      string
+	AccountAlias string
 	Action       string // rotate or retire
 	Reason       string
 	OldKey       Key
@@ -41,6 +45,27 @@ type Window struct {
 	Grace       time.Duration // between deactivation and deletion
 	OldLastUsed string        // where and when the old key was last used ("never")
 	NewLastUsed string        // the new key's last use by something other than keyrotor ("not yet")
+}
+
+// UserIn names an IAM user for people: "alice", or with its account in
+// organization mode "alice in account 111122223333 (dev-team)".
+func UserIn(user, account, alias string) string {
+	if account == "" {
+		return user
+	}
+	s := user + " in account " + account
+	if alias != "" {
+		s += " (" + alias + ")"
+	}
+	return s
+}
+
+// accountLine says which account the mail is about, or "".
+func accountLine(o Owner) string {
+	if o.Account == "" {
+		return ""
+	}
+	return fmt.Sprintf("This is about your IAM user %s.", UserIn(o.User, o.Account, o.AccountAlias))
 }
 
 // Mail is a rendered e-mail.
@@ -72,6 +97,10 @@ func OwnerMail(o Owner) (Mail, error) {
 	var t, m strings.Builder
 	fmt.Fprintf(&t, "Hello %s,\n\n", o.User)
 	fmt.Fprintf(&m, "<html><body>\n<p>Hello %s,</p>\n", h(o.User))
+	if l := accountLine(o); l != "" {
+		fmt.Fprintf(&t, "%s\n\n", l)
+		fmt.Fprintf(&m, "<p>%s</p>\n", h(l))
+	}
 	if o.Action == "retire-password" {
 		fmt.Fprintf(&t, "keyrotor is removing your AWS console password: %s.\n", o.Reason)
 		t.WriteString("If you still need to sign in to the console, sign in before the date below and the password is kept; otherwise ask your AWS administrators later.\n\n")
@@ -141,10 +170,16 @@ func OwnerReminder(o Owner) (Mail, error) {
 	h := html.EscapeString
 	cmd := FetchCommand(o.SecretName, o.Region)
 	var t, m strings.Builder
-	fmt.Fprintf(&t, "Hello %s,\n\nA reminder: keyrotor replaced your AWS access key %s with %s, stored in the secret\n  %s\nFetch it with your own AWS credentials:\n  %s\n\n",
-		o.User, o.OldKey.ID, o.NewKeyID, o.SecretName, cmd)
-	fmt.Fprintf(&m, "<html><body>\n<p>Hello %s,</p>\n<p>A reminder: keyrotor replaced your AWS access key <code>%s</code> with <code>%s</code>, stored in the secret <code>%s</code>. Fetch it with your own AWS credentials:</p>\n<pre>%s</pre>\n",
-		h(o.User), h(o.OldKey.ID), h(o.NewKeyID), h(o.SecretName), h(cmd))
+	fmt.Fprintf(&t, "Hello %s,\n\n", o.User)
+	fmt.Fprintf(&m, "<html><body>\n<p>Hello %s,</p>\n", h(o.User))
+	if l := accountLine(o); l != "" {
+		fmt.Fprintf(&t, "%s\n\n", l)
+		fmt.Fprintf(&m, "<p>%s</p>\n", h(l))
+	}
+	fmt.Fprintf(&t, "A reminder: keyrotor replaced your AWS access key %s with %s, stored in the secret\n  %s\nFetch it with your own AWS credentials:\n  %s\n\n",
+		o.OldKey.ID, o.NewKeyID, o.SecretName, cmd)
+	fmt.Fprintf(&m, "<p>A reminder: keyrotor replaced your AWS access key <code>%s</code> with <code>%s</code>, stored in the secret <code>%s</code>. Fetch it with your own AWS credentials:</p>\n<pre>%s</pre>\n",
+		h(o.OldKey.ID), h(o.NewKeyID), h(o.SecretName), h(cmd))
 	txt := windowText(o, stamp)
 	t.WriteString(txt + "\n\n-- keyrotor\n")
 	fmt.Fprintf(&m, "<p>%s</p>\n<p>-- keyrotor</p>\n</body></html>\n", h(txt))
@@ -187,7 +222,7 @@ func AdminRotation(o Owner, mailStatus, mailedTo string) Admin {
 	case "retire-password":
 		verb, what = "is removing", "the unused console password"
 	}
-	fmt.Fprintf(&b, "keyrotor %s %s of IAM user %s.\n", verb, what, o.User)
+	fmt.Fprintf(&b, "keyrotor %s %s of IAM user %s.\n", verb, what, UserIn(o.User, o.Account, o.AccountAlias))
 	fmt.Fprintf(&b, "Reason: %s\n", o.Reason)
 	if o.NewKeyID != "" {
 		fmt.Fprintf(&b, "New key: %s, stored in secret %s\n", o.NewKeyID, o.SecretName)
@@ -208,7 +243,7 @@ func AdminRotation(o Owner, mailStatus, mailedTo string) Admin {
 	case "unknown":
 		b.WriteString("The owner's e-mail may not have been delivered (the send was interrupted and is not repeated, to avoid duplicates). Please tell the owner.\n")
 	}
-	return Admin{Subject: clip(fmt.Sprintf("keyrotor: %s %s of %s", verb, strings.Fields(what)[0]+" "+strings.Fields(what)[1], o.User), 100), Body: b.String()}
+	return Admin{Subject: clip(fmt.Sprintf("keyrotor: %s %s of %s", verb, strings.Fields(what)[0]+" "+strings.Fields(what)[1], UserIn(o.User, o.Account, o.AccountAlias)), 100), Body: b.String()}
 }
 
 // AdminAttention tells admins that keyrotor left a key alone and why.

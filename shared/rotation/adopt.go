@@ -156,7 +156,7 @@ func (w *Watcher) Handle(ctx context.Context, t Task) (*Adoption, error) {
 		if err := w.Records.Put(ctx, rec); err != nil {
 			return nil, err
 		}
-		m := notice.AdminSwitchOver(it.User, it.OldKey.ID, rec.NewKeyID, ad.SwitchOver, oldUse.String(), w.newUseText(newUse, newInUse))
+		m := notice.AdminSwitchOver(userIn(w.Config, it.Account, it.AccountAlias, it.User), it.OldKey.ID, rec.NewKeyID, ad.SwitchOver, oldUse.String(), w.newUseText(newUse, newInUse))
 		if _, err := publish(ctx, w.Topic, w.Config.AdminTopicARN, m); err != nil {
 			log.WarnContext(ctx, "could not tell the admins about the switch-over", "error", err.Error())
 		}
@@ -257,11 +257,12 @@ func (w *Watcher) reminderDue(ad *ledger.Adoption, now time.Time) (int64, bool) 
 func (w *Watcher) remind(ctx context.Context, t Task, rec *ledger.Record, newInUse bool, log *slog.Logger) string {
 	it := t.Item
 	o := notice.Owner{User: it.User, Action: string(it.Action), Reason: it.Reason, Region: w.Region,
+		Account: ownerAccount(w.Config, it), AccountAlias: it.AccountAlias,
 		OldKey:   notice.Key{ID: it.OldKey.ID, Created: it.OldKey.Created, AgeDays: it.OldKey.AgeDays, LastUsed: it.OldKey.LastUsed},
 		NewKeyID: rec.NewKeyID, SecretName: rec.SecretName, StopsWorking: rec.Adoption.Until, DeleteAfter: rec.Adoption.Until.Add(w.Config.GracePeriod),
 		Window: &notice.Window{Every: w.Config.CheckEvery(), Grace: w.Config.GracePeriod, OldLastUsed: rec.Adoption.OldLastUsed.String(), NewLastUsed: w.newUseText(rec.Adoption.NewLastUsed, newInUse)}}
 	if it.Email == "" {
-		m := notice.AdminAttention(it.User, it.OldKey.ID, fmt.Sprintf("the adoption window ends at %s and the new key %s is not in use yet (old key last used %s); the user has no owner address: please tell the owner.",
+		m := notice.AdminAttention(userIn(w.Config, it.Account, it.AccountAlias, it.User), it.OldKey.ID, fmt.Sprintf("the adoption window ends at %s and the new key %s is not in use yet (old key last used %s); the user has no owner address: please tell the owner.",
 			rec.Adoption.Until.UTC().Format(time.RFC3339), rec.NewKeyID, rec.Adoption.OldLastUsed))
 		if _, err := publish(ctx, w.Topic, w.Config.AdminTopicARN, m); err != nil {
 			log.WarnContext(ctx, "reminder to the admins failed", "error", err.Error())

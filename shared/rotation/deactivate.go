@@ -149,7 +149,7 @@ func (d *Deactivator) Handle(ctx context.Context, t Task) (*Deactivation, error)
 
 func (d *Deactivator) record(rec *ledger.Record, now time.Time, t Task, note string) {
 	rec.DeactivatedAt, rec.DeleteAfter = now, now.Add(d.Config.GracePeriod)
-	rec.GraceExecution = GraceExecutionName(t.Item.User, rec.ID, rec.Rotation)
+	rec.GraceExecution = executionName(rec.Account, t.Item.User, rec.ID, rec.Rotation, 0)
 	if rec.Adoption != nil {
 		// The window's own execution goes on with the grace period.
 		rec.GraceExecution = rec.Adoption.Execution
@@ -174,12 +174,17 @@ func (d *Deactivator) result(rec *ledger.Record, now time.Time) *Deactivation {
 // API Reference, StartExecution, name). User names may hold ',': it becomes
 // '_'. Key ids and the generation keep names unique.
 func GraceExecutionName(user, id string, rotation int) string {
-	return adoptionExecutionName(user, id, rotation, 0)
+	return executionName("", user, id, rotation, 0)
 }
 
-// adoptionExecutionName is GraceExecutionName for the attempt-th execution
-// of a rotation's adoption window (0: the first).
-func adoptionExecutionName(user, id string, rotation, attempt int) string {
+// executionName is GraceExecutionName for the attempt-th execution of a
+// rotation's adoption window (0: the first), starting with the member
+// account in organization mode.
+func executionName(account, user, id string, rotation, attempt int) string {
+	if account != "" {
+		user = account + "-" + user
+		id = strings.TrimPrefix(id, account+"/")
+	}
 	key := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.+=@", r) {
 			return r

@@ -138,7 +138,7 @@ func (d *Deleter) password(ctx context.Context, rc rotationCtx, t Task, rec *led
 	}
 	if used := aws.ToTime(out.User.PasswordLastUsed); used.After(rec.DeactivatedAt) {
 		res.Reason = fmt.Sprintf("not deleted: the password was used on %s, after the notice; it is kept", used.UTC().Format(time.RFC3339))
-		if _, err := publish(ctx, d.Topic, d.Config.AdminTopicARN, notice.AdminAttention(it.User, "console password", res.Reason)); err != nil {
+		if _, err := publish(ctx, d.Topic, d.Config.AdminTopicARN, notice.AdminAttention(userIn(d.Config, it.Account, it.AccountAlias, it.User), "console password", res.Reason)); err != nil {
 			return nil, err
 		}
 		return res, rc.end(ctx, rec, it.OldKey.ID, res.Reason, false, false)

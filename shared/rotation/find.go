@@ -56,17 +56,21 @@ type Candidate struct {
 // Assessment is everything find learned: the report rows and, for the
 // candidates, the live facts and decisions. The audit report is built from it.
 type Assessment struct {
-	AsOf       time.Time
-	ReportTime time.Time
-	Rows       []credreport.Row
-	Candidates map[string]*Candidate // by user name
+	// Account and AccountAlias name the assessed account in organization
+	// mode ("": keyrotor's own account).
+	Account      string
+	AccountAlias string
+	AsOf         time.Time
+	ReportTime   time.Time
+	Rows         []credreport.Row
+	Candidates   map[string]*Candidate // by user name
 	// Records are the rotation records by old credential ID.
 	Records map[string]*ledger.Record
 }
 
 // ReportWriter writes the audit report of a run; nil disables it.
 type ReportWriter interface {
-	WriteReport(ctx context.Context, execution string, a *Assessment, rules policy.Rules) (*ReportRef, error)
+	WriteReport(ctx context.Context, execution string, as []*Assessment, rules policy.Rules) (*ReportRef, error)
 }
 
 // RecordLister lists every rotation record (shared/ledger.Store).
@@ -104,6 +108,9 @@ type Finder struct {
 	InlineItemsLimit int
 	// Workers checks candidates concurrently (default 8).
 	Workers int
+	// Org, when set, is the organization mode: find plans every account
+	// in scope, reached through Org (nil: the one account of IAM).
+	Org Organization
 }
 
 // FindInput is the find function's payload: the execution input, untouched,
@@ -148,8 +155,13 @@ func ParseRequest(raw []byte) (Request, error) {
 			}
 		case "asOf":
 			err = json.Unmarshal(v, &r.AsOf)
+		case "accounts":
+			err = json.Unmarshal(v, &r.Accounts)
+			if err == nil && r.Accounts == nil {
+				r.Accounts = []string{}
+			}
 		default:
-			return Request{}, &failures.InvalidInputError{Field: name, Msg: "unknown field; the input accepts only dryRun (bool), users (list of user names) and asOf (RFC 3339 time)"}
+			return Request{}, &failures.InvalidInputError{Field: name, Msg: "unknown field; the input accepts only dryRun (bool), users (list of user names), asOf (RFC 3339 time) and accounts (list of account ids, organization mode)"}
 		}
 		if err != nil {
 			return Request{}, &failures.InvalidInputError{Field: name, Msg: fmt.Sprintf("wrong type: got %s, want %s", strings.TrimSpace(string(v)), kindOf(name))}
@@ -167,6 +179,14 @@ func ParseRequest(raw []byte) (Request, error) {
 			return Request{}, &failures.InvalidInputError{Field: fmt.Sprintf("users[%d]", i), Msg: fmt.Sprintf("%q is listed twice", u)}
 		}
 		seen[strings.ToLower(u)] = true
+	}
+	if r.Accounts != nil && len(r.Accounts) == 0 {
+		return Request{}, &failures.InvalidInputError{Field: "accounts", Msg: "empty list: omit the field to consider every account in scope, or name at least one account id"}
+	}
+	for i, a := range r.Accounts {
+		if !config.IsAccountID(a) {
+			return Request{}, &failures.InvalidInputError{Field: fmt.Sprintf("accounts[%d]", i), Msg: fmt.Sprintf("%q is not a 12-digit AWS account id", a)}
+		}
 	}
 	if r.AsOf != "" {
 		if _, err := time.Parse(time.RFC3339, r.AsOf); err != nil {
@@ -201,6 +221,8 @@ func kindOf(field string) string {
 		return "a list of IAM user names"
 	case "asOf":
 		return "an RFC 3339 time string"
+	case "accounts":
+		return "a list of 12-digit account ids (strings)"
 	}
 	return "another type"
 }
@@ -216,72 +238,35 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 	if req.AsOf != "" {
 		asOf, _ = time.Parse(time.RFC3339, req.AsOf)
 	}
-	a, err := f.Assess(ctx, asOf, req.Users)
-	if err != nil {
-		return nil, err
-	}
-	if !req.DryRun {
-		if err := f.releaseDead(ctx, a.Records, in, now); err != nil {
-			return nil, err
-		}
-	}
-	rules := f.rules()
 	plan := &Plan{
 		ExecutionName: in.ExecutionName, AsOf: asOf, DryRun: req.DryRun, Pass: 1,
 		ToleratedFailurePercentage: 100, Items: []Item{}, Blocked: []Skipped{}, Exempt: []Skipped{},
+		Held: []Skipped{}, Attention: []Skipped{}, InFlight: []Skipped{}, Adopting: []Skipped{},
 	}
-	plan.Counts.Users = len(a.Rows)
-	plan.Counts.Candidates = len(a.Candidates)
-	plan.Held, plan.Attention, plan.InFlight, plan.Adopting = []Skipped{}, []Skipped{}, []Skipped{}, []Skipped{}
-	seen := map[string]bool{}
-	for _, name := range sortedKeys(a.Candidates) {
-		c := a.Candidates[name]
-		for _, d := range c.Decisions {
-			switch d.Action {
-			case policy.Rotate, policy.Retire, policy.RetirePassword:
-				it := itemFor(c, d, asOf)
-				seen[RecordID(it)] = true
-				f.planItem(plan, it, a.Records[RecordID(it)], now, in.ExecutionName)
-			case policy.Blocked:
-				plan.Blocked = append(plan.Blocked, Skipped{User: name, UserARN: c.Row.ARN, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
-			case policy.Exempt:
-				plan.Exempt = append(plan.Exempt, Skipped{User: name, UserARN: c.Row.ARN, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
-			}
+	var assessments []*Assessment
+	if f.Org != nil {
+		if assessments, err = f.planOrganization(ctx, plan, req, in, now, asOf); err != nil {
+			return nil, err
 		}
-	}
-	// Rotations no due key leads to: a key in its grace period whose
-	// grace-and-delete execution is overdue, a rotation whose execution
-	// stopped before deactivating (its key or user may be gone since).
-	// Their record holds what the steps need to finish them.
-	if len(req.Users) == 0 {
-		for _, id := range sortedKeys(a.Records) {
-			rec := a.Records[id]
-			if seen[id] || !rec.State.InFlight() || rec.LeaseHeldByOther(in.ExecutionName, now) {
-				continue
-			}
-			if rec.State == ledger.Deactivated && now.Before(rec.DeleteAfter.Add(overdue)) {
-				plan.Counts.InGrace++
-				continue
-			}
-			it := Item{User: rec.User, Action: policy.Action(rec.Action), Reason: fmt.Sprintf("resume rotation %d (%s)", rec.Rotation, rec.State), OldKey: KeyRef{ID: rec.ID}}
-			// Its owner's address, for a notice still to send: without it
-			// the notice would go to the admins as "no owner address".
-			// A user deleted since has none; the steps end the rotation.
-			tags, err := userTags(ctx, f.IAM, rec.User)
-			if err != nil && !isNoSuchEntity(err) {
+	} else {
+		if len(req.Accounts) > 0 {
+			return nil, &failures.InvalidInputError{Field: "accounts", Msg: "this deployment rotates one account (no organizationScope): leave accounts out"}
+		}
+		a, err := f.Assess(ctx, asOf, req.Users)
+		if err != nil {
+			return nil, err
+		}
+		if !req.DryRun {
+			if err := f.releaseDead(ctx, a.Records, in, now); err != nil {
 				return nil, err
 			}
-			it.Email = strings.TrimSpace(tags[f.Config.EmailTag])
-			if it.Action == policy.RetirePassword {
-				it.OldKey = KeyRef{ID: "password", Created: passwordSetAt(rec.ID)}
-			}
-			if rec.Attention != "" {
-				plan.Attention = append(plan.Attention, Skipped{User: rec.User, KeyID: rec.ID, Action: "attention", Reason: rec.Attention})
-			}
-			plan.Items = append(plan.Items, it)
-			plan.Counts.Resumed++
 		}
+		if err := f.planAccount(ctx, plan, a, req, in, now); err != nil {
+			return nil, err
+		}
+		assessments = []*Assessment{a}
 	}
+	rules := f.rules()
 	for _, it := range plan.Items {
 		if it.Action == policy.Rotate {
 			plan.Counts.Rotate++
@@ -305,7 +290,7 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 		}
 	}
 	if f.Report != nil {
-		ref, err := f.Report.WriteReport(ctx, in.ExecutionName, a, rules)
+		ref, err := f.Report.WriteReport(ctx, in.ExecutionName, assessments, rules)
 		if err != nil {
 			return nil, fmt.Errorf("write audit report: %w", err)
 		}
@@ -322,6 +307,67 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 		"dryRun", req.DryRun, "users", plan.Counts.Users, "candidates", plan.Counts.Candidates,
 		"rotate", plan.Counts.Rotate, "retire", plan.Counts.Retire, "blocked", plan.Counts.Blocked, "exempt", plan.Counts.Exempt)
 	return plan, nil
+}
+
+// planAccount adds to plan the work of one assessed account: the due keys'
+// items (or why they wait), and the rotations no due key leads to.
+func (f *Finder) planAccount(ctx context.Context, plan *Plan, a *Assessment, req Request, in FindInput, now time.Time) error {
+	asOf := a.AsOf
+	plan.Counts.Users += len(a.Rows)
+	plan.Counts.Candidates += len(a.Candidates)
+	seen := map[string]bool{}
+	for _, name := range sortedKeys(a.Candidates) {
+		c := a.Candidates[name]
+		for _, d := range c.Decisions {
+			switch d.Action {
+			case policy.Rotate, policy.Retire, policy.RetirePassword:
+				it := itemFor(c, d, asOf)
+				it.Account, it.AccountAlias = a.Account, a.AccountAlias
+				seen[RecordID(it)] = true
+				f.planItem(plan, it, a.Records[RecordID(it)], now, in.ExecutionName)
+			case policy.Blocked:
+				plan.Blocked = append(plan.Blocked, Skipped{Account: a.Account, User: name, UserARN: c.Row.ARN, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
+			case policy.Exempt:
+				plan.Exempt = append(plan.Exempt, Skipped{Account: a.Account, User: name, UserARN: c.Row.ARN, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
+			}
+		}
+	}
+	// Rotations no due key leads to: a key in its grace period whose
+	// grace-and-delete execution is overdue, a rotation whose execution
+	// stopped before deactivating (its key or user may be gone since).
+	// Their record holds what the steps need to finish them.
+	if len(req.Users) > 0 {
+		return nil
+	}
+	for _, id := range sortedKeys(a.Records) {
+		rec := a.Records[id]
+		if seen[id] || !rec.State.InFlight() || rec.LeaseHeldByOther(in.ExecutionName, now) {
+			continue
+		}
+		if rec.State == ledger.Deactivated && now.Before(rec.DeleteAfter.Add(overdue)) {
+			plan.Counts.InGrace++
+			continue
+		}
+		it := Item{Account: rec.Account, AccountAlias: a.AccountAlias, User: rec.User, Action: policy.Action(rec.Action),
+			Reason: fmt.Sprintf("resume rotation %d (%s)", rec.Rotation, rec.State), OldKey: KeyRef{ID: rec.ID}}
+		// Its owner's address, for a notice still to send: without it
+		// the notice would go to the admins as "no owner address".
+		// A user deleted since has none; the steps end the rotation.
+		tags, err := userTags(ctx, f.IAM, rec.User)
+		if err != nil && !isNoSuchEntity(err) {
+			return err
+		}
+		it.Email = strings.TrimSpace(tags[f.Config.EmailTag])
+		if it.Action == policy.RetirePassword {
+			it.OldKey = KeyRef{ID: "password", Created: passwordSetAt(rec.ID)}
+		}
+		if rec.Attention != "" {
+			plan.Attention = append(plan.Attention, Skipped{Account: rec.Account, User: rec.User, KeyID: rec.ID, Action: "attention", Reason: rec.Attention})
+		}
+		plan.Items = append(plan.Items, it)
+		plan.Counts.Resumed++
+	}
+	return nil
 }
 
 // releaseDead ends the lease of every rotation whose owner execution no
@@ -382,20 +428,20 @@ const overdue = 24 * time.Hour
 // execution starts or resumes its rotation (an item) or reports it.
 func (f *Finder) planItem(plan *Plan, it Item, rec *ledger.Record, now time.Time, execution string) {
 	if rec != nil && rec.Attention != "" {
-		plan.Attention = append(plan.Attention, Skipped{User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "attention", Reason: rec.Attention})
+		plan.Attention = append(plan.Attention, Skipped{Account: it.Account, User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "attention", Reason: rec.Attention})
 	}
 	switch {
 	case rec == nil:
 	case !rec.State.InFlight() && now.Before(rec.HeldUntil):
-		plan.Held = append(plan.Held, Skipped{User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "held",
+		plan.Held = append(plan.Held, Skipped{Account: it.Account, User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "held",
 			Reason: fmt.Sprintf("held until %s: %s", rec.HeldUntil.UTC().Format(time.RFC3339), rec.Outcome)})
 		return
 	case rec.State == ledger.Adopting && rec.LeaseHeldByOther(execution, now):
-		plan.Adopting = append(plan.Adopting, Skipped{User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "adopting",
+		plan.Adopting = append(plan.Adopting, Skipped{Account: it.Account, User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "adopting",
 			Reason: adoptingReason(rec)})
 		return
 	case rec.LeaseHeldByOther(execution, now):
-		plan.InFlight = append(plan.InFlight, Skipped{User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "in-flight",
+		plan.InFlight = append(plan.InFlight, Skipped{Account: it.Account, User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "in-flight",
 			Reason: fmt.Sprintf("rotation %d is in flight in execution %s", rec.Rotation, rec.Owner)})
 		return
 	case rec.State.InFlight():
@@ -461,13 +507,19 @@ func (f *Finder) trimInline(p *Plan) {
 // work of discovery, shared by find and the audit command. users, when not
 // empty, restricts it; naming a user that is not in the report is an error.
 func (f *Finder) Assess(ctx context.Context, asOf time.Time, users []string) (*Assessment, error) {
+	return f.assess(ctx, asOf, users, true)
+}
+
+// assess is Assess; strict false keeps the named users an account has and
+// ignores the others (organization mode: a user is in some accounts).
+func (f *Finder) assess(ctx context.Context, asOf time.Time, users []string, strict bool) (*Assessment, error) {
 	rows, generated, err := credreport.Fetch(ctx, f.IAM)
 	if err != nil {
 		return nil, err
 	}
 	rows = withoutRoot(rows)
 	if len(users) > 0 {
-		if rows, err = restrict(rows, users); err != nil {
+		if rows, err = restrict(rows, users, strict); err != nil {
 			return nil, err
 		}
 	}
@@ -717,7 +769,7 @@ func withoutRoot(rows []credreport.Row) []credreport.Row {
 	return out
 }
 
-func restrict(rows []credreport.Row, users []string) ([]credreport.Row, error) {
+func restrict(rows []credreport.Row, users []string, strict bool) ([]credreport.Row, error) {
 	byName := make(map[string]credreport.Row, len(rows))
 	for _, r := range rows {
 		byName[strings.ToLower(r.User)] = r
@@ -725,6 +777,9 @@ func restrict(rows []credreport.Row, users []string) ([]credreport.Row, error) {
 	out := make([]credreport.Row, 0, len(users))
 	for i, u := range users {
 		r, ok := byName[strings.ToLower(u)]
+		if !ok && !strict {
+			continue
+		}
 		if !ok {
 			return nil, &failures.InvalidInputError{Field: fmt.Sprintf("users[%d]", i), Msg: fmt.Sprintf("no IAM user named %q in the credential report (a user created in the last 4 hours may not be in it yet)", u)}
 		}

@@ -174,13 +174,13 @@ func (n *Notifier) handOff(ctx context.Context, rc rotationCtx, rec *ledger.Reco
 	case ad == nil:
 		until := rec.NoticeAt.Add(n.Config.AdoptionWindow)
 		rec.Adoption = &ledger.Adoption{Until: until, Every: int64(n.Config.CheckEvery() / time.Second),
-			Execution: GraceExecutionName(rec.User, rec.ID, rec.Rotation)}
+			Execution: executionName(rec.Account, rec.User, rec.ID, rec.Rotation, 0)}
 		rec.Move(rc.now, ledger.Adopting, rc.execution, "adoption window until "+until.UTC().Format(time.RFC3339)+": the old key stays Active until the new key is in use")
 	case ad.HandedOffBy != rc.execution:
 		// An earlier execution handed the window off, and its execution
 		// stopped checking (this one holds the lease).
 		ad.Attempt++
-		ad.Execution = adoptionExecutionName(rec.User, rec.ID, rec.Rotation, ad.Attempt)
+		ad.Execution = executionName(rec.Account, rec.User, rec.ID, rec.Rotation, ad.Attempt)
 		rec.Log(rc.now, rec.State, rc.execution, "the window's execution stopped: it goes on in "+ad.Execution)
 	}
 	rec.Adoption.HandedOffBy = rc.execution
@@ -279,6 +279,7 @@ func (n *Notifier) ownerMessage(t Task, res *Notice) notice.Owner {
 	it := t.Item
 	o := notice.Owner{
 		User: it.User, Action: string(it.Action), Reason: it.Reason, Region: n.Region,
+		Account: ownerAccount(n.Config, it), AccountAlias: it.AccountAlias,
 		OldKey:       notice.Key{ID: it.OldKey.ID, Created: it.OldKey.Created, AgeDays: it.OldKey.AgeDays, LastUsed: it.OldKey.LastUsed},
 		StopsWorking: res.StopsWorking, DeleteAfter: res.DeleteAfter,
 	}

@@ -32,11 +32,38 @@ const LeaseDuration = 6 * time.Hour
 const finishedRetention = 400 * 24 * time.Hour
 
 // RecordID names the record of an item's old credential.
+//
+// An access key id is unique across AWS, in every account ("IAM
+// identifiers", IAM User Guide: unique IDs), so a key's record needs no
+// account; a console password is named by its user and time, so a member
+// account's password record is prefixed with the account.
 func RecordID(it Item) string {
 	if it.Action == policy.RetirePassword {
-		return ledger.PasswordID(it.User, it.OldKey.Created)
+		id := ledger.PasswordID(it.User, it.OldKey.Created)
+		if it.Account != "" {
+			id = it.Account + "/" + id
+		}
+		return id
 	}
 	return it.OldKey.ID
+}
+
+// userIn names a user for the admins, with its account in organization
+// mode (keyrotor's own account too).
+func userIn(cfg config.Config, account, alias, user string) string {
+	if account == "" && cfg.Organization() {
+		account = cfg.HomeAccount
+	}
+	return notice.UserIn(user, account, alias)
+}
+
+// ownerAccount is the account an owner's mail names ("" in single-account
+// mode).
+func ownerAccount(cfg config.Config, it Item) string {
+	if it.Account == "" && cfg.Organization() {
+		return cfg.HomeAccount
+	}
+	return it.Account
 }
 
 // rotationCtx is what every step needs to read and move a rotation.
@@ -64,7 +91,7 @@ func (c rotationCtx) open(ctx context.Context, it Item, start bool) (rec *ledger
 	case rec == nil && !start:
 		return nil, fmt.Sprintf("no rotation record for %s: nothing to do", id), nil
 	case rec == nil:
-		rec = &ledger.Record{ID: id, User: it.User, Action: string(it.Action), Rotation: 1, History: []ledger.Entry{}}
+		rec = &ledger.Record{ID: id, Account: it.Account, User: it.User, Action: string(it.Action), Rotation: 1, History: []ledger.Entry{}}
 		rec.Move(now, ledger.Started, c.execution, "rotation 1 started: "+it.Reason)
 	case !rec.State.InFlight() && now.Before(rec.HeldUntil):
 		return rec, fmt.Sprintf("held until %s: %s", rec.HeldUntil.UTC().Format(time.RFC3339), rec.Outcome), nil
@@ -76,7 +103,7 @@ func (c rotationCtx) open(ctx context.Context, it Item, start bool) (rec *ledger
 		return rec, fmt.Sprintf("rotation %d already %s: %s", rec.Rotation, rec.State, rec.Outcome), nil
 	case !rec.State.InFlight():
 		prev := rec
-		rec = &ledger.Record{ID: id, User: it.User, Action: string(it.Action), Rotation: prev.Rotation + 1,
+		rec = &ledger.Record{ID: id, Account: it.Account, User: it.User, Action: string(it.Action), Rotation: prev.Rotation + 1,
 			History: prev.History, Version: prev.Version, PrevNewKeyID: prev.NewKeyID}
 		if rec.PrevNewKeyID == "" {
 			rec.PrevNewKeyID = prev.PrevNewKeyID
@@ -114,7 +141,7 @@ func (c rotationCtx) hold(ctx context.Context, rec *ledger.Record, keyID, why st
 	}
 	msg := fmt.Sprintf("%s keyrotor leaves key %s alone until %s (rotation %d held); release it earlier with `keyrotor release --key %s`.",
 		why, keyID, rec.HeldUntil.UTC().Format(time.RFC3339), rec.Rotation, rec.ID)
-	if _, err := publish(ctx, c.topic, c.cfg.AdminTopicARN, notice.AdminAttention(rec.User, keyID, msg)); err != nil {
+	if _, err := publish(ctx, c.topic, c.cfg.AdminTopicARN, notice.AdminAttention(userIn(c.cfg, rec.Account, "", rec.User), keyID, msg)); err != nil {
 		// The hold is recorded; the message is best effort here and the
 		// summary shows the hold in every run.
 		c.log.WarnContext(ctx, "could not tell the admins about a hold", "error", err.Error())
@@ -137,7 +164,7 @@ func (c rotationCtx) end(ctx context.Context, rec *ledger.Record, keyID, why str
 		return err
 	}
 	if tell {
-		if _, err := publish(ctx, c.topic, c.cfg.AdminTopicARN, notice.AdminAttention(rec.User, keyID, why)); err != nil {
+		if _, err := publish(ctx, c.topic, c.cfg.AdminTopicARN, notice.AdminAttention(userIn(c.cfg, rec.Account, "", rec.User), keyID, why)); err != nil {
 			c.log.WarnContext(ctx, "could not tell the admins", "error", err.Error())
 		}
 	}
@@ -152,7 +179,7 @@ func (c rotationCtx) attention(ctx context.Context, rec *ledger.Record, keyID, w
 		rec.Log(c.now, rec.State, c.execution, "needs attention: "+what)
 	}
 	if !rec.AttentionTold {
-		if _, err := publish(ctx, c.topic, c.cfg.AdminTopicARN, notice.AdminAttention(rec.User, keyID, what)); err == nil {
+		if _, err := publish(ctx, c.topic, c.cfg.AdminTopicARN, notice.AdminAttention(userIn(c.cfg, rec.Account, "", rec.User), keyID, what)); err == nil {
 			rec.AttentionTold = true
 		} else {
 			c.log.WarnContext(ctx, "could not tell the admins; trying again next run", "error", err.Error())

@@ -32,6 +32,7 @@ var _ ObjectsAPI = (*s3.Client)(nil)
 
 // Outcome is what happened to one item.
 type Outcome struct {
+	Account    string        `json:"account,omitempty"` // as Item.Account
 	User       string        `json:"user"`
 	Action     policy.Action `json:"action"`
 	OldKeyID   string        `json:"oldKeyId"`
@@ -74,6 +75,20 @@ type Totals struct {
 	// Adopting: rotations in their adoption window (old key still
 	// Active): started by this run, or by an earlier one.
 	Adopting int `json:"adopting"`
+	// Organization mode: accounts keyrotor could not reach, accounts
+	// waiting for an earlier stage.
+	Unreachable     int `json:"unreachableAccounts,omitempty"`
+	WaitingAccounts int `json:"waitingAccounts,omitempty"`
+}
+
+// AccountTotals is one account's part of an organization-mode run.
+type AccountTotals struct {
+	AccountPlan
+	Rotated  int `json:"rotated"`
+	Retired  int `json:"retired"`
+	Adopting int `json:"adopting"`
+	Failed   int `json:"failed"`
+	Mails    int `json:"mails"`
 }
 
 // Summary is the output of summarize (state path $.summary) and the
@@ -90,10 +105,13 @@ type Summary struct {
 	Attention     []Skipped `json:"attention"`
 	// Adopting lists the rotations that earlier runs left in their
 	// adoption window, with both keys' last use.
-	Adopting   []Skipped  `json:"adopting,omitempty"`
-	SummaryKey string     `json:"summaryKey,omitempty"`
-	Bucket     string     `json:"bucket,omitempty"`
-	Report     *ReportRef `json:"report,omitempty"`
+	Adopting []Skipped `json:"adopting,omitempty"`
+	// Accounts: the organization mode's totals per account, with the
+	// fix for each account keyrotor could not reach.
+	Accounts   []AccountTotals `json:"accounts,omitempty"`
+	SummaryKey string          `json:"summaryKey,omitempty"`
+	Bucket     string          `json:"bucket,omitempty"`
+	Report     *ReportRef      `json:"report,omitempty"`
 	// RetryPlan, when present, sends the failed users through the map again
 	// (pass 2, no tolerated failures).
 	RetryPlan *Plan `json:"retryPlan,omitempty"`
@@ -145,14 +163,16 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 			return nil, err
 		}
 		for _, o := range prev.Users {
-			byKey[o.User+"/"+o.OldKeyID] = o
+			byKey[o.Account+"/"+o.User+"/"+o.OldKeyID] = o
 		}
 	}
 	var failed []Item
 	for _, r := range results {
 		o := outcomeOf(r)
-		byKey[o.User+"/"+o.OldKeyID] = o
-		if r.Failed {
+		byKey[o.Account+"/"+o.User+"/"+o.OldKeyID] = o
+		// An account keyrotor cannot reach is not tried again in this
+		// run: a person must fix it (the summary says how).
+		if r.Failed && !strings.Contains(r.Error, failures.Name(&failures.AccountUnreachableError{})) {
 			failed = append(failed, r.Task.Item)
 		}
 	}
@@ -188,6 +208,8 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 	sum.Totals.Blocked, sum.Totals.Exempt = max(c.Blocked, len(sum.Blocked)), max(c.Exempt, len(sum.Exempt))
 	sum.Totals.Held, sum.Totals.Attention, sum.Totals.InFlight, sum.Totals.InGrace = max(c.Held, len(sum.Held)), max(c.Attention, len(sum.Attention)), c.InFlight, c.InGrace
 	sum.Totals.Adopting += c.Adopting
+	sum.Totals.Unreachable, sum.Totals.WaitingAccounts = c.Unreachable, c.Waiting
+	sum.Accounts = accountTotals(in.Plan.Accounts, sum.Users, s.Config.HomeAccount)
 
 	if len(failed) > 0 && pass == 1 {
 		rp := in.Plan
@@ -257,9 +279,47 @@ func (p Plan) runDay(now time.Time) string {
 	return now.UTC().Format("2006-01-02")
 }
 
+// accountTotals adds each account's outcomes to its plan line (home: the
+// id of keyrotor's own account, whose items name no account).
+func accountTotals(plan []AccountPlan, users []Outcome, home string) []AccountTotals {
+	if plan == nil {
+		return nil
+	}
+	out := make([]AccountTotals, len(plan))
+	at := map[string]*AccountTotals{}
+	for i, p := range plan {
+		out[i].AccountPlan = p
+		at[p.Account] = &out[i]
+	}
+	for _, o := range users {
+		id := o.Account
+		if id == "" {
+			id = home
+		}
+		a := at[id]
+		if a == nil {
+			continue
+		}
+		switch o.Result {
+		case "rotated":
+			a.Rotated++
+		case "retired":
+			a.Retired++
+		case "adopting":
+			a.Adopting++
+		case "failed":
+			a.Failed++
+		}
+		if o.Mail == "sent" {
+			a.Mails++
+		}
+	}
+	return out
+}
+
 func outcomeOf(r childResult) Outcome {
 	t := r.Task
-	o := Outcome{User: t.Item.User, Action: t.Item.Action, OldKeyID: t.Item.OldKey.ID}
+	o := Outcome{Account: t.Item.Account, User: t.Item.User, Action: t.Item.Action, OldKeyID: t.Item.OldKey.ID}
 	if t.NewKey != nil {
 		o.NewKeyID, o.SecretName = t.NewKey.KeyID, t.NewKey.SecretName
 	}
@@ -374,10 +434,25 @@ func (s *Summarizer) adminSummary(sum *Summary) notice.Admin {
 	if t.Adopting > 0 {
 		fmt.Fprintf(&b, "%d rotations in their adoption window: each old key stays Active until its new key is in use (or the window ends).\n", t.Adopting)
 	}
+	if len(sum.Accounts) > 0 {
+		fmt.Fprintf(&b, "\nAccounts (%d; %d unreachable, %d waiting for an earlier stage):\n", len(sum.Accounts), t.Unreachable, t.WaitingAccounts)
+		for _, a := range sum.Accounts {
+			name := a.Account
+			if a.Alias != "" {
+				name += " (" + a.Alias + ")"
+			}
+			switch a.Status {
+			case AccountPlanned:
+				fmt.Fprintf(&b, "- %s, stage %d: %d rotated, %d retired, %d adopting, %d failed\n", name, a.Stage, a.Rotated, a.Retired, a.Adopting, a.Failed)
+			default:
+				fmt.Fprintf(&b, "- %s, stage %d: %s: %s\n", name, a.Stage, a.Status, a.Reason)
+			}
+		}
+	}
 	if len(sum.Blocked) > 0 {
 		b.WriteString("\nBlocked (keyrotor could not act; please look):\n")
 		for _, x := range sum.Blocked {
-			fmt.Fprintf(&b, "- %s key %s: %s\n", x.User, x.KeyID, x.Reason)
+			fmt.Fprintf(&b, "- %s key %s: %s\n", userIn(s.Config, x.Account, "", x.User), x.KeyID, x.Reason)
 		}
 	}
 	for _, l := range []struct {
@@ -388,14 +463,14 @@ func (s *Summarizer) adminSummary(sum *Summary) notice.Admin {
 		if len(l.list) > 0 {
 			b.WriteString("\n" + l.title + ":\n")
 			for _, x := range l.list {
-				fmt.Fprintf(&b, "- %s key %s: %s\n", x.User, x.KeyID, x.Reason)
+				fmt.Fprintf(&b, "- %s key %s: %s\n", userIn(s.Config, x.Account, "", x.User), x.KeyID, x.Reason)
 			}
 		}
 	}
 	var trouble []string
 	for _, o := range sum.Users {
 		if o.Result == "failed" || o.Result == "kept" {
-			trouble = append(trouble, fmt.Sprintf("- %s key %s: %s %s%s", o.User, o.OldKeyID, o.Result, o.Reason, o.Error))
+			trouble = append(trouble, fmt.Sprintf("- %s key %s: %s %s%s", userIn(s.Config, o.Account, "", o.User), o.OldKeyID, o.Result, o.Reason, o.Error))
 		}
 	}
 	sort.Strings(trouble)
@@ -409,7 +484,11 @@ func (s *Summarizer) adminSummary(sum *Summary) notice.Admin {
 	if sum.SummaryKey != "" {
 		fmt.Fprintf(&b, "Run summary: s3://%s/%s\n", sum.Bucket, sum.SummaryKey)
 	}
-	return notice.Admin{Subject: fmt.Sprintf("keyrotor: %d rotated, %d retired, %d blocked, %d failed", t.Rotated, t.Retired, t.Blocked, t.Failed), Body: b.String()}
+	subject := fmt.Sprintf("keyrotor: %d rotated, %d retired, %d blocked, %d failed", t.Rotated, t.Retired, t.Blocked, t.Failed)
+	if t.Unreachable > 0 {
+		subject += fmt.Sprintf(", %d accounts unreachable", t.Unreachable)
+	}
+	return notice.Admin{Subject: subject, Body: b.String()}
 }
 
 func (s *Summarizer) getJSON(ctx context.Context, bucket, key string, v any) error {

@@ -20,6 +20,9 @@ type Request struct {
 	DryRun bool     `json:"dryRun,omitempty"` // plan only, change nothing
 	Users  []string `json:"users,omitempty"`  // restrict to these IAM user names
 	AsOf   string   `json:"asOf,omitempty"`   // RFC 3339: evaluate ages as of this instant
+	// Accounts restricts an organization-mode run to these account ids
+	// (within the scope).
+	Accounts []string `json:"accounts,omitempty"`
 }
 
 // KeyRef describes the key an item acts on.
@@ -35,12 +38,18 @@ type KeyRef struct {
 // Item is one unit of work: one key of one user. It is the input of one
 // child execution of the RotateEachUser map.
 type Item struct {
-	User    string        `json:"user"`
-	UserARN string        `json:"userArn"`
-	Email   string        `json:"email,omitempty"` // from the owner e-mail tag; may be absent
-	Action  policy.Action `json:"action"`          // rotate or retire
-	Reason  string        `json:"reason"`
-	OldKey  KeyRef        `json:"oldKey"`
+	// Account is the member account of the user in organization mode; ""
+	// is the account keyrotor runs in (the hub, or the single account).
+	Account string `json:"account,omitempty"`
+	// AccountAlias is the account's IAM alias (or its name in the
+	// organization), for people.
+	AccountAlias string        `json:"accountAlias,omitempty"`
+	User         string        `json:"user"`
+	UserARN      string        `json:"userArn"`
+	Email        string        `json:"email,omitempty"` // from the owner e-mail tag; may be absent
+	Action       policy.Action `json:"action"`          // rotate or retire
+	Reason       string        `json:"reason"`
+	OldKey       KeyRef        `json:"oldKey"`
 	// RemoveFirst is an Inactive key, deactivated by keyrotor more than a
 	// grace period ago, that create-and-store deletes before creating.
 	RemoveFirst string `json:"removeFirst,omitempty"`
@@ -48,6 +57,7 @@ type Item struct {
 
 // Skipped is a user keyrotor reports but does not act on.
 type Skipped struct {
+	Account string        `json:"account,omitempty"` // as Item.Account
 	User    string        `json:"user"`
 	UserARN string        `json:"userArn,omitempty"`
 	KeyID   string        `json:"keyId,omitempty"`
@@ -74,6 +84,32 @@ type Counts struct {
 	Resumed   int `json:"resumed"`
 	// Adopting: rotations in their adoption window (old key still Active).
 	Adopting int `json:"adopting"`
+	// Organization mode: accounts planned, accounts keyrotor could not
+	// reach (their users are not rotated: see Plan.Accounts for the fix),
+	// accounts waiting for an earlier stage.
+	Accounts    int `json:"accounts,omitempty"`
+	Unreachable int `json:"unreachable,omitempty"`
+	Waiting     int `json:"waiting,omitempty"`
+}
+
+// Account statuses in a plan (organization mode).
+const (
+	AccountPlanned     = "planned"     // reached and planned
+	AccountUnreachable = "unreachable" // the member role or an action was refused: Fix says what to do
+	AccountFailed      = "failed"      // another error (throttled, unavailable): tried again by the next run
+	AccountWaiting     = "waiting"     // its stage waits for an earlier one
+)
+
+// AccountPlan is one account of an organization-mode plan.
+type AccountPlan struct {
+	Account string `json:"account"`
+	Alias   string `json:"alias,omitempty"`
+	Stage   int    `json:"stage"`
+	Status  string `json:"status"`
+	// Reason is why an account was not planned, with the fix.
+	Reason string `json:"reason,omitempty"`
+	Users  int    `json:"users"`
+	Items  int    `json:"items"`
 }
 
 // ReportRef names the audit report objects of a run.
@@ -109,6 +145,9 @@ type Plan struct {
 	Attention      []Skipped `json:"attention"`
 	InFlight       []Skipped `json:"inFlight"`
 	Adopting       []Skipped `json:"adopting"`
+	// Accounts is the organization mode's per-account plan, every account
+	// in scope (nil in single-account mode).
+	Accounts []AccountPlan `json:"accounts,omitempty"`
 	// The lists above hold at most InlineListLimit entries each (the counts are whole;
 	// the audit report lists everything): a state may not exceed 256 KiB.
 	BlockedTruncated   bool       `json:"blockedTruncated,omitempty"`
@@ -225,6 +264,9 @@ type Task struct {
 	// window.
 	Adoption *Adoption `json:"adoption,omitempty"`
 }
+
+// AccountID is the account of the task's user ("" : keyrotor's own).
+func (t Task) AccountID() string { return t.Item.Account }
 
 // Skip reports why the steps after an early clean end do nothing, or "".
 func (t Task) Skip() string {

@@ -38,6 +38,10 @@ const (
 	KeyRetirePasswords     = "retirePasswords"      // false
 	KeyAdoptionDays        = "adoptionDays"         // 0: no adoption window (0 to MaxAdoptionDays)
 	KeyAdoptionReminders   = "adoptionReminderDays" // days before the window ends; default half-way and 1
+	// The organization mode (docs/organizations.md): unset, one account.
+	KeyOrganizationScope   = "organizationScope"   // "all", or OU, root and account ids (list)
+	KeyOrganizationExclude = "organizationExclude" // account ids never rotated (list)
+	KeyOrganizationStages  = "organizationStages"  // ordered stages: a JSON list of lists of OU, root and account ids
 )
 
 // MaxAdoptionDays bounds adoptionDays: the window, the grace period and a
@@ -48,7 +52,8 @@ const MaxAdoptionDays = 90
 // Keys lists every context key keyrotor reads.
 var Keys = []string{KeyMaxKeyAgeDays, KeyUnusedDays, KeyGraceDays, KeyHoldDays, KeySchedule, KeySenderAddress, KeyAdminEmails,
 	KeySecretPrefix, KeyEmailTag, KeyExemptTag, KeyExemptGroup, KeyKMSKeyArn, KeyFanOutConcurrency, KeyLambdaConcurrency,
-	KeyReportRetentionDays, KeyLogRetentionDays, KeyRetirePasswords, KeyAdoptionDays, KeyAdoptionReminders}
+	KeyReportRetentionDays, KeyLogRetentionDays, KeyRetirePasswords, KeyAdoptionDays, KeyAdoptionReminders,
+	KeyOrganizationScope, KeyOrganizationExclude, KeyOrganizationStages}
 
 // Settings is everything a deployment is tuned with.
 type Settings struct {
@@ -215,6 +220,9 @@ func FromContext(get func(key string) (any, bool)) (Settings, error) {
 		}
 		s.AdminEmails = list
 	}
+	if err := s.organization(get); err != nil {
+		return Settings{}, err
+	}
 	if err := s.Config.Validate(); err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {
@@ -223,6 +231,80 @@ func FromContext(get func(key string) (any, bool)) (Settings, error) {
 		return Settings{}, err
 	}
 	return s, nil
+}
+
+// organization reads the organization mode's keys into s.Config; the
+// values are checked by config.Validate.
+func (s *Settings) organization(get func(string) (any, bool)) error {
+	if v, ok := get(KeyOrganizationScope); ok && v != nil {
+		l, err := idList(v)
+		if err != nil {
+			return &Error{KeyOrganizationScope, fmt.Sprint(v), `want "all", or OU ids (ou-...), the root id (r-...) and account ids, comma-separated or a JSON list`}
+		}
+		s.Config.OrgScope = l
+	}
+	if v, ok := get(KeyOrganizationExclude); ok && v != nil {
+		l, err := idList(v)
+		if err != nil {
+			return &Error{KeyOrganizationExclude, fmt.Sprint(v), "want account ids, comma-separated or a JSON list"}
+		}
+		s.Config.OrgExclude = l
+	}
+	if v, ok := get(KeyOrganizationStages); ok && v != nil {
+		var stages []any
+		switch x := v.(type) {
+		case string:
+			if err := json.Unmarshal([]byte(x), &stages); err != nil {
+				return &Error{KeyOrganizationStages, x, `want a JSON list of stages, each a list of OU or account ids, such as [["ou-ab12-devdevdev"],["ou-ab12-prodprod"]]`}
+			}
+		case []any:
+			stages = x
+		default:
+			return &Error{KeyOrganizationStages, fmt.Sprint(v), "want a JSON list of stages, each a list of OU or account ids"}
+		}
+		for i, st := range stages {
+			l, err := idList(st)
+			if err != nil {
+				return &Error{KeyOrganizationStages, fmt.Sprint(v), fmt.Sprintf("stage %d: want a list of OU or account ids", i+1)}
+			}
+			s.Config.OrgStages = append(s.Config.OrgStages, l)
+		}
+	}
+	return nil
+}
+
+// idList reads a list of ids: "a,b", "[\"a\",\"b\"]" or ["a", "b"]. A
+// number (an account id written without quotes in cdk.json) is refused:
+// JSON numbers lose leading zeros.
+func idList(v any) ([]string, error) {
+	var out []string
+	switch x := v.(type) {
+	case string:
+		x = strings.TrimSpace(x)
+		if strings.HasPrefix(x, "[") {
+			var l []any
+			if err := json.Unmarshal([]byte(x), &l); err != nil {
+				return nil, err
+			}
+			return idList(l)
+		}
+		for _, p := range strings.Split(x, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	case []any:
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Errorf("not a string: %v (write account ids in quotes)", e)
+			}
+			out = append(out, strings.TrimSpace(s))
+		}
+	default:
+		return nil, fmt.Errorf("not a list: %v", v)
+	}
+	return out, nil
 }
 
 // dayList reads a list of whole numbers: "7,1", "[7,1]", 7 or [7, 1].
@@ -279,6 +361,8 @@ func contextKeyFor(env string) string {
 		config.EnvMaxKeyAgeDays: KeyMaxKeyAgeDays, config.EnvUnusedDays: KeyUnusedDays, config.EnvGracePeriod: KeyGraceDays,
 		config.EnvSecretPrefix: KeySecretPrefix, config.EnvSender: KeySenderAddress, config.EnvEmailTag: KeyEmailTag,
 		config.EnvExemptTag: KeyExemptTag, config.EnvExemptGroup: KeyExemptGroup, config.EnvHoldDays: KeyHoldDays,
+		config.EnvOrgScope: KeyOrganizationScope, config.EnvOrgExclude: KeyOrganizationExclude, config.EnvOrgStages: KeyOrganizationStages,
+		config.EnvAdoptionReminders: KeyAdoptionReminders,
 	}[env]
 }
 
