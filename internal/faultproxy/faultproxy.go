@@ -16,8 +16,11 @@
 // Timeout, a short HTTP timeout.
 //
 // Calls that go through can also be held to behaviour of real AWS that moto
-// lacks, each off by default: IAM's tag quotas (Proxy.TagLimits) and IAM's
-// eventual consistency for access keys (Proxy.Consistency). The log names
+// lacks, each off by default: IAM's tag quotas (Proxy.TagLimits), IAM's
+// eventual consistency for access keys (Proxy.Consistency), STS's refusal
+// to assume a role that does not exist (Proxy.RoleChecks), and an
+// organization's service control policies denying actions in an account
+// (Proxy.DenyActions). The log names
 // each call's signing access key and IAM action (Call.AccessKeyID,
 // Call.Action), so a test can compare what a principal did with what its
 // policy allows (WriteLog writes it as JSON lines).
@@ -40,6 +43,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 )
 
 // Mode is a kind of fault.
@@ -131,6 +136,10 @@ type Proxy struct {
 	// Set it before the first request; the function may be called from
 	// several goroutines.
 	Now func() time.Time
+	// RoleChecks makes an STS AssumeRole of a role that does not exist
+	// in the target account answer AccessDenied, as AWS does; moto grants
+	// it (see assumeRole). Set it before the first request.
+	RoleChecks bool
 
 	ln        net.Listener
 	srv       *http.Server
@@ -150,6 +159,11 @@ type Proxy struct {
 	tagMu   sync.Mutex // one TagUser at a time when TagLimits is on
 	keyMu   sync.Mutex // one access key write at a time when Consistency is on
 	history map[string][]keyWrite
+
+	principals map[string]principal // access key id -> who it is, from answers relayed
+	denials    map[string][]string  // account -> denied IAM actions (DenyActions)
+	iamOnce    sync.Once
+	iamClient  *iam.Client // RoleChecks' GetRole, straight to the target
 }
 
 // New starts a proxy on a free loopback port in front of target (for
@@ -178,6 +192,8 @@ func New(target string) (*Proxy, error) {
 		injected:    map[string]int{},
 		target:      u,
 		history:     map[string][]keyWrite{},
+		principals:  map[string]principal{},
+		denials:     map[string][]string{},
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {

@@ -18,6 +18,26 @@ import (
 // forward relays a call that met no fault to the target, through the
 // checks moto lacks that are switched on.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, req request) {
+	if p.deny(w, req) {
+		return
+	}
+	switch {
+	case req.service == "sts" && req.proto == awsQuery && req.op == "AssumeRole":
+		p.assumeRole(w, r, req)
+		return
+	case req.service == "iam" && req.proto == awsQuery && req.op == "CreateAccessKey":
+		// Learn the new key's account and user (AccountOf).
+		rec := newRecorder()
+		p.forwardIAM(rec, r, req)
+		p.learnAccessKey(req, rec)
+		rec.relay(w, rec.body.Bytes())
+		return
+	}
+	p.forwardIAM(w, r, req)
+}
+
+// forwardIAM relays a call through the IAM checks that are switched on.
+func (p *Proxy) forwardIAM(w http.ResponseWriter, r *http.Request, req request) {
 	if req.service == "iam" && req.proto == awsQuery {
 		switch req.op {
 		case "TagUser":
