@@ -69,6 +69,9 @@ FORCE:
 # synth: the CloudFormation template, from cdk.json's context (cdk.out/).
 synth: build deps-npm
 	CDK_OUTDIR=cdk.out go run ./infra
+	@# The organization mode's templates (hub and member stack) for local runs
+	@# over several emulated accounts: cdk.json's context plus these keys.
+	CDK_OUTDIR=build/cdk.org CDK_CONTEXT_JSON='{"organizationScope":"all","hubAccount":"123456789012"}' go run ./infra
 
 # deploy / diff: the pinned CDK CLI (aws-cdk in package.json), with your AWS
 # credentials. Pass context with CDK_ARGS, e.g. CDK_ARGS="-c senderAddress=keyrotor@example.com".

@@ -327,6 +327,13 @@ func assertNoSecretOf(t *testing.T, a *awstest.Account, work, printed string, us
 	if len(secrets) != want {
 		t.Fatalf("found %d stored secrets; want %d", len(secrets), want)
 	}
+	assertNotIn(t, a, work, printed, secrets)
+}
+
+// assertNotIn scans one run's every output (a is the account keyrotor runs
+// in: its mails, messages and S3 objects) for the secrets.
+func assertNotIn(t *testing.T, a *awstest.Account, work, printed string, secrets []string) {
+	t.Helper()
 	corpus := []string{printed}
 	files, _ := filepath.Glob(filepath.Join(work, "*"))
 	logs, _ := filepath.Glob(filepath.Join(work, "logs", "*"))

@@ -37,6 +37,21 @@ func TestFromEnv(t *testing.T) {
 		{"hold days set", map[string]string{EnvHoldDays: "14"}, "", func(c Config) bool { return c.HoldDays == 14 }},
 		{"hold days zero", map[string]string{EnvHoldDays: "0"}, EnvHoldDays, nil},
 		{"hold days over a year", map[string]string{EnvHoldDays: "366"}, EnvHoldDays, nil},
+		{"single account by default", nil, "", func(c Config) bool { return !c.Organization() }},
+		{"organization, all accounts", map[string]string{EnvOrgScope: "all", EnvHomeAccount: "123456789012"}, "", func(c Config) bool {
+			return c.Organization() && reflect.DeepEqual(c.OrgScope, []string{"all"}) && c.HomeAccount == "123456789012"
+		}},
+		{"organization, stages", map[string]string{EnvOrgScope: "r-ab12", EnvOrgExclude: "111111111111", EnvOrgStages: "ou-ab12-devdevde; ou-ab12-prodprod,222222222222"}, "", func(c Config) bool {
+			return reflect.DeepEqual(c.OrgStages, [][]string{{"ou-ab12-devdevde"}, {"ou-ab12-prodprod", "222222222222"}}) && c.OrgExclude[0] == "111111111111"
+		}},
+		{"scope all with others", map[string]string{EnvOrgScope: "all,111111111111"}, EnvOrgScope, nil},
+		{"scope not an id", map[string]string{EnvOrgScope: "production"}, EnvOrgScope, nil},
+		{"exclude without scope", map[string]string{EnvOrgExclude: "111111111111"}, EnvOrgExclude, nil},
+		{"stages without scope", map[string]string{EnvOrgStages: "ou-ab12-devdevde"}, EnvOrgStages, nil},
+		{"exclude not an account", map[string]string{EnvOrgScope: "all", EnvOrgExclude: "ou-ab12-devdevde"}, EnvOrgExclude, nil},
+		{"empty stage", map[string]string{EnvOrgScope: "all", EnvOrgStages: "ou-ab12-devdevde;;ou-ab12-prodprod"}, EnvOrgStages, nil},
+		{"target in two stages", map[string]string{EnvOrgScope: "all", EnvOrgStages: "111111111111;111111111111"}, EnvOrgStages, nil},
+		{"home not an account", map[string]string{EnvOrgScope: "all", EnvHomeAccount: "hub"}, EnvHomeAccount, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

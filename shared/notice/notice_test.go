@@ -100,3 +100,45 @@ func TestWindowMails(t *testing.T) {
 		t.Errorf("deadline message:\n%s", a.Body)
 	}
 }
+
+// TestAccountNamed: in organization mode every message names the user's
+// account (id and alias); in single-account mode none does.
+func TestAccountNamed(t *testing.T) {
+	when := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
+	base := Owner{User: "alice", Action: "rotate", Reason: "old", Region: "eu-west-1", OldKey: Key{ID: "AKIAOLD", Created: when.AddDate(0, 0, -100)},
+		NewKeyID: "AKIANEW", SecretName: "iam-access-keys/alice", StopsWorking: when, DeleteAfter: when.AddDate(0, 0, 7)}
+	win := base
+	win.Window = &Window{Every: 24 * time.Hour, Grace: 7 * 24 * time.Hour, OldLastUsed: "never", NewLastUsed: "not yet"}
+	tests := []struct {
+		name, account, alias string
+		want                 string // "" : no account named
+	}{
+		{"single account", "", "", ""},
+		{"member with alias", "111122223333", "dev-team", "alice in account 111122223333 (dev-team)"},
+		{"member without alias", "111122223333", "", "alice in account 111122223333"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, w := base, win
+			o.Account, o.AccountAlias, w.Account, w.AccountAlias = tt.account, tt.alias, tt.account, tt.alias
+			mail, _ := OwnerMail(o)
+			rem, err := OwnerReminder(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			admin := AdminRotation(o, "sent", "alice@example.com")
+			texts := map[string]string{"mail": mail.Text, "mail HTML": mail.HTML, "reminder": rem.Text, "admin": admin.Body, "admin subject": admin.Subject}
+			for what, s := range texts {
+				switch {
+				case tt.want == "" && strings.Contains(s, "account 1"):
+					t.Errorf("%s names an account in single-account mode:\n%s", what, s)
+				case tt.want != "" && !strings.Contains(s, tt.want):
+					t.Errorf("%s lacks %q:\n%s", what, tt.want, s)
+				}
+			}
+			if !strings.HasPrefix(rem.Text, "Hello alice,") || !strings.HasPrefix(mail.HTML, "<html>") {
+				t.Errorf("the account line must follow the greeting:\n%s\n%s", rem.Text, mail.HTML)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/keyrotor/keyrotor/internal/awstest"
@@ -150,5 +151,65 @@ func TestMotoSummarize(t *testing.T) {
 	}
 	if sum.Totals.Rotated != 2 || sum.Totals.Failed != 0 || sum.RetryPlan != nil || sum.Pass != 2 {
 		t.Fatalf("pass 2 summary = %+v (retry %v)", sum.Totals, sum.RetryPlan)
+	}
+}
+
+// TestSummarizeAccounts: in organization mode the summary totals each
+// account (keyrotor's own account's items name no account), reports an
+// unreachable account with its fix, and does not send a child that failed
+// on an unreachable account through the retry pass (only a person can fix it).
+func TestSummarizeAccounts(t *testing.T) {
+	const home, dev, prod = "100000000000", "200000000000", "300000000000"
+	own := task("ann", "AK1", "AKN1", true, "")
+	member := task("bob", "AK2", "AKN2", true, "")
+	member.Item.Account, member.Item.AccountAlias = dev, "dev"
+	lost := rotation.Task{Execution: "run-1", Item: rotation.Item{Account: dev, User: "cy", Action: "rotate", OldKey: rotation.KeyRef{ID: "AK3"}}}
+	flaky := rotation.Task{Execution: "run-1", Item: rotation.Item{Account: dev, User: "di", Action: "rotate", OldKey: rotation.KeyRef{ID: "AK4"}}}
+	a := awstest.New(t)
+	a.Bucket(t, "reports")
+	put := func(key string, v any) {
+		b, _ := json.Marshal(v)
+		if _, err := a.S3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("reports"), Key: aws.String(key), Body: bytes.NewReader(b)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := func(tk rotation.Task) string { b, _ := json.Marshal(tk); return string(b) }
+	put("res/SUCCEEDED_0.json", []map[string]string{{"Status": "SUCCEEDED", "Output": in(own)}, {"Status": "SUCCEEDED", "Output": in(member)}})
+	put("res/FAILED_0.json", []map[string]string{
+		{"Status": "FAILED", "Input": in(lost), "Error": "AccountUnreachableError", "Cause": "account 200000000000 unreachable: ..."},
+		{"Status": "FAILED", "Input": in(flaky), "Error": "TransientError", "Cause": "IAM unavailable"}})
+	put("res/manifest.json", map[string]any{"ResultFiles": map[string]any{
+		"SUCCEEDED": []map[string]string{{"Key": "res/SUCCEEDED_0.json"}}, "FAILED": []map[string]string{{"Key": "res/FAILED_0.json"}}}})
+	plan := rotation.Plan{Pass: 1, Bucket: "reports", ItemsKey: "plans/2026-11-30/run-1/items.json", Counts: rotation.Counts{Accounts: 3, Unreachable: 1},
+		Accounts: []rotation.AccountPlan{{Account: home, Stage: 1, Status: rotation.AccountPlanned}, {Account: dev, Alias: "dev", Stage: 1, Status: rotation.AccountPlanned},
+			{Account: prod, Stage: 1, Status: rotation.AccountUnreachable, Reason: "deploy the member stack (KeyRotorMember) in account " + prod}}}
+	results, _ := json.Marshal(map[string]any{"ResultWriterDetails": map[string]string{"Bucket": "reports", "Key": "res/manifest.json"}})
+	topic := a.Topic(t, "admins")
+	s := &rotation.Summarizer{S3: a.S3, Topic: a.SNS, Config: config.Config{AdminTopicARN: topic, HomeAccount: home, OrgScope: []string{"all"}}}
+	sum, err := s.Handle(context.Background(), rotation.SummarizeInput{Plan: plan, Results: results, ExecutionName: "run-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]rotation.AccountTotals{}
+	for _, x := range sum.Accounts {
+		got[x.Account] = x
+	}
+	if got[home].Rotated != 1 || got[dev].Rotated != 1 || got[dev].Failed != 2 || got[prod].Status != rotation.AccountUnreachable || sum.Totals.Unreachable != 1 {
+		t.Fatalf("accounts = %+v; want 1 rotated in each reached account, 2 failed in dev, prod unreachable", sum.Accounts)
+	}
+	if sum.RetryPlan == nil || len(sum.RetryPlan.Items) != 1 || sum.RetryPlan.Items[0].User != "di" {
+		t.Fatalf("retry plan = %+v; want only the transient failure (di), not the unreachable account's", sum.RetryPlan)
+	}
+	// The admins hear of the unreachable account with its fix once the
+	// run is over (second pass).
+	plan.Pass = 2
+	results2, _ := json.Marshal([]rotation.Task{})
+	if _, err := s.Handle(context.Background(), rotation.SummarizeInput{Plan: plan, Results: results2, ExecutionName: "run-1"}); err != nil {
+		t.Fatal(err)
+	}
+	_, notes := a.Sent(t)
+	if len(notes) != 1 || !strings.Contains(notes[0].Message, "deploy the member stack (KeyRotorMember) in account "+prod) ||
+		!strings.Contains(notes[0].Message, "cy in account "+dev) || !strings.Contains(notes[0].Subject, "1 accounts unreachable") {
+		t.Fatalf("admin messages = %+v; want one summary naming the unreachable account's fix and the member's users", notes)
 	}
 }

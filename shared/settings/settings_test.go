@@ -32,6 +32,19 @@ func TestFromContext(t *testing.T) {
 		{"bad admin", map[string]any{"adminEmails": "ok@example.com,nope"}, "adminEmails", nil},
 		{"bad kms", map[string]any{"kmsKeyArn": "alias/mine"}, "kmsKeyArn", nil},
 		{"bad concurrency", map[string]any{"fanOutConcurrency": "0"}, "fanOutConcurrency", nil},
+		{"organization from -c", map[string]any{"organizationScope": "all", "organizationExclude": "111111111111,222222222222"}, "", func(s Settings) bool {
+			return s.Config.Organization() && len(s.Config.OrgExclude) == 2
+		}},
+		{"organization stages from cdk.json", map[string]any{"organizationScope": []any{"r-ab12"}, "organizationStages": []any{[]any{"ou-ab12-devdevde"}, []any{"ou-ab12-prodprod", "333333333333"}}}, "", func(s Settings) bool {
+			return len(s.Config.OrgStages) == 2 && s.Config.OrgStages[1][1] == "333333333333" && s.Config.Env()["KEYROTOR_ORG_STAGES"] == "ou-ab12-devdevde;ou-ab12-prodprod,333333333333"
+		}},
+		{"organization stages as a -c string", map[string]any{"organizationScope": "all", "organizationStages": `[["111111111111"],["222222222222"]]`}, "", func(s Settings) bool {
+			return len(s.Config.OrgStages) == 2
+		}},
+		{"account id as a JSON number", map[string]any{"organizationScope": "all", "organizationExclude": []any{float64(111111111111)}}, "organizationExclude", nil},
+		{"stages not a list", map[string]any{"organizationScope": "all", "organizationStages": "ou-ab12-devdevde"}, "organizationStages", nil},
+		{"stages without scope", map[string]any{"organizationStages": []any{[]any{"111111111111"}}}, "organizationStages", nil},
+		{"scope typo", map[string]any{"organizationScope": "everything"}, "organizationScope", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
