@@ -102,8 +102,8 @@ func TestMotoOrganizationStages(t *testing.T) {
 
 	// Day 1: only the first stage; the others wait for it.
 	check(plan(`{"dryRun":true}`), map[string]want{
-		dev.ID:                  {rotation.AccountPlanned, ""},
-		prod.ID:                 {rotation.AccountWaiting, "stage 2 waits for stage 1 to finish (account " + dev.ID + ": 1 rotations planned)"},
+		dev.ID:                 {rotation.AccountPlanned, ""},
+		prod.ID:                {rotation.AccountWaiting, "stage 2 waits for stage 1 to finish (account " + dev.ID + ": 1 rotations planned)"},
 		awstest.DefaultAccount: {rotation.AccountWaiting, "stage 2 waits for stage 1"},
 	}, dev.ID+"/alice")
 
@@ -112,8 +112,8 @@ func TestMotoOrganizationStages(t *testing.T) {
 	dev.SetKeyStatus(t, "alice", devKey, false)
 	dev.Key(t, "alice")
 	check(plan(`{"dryRun":true}`), map[string]want{
-		dev.ID:                  {rotation.AccountPlanned, ""},
-		prod.ID:                 {rotation.AccountPlanned, ""},
+		dev.ID:                 {rotation.AccountPlanned, ""},
+		prod.ID:                {rotation.AccountPlanned, ""},
 		awstest.DefaultAccount: {rotation.AccountWaiting, "stage 3 waits for stage 2 to finish (account " + prod.ID},
 	}, prod.ID+"/bob")
 
@@ -122,8 +122,8 @@ func TestMotoOrganizationStages(t *testing.T) {
 	p.DenyActions(prod.ID, "iam:GenerateCredentialReport", "iam:GetCredentialReport")
 	pl := plan(`{"dryRun":true}`)
 	check(pl, map[string]want{
-		dev.ID:                  {rotation.AccountPlanned, ""},
-		prod.ID:                 {rotation.AccountUnreachable, "iam:GenerateCredentialReport was denied in account " + prod.ID},
+		dev.ID:                 {rotation.AccountPlanned, ""},
+		prod.ID:                {rotation.AccountUnreachable, "iam:GenerateCredentialReport was denied in account " + prod.ID},
 		awstest.DefaultAccount: {rotation.AccountWaiting, "account " + prod.ID + " unreachable"},
 	})
 	if pl.Counts.Unreachable != 1 || pl.Counts.Waiting != 1 || pl.Counts.Accounts != 3 {
