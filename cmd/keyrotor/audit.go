@@ -10,11 +10,18 @@ import (
 	"strings"
 	"time"
 
+	"encoding/json"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/organizations"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/keyrotor/keyrotor/shared/audit"
 	"github.com/keyrotor/keyrotor/shared/awsconf"
+	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/failures"
+	"github.com/keyrotor/keyrotor/shared/org"
 	"github.com/keyrotor/keyrotor/shared/policy"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 	"github.com/keyrotor/keyrotor/shared/settings"
@@ -31,6 +38,8 @@ func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	users := fs.String("users", "", "comma-separated IAM user names to report on (default all)")
 	color := fs.String("color", "auto", "colour ages in the table: auto, always or never")
 	cdkJSON := fs.String("cdk-json", "cdk.json", "read thresholds from this cdk.json's context, if it exists")
+	orgScope := fs.String("organization", "", `report on the organization's accounts: "all", or comma-separated OU, root and account ids (run with the management or delegated administrator account's credentials)`)
+	memberRole := fs.String("member-role", "OrganizationAccountAccessRole", "with --organization: the role assumed in each member account (it must trust your credentials; KeyRotorMember trusts only keyrotor's functions)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: keyrotor audit [--endpoint URL] [--format table|csv|json] [--as-of TIME] [--users a,b]\n\nPrints the credential audit report for the account of your own AWS credentials (the\nstandard SDK chain: environment, profiles, SSO). It changes nothing.\n\nFlags:")
 		fs.PrintDefaults()
@@ -96,9 +105,16 @@ func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return 1
 	}
 	f := &rotation.Finder{IAM: iam.NewFromConfig(cfg), Config: st.Config}
-	var a *rotation.Assessment
+	var as []*rotation.Assessment
+	var accounts []rotation.AccountPlan
+	if *orgScope != "" {
+		if f.Org, err = auditOrganization(ctx, cfg, &f.Config, *orgScope, *memberRole); err != nil {
+			fmt.Fprintf(stderr, "keyrotor audit: --organization: %v\n", err)
+			return 2
+		}
+	}
 	for attempt := 0; ; attempt++ {
-		a, err = f.Assess(ctx, when, names)
+		as, accounts, err = assessAll(ctx, f, when, names)
 		var nr *failures.ReportNotReadyError
 		if !errors.As(err, &nr) || attempt >= 20 {
 			break
@@ -123,7 +139,7 @@ func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return 1
 	}
 	rules := policy.Rules{MaxKeyAgeDays: st.Config.MaxKeyAgeDays, UnusedDays: st.Config.UnusedDays, Grace: st.Config.GracePeriod}
-	rep := audit.Build(a, rules, st.Config.RetirePasswords)
+	rep := audit.BuildAll(as, rules, st.Config.RetirePasswords, f.Config.HomeAccount)
 	switch *format {
 	case "csv":
 		err = rep.WriteCSV(stdout)
@@ -137,7 +153,74 @@ func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		fmt.Fprintf(stderr, "keyrotor audit: %v\n", err)
 		return 1
 	}
+	missing := 0
+	for _, a := range accounts {
+		if a.Status != rotation.AccountPlanned {
+			missing++
+			fmt.Fprintf(stderr, "keyrotor audit: account %s not reported (%s): %s\n", a.Account, a.Status, a.Reason)
+		}
+	}
+	if missing > 0 {
+		fmt.Fprintf(stderr, "keyrotor audit: %d of %d accounts not reported\n", missing, len(accounts))
+		return 1
+	}
 	return 0
+}
+
+// auditOrganization is the organization the audit reports on: its
+// accounts in scope, each reached with role (the caller's account
+// directly).
+func auditOrganization(ctx context.Context, cfg aws.Config, c *config.Config, scope, role string) (rotation.Organization, error) {
+	c.OrgScope, c.OrgStages, c.OrgExclude = nil, nil, nil
+	for _, s := range strings.Split(scope, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			c.OrgScope = append(c.OrgScope, s)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	id, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return nil, fmt.Errorf("who am I (sts:GetCallerIdentity): %w", err)
+	}
+	c.HomeAccount = aws.ToString(id.Account)
+	return &rotation.OrgAccess{
+		Organizations: organizations.NewFromConfig(cfg),
+		Sessions:      &org.Sessions{Home: cfg, HomeAccount: c.HomeAccount, STS: sts.NewFromConfig(cfg), SessionName: "keyrotor-audit", Role: role},
+		Config:        *c,
+	}, nil
+}
+
+// assessAll assesses the account of f (or, in organization mode, every
+// account in scope, through find's own planning as a dry run) without
+// changing anything.
+func assessAll(ctx context.Context, f *rotation.Finder, when time.Time, users []string) ([]*rotation.Assessment, []rotation.AccountPlan, error) {
+	if f.Org == nil {
+		a, err := f.Assess(ctx, when, users)
+		return []*rotation.Assessment{a}, nil, err
+	}
+	var got capture
+	g := *f
+	g.Report, g.Records, g.S3 = &got, nil, nil
+	req := map[string]any{"dryRun": true, "asOf": when.UTC().Format(time.RFC3339)}
+	if len(users) > 0 {
+		req["users"] = users
+	}
+	raw, _ := json.Marshal(req)
+	plan, err := g.Handle(ctx, rotation.FindInput{Request: raw, ExecutionName: "audit"})
+	if err != nil {
+		return nil, nil, err
+	}
+	return got.as, plan.Accounts, nil
+}
+
+// capture keeps the assessments find reports.
+type capture struct{ as []*rotation.Assessment }
+
+func (c *capture) WriteReport(_ context.Context, _ string, as []*rotation.Assessment, _ policy.Rules) (*rotation.ReportRef, error) {
+	c.as = as
+	return &rotation.ReportRef{}, nil
 }
 
 func usersJSON(names []string) []byte {

@@ -213,6 +213,29 @@ func TestSlowE2EOrganization(t *testing.T) {
 		t.Errorf("report has rows for the unreachable sandbox: %v", rows)
 	}
 
+	// keyrotor audit reads the whole organization: every reachable
+	// account's rows with the account, the unreachable one named with its
+	// fix, and a failing exit status since the report is incomplete.
+	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	t.Setenv("AWS_REGION", "us-east-1")
+	code, csvOut, auditErr := keyrotor(t, "", "audit", "--endpoint", w.proxy.URL(), "--organization", "all", "--member-role", "KeyRotorMember", "--format", "csv", "--cdk-json", "../../cdk.json")
+	if code != 1 || !strings.Contains(auditErr, "account "+w.sandbox.ID+" not reported (unreachable)") || !strings.Contains(auditErr, "1 of 4 accounts not reported") {
+		t.Errorf("keyrotor audit --organization: exit %d, stderr:\n%s\nwant exit 1 naming the sandbox", code, auditErr)
+	}
+	auditRows := map[string]int{}
+	for i, l := range strings.Split(strings.TrimSpace(csvOut), "\n") {
+		if i == 0 && !strings.HasPrefix(l, "account,account_alias,user,") {
+			t.Fatalf("audit header = %q", l)
+		}
+		auditRows[strings.SplitN(l, ",", 2)[0]]++
+	}
+	for _, name := range []string{"hub", "dev", "prod"} {
+		if auditRows[ids[name]] == 0 {
+			t.Errorf("keyrotor audit has no rows for %s: %v", name, auditRows)
+		}
+	}
+
 	// No secret anywhere: output, history, logs, mails, messages, reports.
 	var secrets []string
 	for name, a := range accounts {
@@ -225,5 +248,5 @@ func TestSlowE2EOrganization(t *testing.T) {
 			}
 		}
 	}
-	assertNotIn(t, w.hub, work, out+errOut, secrets)
+	assertNotIn(t, w.hub, work, out+errOut+csvOut+auditErr, secrets)
 }

@@ -210,6 +210,9 @@ type Sessions struct {
 	// SessionName names the role session in the member's CloudTrail (the
 	// function's name).
 	SessionName string
+	// Role is the role assumed in member accounts (default
+	// config.MemberRoleName; `keyrotor audit` may name another).
+	Role string
 
 	mu    sync.Mutex
 	cache map[string]aws.Config
@@ -237,7 +240,11 @@ func (s *Sessions) Config(account string) aws.Config {
 	if name == "" {
 		name = "keyrotor"
 	}
-	c.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(s.STS, RoleARN(s.Partition, account), func(o *stscreds.AssumeRoleOptions) {
+	arn := RoleARN(s.Partition, account)
+	if s.Role != "" {
+		arn = strings.TrimSuffix(arn, config.MemberRoleName) + s.Role
+	}
+	c.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(s.STS, arn, func(o *stscreds.AssumeRoleOptions) {
 		o.RoleSessionName = name
 	}))
 	s.cache[account] = c
