@@ -1,0 +1,39 @@
+package main
+
+import (
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/keyrotor/keyrotor/shared/config"
+)
+
+// TestReadmeMemberPermissions keeps README's organization checklist true:
+// it lists exactly the member role's actions (MemberActions, with every
+// option on), no more, no fewer.
+func TestReadmeMemberPermissions(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	start := strings.Index(s, "The member stack's role `KeyRotorMember`")
+	if start < 0 {
+		t.Fatal("README lacks the member stack's permissions in its Organizations section")
+	}
+	para := s[start:]
+	para = para[:strings.Index(para, "\n\n")]
+	var listed []string
+	for _, m := range regexp.MustCompile("`((?:iam|kms|secretsmanager|sts):[A-Za-z]+)`").FindAllStringSubmatch(para, -1) {
+		listed = append(listed, m[1])
+	}
+	slices.Sort(listed)
+	all := config.Default()
+	all.RetirePasswords, all.ExemptGroup = true, "exempt"
+	want := MemberActions(all)
+	if strings.Join(listed, " ") != strings.Join(want, " ") {
+		t.Fatalf("README lists the member role's actions\n%v\nwant (MemberActions with every option)\n%v", listed, want)
+	}
+}
