@@ -97,16 +97,21 @@ test: deps build-host synth vet
 
 # soak: the calendar simulation over many days (internal/calendar): the
 # daily schedule with people acting, mail outages and faults, invariants
-# checked after every day. make test runs a short one (12 days, 60 users).
+# checked after every day. make test runs a short one (12 days, 60 users,
+# the hub and 2 member accounts).
 # ADOPTION: the adoption window in days (owners' pipelines switch at random
 # days, never, or keep using both keys); 0 for none.
+# ACCOUNTS: member accounts (0: one account); N > 0 simulates an
+# organization, the hub plus N members with the member stack (the org
+# templates of build/cdk.org), users spread over all of them.
 # A failing seed is replayed with the same command.
 DAYS ?= 60
 SEED ?= 1
 USERS ?= 300
 ADOPTION ?= 4
+ACCOUNTS ?= 0
 soak: deps build-host synth
-	KEYROTOR_SIM_DAYS=$(DAYS) KEYROTOR_SIM_SEED=$(SEED) KEYROTOR_SIM_USERS=$(USERS) KEYROTOR_SIM_ADOPTION_DAYS=$(ADOPTION) \
+	KEYROTOR_SIM_DAYS=$(DAYS) KEYROTOR_SIM_SEED=$(SEED) KEYROTOR_SIM_USERS=$(USERS) KEYROTOR_SIM_ADOPTION_DAYS=$(ADOPTION) KEYROTOR_SIM_ACCOUNTS=$(ACCOUNTS) \
 	  go test -count=1 -timeout 0 -run '^TestSlowCalendar$$' -v ./internal/calendar
 
 # fuzz: a short run of each fuzz target (seed corpora in testdata/fuzz).
@@ -117,7 +122,7 @@ fuzz:
 
 # demo: a full rotation on an emulated account, with progress and a summary.
 demo: deps build-host synth
-	./build/keyrotor demo --adoption-window 10s --adoption-check 2s
+	./build/keyrotor demo --adoption-window 10s --adoption-check 2s --organization build/cdk.org
 
 vet:
 	go vet ./...

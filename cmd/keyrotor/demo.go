@@ -10,7 +10,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -22,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 
 	"github.com/keyrotor/keyrotor/internal/demo"
+	"github.com/keyrotor/keyrotor/internal/faultproxy"
 	"github.com/keyrotor/keyrotor/internal/local"
 	"github.com/keyrotor/keyrotor/internal/motoserver"
 	"github.com/keyrotor/keyrotor/shared/awsconf"
@@ -36,10 +40,11 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	wait := fs.Duration("wait", 3*time.Second, "the grace period, shortened for the demo")
+	orgDir := fs.String("organization", "", "the organization mode's templates (make synth writes build/cdk.org): adds the organization act, over three emulated member accounts (default: no organization act)")
 	var rf runFlags
 	rf.register(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: keyrotor demo [--wait DURATION]\n\nStarts moto_server, seeds an account of 40 users, and runs the synthesized state machine\nwith the grace period shortened. Stops everything it started, also on Ctrl-C.\n\nFlags:")
+		fmt.Fprintln(stderr, "usage: keyrotor demo [--wait DURATION] [--organization DIR]\n\nStarts moto_server, seeds an account of 40 users, and runs the synthesized state machine\nwith the grace period shortened; with --adoption-window, a second act with an adoption window;\nwith --organization, a last act over an emulated organization. Stops everything it started,\nalso on Ctrl-C.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -54,6 +59,12 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err := rf.check(); err != nil {
 		fmt.Fprintf(stderr, "keyrotor demo: %v\n", err)
 		return 2
+	}
+	if *orgDir != "" {
+		if err := checkOrgTemplates(*orgDir); err != nil {
+			fmt.Fprintf(stderr, "keyrotor demo: --organization %s: %v\n", *orgDir, err)
+			return 2
+		}
 	}
 	st, err := settings.FromCDKJSON("cdk.json")
 	if err != nil {
@@ -76,23 +87,46 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fmt.Fprintln(stderr, "keyrotor demo:", err)
 		return 1
 	}
-	users, err := demo.Seed(ctx, iam.NewFromConfig(cfg), cfg, srv.SetClock)
-	if err != nil {
-		fmt.Fprintln(stderr, "keyrotor demo: seed:", err)
-		return 1
-	}
 	if st.Config.Sender != "" {
 		if _, err := sesv2.NewFromConfig(cfg).CreateEmailIdentity(ctx, &sesv2.CreateEmailIdentityInput{EmailIdentity: aws.String(st.Config.Sender)}); err != nil {
 			fmt.Fprintln(stderr, "keyrotor demo: verify sender:", err)
 			return 1
 		}
 	}
-	fmt.Fprintf(stderr, "Seeded %d IAM users at %s (keys from 5 to 500 days old); sender %s verified.\n", len(users), srv.Endpoint, st.Config.Sender)
-	fmt.Fprintf(stderr, "Running the synthesized state machine (%s), grace period shortened to %s:\n\n", rf.template, *wait)
+	if !demoOrganizationOnly {
+		if code := demoAccount(ctx, rf, srv, cfg, st.Config.Sender, st.Config.SecretPrefix, *wait, stdout, stderr); code != 0 {
+			return code
+		}
+	}
+	if *orgDir != "" {
+		return demoOrganization(ctx, rf, *orgDir, srv, cfg, st.Config.SecretPrefix, *wait, stdout, stderr)
+	}
+	return 0
+}
+
+// Test hooks: demoOrganizationOnly skips the first two acts (the
+// organization act runs alone); demoOrganizationDone, when set, receives
+// the emulator's endpoint and the organization after the organization act,
+// before the emulator stops.
+var (
+	demoOrganizationOnly bool
+	demoOrganizationDone func(endpoint string, o *demo.Org)
+)
+
+// demoAccount is the demo's first act, a full rotation of one account of
+// 40 users, and its second with --adoption-window.
+func demoAccount(ctx context.Context, rf runFlags, srv *motoserver.Server, cfg aws.Config, sender, prefix string, wait time.Duration, stdout, stderr io.Writer) int {
+	users, err := demo.Seed(ctx, iam.NewFromConfig(cfg), cfg, srv.SetClock)
+	if err != nil {
+		fmt.Fprintln(stderr, "keyrotor demo: seed:", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "Seeded %d IAM users at %s (keys from 5 to 500 days old); sender %s verified.\n", len(users), srv.Endpoint, sender)
+	fmt.Fprintf(stderr, "Running the synthesized state machine (%s), grace period shortened to %s:\n\n", rf.template, wait)
 
 	main := rf
 	main.adoptionWindow, main.adoptionCheck = 0, 0 // the window is the second act
-	res, err := execute(ctx, main, srv.Endpoint, json.RawMessage(`{}`), *wait, newProgress(stderr))
+	res, err := execute(ctx, main, srv.Endpoint, json.RawMessage(`{}`), wait, newProgress(stderr))
 	if !succeeded(stderr, res, err) {
 		return 1
 	}
@@ -102,13 +136,13 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return 1
 	}
 	mails, notes := sentCounts(srv.Endpoint)
-	leak, clean := scanForSecrets(ctx, cfg, srv.Endpoint, &sum, res)
+	leak, clean := scanForSecrets(ctx, func(string) aws.Config { return cfg }, srv.Endpoint, &sum, res)
 	printSummary(stdout, &sum, users, res, mails, notes, leak)
 	if !clean {
 		return 1
 	}
 	if rf.adoptionWindow > 0 {
-		return demoAdoption(ctx, rf, srv.Endpoint, cfg, srv.SetClock, st.Config.SecretPrefix, *wait, stdout, stderr)
+		return demoAdoption(ctx, rf, srv.Endpoint, cfg, srv.SetClock, prefix, wait, stdout, stderr)
 	}
 	return 0
 }
@@ -294,16 +328,18 @@ func sentCounts(endpoint string) (mails, notes int) {
 	return len(data.SES.Message), notes
 }
 
-// scanForSecrets reads every new key's secret from Secrets Manager and
-// looks for it in the execution history, the function logs, and what the
-// emulator recorded as sent (mails, SNS messages).
-func scanForSecrets(ctx context.Context, cfg aws.Config, endpoint string, sum *rotation.Summary, res *local.Result) (string, bool) {
-	sm := secretsmanager.NewFromConfig(cfg)
+// scanForSecrets reads every new key's secret from Secrets Manager, in
+// the user's account (cfgFor gives the configuration acting in an
+// Outcome's Account: "" for keyrotor's own), and looks for it in the
+// execution history, the function logs, and what the emulator recorded as
+// sent (mails, SNS messages).
+func scanForSecrets(ctx context.Context, cfgFor func(account string) aws.Config, endpoint string, sum *rotation.Summary, res *local.Result) (string, bool) {
 	var secrets []string
 	for _, o := range sum.Users {
 		if o.SecretName == "" {
 			continue
 		}
+		sm := secretsmanager.NewFromConfig(cfgFor(o.Account))
 		out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(o.SecretName)})
 		if err != nil {
 			return "Secret check: could not read " + o.SecretName + ": " + err.Error(), false
@@ -351,4 +387,189 @@ func graceResults(res *local.Result) []*local.Result {
 		}
 	}
 	return out
+}
+
+// The organization mode's templates in --organization's directory.
+const (
+	orgHubTemplate    = "KeyRotor.template.json"
+	orgMemberTemplate = "KeyRotorMember.template.json"
+)
+
+// checkOrgTemplates fails early when an organization template is missing or
+// older than cdk.json.
+func checkOrgTemplates(dir string) error {
+	ci, cerr := os.Stat("cdk.json")
+	for _, name := range []string{orgHubTemplate, orgMemberTemplate} {
+		ti, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			return fmt.Errorf("%s not found: run `make synth`", name)
+		}
+		if cerr == nil && ci.ModTime().After(ti.ModTime()) {
+			return fmt.Errorf("%s is older than cdk.json: run `make synth` so the run uses the current context", name)
+		}
+	}
+	return nil
+}
+
+// demoOrganization is the demo's organization act: the emulated account
+// becomes the management account of an organization with three members
+// (demo.OrgMembers), dev and prod with the member stack, the sandbox
+// without; the organization hub (organizationScope=all) runs through a
+// proxy that refuses, as STS does, to assume a role the account does not
+// have. The outcome is checked in each member with its own credentials.
+func demoOrganization(ctx context.Context, rf runFlags, dir string, srv *motoserver.Server, cfg aws.Config, prefix string, wait time.Duration, stdout, stderr io.Writer) int {
+	start := time.Now()
+	body, err := os.ReadFile(filepath.Join(dir, orgMemberTemplate))
+	if err != nil {
+		fmt.Fprintln(stderr, "keyrotor demo:", err)
+		return 1
+	}
+	o, err := demo.SetUpOrg(ctx, cfg, body, srv.SetClock)
+	if err != nil {
+		fmt.Fprintln(stderr, "keyrotor demo: organization:", err)
+		return 1
+	}
+	var seeded []string
+	for _, u := range demo.OrgUsers() {
+		used := "never used"
+		if u.UsedAgo >= 0 {
+			used = "in use"
+		}
+		seeded = append(seeded, fmt.Sprintf("%s (key %d days old, %s)", u.Name, u.KeyAge, used))
+	}
+	fmt.Fprintf(stderr, "\nOrganization: the emulated account %s is now the management account of %s, where keyrotor\n"+
+		"runs as the hub (organizationScope=all). Three member accounts, each with the users\n%s:\n", o.Management, o.ID, strings.Join(seeded, ", "))
+	for _, a := range o.Accounts {
+		stack := "member stack deployed (role KeyRotorMember, key alias/KeyRotorMember)"
+		if a.MemberStack == nil {
+			stack = "no member stack: keyrotor cannot reach it"
+		}
+		fmt.Fprintf(stderr, "  %-8s %s  OU %-12s %s\n", a.Name, a.ID, a.OU, stack)
+	}
+	// The functions' every call goes through the proxy: an AssumeRole of
+	// a role the account lacks is refused as STS refuses it (moto would
+	// grant it), and IAM's tag quotas hold.
+	p, err := faultproxy.New(srv.Endpoint)
+	if err != nil {
+		fmt.Fprintln(stderr, "keyrotor demo:", err)
+		return 1
+	}
+	defer p.Close()
+	p.RoleChecks, p.TagLimits = true, true
+	rf.template = filepath.Join(dir, orgHubTemplate)
+	rf.name += "-organization"
+	rf.workDir = filepath.Join(filepath.Dir(rf.workDir), rf.name)
+	rf.adoptionWindow, rf.adoptionCheck = 0, 0
+	fmt.Fprintf(stderr, "Running the organization hub's state machine (%s):\n\n", rf.template)
+	res, err := runLocal(ctx, rf, p.URL(), json.RawMessage(`{}`), wait, newProgress(stderr), false)
+	if !succeeded(stderr, res, err) {
+		return 1
+	}
+	var sum rotation.Summary
+	if err := json.Unmarshal(res.Output, &sum); err != nil {
+		fmt.Fprintf(stderr, "keyrotor demo: the output is not a run summary: %v\n", err)
+		return 1
+	}
+	mails, err := demo.SentMails(srv.Endpoint)
+	if err != nil {
+		fmt.Fprintln(stderr, "keyrotor demo:", err)
+		return 1
+	}
+	checks, problems := o.Check(ctx, cfg, prefix, &sum, mails)
+	cfgFor := func(account string) aws.Config {
+		if a, ok := o.Account(account); ok {
+			return a.Config
+		}
+		return cfg
+	}
+	leak, clean := scanForSecrets(ctx, cfgFor, srv.Endpoint, &sum, res)
+	printOrganization(stdout, o, &sum, checks, mails, leak, res, rf.workDir, time.Since(start))
+	if demoOrganizationDone != nil {
+		demoOrganizationDone(srv.Endpoint, o)
+	}
+	if len(problems) > 0 {
+		fmt.Fprintln(stderr, "keyrotor demo: the organization act did not end as expected:")
+		for _, pr := range problems {
+			fmt.Fprintln(stderr, "  "+pr)
+		}
+		return 1
+	}
+	if !clean {
+		return 1
+	}
+	return 0
+}
+
+var aboutRE = regexp.MustCompile(`This is about your IAM user [^<\n]*?\.(\s|<|$)`)
+
+// printOrganization writes the readable result of the organization act.
+func printOrganization(w io.Writer, o *demo.Org, sum *rotation.Summary, checks []demo.UserCheck, mails []demo.Mail, leak string, res *local.Result, workDir string, took time.Duration) {
+	fmt.Fprintf(w, "\nkeyrotor run %s over organization %s\n\n", sum.ExecutionName, o.ID)
+	// keyrotor's own account first, then the members in the act's order.
+	rank := func(id string) int {
+		for i, a := range o.Accounts {
+			if a.ID == id {
+				return i + 1
+			}
+		}
+		if id == o.Management {
+			return 0
+		}
+		return len(o.Accounts) + 1
+	}
+	accounts := slices.Clone(sum.Accounts)
+	sort.SliceStable(accounts, func(i, j int) bool { return rank(accounts[i].Account) < rank(accounts[j].Account) })
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACCOUNT\tNAME\tSTATUS\tROTATED\tRETIRED\tFAILED")
+	for _, a := range accounts {
+		name := a.Alias
+		if m, ok := o.Account(a.Account); ok {
+			name = m.Name
+		}
+		if a.Account == o.Management {
+			name = "keyrotor's own (management)"
+		}
+		if a.Status != rotation.AccountPlanned {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\n", a.Account, name, a.Status)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\n", a.Account, name, a.Status, a.Rotated, a.Retired, a.Failed)
+	}
+	tw.Flush()
+	for _, a := range accounts {
+		if a.Reason != "" {
+			fmt.Fprintf(w, "\n%s %s: %s\n", a.Status, a.Account, a.Reason)
+		}
+	}
+	fmt.Fprintln(w, "\nIn each member account, read with that account's own credentials:")
+	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	for _, c := range checks {
+		state := "as expected"
+		if c.Problem != "" {
+			state = "NOT AS EXPECTED: " + c.Problem
+		}
+		fmt.Fprintf(tw, "  %s/%s\t%s\t%s\t%s\n", c.AccountName, c.User, c.Expect, c.Found, state)
+	}
+	tw.Flush()
+	naming := 0
+	example := ""
+	for _, m := range mails {
+		for _, a := range o.Accounts {
+			if strings.Contains(m.Body, " in account "+a.ID) {
+				naming++
+				if example == "" {
+					example = strings.TrimSpace(strings.TrimSuffix(aboutRE.FindString(m.Body), "<"))
+				}
+				break
+			}
+		}
+	}
+	fmt.Fprintf(w, "\nMail: %d owner e-mails about member accounts, each naming its account", naming)
+	if example != "" {
+		fmt.Fprintf(w, ` ("%s")`, example)
+	}
+	fmt.Fprintln(w, ".")
+	fmt.Fprintln(w, leak)
+	fmt.Fprintf(w, "Execution: %s; history and function logs under %s\n", res.String(), workDir)
+	fmt.Fprintf(w, "Organization act: %s.\n", took.Round(100*time.Millisecond))
 }

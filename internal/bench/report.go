@@ -23,6 +23,7 @@ type Report struct {
 	Throttled *RunResult      `json:"throttledRun,omitempty"`
 	Quota     *QuotaResult    `json:"quotaRun,omitempty"`
 	Adoption  *AdoptionResult `json:"adoptionRun,omitempty"`
+	Org       *OrgResult      `json:"organization,omitempty"`
 	Binaries  []Binary        `json:"binaries,omitempty"`
 }
 
@@ -136,6 +137,9 @@ func (r *Report) Print(w io.Writer) {
 	}
 	if a := r.Adoption; a != nil {
 		a.print(tw)
+	}
+	if o := r.Org; o != nil {
+		o.print(tw)
 	}
 	for _, b := range r.Binaries {
 		fmt.Fprintf(tw, "binary %s: size\t%.1f MB\t<= 10 MB\t%s\n", b.Name, float64(b.SizeBytes)/1e6, check(b.SizeBytes <= 10e6))

@@ -37,6 +37,11 @@ func main() {
 	flag.DurationVar(&a.Check, "adoption-check", 6*time.Second, "adoption: time between two checks (a day when deployed; 40 keys checked every second outrun moto on 2 cores)")
 	flag.IntVar(&a.SwitchAfter, "adoption-switch-after", 3, "adoption: checks of its key's window a switching pipeline lets pass before it moves to the new key")
 	flag.DurationVar(&a.Every, "adoption-pipeline-every", 2*time.Second, "adoption: how often each pipeline uses its key")
+	o := bench.OrgOptions{DuePct: 5}
+	flag.IntVar(&o.Accounts, "org-accounts", 50, "org: member accounts")
+	flag.IntVar(&o.Users, "org-users", 200, "org: users in each member account (5% due, as discovery)")
+	flag.IntVar(&o.Workers, "org-seed-workers", 16, "org: seeding goroutines over all accounts")
+	flag.IntVar(&o.Groups, "org-groups", 8, "org: also run this many finds at once, each on every Nth account (an estimate of assessing accounts concurrently; 0: off)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -51,7 +56,7 @@ func main() {
 		}
 	}
 	want := func(s string) bool { return len(sel) == 0 || sel[s] }
-	if err := run(ctx, want, *sizes, *due, q, a, *out); err != nil {
+	if err := run(ctx, want, *sizes, *due, q, a, o, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -60,10 +65,11 @@ func main() {
 // scenarios are what -only selects: discovery over account sizes, the
 // full local run undisturbed and with 30% IAM throttling, and the
 // scale-under-quotas run (many due keys, reserved concurrency, throttling),
-// and the adoption window (what a rotation waiting for its new key costs).
-var scenarios = []string{"discovery", "run", "throttled", "quota", "adoption"}
+// the adoption window (what a rotation waiting for its new key costs), and
+// discovery in organization mode over many member accounts.
+var scenarios = []string{"discovery", "run", "throttled", "quota", "adoption", "org"}
 
-func run(ctx context.Context, want func(string) bool, sizes string, due int, q bench.QuotaOptions, a bench.AdoptionOptions, outDir string) error {
+func run(ctx context.Context, want func(string) bool, sizes string, due int, q bench.QuotaOptions, a bench.AdoptionOptions, o bench.OrgOptions, outDir string) error {
 	srv, err := motoserver.Start(filepath.Join(os.TempDir(), "keyrotor-bench-moto.log"))
 	if err != nil {
 		return err
@@ -97,6 +103,32 @@ func run(ctx context.Context, want func(string) bool, sizes string, due int, q b
 			return err
 		}
 		rep.Discovery = append(rep.Discovery, d)
+	}
+	if want("org") {
+		srv.Reset(ctx)
+		fmt.Fprintf(os.Stderr, "organization: %d member accounts x %d users, seeding...\n", o.Accounts, o.Users)
+		t0 := time.Now()
+		if rep.Org, err = bench.OrgDiscovery(ctx, cfg, srv.Endpoint, srv.SetClock, o); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "organization: find over %d accounts in %v (%v with seeding)\n", o.Accounts, rep.Org.Wall.Round(time.Millisecond), time.Since(t0).Round(time.Second))
+		for _, d := range rep.Discovery {
+			if d.Users == rep.Org.Users {
+				rep.Org.Single, rep.Org.SingleSource = d, "this run's discovery bench"
+			}
+		}
+		if rep.Org.Single == nil {
+			srv.Reset(ctx)
+			fmt.Fprintf(os.Stderr, "organization: single-account discovery over %d users for comparison...\n", rep.Org.Users)
+			nDue, err := bench.SeedScale(ctx, cfg, srv.SetClock, rep.Org.Users, o.DuePct)
+			if err != nil {
+				return err
+			}
+			if rep.Org.Single, err = bench.MeasureDiscovery(ctx, cfg, rep.Org.Users, nDue); err != nil {
+				return err
+			}
+			rep.Org.SingleSource = "measured by the org bench"
+		}
 	}
 	template, bin := "cdk.out/KeyRotor.template.json", "build/host"
 	for _, throttle := range []float64{0, 0.3} {
@@ -155,6 +187,9 @@ func run(ctx context.Context, want func(string) bool, sizes string, due int, q b
 	}
 	if rep.Adoption != nil && len(rep.Adoption.Problems) > 0 {
 		failed = append(failed, fmt.Sprintf("adoption run failed its checks:\n  %s", strings.Join(rep.Adoption.Problems, "\n  ")))
+	}
+	if rep.Org != nil && len(rep.Org.Problems)+len(rep.Org.Deviations) > 0 {
+		failed = append(failed, fmt.Sprintf("organization bench failed its checks:\n  %s", strings.Join(append(rep.Org.Deviations, rep.Org.Problems...), "\n  ")))
 	}
 	if len(failed) > 0 {
 		return errors.New(strings.Join(failed, "\n"))

@@ -1,14 +1,17 @@
-package awstest
+package memberstack
 
 import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
 // TestDeployTemplateStrict: the member stack's deployment refuses, naming
 // it, what it cannot create as CloudFormation would, before creating
-// anything (no emulator is reached: the account has no clients).
+// anything (no emulator is reached: the configuration has no endpoint or
+// credentials).
 func TestDeployTemplateStrict(t *testing.T) {
 	tests := []struct{ name, template, want string }{
 		{"Fn::Sub", `{"Resources":{"R":{"Type":"AWS::IAM::Role","Properties":{"RoleName":{"Fn::Sub":"x-${AWS::Region}"}}}}}`, "intrinsic Fn::Sub not supported"},
@@ -23,7 +26,7 @@ func TestDeployTemplateStrict(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := deployTemplate(context.Background(), &Account{}, "111111111111", "S", []byte(tt.template))
+			_, err := deployTemplate(context.Background(), aws.Config{}, "111111111111", "S", []byte(tt.template))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("deployTemplate = %v; want an error with %q", err, tt.want)
 			}
