@@ -41,6 +41,7 @@ import (
 
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/failures"
+	"github.com/keyrotor/keyrotor/shared/lambdastep"
 	"github.com/keyrotor/keyrotor/shared/ledger"
 	"github.com/keyrotor/keyrotor/shared/policy"
 	"github.com/keyrotor/keyrotor/shared/rotation"
@@ -99,6 +100,15 @@ type World struct {
 	SetClock func(offset time.Duration) error
 	// Endpoint is the emulator's endpoint.
 	Endpoint string
+	// Members are the member accounts of the organization mode (nil: one
+	// account). With members, Config is the hub's in organization mode
+	// (OrgScope set, HomeAccount the account of People and Steps): find
+	// lists the organization, and each key's steps act in its user's
+	// account through lambdastep.PerAccount (the member role assumed with
+	// the Steps clients, as the hub's functions do).
+	Members []Member
+
+	orgSteps *stepFuncs // the organization mode's per-account steps, built once
 
 	offset time.Duration
 	runs   int
@@ -114,6 +124,72 @@ type World struct {
 	// sent is every mail SES accepted (or may have: an unknown outcome)
 	// and every admin message, as the steps' clients saw them.
 	sent Sent
+}
+
+// Member is a member account of the simulated organization.
+type Member struct {
+	ID, Name string
+	// People acts in the member account (a person there).
+	People Clients
+}
+
+// Org reports whether the world is an organization (the hub and members).
+func (w *World) Org() bool { return len(w.Members) > 0 }
+
+// Accounts lists the accounts' keys as users are identified: "" (the hub,
+// or the one account) and each member's id.
+func (w *World) Accounts() []string {
+	out := []string{""}
+	for _, m := range w.Members {
+		out = append(out, m.ID)
+	}
+	return out
+}
+
+// AccountID is the account id of an account key ("": the hub's, or the
+// emulator's default account in single-account mode).
+func (w *World) AccountID(account string) string {
+	if account != "" {
+		return account
+	}
+	if w.Config.HomeAccount != "" {
+		return w.Config.HomeAccount
+	}
+	return defaultAccount
+}
+
+// defaultAccount is moto's default account (the hub).
+const defaultAccount = "123456789012"
+
+// PeopleIn are the people's clients acting in account ("": the hub).
+func (w *World) PeopleIn(account string) Clients {
+	for _, m := range w.Members {
+		if m.ID == account {
+			return m.People
+		}
+	}
+	return w.People
+}
+
+// Ref identifies a user: its name in the hub (or the one account), and
+// "<account>:<name>" in a member (a colon is in no IAM user name). The home
+// account's id is the hub's ref, "" (as Item.Account and the records).
+func (w *World) Ref(account, user string) string {
+	if account == "" || account == w.Config.HomeAccount {
+		return user
+	}
+	return account + ":" + user
+}
+
+// RecRef is the ref of a rotation record's user.
+func (w *World) RecRef(rec *ledger.Record) string { return w.Ref(rec.Account, rec.User) }
+
+// SplitRef returns a ref's account ("": the hub) and user name.
+func SplitRef(ref string) (account, user string) {
+	if a, u, ok := strings.Cut(ref, ":"); ok {
+		return a, u
+	}
+	return "", ref
 }
 
 // recordingMail passes sends to SES and notes each one that SES accepted or
@@ -165,8 +241,8 @@ func (w *World) topic() rotation.PublishAPI { return recordingTopic{PublishAPI: 
 type Act struct {
 	At     time.Time
 	By     string // "keyrotor" or "person"
-	What   string // deactivate, delete, reactivate, create, delete-user
-	User   string
+	What   string // deactivate, delete, reactivate, create, create-unknown (keyrotor's create whose answer was lost), delete-user
+	User   string // a Ref: account and name
 	KeyID  string
 	Detail string
 }
@@ -239,13 +315,25 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 // keys in the world's truth (it changes nothing about the calls).
 type recordingIAM struct {
 	StepIAM
-	w *World
+	w       *World
+	account string // the account the client acts in ("": the hub)
+}
+
+func (r recordingIAM) CreateAccessKey(ctx context.Context, in *iam.CreateAccessKeyInput, optFns ...func(*iam.Options)) (*iam.CreateAccessKeyOutput, error) {
+	out, err := r.StepIAM.CreateAccessKey(ctx, in, optFns...)
+	switch {
+	case err == nil && out.AccessKey != nil:
+		r.w.act("keyrotor", "create", r.w.Ref(r.account, aws.ToString(in.UserName)), aws.ToString(out.AccessKey.AccessKeyId), "")
+	case err != nil && failures.IsTransient(err):
+		r.w.act("keyrotor", "create-unknown", r.w.Ref(r.account, aws.ToString(in.UserName)), "", err.Error())
+	}
+	return out, err
 }
 
 func (r recordingIAM) UpdateAccessKey(ctx context.Context, in *iam.UpdateAccessKeyInput, optFns ...func(*iam.Options)) (*iam.UpdateAccessKeyOutput, error) {
 	out, err := r.StepIAM.UpdateAccessKey(ctx, in, optFns...)
 	if err == nil || failures.IsTransient(err) {
-		r.w.act("keyrotor", "deactivate", aws.ToString(in.UserName), aws.ToString(in.AccessKeyId), string(in.Status))
+		r.w.act("keyrotor", "deactivate", r.w.Ref(r.account, aws.ToString(in.UserName)), aws.ToString(in.AccessKeyId), string(in.Status))
 	}
 	return out, err
 }
@@ -253,7 +341,7 @@ func (r recordingIAM) UpdateAccessKey(ctx context.Context, in *iam.UpdateAccessK
 func (r recordingIAM) DeleteAccessKey(ctx context.Context, in *iam.DeleteAccessKeyInput, optFns ...func(*iam.Options)) (*iam.DeleteAccessKeyOutput, error) {
 	out, err := r.StepIAM.DeleteAccessKey(ctx, in, optFns...)
 	if err == nil || failures.IsTransient(err) {
-		r.w.act("keyrotor", "delete", aws.ToString(in.UserName), aws.ToString(in.AccessKeyId), "")
+		r.w.act("keyrotor", "delete", r.w.Ref(r.account, aws.ToString(in.UserName)), aws.ToString(in.AccessKeyId), "")
 	}
 	return out, err
 }
@@ -290,6 +378,11 @@ func (w *World) RunDay(ctx context.Context, between func()) (*rotation.Plan, []O
 	}
 	exec := fmt.Sprintf("day-%03d-%d", int(w.offset/Day), w.runs)
 	f := &rotation.Finder{IAM: w.stepIAM(), Records: w.Records, Leases: w.Records, S3: w.Steps.S3, Config: w.Config, Now: w.Now, Log: w.log()}
+	if w.Org() {
+		// find's own organization access, as its main makes it (a new
+		// container each day), its IAM in the hub the steps' own.
+		f.Org = homeIAM{Organization: rotation.NewOrgAccess(w.Steps.Config, w.Config, "find"), w: w}
+	}
 	plan, err := retried(ctx, func() (*rotation.Plan, error) {
 		return f.Handle(ctx, rotation.FindInput{Request: json.RawMessage(`{}`), ExecutionName: exec})
 	})
@@ -310,12 +403,77 @@ func (w *World) RunDay(ctx context.Context, between func()) (*rotation.Plan, []O
 	return plan, outs, nil
 }
 
+// homeIAM is find's organization access with the steps' IAM (StepIAM,
+// when set) in the hub.
+type homeIAM struct {
+	rotation.Organization
+	w *World
+}
+
+func (o homeIAM) IAM(ctx context.Context, account string) (rotation.FindIAM, error) {
+	if account == "" || account == o.Home() {
+		return o.w.stepIAM(), nil
+	}
+	return o.Organization.IAM(ctx, account)
+}
+
+// stepFuncs are the steps that act in a key's account.
+type stepFuncs struct {
+	create     func(context.Context, rotation.Task) (*rotation.NewKey, error)
+	check      func(context.Context, rotation.Task) (*rotation.Adoption, error)
+	deactivate func(context.Context, rotation.Task) (*rotation.Deactivation, error)
+	delete     func(context.Context, rotation.Task) (*rotation.Cleanup, error)
+}
+
+// build makes the steps acting in a's account, as the functions' mains
+// do: IAM and Secrets Manager in the account, records, mail and topic in
+// the hub.
+func (w *World) build(a lambdastep.Account) stepFuncs {
+	inner, secrets := w.stepIAM(), w.Steps.Secrets
+	if a.ID != "" {
+		inner, secrets = iam.NewFromConfig(a.AWS), secretsmanager.NewFromConfig(a.AWS)
+	}
+	iamc := recordingIAM{StepIAM: inner, w: w, account: a.ID}
+	return stepFuncs{
+		create:     (&rotation.Creator{IAM: iamc, Secrets: secrets, Records: w.Records, Topic: w.topic(), Verify: rotation.STSVerifier(w.Steps.Config), Config: a.Config, Now: w.Now, Log: w.log()}).Handle,
+		check:      (&rotation.Watcher{IAM: iamc, Records: w.Records, Mail: w.mail(), Topic: w.topic(), Config: a.Config, Region: "us-east-1", Now: w.Now, Log: w.log()}).Handle,
+		deactivate: (&rotation.Deactivator{IAM: iamc, Records: w.Records, Topic: w.topic(), Config: a.Config, Now: w.Now, Log: w.log()}).Handle,
+		delete:     (&rotation.Deleter{IAM: iamc, Records: w.Records, Topic: w.topic(), Config: a.Config, Now: w.Now, Log: w.log()}).Handle,
+	}
+}
+
+// steps are the per-account steps: in one account built for each use (as
+// before: Config and StepIAM may change between runs); in an organization
+// lambdastep.PerAccount's, built once per account as a warm function's.
+func (w *World) steps() stepFuncs {
+	if !w.Org() {
+		return w.build(lambdastep.Account{Config: w.Config})
+	}
+	if w.orgSteps == nil {
+		env := lambdastep.Env{Config: w.Config, AWS: w.Steps.Config, Log: w.log(), Now: w.Now}
+		w.orgSteps = &stepFuncs{
+			create: lambdastep.PerAccount(env, "create-and-store", func(a lambdastep.Account) func(context.Context, rotation.Task) (*rotation.NewKey, error) {
+				return w.build(a).create
+			}),
+			check: lambdastep.PerAccount(env, "check-adoption", func(a lambdastep.Account) func(context.Context, rotation.Task) (*rotation.Adoption, error) {
+				return w.build(a).check
+			}),
+			deactivate: lambdastep.PerAccount(env, "deactivate", func(a lambdastep.Account) func(context.Context, rotation.Task) (*rotation.Deactivation, error) {
+				return w.build(a).deactivate
+			}),
+			delete: lambdastep.PerAccount(env, "delete", func(a lambdastep.Account) func(context.Context, rotation.Task) (*rotation.Cleanup, error) {
+				return w.build(a).delete
+			}),
+		}
+	}
+	return *w.orgSteps
+}
+
 // Flow runs one key's steps in FlowOrder.
 func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail string) {
-	iamc := recordingIAM{StepIAM: w.stepIAM(), w: w}
+	st := w.steps()
 	if t.Item.Action == policy.Rotate {
-		cr := &rotation.Creator{IAM: iamc, Secrets: w.Steps.Secrets, Records: w.Records, Topic: w.topic(), Verify: rotation.STSVerifier(w.Steps.Config), Config: w.Config, Now: w.Now, Log: w.log()}
-		nk, err := retried(ctx, func() (*rotation.NewKey, error) { return cr.Handle(ctx, t) })
+		nk, err := retried(ctx, func() (*rotation.NewKey, error) { return st.create(ctx, t) })
 		if err != nil {
 			return "failed", "CreateAndStoreNewKey: " + err.Error()
 		}
@@ -352,8 +510,7 @@ func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail strin
 	default:
 		return "notice-not-sent", no.Waiting
 	}
-	d := &rotation.Deactivator{IAM: iamc, Records: w.Records, Topic: w.topic(), Config: w.Config, Now: w.Now, Log: w.log()}
-	de, err := retried(ctx, func() (*rotation.Deactivation, error) { return d.Handle(ctx, t) })
+	de, err := retried(ctx, func() (*rotation.Deactivation, error) { return st.deactivate(ctx, t) })
 	if err != nil {
 		return "failed", "DeactivateOldKey: " + err.Error()
 	}
@@ -380,8 +537,8 @@ func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail strin
 }
 
 func (w *World) delete(ctx context.Context, t rotation.Task) (*rotation.Cleanup, error) {
-	d := &rotation.Deleter{IAM: recordingIAM{StepIAM: w.stepIAM(), w: w}, Records: w.Records, Topic: w.topic(), Config: w.Config, Now: w.Now, Log: w.log()}
-	cl, err := retried(ctx, func() (*rotation.Cleanup, error) { return d.Handle(ctx, t) })
+	del := w.steps().delete
+	cl, err := retried(ctx, func() (*rotation.Cleanup, error) { return del(ctx, t) })
 	if err == nil {
 		w.emit(cl)
 	}
@@ -394,10 +551,9 @@ func (w *World) delete(ctx context.Context, t rotation.Task) (*rotation.Cleanup,
 // reports that the window's execution ended (result says how) or only
 // waits for its grace period.
 func (w *World) runWindow(ctx context.Context, pw *PendingWindow) (result, detail string, done bool) {
-	iamc := recordingIAM{StepIAM: w.stepIAM(), w: w}
+	st := w.steps()
 	for !w.Now().Before(pw.NextCheck) {
-		c := &rotation.Watcher{IAM: iamc, Records: w.Records, Mail: w.mail(), Topic: w.topic(), Config: w.Config, Region: "us-east-1", Now: w.Now, Log: w.log()}
-		a, err := retried(ctx, func() (*rotation.Adoption, error) { return c.Handle(ctx, pw.Task) })
+		a, err := retried(ctx, func() (*rotation.Adoption, error) { return st.check(ctx, pw.Task) })
 		if err != nil {
 			// The window's execution fails (alarmed); its lease passes and
 			// a later daily execution hands the window to a new one.
@@ -413,8 +569,7 @@ func (w *World) runWindow(ctx context.Context, pw *PendingWindow) (result, detai
 		default:
 			return "stopped", a.Note, true
 		}
-		d := &rotation.Deactivator{IAM: iamc, Records: w.Records, Topic: w.topic(), Config: w.Config, Now: w.Now, Log: w.log()}
-		de, err := retried(ctx, func() (*rotation.Deactivation, error) { return d.Handle(ctx, pw.Task) })
+		de, err := retried(ctx, func() (*rotation.Deactivation, error) { return st.deactivate(ctx, pw.Task) })
 		if err != nil {
 			return "failed", "DeactivateAfterSwitchOver: " + err.Error(), true
 		}
@@ -517,12 +672,13 @@ func (w *World) ReadSent(context.Context) (*Sent, error) {
 	return &Sent{Mails: append([]Mail(nil), w.sent.Mails...), Messages: append([]string(nil), w.sent.Messages...)}, nil
 }
 
-// Keys lists every user's keys (status by id); users that do not exist
-// are absent.
+// Keys lists every user's keys (status by id), users by Ref, each in its
+// account; users that do not exist are absent.
 func (w *World) Keys(ctx context.Context, users []string) (map[string]map[string]iamtypes.StatusType, error) {
 	out := map[string]map[string]iamtypes.StatusType{}
 	for _, u := range users {
-		ks, err := w.People.IAM.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(u)})
+		acct, name := SplitRef(u)
+		ks, err := w.PeopleIn(acct).IAM.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(name)})
 		var nse *iamtypes.NoSuchEntityException
 		if errors.As(err, &nse) {
 			continue
@@ -541,10 +697,20 @@ func (w *World) Keys(ctx context.Context, users []string) (map[string]map[string
 
 // Works proves a key with sts:GetCallerIdentity.
 func (w *World) Works(ctx context.Context, id, secret string) bool {
+	_, ok := w.KeyAccount(ctx, id, secret)
+	return ok
+}
+
+// KeyAccount proves a key with sts:GetCallerIdentity and returns the
+// account it acts in.
+func (w *World) KeyAccount(ctx context.Context, id, secret string) (string, bool) {
 	cfg := w.People.Config.Copy()
 	cfg.Credentials = credentials.NewStaticCredentialsProvider(id, secret, "")
-	_, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
-	return err == nil
+	out, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return "", false
+	}
+	return aws.ToString(out.Account), true
 }
 
 // Outputs is every step output and log line so far (for the secret scan).

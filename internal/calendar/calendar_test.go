@@ -3,8 +3,10 @@ package calendar_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,17 +35,34 @@ func envInt(name string, def int) int {
 	return def
 }
 
+// The organization mode's templates, synthesized by make synth
+// (organizationScope=all, hubAccount=123456789012).
+const (
+	orgTemplate    = "../../build/cdk.org/KeyRotor.template.json"
+	memberTemplate = "../../build/cdk.org/KeyRotorMember.template.json"
+)
+
 // TestSlowCalendar plays simulated days of the daily schedule (see package
 // calendar) and fails on any violated guarantee. make test runs a short
-// one; `make soak DAYS=N SEED=S [USERS=U]` a long one, and replays a
-// failing seed with the same command. KEYROTOR_SIM_ADOPTION_DAYS is the
-// adoption window in days (default 4, so windows end within the short
-// run; 0: no window).
+// one; `make soak DAYS=N SEED=S [USERS=U] [ACCOUNTS=N]` a long one, and
+// replays a failing seed with the same command. KEYROTOR_SIM_ADOPTION_DAYS
+// is the adoption window in days (default 4, so windows end within the
+// short run; 0: no window). KEYROTOR_SIM_ACCOUNTS is the number of member
+// accounts (default 2, make soak's 0): with members the world is an
+// organization, the hub (keyrotor's account, configured as the org
+// template's functions are) and the members with the member stack, the
+// users spread over all of them (the same names in several), and on one
+// day the first member is unreachable (an SCP denying iam:*).
 func TestSlowCalendar(t *testing.T) {
 	o := calendar.Options{
 		Days: envInt("KEYROTOR_SIM_DAYS", 12), Users: envInt("KEYROTOR_SIM_USERS", 60), Seed: int64(envInt("KEYROTOR_SIM_SEED", 1)),
 		People: 0.04, MailOutage: 0.15, Quiet: 3,
 		Adoption: time.Duration(envInt("KEYROTOR_SIM_ADOPTION_DAYS", 4)) * calendar.Day,
+	}
+	members := envInt("KEYROTOR_SIM_ACCOUNTS", 2)
+	o.OutageDay = -1
+	if members > 0 && o.Days-o.Quiet > 4 {
+		o.OutageDay = 3
 	}
 	if testing.Verbose() {
 		o.Progress = os.Stdout
@@ -56,6 +75,7 @@ func TestSlowCalendar(t *testing.T) {
 	defer steps.Close()
 	steps.TagLimits = true
 	steps.Consistency = 300 * time.Millisecond
+	steps.RoleChecks = true
 	person, err := faultproxy.New(a.Endpoint)
 	if err != nil {
 		t.Fatal(err)
@@ -70,10 +90,33 @@ func TestSlowCalendar(t *testing.T) {
 	cfg.AdminTopicARN = a.Topic(t, "keyrotor-admins")
 	a.Bucket(t, cfg.ReportBucket)
 	a.VerifySender(t, cfg.Sender)
+	var ms []calendar.Member
+	if members > 0 {
+		cfg = orgConfig(t, cfg)
+		var spec []awstest.MemberSpec
+		for i := range members {
+			spec = append(spec, awstest.MemberSpec{Name: fmt.Sprintf("member-%d", i+1), OU: "Simulated"})
+		}
+		// The people of each member act through the person proxy, in the
+		// member (OrganizationAccountAccessRole).
+		org := awstest.NewOrg(t, person.URL(), spec)
+		for _, m := range org.Members {
+			m.DeployMemberStack(t, memberTemplate)
+			ms = append(ms, calendar.Member{ID: m.ID, Name: m.Name, People: clientsOf(m.Config)})
+		}
+		o.Deny = func(account string, on bool) {
+			if on {
+				steps.DenyActions(account, "iam:*")
+			} else {
+				steps.AllowActions(account)
+			}
+		}
+	}
 	w := &calendar.World{
 		People: clients(t, person.URL()), Steps: clients(t, steps.URL()),
 		Records: a.Records(t, cfg.RotationTable), Config: cfg, Endpoint: a.Endpoint,
 		SetClock: func(d time.Duration) error { a.Clock(t, d); return nil },
+		Members:  ms,
 	}
 	modes := []faultproxy.Mode{faultproxy.Throttle, faultproxy.ServerError, faultproxy.DropConnection, faultproxy.DropResponse}
 	o.Faults = func(day int, on bool) {
@@ -86,9 +129,13 @@ func TestSlowCalendar(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
+	setup := time.Now()
 	seeded, err := calendar.Seed(ctx, w, o)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, "seeded %d users in %d accounts in %.1fs\n", o.Users, 1+members, time.Since(setup).Seconds())
 	}
 	rep, err := calendar.Simulate(ctx, w, seeded, o)
 	if err != nil {
@@ -98,11 +145,18 @@ func TestSlowCalendar(t *testing.T) {
 	if rep.Deactivations == 0 || rep.Deletes == 0 || rep.PersonActs == 0 {
 		t.Fatalf("the simulation exercised too little:\n%s", rep)
 	}
+	if members > 0 {
+		for id, c := range rep.Accounts {
+			if c.Created == 0 || c.Deactivated == 0 {
+				t.Errorf("the simulation rotated nothing in account %s:\n%s", id, rep)
+			}
+		}
+	}
 	if o.Adoption > 0 {
 		t.Logf("adoption window %s: switched over on evidence %d, on the deadline %d, by a person %d", o.Adoption, rep.Evidence, rep.Deadline, rep.Person)
 	}
 	if len(rep.Violations) > 0 {
-		t.Fatalf("replay with: make soak DAYS=%d SEED=%d USERS=%d (adoption window: KEYROTOR_SIM_ADOPTION_DAYS=%d)\n%s", o.Days, o.Seed, o.Users, o.Adoption/calendar.Day, rep)
+		t.Fatalf("replay with: make soak DAYS=%d SEED=%d USERS=%d ACCOUNTS=%d (adoption window: KEYROTOR_SIM_ADOPTION_DAYS=%d)\n%s", o.Days, o.Seed, o.Users, members, o.Adoption/calendar.Day, rep)
 	}
 	if o.Adoption > 0 {
 		// A window must have time to end before the quiet days do.
@@ -118,11 +172,66 @@ func TestSlowCalendar(t *testing.T) {
 	}
 }
 
+// orgConfig is cfg in organization mode as the org hub template's find
+// function has it: its KEYROTOR_ORG_* settings, and keyrotor's account
+// (KEYROTOR_HOME_ACCOUNT, the stack's AWS::AccountId) the default account.
+func orgConfig(t *testing.T, cfg config.Config) config.Config {
+	t.Helper()
+	b, err := os.ReadFile(orgTemplate)
+	if err != nil {
+		t.Fatalf("%v: run `make synth` (make test does)", err)
+	}
+	var tmpl struct {
+		Resources map[string]struct {
+			Type       string
+			Properties struct {
+				Environment struct{ Variables map[string]any }
+			}
+		}
+	}
+	if err := json.Unmarshal(b, &tmpl); err != nil {
+		t.Fatalf("%s: %v", orgTemplate, err)
+	}
+	env := cfg.Env()
+	found := false
+	for id, r := range tmpl.Resources {
+		if r.Type != "AWS::Lambda::Function" || !strings.HasPrefix(id, "FindFunction") {
+			continue
+		}
+		for k, v := range r.Properties.Environment.Variables {
+			if s, ok := v.(string); ok && strings.HasPrefix(k, "KEYROTOR_ORG_") {
+				env[k] = s
+			}
+		}
+		if ref, _ := r.Properties.Environment.Variables[config.EnvHomeAccount].(map[string]any); ref["Ref"] == "AWS::AccountId" {
+			env[config.EnvHomeAccount] = awstest.DefaultAccount
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("%s: no find function with %s = the stack's account: not an organization-mode template", orgTemplate, config.EnvHomeAccount)
+	}
+	out, err := config.FromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !out.Organization() {
+		t.Fatalf("%s: find has no %s: not an organization-mode template", orgTemplate, config.EnvOrgScope)
+	}
+	return out
+}
+
 // clients are an account's clients, retrying only throttled calls as the
 // Lambdas do (awsconf.ThrottleRetryer): an SDK that retried a send whose
 // answer was lost would mail twice where production does not.
 func clients(t *testing.T, endpoint string) calendar.Clients {
-	cfg := awstest.Connect(t, endpoint).Config.Copy()
+	return clientsOf(awstest.Connect(t, endpoint).Config)
+}
+
+// clientsOf are the clients of an account's configuration, retrying as
+// clients' do.
+func clientsOf(base aws.Config) calendar.Clients {
+	cfg := base.Copy()
 	cfg.Retryer = func() aws.Retryer { return awsconf.ThrottleRetryer(8) }
 	cfg.RetryMaxAttempts = 8
 	return calendar.Clients{

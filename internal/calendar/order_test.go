@@ -13,8 +13,16 @@ import (
 // step of calendar.FlowOrder reaches the next without passing another Task,
 // every Task of a child is one of them (or the inline DeleteOldKey), and
 // the grace state machine waits, then deletes.
+// The organization mode's hub template (the org simulation's) must have
+// the same order.
 func TestFlowOrderMatchesDefinition(t *testing.T) {
-	tmpl, err := local.ReadTemplate("../../cdk.out/KeyRotor.template.json")
+	for _, path := range []string{"../../cdk.out/KeyRotor.template.json", orgTemplate} {
+		t.Run(path, func(t *testing.T) { flowOrderMatches(t, path) })
+	}
+}
+
+func flowOrderMatches(t *testing.T, path string) {
+	tmpl, err := local.ReadTemplate(path)
 	if err != nil {
 		t.Fatalf("%v (run make synth)", err)
 	}

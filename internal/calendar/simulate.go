@@ -44,7 +44,14 @@ type Options struct {
 	// pipeline (see pipelines) that uses its keys each day before the
 	// day's run.
 	Adoption time.Duration
-	Progress io.Writer
+	// OutageDay, in an organization (World.Members), is the day on which
+	// the first member is unreachable (-1: none): Deny(account, true)
+	// before that day's run, Deny(account, false) after it. The other
+	// accounts must be rotated that day; the member's rotations converge
+	// afterwards.
+	OutageDay int
+	Deny      func(account string, on bool)
+	Progress  io.Writer
 }
 
 // Report is what a simulation did and checked.
@@ -63,13 +70,23 @@ type Report struct {
 	Evidence, Deadline, Person int
 	Checks                     map[string]int // invariant -> instances checked
 	Violations                 []string
+	// Accounts counts, by account id, what keyrotor did there (an
+	// organization; one account: the default account's).
+	Accounts map[string]*AccountCounts
 }
 
-// Seeded is what Seed created: the users and each one's first key with
-// its secret (an owner's pipeline uses it; keyrotor never sees it).
+// AccountCounts is what keyrotor did in one account.
+type AccountCounts struct {
+	Users, Created, Deactivated, Deleted int
+}
+
+// Seeded is what Seed created: the users (by Ref: in an organization
+// spread over the hub and the members, the same names in several
+// accounts) and each one's first key with its secret (an owner's pipeline
+// uses it; keyrotor never sees it).
 type Seeded struct {
 	Users []string
-	Keys  map[string]SeedKey // user -> its seeded key
+	Keys  map[string]SeedKey // user (Ref) -> its seeded key
 }
 
 // SeedKey is a user's seeded key; Unused keys were used once, long ago
@@ -86,11 +103,16 @@ type SeedKey struct {
 func Seed(ctx context.Context, w *World, o Options) (*Seeded, error) {
 	r := rand.New(rand.NewPCG(uint64(o.Seed), 1))
 	seeded := &Seeded{Keys: map[string]SeedKey{}}
+	accounts := w.Accounts()
 	for i := range o.Users {
-		name := fmt.Sprintf("user-%03d", i)
-		if i%17 == 5 {
-			name = fmt.Sprintf("svc+%d,ops=x.%d@team_y", i, i) // every legal character
+		// User i is in account i mod the accounts, named by its index
+		// there: user-000 is in every account (one account: as before).
+		acct, j := accounts[i%len(accounts)], i/len(accounts)
+		name := fmt.Sprintf("user-%03d", j)
+		if j%17 == 5 {
+			name = fmt.Sprintf("svc+%d,ops=x.%d@team_y", j, j) // every legal character
 		}
+		iamc := w.PeopleIn(acct).IAM
 		age := 80 + r.IntN(o.Days+15)
 		unused := r.IntN(10) == 0
 		in := &iam.CreateUserInput{UserName: aws.String(name)}
@@ -100,10 +122,10 @@ func Seed(ctx context.Context, w *World, o Options) (*Seeded, error) {
 		if err := w.SetClock(w.offset - time.Duration(age)*Day); err != nil {
 			return nil, err
 		}
-		if _, err := w.People.IAM.CreateUser(ctx, in); err != nil {
+		if _, err := iamc.CreateUser(ctx, in); err != nil {
 			return nil, err
 		}
-		k, err := w.People.IAM.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(name)})
+		k, err := iamc.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(name)})
 		if err != nil {
 			return nil, err
 		}
@@ -114,11 +136,12 @@ func Seed(ctx context.Context, w *World, o Options) (*Seeded, error) {
 		if err := w.SetClock(used); err != nil {
 			return nil, err
 		}
-		if !w.Works(ctx, aws.ToString(k.AccessKey.AccessKeyId), aws.ToString(k.AccessKey.SecretAccessKey)) {
-			return nil, fmt.Errorf("seed key of %s does not work", name)
+		if in, ok := w.KeyAccount(ctx, aws.ToString(k.AccessKey.AccessKeyId), aws.ToString(k.AccessKey.SecretAccessKey)); !ok || in != w.AccountID(acct) {
+			return nil, fmt.Errorf("seed key of %s does not work in account %s (acts in %q)", name, w.AccountID(acct), in)
 		}
-		seeded.Users = append(seeded.Users, name)
-		seeded.Keys[name] = SeedKey{ID: aws.ToString(k.AccessKey.AccessKeyId), Secret: aws.ToString(k.AccessKey.SecretAccessKey), Unused: unused}
+		ref := w.Ref(acct, name)
+		seeded.Users = append(seeded.Users, ref)
+		seeded.Keys[ref] = SeedKey{ID: aws.ToString(k.AccessKey.AccessKeyId), Secret: aws.ToString(k.AccessKey.SecretAccessKey), Unused: unused}
 	}
 	return seeded, w.SetClock(w.offset)
 }
@@ -129,12 +152,19 @@ func Seed(ctx context.Context, w *World, o Options) (*Seeded, error) {
 func Simulate(ctx context.Context, w *World, seeded *Seeded, o Options) (*Report, error) {
 	users := seeded.Users
 	r := rand.New(rand.NewPCG(uint64(o.Seed), 2))
-	rep := &Report{Seed: o.Seed, Days: o.Days, Users: len(users), Adoption: o.Adoption, Checks: map[string]int{}}
+	rep := &Report{Seed: o.Seed, Days: o.Days, Users: len(users), Adoption: o.Adoption, Checks: map[string]int{}, Accounts: map[string]*AccountCounts{}}
+	for _, a := range w.Accounts() {
+		rep.Accounts[w.AccountID(a)] = &AccountCounts{}
+	}
+	for _, u := range users {
+		a, _ := SplitRef(u)
+		rep.Accounts[w.AccountID(a)].Users++
+	}
 	w.Config.AdoptionWindow = o.Adoption
 	if err := w.Config.Validate(); err != nil {
 		return rep, err
 	}
-	p := &people{w: w, r: r, users: users, touched: map[string]time.Time{}, gone: map[string]bool{}, created: map[string]string{}, seeded: seeded}
+	p := &people{w: w, r: r, users: users, touched: map[string]time.Time{}, gone: map[string]bool{}, created: map[string]string{}, createdBy: map[string]string{}, seeded: seeded}
 	if o.Adoption > 0 {
 		// Its own generator: the people's draws stay those of a run
 		// without a window.
@@ -142,6 +172,7 @@ func Simulate(ctx context.Context, w *World, seeded *Seeded, o Options) (*Report
 		rep.Pipelines = p.pipes.mix()
 	}
 	for day := 0; day < o.Days; day++ {
+		began := time.Now()
 		quiet := day >= o.Days-o.Quiet
 		if p.pipes != nil {
 			// The owners' pipelines work before the day's run.
@@ -161,8 +192,17 @@ func Simulate(ctx context.Context, w *World, seeded *Seeded, o Options) (*Report
 				p.act(ctx, rep)
 			}
 		}
+		denied := ""
+		if w.Org() && day == o.OutageDay && o.Deny != nil {
+			denied = w.Members[0].ID
+			o.Deny(denied, true)
+		}
 		start := len(w.Acts)
 		plan, outs, err := w.RunDay(ctx, between)
+		if denied != "" {
+			o.Deny(denied, false)
+			checkOutage(w, rep, day, denied, plan, outs)
+		}
 		if err != nil {
 			// A find that faults past its retries fails the day's
 			// execution (alarmed); the next day's run picks everything up.
@@ -208,7 +248,16 @@ func Simulate(ctx context.Context, w *World, seeded *Seeded, o Options) (*Report
 			if plan != nil {
 				items = len(plan.Items)
 			}
-			fmt.Fprintf(o.Progress, "day %2d: %3d items, %2d failed, %d violations so far%s\n", day, items, failed, len(rep.Violations), map[bool]string{true: " (mail outage)", false: ""}[outage])
+			accts := ""
+			if plan != nil {
+				for _, ap := range plan.Accounts {
+					accts += fmt.Sprintf(" %s:%s/%d", ap.Account, ap.Status, ap.Items)
+					if ap.Status != rotation.AccountPlanned {
+						accts += fmt.Sprintf("(%.60s)", ap.Reason)
+					}
+				}
+			}
+			fmt.Fprintf(o.Progress, "day %2d: %3d items, %2d failed, %d violations so far%s (%.1fs)%s\n", day, items, failed, len(rep.Violations), map[bool]string{true: " (mail outage)", false: ""}[outage], time.Since(began).Seconds(), accts)
 		}
 		if err := w.Advance(Day); err != nil {
 			return rep, err
@@ -217,24 +266,65 @@ func Simulate(ctx context.Context, w *World, seeded *Seeded, o Options) (*Report
 	return rep, nil
 }
 
-// people act on the account as a seeded generator says.
+// checkOutage checks the day a member was unreachable: find reported it
+// unreachable and planned the others, and the others' keys were rotated
+// (not every one of their items failed).
+func checkOutage(w *World, rep *Report, day int, denied string, plan *rotation.Plan, outs []Outcome) {
+	fail := func(format string, args ...any) {
+		rep.Violations = append(rep.Violations, fmt.Sprintf("day %d (member %s unreachable): ", day, denied)+fmt.Sprintf(format, args...))
+	}
+	rep.Checks["others rotated while a member is unreachable"]++
+	if plan == nil {
+		return // the day's find failed (faults): counted in FailedRuns
+	}
+	for _, ap := range plan.Accounts {
+		switch {
+		case ap.Account == denied && ap.Status != rotation.AccountUnreachable:
+			fail("find reported the denied member %s as %q (%s), not unreachable", ap.Account, ap.Status, ap.Reason)
+		case ap.Account != denied && ap.Status == rotation.AccountUnreachable:
+			fail("find reported account %s unreachable (%s) while only %s was denied", ap.Account, ap.Reason, denied)
+		}
+	}
+	items, done := map[string]int{}, map[string]int{}
+	for _, out := range outs {
+		a := w.AccountID(out.Item.Account)
+		if a == denied {
+			fail("find planned %s of %s in the denied member", out.Item.OldKey.ID, out.Item.User)
+			continue
+		}
+		items[a]++
+		if out.Result != "failed" {
+			done[a]++
+		}
+	}
+	for a, n := range items {
+		if done[a] == 0 {
+			fail("every one of the %d items of account %s failed", n, a)
+		}
+	}
+}
+
+// people act on the accounts as a seeded generator says; users are Refs.
 type people struct {
-	w       *World
-	r       *rand.Rand
-	users   []string
-	touched map[string]time.Time // user -> last time a person changed its keys
-	gone    map[string]bool      // deleted users
-	created map[string]string    // keys people created: id -> secret
-	seeded  *Seeded
-	pipes   *pipelines // the owners' pipelines (nil: no adoption window)
+	w         *World
+	r         *rand.Rand
+	users     []string
+	touched   map[string]time.Time // user -> last time a person changed its keys
+	gone      map[string]bool      // deleted users
+	created   map[string]string    // keys people created: id -> secret
+	createdBy map[string]string    // keys people created: id -> user
+	seeded    *Seeded
+	pipes     *pipelines // the owners' pipelines (nil: no adoption window)
 }
 
 func (p *people) act(ctx context.Context, rep *Report) {
-	u := p.users[p.r.IntN(len(p.users))]
-	if p.gone[u] {
+	ref := p.users[p.r.IntN(len(p.users))]
+	if p.gone[ref] {
 		return
 	}
-	ks, err := p.w.People.IAM.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(u)})
+	acct, u := SplitRef(ref)
+	c := p.w.PeopleIn(acct).IAM
+	ks, err := c.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(u)})
 	if err != nil {
 		return
 	}
@@ -247,22 +337,23 @@ func (p *people) act(ctx context.Context, rep *Report) {
 	done := ""
 	switch n := p.r.IntN(100); {
 	case n < 35 && id != "" && pick.Status == iamtypes.StatusTypeInactive: // a pipeline broke: switch the old key back on
-		if _, err := p.w.People.IAM.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{UserName: aws.String(u), AccessKeyId: aws.String(id), Status: iamtypes.StatusTypeActive}); err == nil {
+		if _, err := c.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{UserName: aws.String(u), AccessKeyId: aws.String(id), Status: iamtypes.StatusTypeActive}); err == nil {
 			done = "reactivate"
 		}
 	case n < 45 && id != "" && pick.Status == iamtypes.StatusTypeActive:
-		if _, err := p.w.People.IAM.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{UserName: aws.String(u), AccessKeyId: aws.String(id), Status: iamtypes.StatusTypeInactive}); err == nil {
+		if _, err := c.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{UserName: aws.String(u), AccessKeyId: aws.String(id), Status: iamtypes.StatusTypeInactive}); err == nil {
 			done = "deactivate"
 		}
 	case n < 55 && id != "":
-		if _, err := p.w.People.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String(u), AccessKeyId: aws.String(id)}); err == nil {
+		if _, err := c.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String(u), AccessKeyId: aws.String(id)}); err == nil {
 			done = "delete"
 		}
 	case n < 65 && len(keys) < 2:
-		out, err := p.w.People.IAM.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(u)})
+		out, err := c.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(u)})
 		if err == nil {
 			id = aws.ToString(out.AccessKey.AccessKeyId)
 			p.created[id] = aws.ToString(out.AccessKey.SecretAccessKey)
+			p.createdBy[id] = ref
 			done = "create"
 		}
 	case n < 85: // tags of their own, up to IAM's limit (the proxy enforces it)
@@ -270,20 +361,20 @@ func (p *people) act(ctx context.Context, rep *Report) {
 		for i := range 5 + p.r.IntN(20) {
 			tags = append(tags, iamtypes.Tag{Key: aws.String(fmt.Sprintf("team-%d-%d", p.r.IntN(1000), i)), Value: aws.String("x")})
 		}
-		p.w.People.IAM.TagUser(ctx, &iam.TagUserInput{UserName: aws.String(u), Tags: tags})
+		c.TagUser(ctx, &iam.TagUserInput{UserName: aws.String(u), Tags: tags})
 		return
 	case n < 88:
 		for _, k := range keys {
-			p.w.People.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String(u), AccessKeyId: k.AccessKeyId})
+			c.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String(u), AccessKeyId: k.AccessKeyId})
 		}
-		if _, err := p.w.People.IAM.DeleteUser(ctx, &iam.DeleteUserInput{UserName: aws.String(u)}); err == nil {
-			p.gone[u] = true
+		if _, err := c.DeleteUser(ctx, &iam.DeleteUserInput{UserName: aws.String(u)}); err == nil {
+			p.gone[ref] = true
 			done = "delete-user"
 		}
 	}
 	if done != "" {
-		p.touched[u] = p.w.Now()
-		p.w.act("person", done, u, id, "")
+		p.touched[ref] = p.w.Now()
+		p.w.act("person", done, ref, id, "")
 		rep.PersonActs++
 	}
 }
@@ -300,9 +391,10 @@ func (p *people) answerAdmins(ctx context.Context, rep *Report) {
 			continue
 		}
 		id := strings.Fields(strings.TrimPrefix(rec.Attention, "key "))[0]
-		if _, err := p.w.People.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String(rec.User), AccessKeyId: aws.String(id)}); err == nil {
-			p.touched[rec.User] = p.w.Now()
-			p.w.act("person", "delete", rec.User, id, "as the admins' message asked")
+		ref := p.w.RecRef(rec)
+		if _, err := p.w.PeopleIn(rec.Account).IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String(rec.User), AccessKeyId: aws.String(id)}); err == nil {
+			p.touched[ref] = p.w.Now()
+			p.w.act("person", "delete", ref, id, "as the admins' message asked")
 			rep.PersonActs++
 		}
 	}
@@ -338,8 +430,17 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 		if a.By != "keyrotor" {
 			continue
 		}
+		acct, _ := SplitRef(a.User)
+		counts := rep.Accounts[w.AccountID(acct)]
+		if counts == nil {
+			counts = &AccountCounts{}
+			rep.Accounts[w.AccountID(acct)] = counts
+		}
 		switch a.What {
+		case "create":
+			counts.Created++
 		case "deactivate":
+			counts.Deactivated++
 			rep.Checks["notice before deactivation"]++
 			rep.Deactivations++
 			rec := recs[a.KeyID]
@@ -354,6 +455,7 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 				fail("the notice of %s is recorded as mailed but no mail mentions it", a.KeyID)
 			}
 		case "delete":
+			counts.Deleted++
 			rep.Checks["no early or unproven delete"]++
 			rep.Deletes++
 			var deact time.Time
@@ -362,10 +464,11 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 					deact = b.At
 				}
 			}
-			if rec := recs[a.KeyID]; deact.IsZero() && rec != nil && rec.Adoption != nil && rec.Adoption.SwitchOver == ledger.SwitchPerson {
-				// A person deactivated the old key in its adoption window
-				// (the switch-over): its grace runs from keyrotor's
-				// recording that, after the person's act.
+			if rec := recs[a.KeyID]; deact.IsZero() && rec != nil {
+				// A person deactivated the old key (in its adoption window:
+				// the switch-over, or before a switch-over on evidence):
+				// its grace runs from keyrotor's recording that, after the
+				// person's act.
 				if pd := lastPerson(a.KeyID, a.At, "deactivate"); !pd.IsZero() && !rec.DeactivatedAt.IsZero() && !pd.After(rec.DeactivatedAt.Add(time.Second)) {
 					deact = rec.DeactivatedAt
 				}
@@ -373,8 +476,24 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 			switch {
 			case deact.IsZero():
 				// Only a key keyrotor itself created and could not keep.
-				if _, ok := p.created[a.KeyID]; ok || !createdByKeyrotor(recs, a.KeyID) {
-					fail("keyrotor deleted %s of %s, which it never deactivated nor created", a.KeyID, a.User)
+				// (Its history says so, or the truth: an attempt whose
+				// record write failed deletes the key it created, with no
+				// history.)
+				if _, ok := p.created[a.KeyID]; ok || !createdByKeyrotor(recs, a.KeyID) && !w.createdByKeyrotor(a.KeyID, a.User) {
+					var acts []string
+					for _, b := range w.Acts {
+						if b.KeyID == a.KeyID {
+							acts = append(acts, fmt.Sprintf("%s %s %s %s", stamp(b.At), b.By, b.What, b.Detail))
+						}
+					}
+					var hist []string
+					if rec := recs[a.KeyID]; rec != nil {
+						for _, h := range rec.History {
+							hist = append(hist, fmt.Sprintf("%s %s %s", stamp(h.At), h.State, h.Note))
+						}
+					}
+					_, byPerson := p.created[a.KeyID]
+					fail("keyrotor deleted %s of %s, which it never deactivated nor created (created by a person: %v; acts on it %q; record %s, history %q)", a.KeyID, a.User, byPerson, acts, summary(recs[a.KeyID]), hist)
 				}
 			case a.At.Before(deact.Add(w.Config.GracePeriod)):
 				fail("keyrotor deleted %s of %s at %s, before the grace from its deactivation at %s", a.KeyID, a.User, a.At, deact)
@@ -406,7 +525,7 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 		}
 		retired := false
 		for _, rec := range recs {
-			retired = retired || rec.User == u && rec.Action != "rotate"
+			retired = retired || w.RecRef(rec) == u && rec.Action != "rotate"
 		}
 		if !retired {
 			fail("user %s has no Active key, no person touched it and no unused key was retired (keys %v)", u, ks)
@@ -422,39 +541,127 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 			adopting[rec.NewKeyID] = true
 		}
 	}
+	// 8. Nothing keyrotor writes lands in the wrong account: a secret in
+	// an account is of a user keyrotor rotates in that account (a record of
+	// that account and user), holds a key of that user there, and in a
+	// member is under the member's own key.
 	var secrets []string
-	sp := secretsmanager.NewListSecretsPaginator(w.People.Secrets, &secretsmanager.ListSecretsInput{})
-	for sp.HasMorePages() {
-		page, err := sp.NextPage(ctx)
-		if err != nil {
-			return err
-		}
-		for _, s := range page.SecretList {
-			if s.DeletedDate != nil {
-				continue
-			}
-			v, err := w.People.Secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: s.ARN})
+	for _, acct := range w.Accounts() {
+		c := w.PeopleIn(acct).Secrets
+		sp := secretsmanager.NewListSecretsPaginator(c, &secretsmanager.ListSecretsInput{})
+		for sp.HasMorePages() {
+			page, err := sp.NextPage(ctx)
 			if err != nil {
-				continue
+				return err
 			}
-			var sk rotation.StoredKey
-			if json.Unmarshal([]byte(aws.ToString(v.SecretString)), &sk) != nil || sk.AccessKeyID == "" {
-				continue
+			for _, s := range page.SecretList {
+				if s.DeletedDate != nil {
+					continue
+				}
+				v, err := c.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: s.ARN})
+				if err != nil {
+					continue
+				}
+				var sk rotation.StoredKey
+				if json.Unmarshal([]byte(aws.ToString(v.SecretString)), &sk) != nil || sk.AccessKeyID == "" {
+					continue
+				}
+				secrets = append(secrets, sk.SecretAccessKey)
+				ref := w.Ref(acct, sk.UserName)
+				if w.Org() {
+					rep.Checks["secret in its user's account"]++
+					mine, other := false, ""
+					for _, rec := range recs {
+						mine = mine || w.RecRef(rec) == ref
+						if rec.NewKeyID == sk.AccessKeyID && w.RecRef(rec) != ref {
+							other = w.RecRef(rec)
+						}
+					}
+					switch {
+					case !mine:
+						fail("secret %s in account %s holds %s of %s, but keyrotor has no rotation of %s in that account", aws.ToString(s.Name), w.AccountID(acct), sk.AccessKeyID, sk.UserName, sk.UserName)
+					case other != "":
+						fail("secret %s in account %s holds %s, the new key of %s's rotation", aws.ToString(s.Name), w.AccountID(acct), sk.AccessKeyID, other)
+					case acct != "" && !strings.Contains(aws.ToString(s.KmsKeyId), "KeyRotorMember"):
+						fail("secret %s in member %s is encrypted with %q, not the member's key (alias/KeyRotorMember)", aws.ToString(s.Name), acct, aws.ToString(s.KmsKeyId))
+					}
+				}
+				rep.Checks["stored secret works"]++
+				if !users[ref] || !lastPerson(sk.AccessKeyID, w.Now().Add(time.Second)).IsZero() {
+					continue
+				}
+				st, ok := keys[ref][sk.AccessKeyID]
+				switch {
+				case !ok:
+					fail("secret of %s holds %s, which no longer exists and no person deleted", ref, sk.AccessKeyID)
+				case st != iamtypes.StatusTypeActive:
+					fail("secret of %s holds %s, which is %s and no person deactivated", ref, sk.AccessKeyID, st)
+				case adopting[sk.AccessKeyID]:
+				default:
+					if in, works := w.KeyAccount(ctx, sk.AccessKeyID, sk.SecretAccessKey); !works {
+						fail("secret of %s holds %s, which does not work", ref, sk.AccessKeyID)
+					} else if in != w.AccountID(acct) {
+						fail("secret of %s in account %s holds %s, which acts in account %s", ref, w.AccountID(acct), sk.AccessKeyID, in)
+					}
+				}
 			}
-			secrets = append(secrets, sk.SecretAccessKey)
-			rep.Checks["stored secret works"]++
-			if !users[sk.UserName] || !lastPerson(sk.AccessKeyID, w.Now().Add(time.Second)).IsZero() {
-				continue
+		}
+	}
+	// 9. No key keyrotor created for a user in an account where it has no
+	// rotation for that user: every key of a user is its seeded key, one a
+	// person created for it, or one a rotation of that user in that
+	// account names (a create whose answer was lost excepted).
+	explained := map[string]string{} // key id -> the user (Ref) it is explained for
+	for ref, k := range p.seeded.Keys {
+		explained[k.ID] = ref
+	}
+	for id, ref := range p.createdBy {
+		explained[id] = ref
+	}
+	for _, rec := range recs {
+		ref := w.RecRef(rec)
+		explained[rec.ID] = ref
+		if rec.NewKeyID != "" {
+			explained[rec.NewKeyID] = ref
+		}
+	}
+	rotated := map[string]bool{} // users (Refs) keyrotor has a rotation of
+	for _, rec := range recs {
+		rotated[w.RecRef(rec)] = true
+	}
+	lost := map[string]bool{}
+	for _, a := range w.Acts {
+		switch {
+		case a.By != "keyrotor":
+		case a.What == "create-unknown":
+			lost[a.User] = true
+		case a.What == "create" && rotated[a.User]:
+			// Created for a rotation of that user in that account, and
+			// left unrecorded (its record write failed, and so did its
+			// removal).
+			if _, ok := explained[a.KeyID]; !ok {
+				explained[a.KeyID] = a.User
 			}
-			st, ok := keys[sk.UserName][sk.AccessKeyID]
+		}
+	}
+	for _, ref := range sortedKeys(keys) {
+		for _, id := range sortedKeys(keys[ref]) {
+			rep.Checks["key in its rotation's account"]++
+			owner, ok := explained[id]
+			if !ok {
+				for _, rec := range recs {
+					for _, h := range rec.History {
+						if strings.Contains(h.Note, id) {
+							owner, ok = w.RecRef(rec), true
+						}
+					}
+				}
+			}
 			switch {
-			case !ok:
-				fail("secret of %s holds %s, which no longer exists and no person deleted", sk.UserName, sk.AccessKeyID)
-			case st != iamtypes.StatusTypeActive:
-				fail("secret of %s holds %s, which is %s and no person deactivated", sk.UserName, sk.AccessKeyID, st)
-			case adopting[sk.AccessKeyID]:
-			case !w.Works(ctx, sk.AccessKeyID, sk.SecretAccessKey):
-				fail("secret of %s holds %s, which does not work", sk.UserName, sk.AccessKeyID)
+			case ok && owner != ref:
+				fail("key %s of %s: the key of %s's rotation or seed (another account or user)", id, ref, owner)
+			case !ok && !lost[ref]:
+				fail("key %s of %s was created by neither a person, the seed nor a rotation of %s in its account", id, ref, ref)
 			}
 		}
 	}
@@ -482,6 +689,20 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 				n++
 			}
 		}
+		if w.Org() {
+			// In an organization every mail about a key names its user's
+			// account: "alice in account <id>".
+			want := rec.User + " in account " + w.AccountID(rec.Account)
+			for _, m := range sent.Mails {
+				if !strings.Contains(m.Body, rec.ID) {
+					continue
+				}
+				rep.Checks["mail names the user's account"]++
+				if !strings.Contains(m.Body, want) {
+					fail("a mail about %s of %s does not say %q", rec.ID, w.RecRef(rec), want)
+				}
+			}
+		}
 		if n > rec.Rotation+unknown {
 			var subjects []string
 			for _, m := range notices {
@@ -497,14 +718,15 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 	if final {
 		maxAge := time.Duration(w.Config.MaxKeyAgeDays+2) * Day
 		for u := range users {
-			ks, err := w.People.IAM.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(u)})
+			acct, name := SplitRef(u)
+			ks, err := w.PeopleIn(acct).IAM.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(name)})
 			if err != nil {
 				continue
 			}
 			// Blocked is policy's word (the two-key rule), from the same
 			// facts find uses: live keys and the rotation records.
 			rules := policy.Rules{MaxKeyAgeDays: w.Config.MaxKeyAgeDays, UnusedDays: w.Config.UnusedDays, Grace: w.Config.GracePeriod}
-			pu := policy.User{Name: u}
+			pu := policy.User{Name: name}
 			for _, k := range ks.AccessKeyMetadata {
 				pk := policy.Key{ID: aws.ToString(k.AccessKeyId), Active: k.Status == iamtypes.StatusTypeActive, Created: aws.ToTime(k.CreateDate), LastUsed: w.Now()}
 				if r := recs[pk.ID]; r != nil {
@@ -570,6 +792,17 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 	return nil
 }
 
+// createdByKeyrotor reports whether keyrotor created key for user (a Ref),
+// by the truth of its IAM calls.
+func (w *World) createdByKeyrotor(key, user string) bool {
+	for _, a := range w.Acts {
+		if a.By == "keyrotor" && a.What == "create" && a.KeyID == key && a.User == user {
+			return true
+		}
+	}
+	return false
+}
+
 func createdByKeyrotor(recs map[string]*ledger.Record, key string) bool {
 	for _, rec := range recs {
 		for _, h := range rec.History {
@@ -627,6 +860,12 @@ func (r *Report) String() string {
 	sort.Strings(names)
 	for _, k := range names {
 		fmt.Fprintf(&b, "  checked %-30s %d times\n", k, r.Checks[k])
+	}
+	if len(r.Accounts) > 1 {
+		for _, a := range sortedKeys(r.Accounts) {
+			c := r.Accounts[a]
+			fmt.Fprintf(&b, "  account %s: %d users; keyrotor created %d keys, deactivated %d, deleted %d\n", a, c.Users, c.Created, c.Deactivated, c.Deleted)
+		}
 	}
 	for _, v := range r.Violations {
 		fmt.Fprintf(&b, "  VIOLATION %s\n", v)
@@ -751,7 +990,7 @@ func (ps *pipelines) work(ctx context.Context, w *World, p *people, day int) {
 			if day < ps.dayOf(rec.NoticeAt)+pl.after {
 				continue
 			}
-			v, err := w.People.Secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(rec.SecretName)})
+			v, err := w.PeopleIn(rec.Account).Secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(rec.SecretName)})
 			if err != nil {
 				continue
 			}
@@ -850,15 +1089,15 @@ func (ps *pipelines) check(w *World, p *people, rep *Report, recs map[string]*le
 		}
 		rep.Checks["evidence only after a switch"]++
 		kind := "none"
-		if pl := ps.by[rec.User]; pl != nil {
+		if pl := ps.by[w.RecRef(rec)]; pl != nil {
 			kind = pl.kind
 		}
 		d := ps.dayOf(ad.SwitchedAt)
 		switch {
 		case !ps.usedBetween(rec.NewKeyID, rec.NewKeyCreated, ad.SwitchedAt):
-			fail("user %s key %s switched over on evidence, but its pipeline (%s) never used the new key %s before %s (uses %s; %s)", rec.User, rec.ID, kind, rec.NewKeyID, stamp(ad.SwitchedAt), stamps(ps.uses[rec.NewKeyID]), adoption(rec))
+			fail("user %s key %s switched over on evidence, but its pipeline (%s) never used the new key %s before %s (uses %s; %s)", w.RecRef(rec), rec.ID, kind, rec.NewKeyID, stamp(ad.SwitchedAt), stamps(ps.uses[rec.NewKeyID]), adoption(rec))
 		case d >= 0 && ps.usedBetween(rec.ID, ps.dayStart[d], ad.SwitchedAt):
-			fail("user %s key %s switched over on evidence on day %d, but its pipeline (%s) used the old key that day before the check (uses %s; %s)", rec.User, rec.ID, d, kind, stamps(ps.uses[rec.ID]), adoption(rec))
+			fail("user %s key %s switched over on evidence on day %d, but its pipeline (%s) used the old key that day before the check (uses %s; %s)", w.RecRef(rec), rec.ID, d, kind, stamps(ps.uses[rec.ID]), adoption(rec))
 		}
 	}
 	// (c) At most the notice and one reminder per point mailed per
@@ -890,7 +1129,7 @@ func (ps *pipelines) check(w *World, p *people, rep *Report, recs map[string]*le
 		tag := rotationTag(rec)
 		if n, limit := ps.mails[tag], 1+len(w.Config.Reminders())+unknown; n > limit || ps.reminders[tag] > len(rec.Adoption.Reminders) {
 			fail("user %s key %s: %d owner mails (%d reminders) in rotation %d; at most %d (%d reminder points, %d unknown outcomes), reminders at most the %d points recorded (%s)",
-				rec.User, rec.ID, n, ps.reminders[tag], rec.Rotation, limit, len(w.Config.Reminders()), unknown, len(rec.Adoption.Reminders), adoption(rec))
+				w.RecRef(rec), rec.ID, n, ps.reminders[tag], rec.Rotation, limit, len(w.Config.Reminders()), unknown, len(rec.Adoption.Reminders), adoption(rec))
 		}
 	}
 	// (e) A window ended or held on a person's action (a key deleted,
@@ -911,10 +1150,10 @@ func (ps *pipelines) check(w *World, p *people, rep *Report, recs map[string]*le
 		}
 		acted := false
 		for _, a := range w.Acts {
-			acted = acted || a.By == "person" && a.User == rec.User && !a.At.After(end)
+			acted = acted || a.By == "person" && a.User == w.RecRef(rec) && !a.At.After(end)
 		}
 		if !acted {
-			fail("user %s key %s: rotation %d %s on a person's action (%q), but no person acted on %s's keys (%s)", rec.User, rec.ID, rec.Rotation, rec.State, rec.Outcome, rec.User, adoption(rec))
+			fail("user %s key %s: rotation %d %s on a person's action (%q), but no person acted on %s's keys (%s)", w.RecRef(rec), rec.ID, rec.Rotation, rec.State, rec.Outcome, rec.User, adoption(rec))
 		}
 	}
 	// (d) After the quiet days (no faults, no people): no window still
@@ -922,12 +1161,12 @@ func (ps *pipelines) check(w *World, p *people, rep *Report, recs map[string]*le
 	if final {
 		for _, id := range sortedKeys(recs) {
 			rec := recs[id]
-			if rec.Adoption == nil || !users[rec.User] {
+			if rec.Adoption == nil || !users[w.RecRef(rec)] {
 				continue
 			}
 			rep.Checks["window ends after its Until"]++
 			if rec.State == ledger.Adopting && w.Now().After(rec.Adoption.Until.Add(2*Day)) {
-				fail("user %s key %s is still in its adoption window, which ended %s (%s)", rec.User, rec.ID, stamp(rec.Adoption.Until), adoption(rec))
+				fail("user %s key %s is still in its adoption window, which ended %s (%s)", w.RecRef(rec), rec.ID, stamp(rec.Adoption.Until), adoption(rec))
 			}
 		}
 	}
