@@ -5,8 +5,9 @@ package main
 // assume, allowed exactly the IAM, Secrets Manager and KMS actions of the
 // per-account steps; the account's own key for the secrets stored there;
 // and the read-own-secret policy. A StackSet in the hub deploys it to the
-// organization. The hub does not assume the role yet: the runtime still
-// rotates only the hub's own account.
+// organization. The hub's side (organizationScope set: fixed role names,
+// sts:AssumeRole on the member role, the Organizations actions) is in
+// stack.go and permissions.go.
 
 import (
 	"bytes"
@@ -55,11 +56,12 @@ const (
 	// MemberStackName names the member stack and its StackSet.
 	MemberStackName = "KeyRotorMember"
 	// MemberRoleName is fixed, so the hub can build the role's ARN for any
-	// account: arn:<partition>:iam::<account>:role/KeyRotorMember.
-	MemberRoleName = "KeyRotorMember"
+	// account: arn:<partition>:iam::<account>:role/KeyRotorMember. The
+	// functions read the same constant (shared/org).
+	MemberRoleName = config.MemberRoleName
 	// MemberKeyAlias names the member account's key, so the hub can pass it
 	// to Secrets Manager (KmsKeyId) without looking it up.
-	MemberKeyAlias = "alias/KeyRotorMember"
+	MemberKeyAlias = config.MemberKeyAlias
 	// maxTemplateBody is CloudFormation's limit on a TemplateBody.
 	maxTemplateBody = 51200
 )
@@ -70,10 +72,11 @@ const (
 var MemberFunctions = []string{"find", "create-and-store", "check-adoption", "deactivate", "delete"}
 
 // HubRoleName is the name the hub's role of function fn must have in
-// region for the member role to trust it. The hub's roles are named by
-// CloudFormation today (infra/stack.go): the hub side of the organization
-// mode sets RoleName to this. The region is in the name because IAM names
-// are per account and a hub may be deployed in several regions.
+// region for the member role to trust it. In the organization mode the hub
+// names the roles of MemberFunctions so (newFunction, with the stack's
+// region); in a single account CloudFormation names them. The region is in
+// the name because IAM names are per account and a hub may be deployed in
+// several regions.
 func HubRoleName(fn, region string) string { return "KeyRotor-" + fn + "-" + region }
 
 // perAccount reports whether an action of Permissions is called in the
@@ -89,13 +92,15 @@ func perAccount(action string) bool {
 
 // MemberActions is the member role's action list under cfg: the per-account
 // actions of MemberFunctions in Permissions, each granted as the hub grants
-// it (granted: the password actions only with retirePasswords, the group
-// lookup only with exemptGroup), sorted.
+// it in the organization mode (granted: the password actions only with
+// retirePasswords, the group lookup only with exemptGroup; the member stack
+// serves the organization mode only, so OrgOnly's per-account actions, such
+// as iam:ListAccountAliases, always), sorted.
 func MemberActions(cfg config.Config) []string {
 	var out []string
 	for _, fn := range MemberFunctions {
 		for _, a := range Permissions[fn] {
-			if perAccount(a) && granted(fn, a, cfg.ExemptGroup, cfg.RetirePasswords) && !slices.Contains(out, a) {
+			if perAccount(a) && granted(fn, a, cfg.ExemptGroup, cfg.RetirePasswords, true) && !slices.Contains(out, a) {
 				out = append(out, a)
 			}
 		}
@@ -282,7 +287,7 @@ func NewKeyRotorMemberStack(scope constructs.Construct, id string, props *KeyRot
 	cdknag.NagSuppressions_AddResourceSuppressions(role, &[]*cdknag.NagPackSuppression{{
 		Id: jsii.String("AwsSolutions-IAM5"),
 		Reason: jsii.String("Wildcards only where IAM allows nothing narrower: any IAM user of the account may own a key (user/*), " +
-			"secrets are named by user under the configured prefix; credential-report actions support no resource."),
+			"secrets are named by user under the configured prefix; the credential-report and account-alias actions support no resource."),
 	}}, jsii.Bool(true))
 
 	readOwn := readOwnSecretPolicy(stack, cfg.SecretPrefix, key)
@@ -311,7 +316,7 @@ func memberStatements(stack awscdk.Stack, key awskms.IKey, cfg config.Config) []
 	partition, region, account := *stack.Partition(), *stack.Region(), *stack.Account()
 	resource := func(action string) string {
 		switch {
-		case action == "iam:GenerateCredentialReport" || action == "iam:GetCredentialReport":
+		case anyResource[action]:
 			return "*"
 		case action == "iam:GetGroup":
 			return "arn:" + partition + ":iam::" + account + ":group/" + cfg.ExemptGroup

@@ -15,6 +15,11 @@ var Permissions = map[string][]string{
 		"s3:PutObject",                       // plans/ and reports/
 		"kms:Encrypt", "kms:GenerateDataKey", // the bucket's key
 		"kms:Decrypt", // the table's key
+		// The organization mode only (OrgOnly): the accounts in scope, each
+		// account's alias (mails name the account), the member role.
+		"organizations:ListAccounts", "organizations:ListAccountsForParent", "organizations:ListOrganizationalUnitsForParent",
+		"iam:ListAccountAliases",
+		"sts:AssumeRole",
 	},
 	"create-and-store": {
 		"iam:ListAccessKeys", "iam:CreateAccessKey", "iam:DeleteAccessKey",
@@ -24,6 +29,7 @@ var Permissions = map[string][]string{
 		"dynamodb:GetItem", "dynamodb:PutItem",
 		"sns:Publish", // conditions for the admins
 		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
+		"sts:AssumeRole", // the member role (organization mode only)
 	},
 	"notify": {
 		"dynamodb:GetItem", "dynamodb:PutItem",
@@ -37,12 +43,14 @@ var Permissions = map[string][]string{
 		"ses:SendEmail", // reminders
 		"sns:Publish",   // switch-overs
 		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
+		"sts:AssumeRole", // the member role (organization mode only)
 	},
 	"deactivate": {
 		"iam:ListAccessKeys", "iam:UpdateAccessKey",
 		"dynamodb:GetItem", "dynamodb:PutItem",
 		"sns:Publish", // holds
 		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
+		"sts:AssumeRole", // the member role (organization mode only)
 	},
 	"delete": {
 		"iam:ListAccessKeys", "iam:DeleteAccessKey",
@@ -50,6 +58,7 @@ var Permissions = map[string][]string{
 		"dynamodb:GetItem", "dynamodb:PutItem",
 		"sns:Publish",
 		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
+		"sts:AssumeRole", // the member role (organization mode only)
 	},
 	"summarize": {
 		// s3:ListBucket: without it S3 answers AccessDenied, not NoSuchKey,
@@ -68,8 +77,22 @@ var PasswordOnly = map[string][]string{
 	"delete": {"iam:GetUser", "iam:DeleteLoginProfile"},
 }
 
-// granted reports whether fn's role gets action under cfg.
-func granted(fn, action string, exemptGroup string, retirePasswords bool) bool {
+// OrgOnly are the actions of Permissions a function calls only in the
+// organization mode (organizationScope set: docs/organizations.md): granted
+// only then. sts:AssumeRole is every MemberFunction's (the member role);
+// find lists the organization's accounts and reads each account's alias.
+var OrgOnly = map[string][]string{
+	"find": {"organizations:ListAccounts", "organizations:ListAccountsForParent", "organizations:ListOrganizationalUnitsForParent",
+		"iam:ListAccountAliases", "sts:AssumeRole"},
+	"create-and-store": {"sts:AssumeRole"},
+	"check-adoption":   {"sts:AssumeRole"},
+	"deactivate":       {"sts:AssumeRole"},
+	"delete":           {"sts:AssumeRole"},
+}
+
+// granted reports whether fn's role gets action under the settings
+// exemptGroup, retirePasswords and the organization mode (organization).
+func granted(fn, action string, exemptGroup string, retirePasswords, organization bool) bool {
 	if action == "iam:GetGroup" && exemptGroup == "" {
 		return false
 	}
@@ -78,5 +101,22 @@ func granted(fn, action string, exemptGroup string, retirePasswords bool) bool {
 			return false
 		}
 	}
+	for _, a := range OrgOnly[fn] {
+		if a == action && !organization {
+			return false
+		}
+	}
 	return true
+}
+
+// anyResource are the actions of Permissions that support no resource-level
+// permissions: their statements name the resource "*" (Service
+// Authorization Reference, the Resource types column is empty:
+// https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html
+// for the IAM actions,
+// https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsorganizations.html
+// for the Organizations ones).
+var anyResource = map[string]bool{
+	"iam:GenerateCredentialReport": true, "iam:GetCredentialReport": true, "iam:ListAccountAliases": true,
+	"organizations:ListAccounts": true, "organizations:ListAccountsForParent": true, "organizations:ListOrganizationalUnitsForParent": true,
 }

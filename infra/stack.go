@@ -2,6 +2,7 @@ package main
 
 import (
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -113,6 +114,12 @@ func NewKeyRotorStack(scope constructs.Construct, id string, props *KeyRotorStac
 	env[config.EnvKMSKeyID] = *key.KeyArn()
 	table := rotationTable(stack, key)
 	env[config.EnvRotationTable] = *table.TableName()
+	if cfg.Organization() {
+		// The account the functions run in (the hub): its users are reached
+		// without the member role. cfg.Env() already carries the scope, the
+		// exclusions and the stages (KEYROTOR_ORG_*).
+		env[config.EnvHomeAccount] = *stack.Account()
+	}
 	fns := map[string]awslambda.Function{}
 	for _, f := range functions {
 		fns[f.dir] = newFunction(stack, f, props.AssetDir, env, s.LogRetentionDays, s.LambdaConcurrency, grants{
@@ -219,21 +226,32 @@ func newFunction(stack awscdk.Stack, f fnSpec, assetDir string, env map[string]s
 		Retention:     retention(logDays),
 		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
 	})
-	role := awsiam.NewRole(stack, jsii.String(f.id+"Role"), &awsiam.RoleProps{
+	rp := &awsiam.RoleProps{
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
 		Description: jsii.String("keyrotor " + f.dir + ": " + f.describe),
-	})
+	}
+	org := g.cfg.Organization() && slices.Contains(MemberFunctions, f.dir)
+	if org {
+		// The member role trusts exactly these names (aws:PrincipalArn, in
+		// member.go); the region is the stack's (a token when the stack is
+		// environment-agnostic).
+		rp.RoleName = jsii.String(HubRoleName(f.dir, *stack.Region()))
+	}
+	role := awsiam.NewRole(stack, jsii.String(f.id+"Role"), rp)
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions: jsii.Strings("logs:CreateLogStream", "logs:PutLogEvents"), Resources: jsii.Strings(*logs.LogGroupArn()),
 	}))
 	for _, st := range g.statements(f.dir) {
 		role.AddToPolicy(st)
 	}
+	reason := "Wildcards only where IAM allows nothing narrower: any IAM user may own a key (user/*), " +
+		"secrets are named by user under the configured prefix, report objects by date and execution, log streams by invocation; " +
+		"credential-report actions support no resource."
+	if org {
+		reason += orgNagReason
+	}
 	cdknag.NagSuppressions_AddResourceSuppressions(role, &[]*cdknag.NagPackSuppression{{
-		Id: jsii.String("AwsSolutions-IAM5"),
-		Reason: jsii.String("Wildcards only where IAM allows nothing narrower: any IAM user may own a key (user/*), " +
-			"secrets are named by user under the configured prefix, report objects by date and execution, log streams by invocation; " +
-			"credential-report actions support no resource."),
+		Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String(reason),
 	}}, jsii.Bool(true))
 	vars := map[string]*string{}
 	for k, v := range env {
@@ -265,16 +283,19 @@ func newFunction(stack awscdk.Stack, f fnSpec, assetDir string, env map[string]s
 	})
 }
 
-// statements grants fn exactly the actions in Permissions, each on the
-// narrowest resource IAM supports.
+// orgNagReason completes the IAM5 reason of a MemberFunction's role in the
+// organization mode.
+const orgNagReason = " Organization mode: sts:AssumeRole on the member role in any account (iam::*:role/" + config.MemberRoleName +
+	", only in the hub's organization: aws:ResourceOrgID); the Organizations list actions and iam:ListAccountAliases support no resource."
+
+// statements grants fn exactly the actions in Permissions (as granted
+// grants them), each on the narrowest resource IAM supports.
 func (g grants) statements(fn string) []awsiam.PolicyStatement {
 	arn := func(service, resource string) string {
 		return "arn:" + *g.stack.Partition() + ":" + service + ":" + regionFor(service, *g.stack.Region()) + ":" + accountFor(service, *g.stack.Account()) + ":" + resource
 	}
 	users := arn("iam", "user/*")
 	resources := map[string][]string{
-		"iam:GenerateCredentialReport":  {"*"},
-		"iam:GetCredentialReport":       {"*"},
 		"iam:GetGroup":                  {arn("iam", "group/"+g.cfg.ExemptGroup)},
 		"secretsmanager:GetSecretValue": {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
 		"secretsmanager:CreateSecret":   {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
@@ -298,13 +319,20 @@ func (g grants) statements(fn string) []awsiam.PolicyStatement {
 		"summarize": {"plans/*", "results/*", "runs/*"},
 	}
 	byResource := map[string][]string{}
+	var assumeRole bool
 	for _, action := range Permissions[fn] {
-		if !granted(fn, action, g.cfg.ExemptGroup, g.cfg.RetirePasswords) {
+		if !granted(fn, action, g.cfg.ExemptGroup, g.cfg.RetirePasswords, g.cfg.Organization()) {
+			continue
+		}
+		if action == "sts:AssumeRole" {
+			assumeRole = true // a statement of its own, with its condition
 			continue
 		}
 		rs, ok := resources[action]
 		switch {
 		case ok:
+		case anyResource[action]:
+			rs = []string{"*"}
 		case strings.HasPrefix(action, "iam:"):
 			rs = []string{users}
 		case strings.HasPrefix(action, "s3:"):
@@ -326,7 +354,28 @@ func (g grants) statements(fn string) []awsiam.PolicyStatement {
 			Actions: jsii.Strings(byResource[k]...), Resources: jsii.Strings(strings.Split(k, "|")...),
 		}))
 	}
+	if assumeRole {
+		out = append(out, memberRoleStatement(g.stack))
+	}
 	return out
+}
+
+// memberRoleStatement lets a hub function assume the member role
+// (config.MemberRoleName, the name the member stack gives it) in any
+// account of the hub's own organization. The member role's trust policy
+// decides which hub roles may (member.go); this side keeps the hub's
+// roles from assuming a role of that name outside the organization.
+// aws:ResourceOrgID is the organization of the account that owns the
+// resource, here the role assumed; ${aws:PrincipalOrgID} is the calling
+// role's organization (IAM User Guide, "AWS global condition context
+// keys", aws:ResourceOrgID and aws:PrincipalOrgID:
+// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-resourceorgid).
+func memberRoleStatement(stack awscdk.Stack) awsiam.PolicyStatement {
+	return awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:    jsii.Strings("sts:AssumeRole"),
+		Resources:  jsii.Strings("arn:" + *stack.Partition() + ":iam::*:role/" + config.MemberRoleName),
+		Conditions: &map[string]any{"StringEquals": map[string]any{"aws:ResourceOrgID": "${aws:PrincipalOrgID}"}},
+	})
 }
 
 // IAM ARNs have no region; S3 object ARNs are built from the bucket ARN.

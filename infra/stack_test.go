@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -289,7 +290,7 @@ func TestRetryNames(t *testing.T) {
 			}
 		}
 	}
-	for _, never := range []string{"KeyLimitError", "InvalidInputError", "SendRejectedError", "StepError"} {
+	for _, never := range []string{"KeyLimitError", "InvalidInputError", "SendRejectedError", "AccountUnreachableError", "StepError"} {
 		for state := range retried {
 			if has(state, never) {
 				t.Errorf("%s retries %s, which a retry cannot fix", state, never)
@@ -349,22 +350,25 @@ func rolePolicies(t *testing.T, s *synthesized) map[string][]string {
 
 // TestLeastPrivilege: each role allows exactly its function's calls.
 func TestLeastPrivilege(t *testing.T) {
-	checkRoles(t, get(t), false)
+	checkRoles(t, get(t), false, false)
 	ctx := map[string]any{"retirePasswords": "true"}
 	for k, v := range defaultCtx {
 		ctx[k] = v
 	}
-	checkRoles(t, synth(t, ctx), true)
+	checkRoles(t, synth(t, ctx), true, false)
+	ctx["organizationScope"] = "all"
+	checkRoles(t, synth(t, ctx), true, true)
 }
 
 // checkRoles: each role allows exactly its function's actions (the
-// password actions only with retirePasswords), none with a wildcard.
-func checkRoles(t *testing.T, s *synthesized, retirePasswords bool) {
+// password actions only with retirePasswords, the organization mode's
+// only with organizationScope), none with a wildcard.
+func checkRoles(t *testing.T, s *synthesized, retirePasswords, organization bool) {
 	got := rolePolicies(t, s)
 	for dir, want := range Permissions {
 		w := []string{"logs:CreateLogStream", "logs:PutLogEvents"}
 		for _, a := range want {
-			if granted(dir, a, "breakglass", retirePasswords) {
+			if granted(dir, a, "breakglass", retirePasswords, organization) {
 				w = append(w, a)
 			}
 		}
@@ -487,28 +491,48 @@ func TestDocsLayout(t *testing.T) {
 }
 
 // TestDocsSettings keeps docs/deploying.md's table of context settings
-// complete: every key keyrotor reads has its row.
+// complete: every key keyrotor reads has its row (the organization mode's
+// keys there or in docs/organizations.md's).
 func TestDocsSettings(t *testing.T) {
 	doc, err := os.ReadFile("../docs/deploying.md")
 	if err != nil {
 		t.Fatal(err)
 	}
+	orgDoc, err := os.ReadFile("../docs/organizations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	orgKeys := []string{settings.KeyOrganizationScope, settings.KeyOrganizationExclude, settings.KeyOrganizationStages}
 	for _, k := range settings.Keys {
-		if !strings.Contains(string(doc), "| `"+k+"` |") {
+		row := "| `" + k + "` |"
+		if strings.Contains(string(doc), row) || slices.Contains(orgKeys, k) && strings.Contains(string(orgDoc), row) {
+			continue
+		}
+		if slices.Contains(orgKeys, k) {
+			t.Errorf("neither docs/deploying.md nor docs/organizations.md has a row for the context setting %s", k)
+		} else {
 			t.Errorf("docs/deploying.md lacks a row for the context setting %s", k)
 		}
 	}
 }
 
 // TestDocsPermissions keeps docs/deploying.md's table of each function's actions in
-// step with infra/permissions.go.
+// step with infra/permissions.go. That table is the single-account one: the
+// organization mode's actions (OrgOnly) are docs/organizations.md's
+// (TestDocsHubPermissions).
 func TestDocsPermissions(t *testing.T) {
 	readme, err := os.ReadFile("../docs/deploying.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range functions {
-		row := "| " + f.dir + " | " + strings.Join(Permissions[f.dir], ", ") + " |"
+		var actions []string
+		for _, a := range Permissions[f.dir] {
+			if !slices.Contains(OrgOnly[f.dir], a) {
+				actions = append(actions, a)
+			}
+		}
+		row := "| " + f.dir + " | " + strings.Join(actions, ", ") + " |"
 		if !strings.Contains(string(readme), row) {
 			t.Errorf("docs/deploying.md lacks the row %s", row)
 		}
