@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -21,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 
+	"github.com/keyrotor/keyrotor/internal/demo"
 	"github.com/keyrotor/keyrotor/internal/faultproxy"
 	"github.com/keyrotor/keyrotor/internal/local"
 	"github.com/keyrotor/keyrotor/shared/config"
@@ -770,24 +770,13 @@ func lambdaTaskStates(template string) (map[string]bool, error) {
 
 // ownerMails counts the mails moto recorded as sent (SES), by recipient.
 func ownerMails(endpoint string) (map[string]int, error) {
-	resp, err := http.Get(endpoint + "/moto-api/data.json")
+	mails, err := demo.SentMails(endpoint)
 	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var data struct {
-		SES struct {
-			Message []struct {
-				Destinations struct{ ToAddresses []string }
-			}
-		} `json:"ses"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&data); err != nil {
 		return nil, fmt.Errorf("read the mails moto recorded: %w", err)
 	}
 	out := map[string]int{}
-	for _, m := range data.SES.Message {
-		for _, to := range m.Destinations.ToAddresses {
+	for _, m := range mails {
+		for _, to := range m.To {
 			out[to]++
 		}
 	}
