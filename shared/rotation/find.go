@@ -111,6 +111,9 @@ type Finder struct {
 	// Org, when set, is the organization mode: find plans every account
 	// in scope, reached through Org (nil: the one account of IAM).
 	Org Organization
+	// AccountWorkers assesses accounts concurrently (default
+	// AccountWorkers).
+	AccountWorkers int
 }
 
 // FindInput is the find function's payload: the execution input, untouched,

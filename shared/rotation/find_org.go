@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -132,7 +133,11 @@ func (f *Finder) planOrganization(ctx context.Context, plan *Plan, req Request, 
 			j++
 		}
 		var busy []string
-		for _, acct := range accounts[i:j] {
+		var assessed []accountAssessment
+		if hold == "" {
+			assessed = f.assessStage(ctx, accounts[i:j], byAccount, key, asOf, req.Users)
+		}
+		for n, acct := range accounts[i:j] {
 			ap := AccountPlan{Account: acct.ID, Alias: acct.Name, Stage: stage}
 			if hold != "" {
 				ap.Status, ap.Reason = AccountWaiting, hold
@@ -142,14 +147,8 @@ func (f *Finder) planOrganization(ctx context.Context, plan *Plan, req Request, 
 			}
 			k := key(acct.ID)
 			recs := byAccount[k]
-			sub := *f
-			sub.Org, sub.Records = nil, staticRecords(recs)
-			var a *Assessment
-			client, err := f.Org.IAM(ctx, acct.ID)
-			if err == nil {
-				sub.IAM = client
-				a, err = sub.assess(ctx, asOf, req.Users, false)
-			}
+			sub, a, err := assessed[n].sub, assessed[n].a, assessed[n].err
+			client := sub.IAM
 			items, attention := len(plan.Items), len(plan.Attention)
 			if err == nil {
 				a.Account = k
@@ -207,6 +206,67 @@ func (f *Finder) planOrganization(ctx context.Context, plan *Plan, req Request, 
 		}
 	}
 	return out, nil
+}
+
+// accountAssessment is one account's assessment (or why it failed), and
+// the finder acting in that account.
+type accountAssessment struct {
+	sub Finder
+	a   *Assessment
+	err error
+}
+
+// AccountWorkers is how many accounts find assesses at once by default:
+// each account's IAM calls are throttled by its own quotas, and the
+// assessments are independent (the plan is then put together in order).
+const AccountWorkers = 4
+
+// assessStage assesses a stage's accounts, a few at once. An account that
+// failed for a transient reason (throttling beyond the SDK's retries, a
+// 5xx, a timeout) is assessed once more after the stage's others: one
+// flaky answer does not cost the account its day.
+func (f *Finder) assessStage(ctx context.Context, accounts []org.Account, byAccount map[string]map[string]*ledger.Record,
+	key func(string) string, asOf time.Time, users []string) []accountAssessment {
+	out := make([]accountAssessment, len(accounts))
+	one := func(n int) {
+		acct := accounts[n]
+		sub := *f
+		sub.Org, sub.Records = nil, staticRecords(byAccount[key(acct.ID)])
+		client, err := f.Org.IAM(ctx, acct.ID)
+		var a *Assessment
+		if err == nil {
+			sub.IAM = client
+			a, err = sub.assess(ctx, asOf, users, false)
+		}
+		out[n] = accountAssessment{sub: sub, a: a, err: err}
+	}
+	workers := f.AccountWorkers
+	if workers <= 0 {
+		workers = AccountWorkers
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(workers, len(accounts)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range next {
+				one(n)
+			}
+		}()
+	}
+	for n := range accounts {
+		next <- n
+	}
+	close(next)
+	wg.Wait()
+	for n := range out {
+		switch failures.Boundary(org.Denied(accounts[n].ID, out[n].err)).(type) {
+		case *failures.ThrottlingError, *failures.TransientError:
+			one(n)
+		}
+	}
+	return out
 }
 
 // stageBusy says why an account keeps its stage from being finished, or
