@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -213,6 +215,32 @@ func TestSlowE2EOrganization(t *testing.T) {
 		t.Errorf("report has rows for the unreachable sandbox: %v", rows)
 	}
 
+	// Every call keyrotor made in a member account was made with the member
+	// role, by one of the functions it trusts, and is an action the
+	// synthesized member role allows (the role assumed in AWS would refuse
+	// any other).
+	allowed := memberRoleActions(t)
+	members := map[string]bool{w.dev.ID: true, w.prod.ID: true}
+	seen := map[string]bool{}
+	for _, c := range w.proxy.Log() {
+		if !members[w.proxy.AccountOf(c.AccessKeyID)] || c.Service == "sts" && c.Operation == "GetCallerIdentity" {
+			continue // the hub's calls; a new key's proof is signed by the key itself
+		}
+		pr := w.proxy.PrincipalOf(c.AccessKeyID)
+		fn := strings.TrimPrefix(pr[strings.LastIndexByte(pr, '/')+1:], "keyrotor-")
+		if !strings.Contains(pr, ":assumed-role/KeyRotorMember/") || !slices.Contains([]string{"find", "create-and-store", "check-adoption", "deactivate", "delete"}, fn) {
+			t.Errorf("%s in a member account was signed by %s; want the member role, assumed by a per-account function", c.Action, pr)
+			continue
+		}
+		if !allowed[c.Action] {
+			t.Errorf("%s called %s in a member account; the member role does not allow it", fn, c.Action)
+		}
+		seen[c.Action] = true
+	}
+	if !seen["iam:CreateAccessKey"] || !seen["secretsmanager:CreateSecret"] || !seen["iam:DeleteAccessKey"] {
+		t.Errorf("member calls seen = %v; want at least key creation, secret creation and deletion", seen)
+	}
+
 	// keyrotor audit reads the whole organization: every reachable
 	// account's rows with the account, the unreachable one named with its
 	// fix, and a failing exit status since the report is incomplete.
@@ -249,4 +277,54 @@ func TestSlowE2EOrganization(t *testing.T) {
 		}
 	}
 	assertNotIn(t, w.hub, work, out+errOut+csvOut+auditErr, secrets)
+}
+
+// memberRoleActions reads the actions the synthesized member role allows
+// (its policy resources attached to the role KeyRotorMember).
+func memberRoleActions(t *testing.T) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(memberTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tmpl struct {
+		Resources map[string]struct {
+			Type       string
+			Properties struct {
+				PolicyDocument struct {
+					Statement []struct {
+						Effect string
+						Action any
+					}
+				}
+				Roles []map[string]string
+			}
+		}
+	}
+	if err := json.Unmarshal(b, &tmpl); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, r := range tmpl.Resources {
+		if r.Type != "AWS::IAM::Policy" || len(r.Properties.Roles) == 0 {
+			continue
+		}
+		for _, st := range r.Properties.PolicyDocument.Statement {
+			if st.Effect != "Allow" {
+				continue
+			}
+			switch a := st.Action.(type) {
+			case string:
+				out[a] = true
+			case []any:
+				for _, x := range a {
+					out[fmt.Sprint(x)] = true
+				}
+			}
+		}
+	}
+	if !out["iam:CreateAccessKey"] {
+		t.Fatalf("no member role policy found in %s", memberTemplate)
+	}
+	return out
 }

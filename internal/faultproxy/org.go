@@ -45,6 +45,13 @@ func (p *Proxy) AccountOf(keyID string) string {
 	return p.principalOf(keyID).account
 }
 
+// PrincipalOf returns the ARN of the principal that signs with keyID, as
+// AccountOf learns it (an assumed role's session ARN, such as
+// arn:aws:sts::111122223333:assumed-role/KeyRotorMember/keyrotor-find).
+func (p *Proxy) PrincipalOf(keyID string) string {
+	return p.principalOf(keyID).arn
+}
+
 func (p *Proxy) principalOf(keyID string) principal {
 	if keyID == "" {
 		return principal{}
