@@ -508,9 +508,9 @@ func TestHubNag(t *testing.T) {
 
 // TestAccountUnreachableIsPermanent: AccountUnreachableError (a member
 // account the hub cannot act in) is never retried, and every Catch treats
-// it as it treats StepError: the step fails, so only that key's child
-// execution fails and the Distributed Map's tolerance and retry pass apply
-// to it as to any permanent failure.
+// it as it treats StepError: the step fails, and with it only that key's
+// child execution, which the Distributed Map's first pass tolerates
+// (summarize decides what the second pass tries again).
 func TestAccountUnreachableIsPermanent(t *testing.T) {
 	unreachable, step := failures.Name(&failures.AccountUnreachableError{}), failures.Name(&failures.StepError{})
 	if !slices.Contains(failures.All(), unreachable) || slices.Contains(failures.Retryable(), unreachable) {

@@ -726,7 +726,7 @@ func TestDocsOrganizations(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := string(b)
-	if !strings.HasPrefix(doc, "# Organizations (the infrastructure: member stack and hub)\n") {
+	if !strings.HasPrefix(doc, "# Organizations: one deployment, every account\n") {
 		t.Errorf("docs/organizations.md must start with its title")
 	}
 	for _, k := range OrgKeys {
