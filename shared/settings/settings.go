@@ -270,8 +270,20 @@ func (s *Settings) organization(get func(string) (any, bool)) error {
 			s.Config.OrgStages = append(s.Config.OrgStages, l)
 		}
 	}
+	// The lists reach the functions through their environment, which
+	// Lambda caps at 4 KB for all variables together ("Lambda quotas":
+	// https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
+	env := s.Config.Env()
+	if n := len(env[config.EnvOrgScope]) + len(env[config.EnvOrgExclude]) + len(env[config.EnvOrgStages]); n > MaxOrganizationListBytes {
+		return &Error{KeyOrganizationStages, fmt.Sprintf("%d bytes of ids", n), fmt.Sprintf("organizationScope, organizationExclude and organizationStages "+
+			"together must fit in %d bytes (the functions' environment is at most 4 KB): name OUs rather than many single accounts", MaxOrganizationListBytes)}
+	}
 	return nil
 }
+
+// MaxOrganizationListBytes bounds the organization lists in the
+// functions' environment (4 KB in all, with room for the other settings).
+const MaxOrganizationListBytes = 2500
 
 // idList reads a list of ids: "a,b", "[\"a\",\"b\"]" or ["a", "b"]. A
 // number (an account id written without quotes in cdk.json) is refused:

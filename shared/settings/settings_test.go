@@ -2,6 +2,7 @@ package settings
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,7 @@ func TestFromContext(t *testing.T) {
 		{"stages not a list", map[string]any{"organizationScope": "all", "organizationStages": "ou-ab12-devdevde"}, "organizationStages", nil},
 		{"stages without scope", map[string]any{"organizationStages": []any{[]any{"111111111111"}}}, "organizationStages", nil},
 		{"scope typo", map[string]any{"organizationScope": "everything"}, "organizationScope", nil},
+		{"lists too long for Lambda's environment", map[string]any{"organizationScope": "all", "organizationStages": manyAccountStages(200)}, "organizationStages", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,4 +115,13 @@ func TestUnknown(t *testing.T) {
 	if len(got) != 1 || got[0] != "maxKeyAge" {
 		t.Fatalf("Unknown = %v; want [maxKeyAge]", got)
 	}
+}
+
+// manyAccountStages is a stage of n single accounts.
+func manyAccountStages(n int) []any {
+	var st []any
+	for i := range n {
+		st = append(st, fmt.Sprintf("%012d", 100000000000+i))
+	}
+	return []any{st}
 }
