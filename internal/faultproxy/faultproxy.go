@@ -619,13 +619,23 @@ func (req request) serverError(w http.ResponseWriter) {
 }
 
 func (req request) queryError(w http.ResponseWriter, status int, typ, code, msg string) {
+	writeQueryError(w, status, "", typ, code, msg)
+}
+
+// writeQueryError writes an awsQuery error, in the namespace ns when set:
+// <ErrorResponse xmlns="..."><Error><Type>...</Type><Code>...
+func writeQueryError(w http.ResponseWriter, status int, ns, typ, code, msg string) {
 	id := requestID()
 	w.Header().Set("Content-Type", "text/xml")
 	w.Header().Set("X-Amzn-RequestId", id)
 	w.WriteHeader(status)
 	var m strings.Builder
 	_ = xml.EscapeText(&m, []byte(msg))
-	fmt.Fprintf(w, `<ErrorResponse><Error><Type>%s</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>%s</RequestId></ErrorResponse>`, typ, code, m.String(), id)
+	attr := ""
+	if ns != "" {
+		attr = ` xmlns="` + ns + `"`
+	}
+	fmt.Fprintf(w, `<ErrorResponse%s><Error><Type>%s</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>%s</RequestId></ErrorResponse>`, attr, typ, code, m.String(), id)
 }
 
 // jsonError writes an awsJson or restJson error: the code in the

@@ -339,18 +339,8 @@ func (req request) accessDenied(w http.ResponseWriter, msg string) {
 	}
 }
 
-// queryErrorNS writes an awsQuery error in the service's namespace:
-// <ErrorResponse xmlns="..."><Error><Type>Sender</Type>...
+// queryErrorNS writes an awsQuery "Sender" error in the service's
+// namespace.
 func (req request) queryErrorNS(w http.ResponseWriter, status int, ns, code, msg string) {
-	id := requestID()
-	w.Header().Set("Content-Type", "text/xml")
-	w.Header().Set("X-Amzn-RequestId", id)
-	w.WriteHeader(status)
-	var m strings.Builder
-	_ = xml.EscapeText(&m, []byte(msg))
-	attr := ""
-	if ns != "" {
-		attr = ` xmlns="` + ns + `"`
-	}
-	fmt.Fprintf(w, `<ErrorResponse%s><Error><Type>Sender</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>%s</RequestId></ErrorResponse>`, attr, code, m.String(), id)
+	writeQueryError(w, status, ns, "Sender", code, msg)
 }
