@@ -41,7 +41,7 @@ func main() {
 	flag.IntVar(&o.Accounts, "org-accounts", 50, "org: member accounts")
 	flag.IntVar(&o.Users, "org-users", 200, "org: users in each member account (5% due, as discovery)")
 	flag.IntVar(&o.Workers, "org-seed-workers", 16, "org: seeding goroutines over all accounts")
-	flag.IntVar(&o.Groups, "org-groups", 8, "org: also run this many finds at once, each on every Nth account (an estimate of assessing accounts concurrently; 0: off)")
+	flag.IntVar(&o.Groups, "org-groups", 0, "org: also run this many finds at once, each on every Nth account (0: off; find itself assesses rotation.AccountWorkers accounts at a time)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
