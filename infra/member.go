@@ -128,22 +128,7 @@ var (
 // naming the key and the fix.
 func OrganizationFromContext(get func(key string) (any, bool)) (Organization, error) {
 	var o Organization
-	str := func(key string) (string, bool) {
-		v, ok := get(key)
-		if !ok || v == nil {
-			return "", false
-		}
-		switch x := v.(type) {
-		case string:
-			return strings.TrimSpace(x), true
-		case float64: // a number in cdk.json
-			return strconv.FormatFloat(x, 'f', -1, 64), true
-		case bool:
-			return strconv.FormatBool(x), true
-		}
-		b, _ := json.Marshal(v)
-		return string(b), true
-	}
+	str := func(key string) (string, bool) { return settings.ContextString(get, key) }
 	if v, _ := str(KeyHubAccount); v != "" {
 		if !accountID.MatchString(v) {
 			return Organization{}, &settings.Error{Key: KeyHubAccount, Value: v, Fix: "want the hub's 12-digit AWS account id " +
@@ -290,12 +275,7 @@ func NewKeyRotorMemberStack(scope constructs.Construct, id string, props *KeyRot
 			"secrets are named by user under the configured prefix; the credential-report and account-alias actions support no resource."),
 	}}, jsii.Bool(true))
 
-	readOwn := readOwnSecretPolicy(stack, cfg.SecretPrefix, key)
-	cdknag.NagSuppressions_AddResourceSuppressions(readOwn, &[]*cdknag.NagPackSuppression{{
-		Id: jsii.String("AwsSolutions-IAM5"),
-		Reason: jsii.String("Secrets under the prefix, each readable only when its keyrotor:user-id tag equals the caller's ${aws:userid}: " +
-			"a name pattern cannot match every legal user name (see readOwnSecretPolicy)."),
-	}}, jsii.Bool(true))
+	readOwnSecretPolicy(stack, cfg.SecretPrefix, key)
 
 	awscdk.NewCfnOutput(stack, jsii.String("MemberRoleArn"), &awscdk.CfnOutputProps{
 		Value:       role.RoleArn(),

@@ -60,6 +60,17 @@ func UserIn(user, account, alias string) string {
 	return s
 }
 
+// greet starts a mail to the owner: the greeting, and in organization
+// mode the account it is about.
+func greet(o Owner, t, m *strings.Builder) {
+	fmt.Fprintf(t, "Hello %s,\n\n", o.User)
+	fmt.Fprintf(m, "<html><body>\n<p>Hello %s,</p>\n", html.EscapeString(o.User))
+	if l := accountLine(o); l != "" {
+		fmt.Fprintf(t, "%s\n\n", l)
+		fmt.Fprintf(m, "<p>%s</p>\n", html.EscapeString(l))
+	}
+}
+
 // accountLine says which account the mail is about, or "".
 func accountLine(o Owner) string {
 	if o.Account == "" {
@@ -95,12 +106,7 @@ func OwnerMail(o Owner) (Mail, error) {
 	h := html.EscapeString
 	cmd := FetchCommand(o.SecretName, o.Region)
 	var t, m strings.Builder
-	fmt.Fprintf(&t, "Hello %s,\n\n", o.User)
-	fmt.Fprintf(&m, "<html><body>\n<p>Hello %s,</p>\n", h(o.User))
-	if l := accountLine(o); l != "" {
-		fmt.Fprintf(&t, "%s\n\n", l)
-		fmt.Fprintf(&m, "<p>%s</p>\n", h(l))
-	}
+	greet(o, &t, &m)
 	if o.Action == "retire-password" {
 		fmt.Fprintf(&t, "keyrotor is removing your AWS console password: %s.\n", o.Reason)
 		t.WriteString("If you still need to sign in to the console, sign in before the date below and the password is kept; otherwise ask your AWS administrators later.\n\n")
@@ -170,12 +176,7 @@ func OwnerReminder(o Owner) (Mail, error) {
 	h := html.EscapeString
 	cmd := FetchCommand(o.SecretName, o.Region)
 	var t, m strings.Builder
-	fmt.Fprintf(&t, "Hello %s,\n\n", o.User)
-	fmt.Fprintf(&m, "<html><body>\n<p>Hello %s,</p>\n", h(o.User))
-	if l := accountLine(o); l != "" {
-		fmt.Fprintf(&t, "%s\n\n", l)
-		fmt.Fprintf(&m, "<p>%s</p>\n", h(l))
-	}
+	greet(o, &t, &m)
 	fmt.Fprintf(&t, "A reminder: keyrotor replaced your AWS access key %s with %s, stored in the secret\n  %s\nFetch it with your own AWS credentials:\n  %s\n\n",
 		o.OldKey.ID, o.NewKeyID, o.SecretName, cmd)
 	fmt.Fprintf(&m, "<p>A reminder: keyrotor replaced your AWS access key <code>%s</code> with <code>%s</code>, stored in the secret <code>%s</code>. Fetch it with your own AWS credentials:</p>\n<pre>%s</pre>\n",

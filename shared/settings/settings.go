@@ -93,27 +93,32 @@ func Default() Settings {
 	return Settings{Config: config.Default(), Schedule: "rate(1 day)", FanOutConcurrency: 10000, ReportRetentionDays: 400, LogRetentionDays: 90}
 }
 
+// ContextString reads the context value of key as a string (trimmed; a
+// cdk.json number or bool formatted, another JSON value marshalled), and
+// whether it is set.
+func ContextString(get func(key string) (any, bool), key string) (string, bool) {
+	v, ok := get(key)
+	if !ok || v == nil {
+		return "", false
+	}
+	switch x := v.(type) {
+	case string:
+		return strings.TrimSpace(x), true
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), true
+	case bool:
+		return strconv.FormatBool(x), true
+	}
+	b, _ := json.Marshal(v)
+	return string(b), true
+}
+
 // FromContext reads the settings through get, which returns a context
 // value (a string from -c, or a JSON value from cdk.json) and whether it is
 // set.
 func FromContext(get func(key string) (any, bool)) (Settings, error) {
 	s := Default()
-	str := func(key string) (string, bool) {
-		v, ok := get(key)
-		if !ok || v == nil {
-			return "", false
-		}
-		switch x := v.(type) {
-		case string:
-			return strings.TrimSpace(x), true
-		case float64:
-			return strconv.FormatFloat(x, 'f', -1, 64), true
-		case bool:
-			return strconv.FormatBool(x), true
-		}
-		b, _ := json.Marshal(v)
-		return string(b), true
-	}
+	str := func(key string) (string, bool) { return ContextString(get, key) }
 	grace := int(s.Config.GracePeriod / (24 * time.Hour))
 	adoption := 0
 	for _, n := range []struct {
