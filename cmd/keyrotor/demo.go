@@ -126,18 +126,13 @@ func demoAccount(ctx context.Context, rf runFlags, srv *motoserver.Server, cfg a
 
 	main := rf
 	main.adoptionWindow, main.adoptionCheck = 0, 0 // the window is the second act
-	res, err := execute(ctx, main, srv.Endpoint, json.RawMessage(`{}`), wait, newProgress(stderr))
-	if !succeeded(stderr, res, err) {
-		return 1
-	}
-	var sum rotation.Summary
-	if err := json.Unmarshal(res.Output, &sum); err != nil {
-		fmt.Fprintf(stderr, "keyrotor demo: the output is not a run summary: %v\n", err)
+	res, sum, ok := runAct(ctx, stderr, main, srv.Endpoint, wait)
+	if !ok {
 		return 1
 	}
 	mails, notes := sentCounts(srv.Endpoint)
-	leak, clean := scanForSecrets(ctx, func(string) aws.Config { return cfg }, srv.Endpoint, &sum, res)
-	printSummary(stdout, &sum, users, res, mails, notes, leak)
+	leak, clean := scanForSecrets(ctx, func(string) aws.Config { return cfg }, srv.Endpoint, sum, res)
+	printSummary(stdout, sum, users, res, mails, notes, leak)
 	if !clean {
 		return 1
 	}
@@ -209,6 +204,22 @@ func demoAdoption(ctx context.Context, rf runFlags, endpoint string, cfg aws.Con
 		return 1
 	}
 	return 0
+}
+
+// runAct runs one act's execution against endpoint and decodes its run
+// summary; false (said on stderr) when it, or a key execution it started,
+// did not succeed.
+func runAct(ctx context.Context, stderr io.Writer, rf runFlags, endpoint string, wait time.Duration) (*local.Result, *rotation.Summary, bool) {
+	res, err := execute(ctx, rf, endpoint, json.RawMessage(`{}`), wait, newProgress(stderr))
+	if !succeeded(stderr, res, err) {
+		return nil, nil, false
+	}
+	var sum rotation.Summary
+	if err := json.Unmarshal(res.Output, &sum); err != nil {
+		fmt.Fprintf(stderr, "keyrotor demo: the output is not a run summary: %v\n", err)
+		return nil, nil, false
+	}
+	return res, &sum, true
 }
 
 // succeeded reports whether a demo run and every key execution it started
@@ -461,13 +472,8 @@ func demoOrganization(ctx context.Context, rf runFlags, dir string, srv *motoser
 	rf.workDir = filepath.Join(filepath.Dir(rf.workDir), rf.name)
 	rf.adoptionWindow, rf.adoptionCheck = 0, 0
 	fmt.Fprintf(stderr, "Running the organization hub's state machine (%s):\n\n", rf.template)
-	res, err := runLocal(ctx, rf, p.URL(), json.RawMessage(`{}`), wait, newProgress(stderr), false)
-	if !succeeded(stderr, res, err) {
-		return 1
-	}
-	var sum rotation.Summary
-	if err := json.Unmarshal(res.Output, &sum); err != nil {
-		fmt.Fprintf(stderr, "keyrotor demo: the output is not a run summary: %v\n", err)
+	res, sum, ok := runAct(ctx, stderr, rf, p.URL(), wait)
+	if !ok {
 		return 1
 	}
 	mails, err := demo.SentMails(srv.Endpoint)
@@ -475,15 +481,15 @@ func demoOrganization(ctx context.Context, rf runFlags, dir string, srv *motoser
 		fmt.Fprintln(stderr, "keyrotor demo:", err)
 		return 1
 	}
-	checks, problems := o.Check(ctx, cfg, prefix, &sum, mails)
+	checks, problems := o.Check(ctx, cfg, prefix, sum, mails)
 	cfgFor := func(account string) aws.Config {
 		if a, ok := o.Account(account); ok {
 			return a.Config
 		}
 		return cfg
 	}
-	leak, clean := scanForSecrets(ctx, cfgFor, srv.Endpoint, &sum, res)
-	printOrganization(stdout, o, &sum, checks, mails, leak, res, rf.workDir, time.Since(start))
+	leak, clean := scanForSecrets(ctx, cfgFor, srv.Endpoint, sum, res)
+	printOrganization(stdout, o, sum, checks, mails, leak, res, rf.workDir, time.Since(start))
 	if demoOrganizationDone != nil {
 		demoOrganizationDone(srv.Endpoint, o)
 	}
