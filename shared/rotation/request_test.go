@@ -2,6 +2,8 @@ package rotation
 
 import (
 	"errors"
+	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -69,5 +71,21 @@ func TestSecretName(t *testing.T) {
 	}
 	if SecretName("p/", "a,b") == SecretName("p/", "a=2Cb") {
 		t.Error("SecretName is not one-to-one")
+	}
+}
+
+// TestDocsRunningInputs keeps docs/running.md's table of execution inputs
+// complete: every field of Request has an example there.
+func TestDocsRunningInputs(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/running.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := reflect.TypeOf(Request{})
+	for i := range rt.NumField() {
+		name := strings.Split(rt.Field(i).Tag.Get("json"), ",")[0]
+		if !strings.Contains(string(doc), "`{\""+name+"\"") && !strings.Contains(string(doc), ", \""+name+"\"") {
+			t.Errorf("docs/running.md has no input example with %q", name)
+		}
 	}
 }
