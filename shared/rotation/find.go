@@ -259,6 +259,21 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Records of member accounts (the deployment ran in organization
+		// mode before) are not this account's: reported, never planned.
+		stranded := map[string]int{}
+		for id, rec := range a.Records {
+			if rec.Account != "" {
+				if rec.State.InFlight() {
+					stranded[rec.Account]++
+				}
+				delete(a.Records, id)
+			}
+		}
+		for _, acct := range sortedKeys(stranded) {
+			plan.Attention = append(plan.Attention, Skipped{Account: acct, Action: "attention", Reason: fmt.Sprintf(
+				"%d rotations in account %s were started in organization mode and are not finished: set organizationScope again to finish them (this deployment rotates one account)", stranded[acct], acct)})
+		}
 		if !req.DryRun {
 			if err := f.releaseDead(ctx, a.Records, in, now); err != nil {
 				return nil, err

@@ -17,6 +17,7 @@ import (
 	"github.com/keyrotor/keyrotor/shared/awsconf"
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/failures"
+	"github.com/keyrotor/keyrotor/shared/ledger"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
 
@@ -155,5 +156,50 @@ func TestMotoOrganizationStages(t *testing.T) {
 	keys, err := prod.IAM.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String("bob")})
 	if err != nil || len(keys.AccessKeyMetadata) != 1 || keys.AccessKeyMetadata[0].Status != types.StatusTypeActive {
 		t.Errorf("bob's keys after dry runs = %+v, %v; want the one Active key", keys, err)
+	}
+}
+
+// TestMotoSingleAccountIgnoresMemberRecords: a deployment switched back to
+// one account (organizationScope removed) keeps the organization's
+// records in its table; they are a member account's rotations, which it
+// cannot reach: find must not plan them (each would fail every day).
+func TestMotoSingleAccountIgnoresMemberRecords(t *testing.T) {
+	ctx := context.Background()
+	hub := awstest.New(t)
+	recs := hub.Records(t, "rotations")
+	now := time.Now()
+	for _, r := range []*ledger.Record{
+		{ID: "AKIAMEMBERKEY0000001", Account: "111122223333", User: "alice", Action: "rotate", Rotation: 1, State: ledger.Notified, History: []ledger.Entry{}},
+		{ID: "AKIAHOMEKEY000000001", User: "bob", Action: "rotate", Rotation: 1, State: ledger.Notified, History: []ledger.Entry{}},
+	} {
+		r.Log(now.Add(-48*time.Hour), r.State, "old-run", "seeded")
+		if err := recs.Put(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := &rotation.Finder{IAM: hub.IAM, Records: recs, Config: config.Default(), Now: time.Now}
+	var pl *rotation.Plan
+	for i := 0; ; i++ {
+		var err error
+		pl, err = f.Handle(ctx, rotation.FindInput{Request: []byte(`{"dryRun":true}`), ExecutionName: "t"})
+		var nr *failures.ReportNotReadyError
+		if errors.As(err, &nr) && i < 50 {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	var planned []string
+	for _, it := range pl.Items {
+		planned = append(planned, it.Account+"/"+it.OldKey.ID)
+	}
+	if len(planned) != 1 || planned[0] != "/AKIAHOMEKEY000000001" {
+		t.Fatalf("items = %v; want only the home account's resumed rotation", planned)
+	}
+	if len(pl.Attention) != 1 || pl.Attention[0].Account != "111122223333" || !strings.Contains(pl.Attention[0].Reason, "set organizationScope again") {
+		t.Fatalf("attention = %+v; want the member's unfinished rotation reported with the fix", pl.Attention)
 	}
 }
