@@ -118,6 +118,7 @@ soak: deps build-host synth
 FUZZTIME ?= 10s
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./shared/rotation
+	go test -run '^$$' -fuzz '^FuzzExecutionName$$' -fuzztime $(FUZZTIME) ./shared/rotation
 	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./shared/credreport
 
 # demo: a full rotation on an emulated account, with progress and a summary.

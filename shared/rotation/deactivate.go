@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -149,7 +148,12 @@ func (d *Deactivator) Handle(ctx context.Context, t Task) (*Deactivation, error)
 
 func (d *Deactivator) record(rec *ledger.Record, now time.Time, t Task, note string) {
 	rec.DeactivatedAt, rec.DeleteAfter = now, now.Add(d.Config.GracePeriod)
-	rec.GraceExecution = executionName(rec.Account, t.Item.User, rec.ID, rec.Rotation, 0)
+	if rec.GraceExecution == "" {
+		// Named once per rotation and kept: a rotation in flight under an
+		// earlier release's naming keeps its execution's name, so a re-run
+		// never starts a second grace execution under a new name.
+		rec.GraceExecution = executionName(rec.Account, t.Item.User, rec.ID, rec.Rotation, 0)
+	}
 	if rec.Adoption != nil {
 		// The window's own execution goes on with the grace period.
 		rec.GraceExecution = rec.Adoption.Execution
@@ -165,39 +169,4 @@ func (d *Deactivator) result(rec *ledger.Record, now time.Time) *Deactivation {
 		res.Next = NextDelete
 	}
 	return res
-}
-
-// GraceExecutionName names a key's grace-and-delete execution after its
-// user and key (and the rotation's generation), within Step Functions'
-// rules for execution names: at most 80 characters, none of whitespace,
-// brackets, wildcards, control characters or "#%\^|~`$&,;:/ (Step Functions
-// API Reference, StartExecution, name). User names may hold ',': it becomes
-// '_'. Key ids and the generation keep names unique.
-func GraceExecutionName(user, id string, rotation int) string {
-	return executionName("", user, id, rotation, 0)
-}
-
-// executionName is GraceExecutionName for the attempt-th execution of a
-// rotation's adoption window (0: the first), starting with the member
-// account in organization mode.
-func executionName(account, user, id string, rotation, attempt int) string {
-	if account != "" {
-		user = account + "-" + user
-		id = strings.TrimPrefix(id, account+"/")
-	}
-	key := strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.+=@", r) {
-			return r
-		}
-		return '_'
-	}, id)
-	suffix := fmt.Sprintf("-%s-r%d", key, rotation)
-	if attempt > 0 {
-		suffix += fmt.Sprintf("-%d", attempt)
-	}
-	u := strings.ReplaceAll(user, ",", "_")
-	if max := 80 - len(suffix); len(u) > max {
-		u = u[:max]
-	}
-	return u + suffix
 }

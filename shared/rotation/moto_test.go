@@ -824,8 +824,8 @@ func TestMotoUserNames(t *testing.T) {
 			if task.Deactivation, err = s.deact.Handle(ctx, task); err != nil {
 				t.Fatal(err)
 			}
-			if g := task.Deactivation.GraceExecution; len(g) > 80 || strings.ContainsAny(g, " <>{}[]?*\"#%\\^|~`$&,;:/") || !strings.HasSuffix(g, "-"+oldID+"-r1") {
-				t.Fatalf("grace execution name %q breaks Step Functions' name rules or does not name the key", g)
+			if g := task.Deactivation.GraceExecution; !logSafeName(g) || !strings.HasSuffix(g, "-"+oldID+"-r1") || g[0] != tt.user[0] {
+				t.Fatalf("grace execution name %q is not log-safe (0-9A-Za-z-_, at most 80) or does not name the user and the key", g)
 			}
 			s.now = task.Deactivation.DeleteAfter.Add(time.Second)
 			if c, err := s.del.Handle(ctx, task); err != nil || !c.Deleted {
@@ -844,56 +844,143 @@ func TestMotoUserNames(t *testing.T) {
 
 // TestMotoRetirePassword: with password retirement on, an unused console
 // password is noticed, then its login profile removed after the grace; off,
-// it is only reported.
+// it is only reported. IAM's longest user name (64 characters, every
+// special character) goes through the password path too: its grace
+// execution's name is log-safe and at most 80 characters (it panicked).
 func TestMotoRetirePassword(t *testing.T) {
-	a := awstest.New(t)
-	s := newSteps(t, a)
-	ctx := context.Background()
-	a.Clock(t, -100*day)
-	a.User(t, "carol", "email", "carol@example.com")
-	if _, err := a.IAM.CreateLoginProfile(ctx, &iam.CreateLoginProfileInput{UserName: ptr("carol"), Password: ptr("Long-enough-pass-1!")}); err != nil {
-		t.Fatal(err)
+	tests := []struct{ name, user string }{
+		{"short name", "carol"},
+		{"longest legal name with every special character", "c+=,.@_-" + strings.Repeat("z", 56)},
 	}
-	a.Clock(t, 0)
-	if p := s.plan(t, `{}`); len(p.Items) != 0 {
-		t.Fatalf("with retirePasswords off the plan has items: %+v", p.Items)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := awstest.New(t)
+			s := newSteps(t, a)
+			ctx := context.Background()
+			a.Clock(t, -100*day)
+			a.User(t, tt.user, "email", "carol@example.com")
+			if _, err := a.IAM.CreateLoginProfile(ctx, &iam.CreateLoginProfileInput{UserName: ptr(tt.user), Password: ptr("Long-enough-pass-1!")}); err != nil {
+				t.Fatal(err)
+			}
+			a.Clock(t, 0)
+			if p := s.plan(t, `{}`); len(p.Items) != 0 {
+				t.Fatalf("with retirePasswords off the plan has items: %+v", p.Items)
+			}
+			s.cfg.RetirePasswords = true
+			s.rewire()
+			it := itemFor(t, s.plan(t, `{}`), tt.user)
+			if it.Action != "retire-password" || it.OldKey.ID != "password" {
+				t.Fatalf("item = %+v", it)
+			}
+			task := rotation.Task{Execution: "e", Item: it}
+			var err error
+			if task.Notice, err = s.notify.Handle(ctx, task); err != nil || task.Notice.MailStatus != "sent" || !task.Notice.Accepted {
+				t.Fatalf("notify = %+v, %v", task.Notice, err)
+			}
+			id := ledger.PasswordID(tt.user, it.OldKey.Created)
+			if r := s.record(t, id); r.Action != "retire-password" || r.State != ledger.Notified || r.OwnerMails != 1 {
+				t.Fatalf("record %s = %+v; want the retirement notified", id, r)
+			}
+			if task.Deactivation, err = s.deact.Handle(ctx, task); err != nil || task.Deactivation.Next != rotation.NextGrace {
+				t.Fatalf("deactivate = %+v, %v; want the grace to start", task.Deactivation, err)
+			}
+			if g := task.Deactivation.GraceExecution; !logSafeName(g) || !strings.HasPrefix(g, "c") {
+				t.Fatalf("grace execution name %q: want at most 80 characters of 0-9A-Za-z-_, starting with the user", g)
+			}
+			if r := s.record(t, id); r.GraceExecution != task.Deactivation.GraceExecution {
+				t.Fatalf("record grace execution %q; want %q", r.GraceExecution, task.Deactivation.GraceExecution)
+			}
+			if _, err := a.IAM.GetLoginProfile(ctx, &iam.GetLoginProfileInput{UserName: ptr(tt.user)}); err != nil {
+				t.Fatalf("the password went before its grace: %v", err)
+			}
+			s.now = task.Deactivation.DeleteAfter.Add(time.Second)
+			c, err := s.del.Handle(ctx, task)
+			if err != nil || !c.Deleted {
+				t.Fatalf("delete = %+v, %v", c, err)
+			}
+			if _, err := a.IAM.GetLoginProfile(ctx, &iam.GetLoginProfileInput{UserName: ptr(tt.user)}); err == nil {
+				t.Fatal("login profile still there after the grace")
+			}
+			if r := s.record(t, id); r.State != ledger.Deleted {
+				t.Fatalf("record = %+v; want deleted", r)
+			}
+			mails, _ := a.Sent(t)
+			if len(mails) != 1 || !strings.Contains(mails[0].Subject, "console password") {
+				t.Fatalf("mails = %+v", mails)
+			}
+		})
 	}
-	s.cfg.RetirePasswords = true
-	s.rewire()
-	it := itemFor(t, s.plan(t, `{}`), "carol")
-	if it.Action != "retire-password" || it.OldKey.ID != "password" {
-		t.Fatalf("item = %+v", it)
+}
+
+// TestMotoRotationInFlightKeepsItsExecutionName: a rotation deactivated
+// by an earlier release, which named the grace execution with the user's
+// '.' and '@' (not log-safe) and started it, goes on under the name its
+// record holds. A re-run of the deactivation (a Redrive of the same
+// execution, or a later execution taking the rotation over) hands the
+// state machine that name, so StartExecution meets the execution already
+// started (a no-op) rather than starting a second grace execution under
+// the new naming.
+func TestMotoRotationInFlightKeepsItsExecutionName(t *testing.T) {
+	tests := []struct {
+		name, execution string
+		after           time.Duration
+	}{
+		{"a redrive of the same execution", "e", time.Minute},
+		{"a later execution taking the rotation over", "next-day", day},
 	}
-	task := rotation.Task{Execution: "e", Item: it}
-	var err error
-	if task.Notice, err = s.notify.Handle(ctx, task); err != nil || task.Notice.MailStatus != "sent" || !task.Notice.Accepted {
-		t.Fatalf("notify = %+v, %v", task.Notice, err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := awstest.New(t)
+			s := newSteps(t, a)
+			ctx := context.Background()
+			user := "jo.smith@example.com"
+			oldID, _ := seedUser(t, a, user, 100, 1, "email", "jo@example.com")
+			task := rotation.Task{Execution: "e", Item: itemFor(t, s.plan(t, `{}`), user)}
+			var err error
+			if task.NewKey, err = s.create.Handle(ctx, task); err != nil {
+				t.Fatal(err)
+			}
+			if task.Notice, err = s.notify.Handle(ctx, task); err != nil {
+				t.Fatal(err)
+			}
+			if task.Deactivation, err = s.deact.Handle(ctx, task); err != nil {
+				t.Fatal(err)
+			}
+			if g := task.Deactivation.GraceExecution; !logSafeName(g) || g != "jo_smith_example_com-"+oldID+"-r1" {
+				t.Fatalf("grace execution %q; want jo_smith_example_com-%s-r1", g, oldID)
+			}
+			// The record as the earlier release wrote it.
+			old := user + "-" + oldID + "-r1"
+			r := s.record(t, oldID)
+			r.GraceExecution = old
+			if err := s.recs.Put(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			s.now = s.now.Add(tt.after)
+			again := rotation.Task{Execution: tt.execution, Item: task.Item}
+			d, err := s.deact.Handle(ctx, again)
+			if err != nil || d.GraceExecution != old || d.Next != rotation.NextGrace {
+				t.Fatalf("re-run deactivation = %+v, %v; want grace in the recorded %q", d, err, old)
+			}
+			if r := s.record(t, oldID); r.GraceExecution != old || !r.DeactivatedAt.Equal(task.Deactivation.DeactivatedAt) {
+				t.Fatalf("record grace %q deactivated %v; want %q, %v unchanged", r.GraceExecution, r.DeactivatedAt, old, task.Deactivation.DeactivatedAt)
+			}
+		})
 	}
-	id := ledger.PasswordID("carol", it.OldKey.Created)
-	if r := s.record(t, id); r.Action != "retire-password" || r.State != ledger.Notified || r.OwnerMails != 1 {
-		t.Fatalf("record %s = %+v; want the retirement notified", id, r)
+}
+
+// logSafeName reports whether name is a Step Functions execution name
+// CloudWatch Logs can carry: 1-80 characters of 0-9, A-Z, a-z, - and _.
+func logSafeName(name string) bool {
+	if name == "" || len(name) > 80 {
+		return false
 	}
-	if task.Deactivation, err = s.deact.Handle(ctx, task); err != nil || task.Deactivation.Next != rotation.NextGrace {
-		t.Fatalf("deactivate = %+v, %v; want the grace to start", task.Deactivation, err)
+	for _, r := range name {
+		if !(r >= '0' && r <= '9' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r == '-' || r == '_') {
+			return false
+		}
 	}
-	if _, err := a.IAM.GetLoginProfile(ctx, &iam.GetLoginProfileInput{UserName: ptr("carol")}); err != nil {
-		t.Fatalf("the password went before its grace: %v", err)
-	}
-	s.now = task.Deactivation.DeleteAfter.Add(time.Second)
-	c, err := s.del.Handle(ctx, task)
-	if err != nil || !c.Deleted {
-		t.Fatalf("delete = %+v, %v", c, err)
-	}
-	if _, err := a.IAM.GetLoginProfile(ctx, &iam.GetLoginProfileInput{UserName: ptr("carol")}); err == nil {
-		t.Fatal("login profile still there after the grace")
-	}
-	if r := s.record(t, id); r.State != ledger.Deleted {
-		t.Fatalf("record = %+v; want deleted", r)
-	}
-	mails, _ := a.Sent(t)
-	if len(mails) != 1 || !strings.Contains(mails[0].Subject, "console password") {
-		t.Fatalf("mails = %+v", mails)
-	}
+	return true
 }
 
 // TestMotoSecretUsesKMSKey: with a KMS key configured, the secret is
