@@ -127,7 +127,16 @@ func NewKeyRotorStack(scope constructs.Construct, id string, props *KeyRotorStac
 		})
 	}
 
+	// Under /aws/vendedlogs/: a state machine logging to a group outside it
+	// adds the group to the account's CloudWatch Logs resource policy,
+	// which is limited to 5,120 characters (Step Functions Developer Guide,
+	// "Avoiding CloudWatch Logs resource policy size restrictions",
+	// https://docs.aws.amazon.com/step-functions/latest/dg/bp-cwl.html).
+	// Named after the stack and its id (the group is retained when the
+	// stack is deleted: a new stack of the same name gets a new group).
 	smLogs := awslogs.NewLogGroup(stack, jsii.String("StateMachineLogs"), &awslogs.LogGroupProps{
+		LogGroupName: awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("/aws/vendedlogs/states/"), stack.StackName(), jsii.String("-"),
+			awscdk.Fn_Select(jsii.Number(2), awscdk.Fn_Split(jsii.String("/"), stack.StackId(), nil))}),
 		Retention:     retention(s.LogRetentionDays),
 		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
 	})

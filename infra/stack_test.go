@@ -299,6 +299,79 @@ func TestRetryNames(t *testing.T) {
 	}
 }
 
+// TestStartExecutionErrorNames pins the errors the key's own execution's
+// starts retry and catch to the names the Step Functions documentation and
+// AWS's own samples give (cited in workflow.go): the limit and service
+// errors retried, the already-exists error caught under both spellings,
+// and no name that no document gives (StepFunctions.StepFunctionsException).
+func TestStartExecutionErrorNames(t *testing.T) {
+	s := get(t)
+	wantRetry := []string{"StepFunctions.ExecutionLimitExceeded", "StepFunctions.ExecutionLimitExceededException",
+		"StepFunctions.AWSStepFunctionsException", "StepFunctions.SdkClientException", "States.Timeout"}
+	wantCatch := []string{"StepFunctions.ExecutionAlreadyExistsException", "StepFunctions.ExecutionAlreadyExists"}
+	for _, name := range []string{"StartGracePeriod", "StartAdoptionWindow"} {
+		st := childStates(s.def)[name].(map[string]any)
+		var retry, catch []string
+		for _, r := range st["Retry"].([]any) {
+			for _, e := range r.(map[string]any)["ErrorEquals"].([]any) {
+				retry = append(retry, e.(string))
+			}
+		}
+		for _, c := range st["Catch"].([]any) {
+			for _, e := range c.(map[string]any)["ErrorEquals"].([]any) {
+				catch = append(catch, e.(string))
+			}
+		}
+		if !reflect.DeepEqual(retry, wantRetry) {
+			t.Errorf("%s retries %q; want %q", name, retry, wantRetry)
+		}
+		if !reflect.DeepEqual(catch, wantCatch) {
+			t.Errorf("%s catches %q; want %q", name, catch, wantCatch)
+		}
+	}
+	// The local engine's StartExecution answers a name already used with
+	// the name the definition catches.
+	if !slices.Contains(wantCatch, local.ExecutionAlreadyExists) {
+		t.Errorf("the local engine answers %q; the definition catches %q", local.ExecutionAlreadyExists, wantCatch)
+	}
+}
+
+// TestStateMachineLogGroup: both state machines log to one group under
+// /aws/vendedlogs/states/, so that enabling their logging does not add to
+// the account's CloudWatch Logs resource policy (5,120 characters; Step
+// Functions Developer Guide, "Avoiding CloudWatch Logs resource policy
+// size restrictions"), and the group's name is new for each stack
+// instance (it is retained when the stack is deleted).
+func TestStateMachineLogGroup(t *testing.T) {
+	s := get(t)
+	var tmpl struct {
+		Resources map[string]struct {
+			Type       string
+			Properties map[string]any
+		}
+	}
+	if err := json.Unmarshal(s.raw, &tmpl); err != nil {
+		t.Fatal(err)
+	}
+	machines := 0
+	for id, r := range tmpl.Resources {
+		if r.Type != "AWS::StepFunctions::StateMachine" {
+			continue
+		}
+		machines++
+		dest := r.Properties["LoggingConfiguration"].(map[string]any)["Destinations"].([]any)[0]
+		arn := dest.(map[string]any)["CloudWatchLogsLogGroup"].(map[string]any)["LogGroupArn"].(map[string]any)["Fn::GetAtt"].([]any)
+		group := tmpl.Resources[arn[0].(string)]
+		name, _ := json.Marshal(group.Properties["LogGroupName"])
+		if group.Type != "AWS::Logs::LogGroup" || !strings.Contains(string(name), `"/aws/vendedlogs/states/KeyRotor-"`) || !strings.Contains(string(name), "AWS::StackId") {
+			t.Errorf("%s logs to %s named %s; want a log group under /aws/vendedlogs/states/ named after the stack and its id", id, arn[0], name)
+		}
+	}
+	if machines != 2 {
+		t.Fatalf("%d state machines; want 2", machines)
+	}
+}
+
 // rolePolicies collects, per function dir, the actions of its role.
 func rolePolicies(t *testing.T, s *synthesized) map[string][]string {
 	var tmpl struct {

@@ -107,6 +107,41 @@ func workflow(stack awscdk.Stack, fns map[string]awslambda.Function, bucket awss
 	return find.Next(isDry)
 }
 
+// The errors of the optimized StartExecution integration
+// (arn:aws:states:::states:startExecution), which Step Functions reports
+// as StepFunctions.<error>:
+//
+//   - Retried: StepFunctions.ExecutionLimitExceeded, the Step Functions
+//     Developer Guide's own Retry for StartExecution's limits and throttling
+//     ("Start workflow executions from a task state in Step Functions",
+//     https://docs.aws.amazon.com/step-functions/latest/dg/concepts-nested-workflows.html),
+//     and its ...Exception spelling: the guide has service error names take
+//     the Exception suffix even where the API reference omits it ("Learning
+//     to use AWS service SDK integrations in Step Functions",
+//     https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html);
+//     StepFunctions.AWSStepFunctionsException, the service's base exception,
+//     as AWS's own solutions retry their startExecution tasks
+//     (aws-solutions/data-transfer-from-amazon-s3-glacier-vaults-to-amazon-s3,
+//     source/solution/infrastructure/workflows/orchestrator.py);
+//     StepFunctions.SdkClientException, the client-side failure the guide
+//     names for Lambda (Lambda.SdkClientException, "Handle transient Lambda
+//     service exceptions"); States.Timeout.
+//   - Caught (a second start of the same name: a no-op):
+//     StepFunctions.ExecutionAlreadyExistsException, the name executions
+//     report ("Execution Already Exists: ... Error Code:
+//     ExecutionAlreadyExists"), and StepFunctions.ExecutionAlreadyExists, the
+//     API's error code as the guide's examples and AWS's samples spell
+//     StepFunctions.ExecutionLimitExceeded (StartExecution API reference,
+//     Errors: ExecutionAlreadyExists, 400).
+//
+// StepFunctions.StepFunctionsException, listed before, is in no AWS
+// document. infra's TestStartExecutionErrorNames pins these lists.
+var (
+	startExecutionRetried = []string{"StepFunctions.ExecutionLimitExceeded", "StepFunctions.ExecutionLimitExceededException",
+		"StepFunctions.AWSStepFunctionsException", "StepFunctions.SdkClientException", "States.Timeout"}
+	startExecutionExists = []string{"StepFunctions.ExecutionAlreadyExistsException", "StepFunctions.ExecutionAlreadyExists"}
+)
+
 // startKeyExecution starts a key's own execution of the grace state
 // machine, named by namePath (after the user and the key), with the item
 // and the object at objectPath as its field what (deactivation, or
@@ -128,14 +163,14 @@ func startKeyExecution(stack awscdk.Stack, grace sfn.IStateMachine, id, doneID, 
 		ResultSelector: &map[string]any{"executionArn": sfn.JsonPath_StringAt(jsii.String("$.ExecutionArn"))},
 		ResultPath:     jsii.String(resultPath),
 	})
-	start.AddRetry(&sfn.RetryProps{Errors: jsii.Strings("StepFunctions.SdkClientException", "StepFunctions.StepFunctionsException", "States.Timeout"),
+	start.AddRetry(&sfn.RetryProps{Errors: jsii.Strings(startExecutionRetried...),
 		Interval: awscdk.Duration_Seconds(jsii.Number(2)), BackoffRate: jsii.Number(2), MaxAttempts: jsii.Number(8), JitterStrategy: sfn.JitterType_FULL})
 	var props *sfn.SucceedProps
 	if doneComment != "" {
 		props = &sfn.SucceedProps{Comment: jsii.String(doneComment)}
 	}
 	done := sfn.NewSucceed(stack, jsii.String(doneID), props)
-	start.AddCatch(done, &sfn.CatchProps{Errors: jsii.Strings("StepFunctions.ExecutionAlreadyExistsException"), ResultPath: jsii.String(resultPath + "AlreadyStarted")})
+	start.AddCatch(done, &sfn.CatchProps{Errors: jsii.Strings(startExecutionExists...), ResultPath: jsii.String(resultPath + "AlreadyStarted")})
 	return start.Next(done)
 }
 

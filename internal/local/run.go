@@ -436,6 +436,13 @@ func describeExecution(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(map[string]string{"__type": "ExecutionDoesNotExist", "message": "Execution Does Not Exist: '" + in.ExecutionArn + "'"})
 }
 
+// ExecutionAlreadyExists is the error the local StartExecution answers a
+// name already used with: the name Step Functions reports for the
+// optimized integration (the service's ExecutionAlreadyExists code with
+// the Exception suffix), one of those the definition catches (infra's
+// TestStartExecutionErrorNames).
+const ExecutionAlreadyExists = "StepFunctions.ExecutionAlreadyExistsException"
+
 // startExecution serves the engine's StartGracePeriod states, as Step
 // Functions' StartExecution does: a new name starts an execution (run here,
 // or handed to DeferGrace); a name already used fails with
@@ -460,7 +467,7 @@ func (l *launcher) startExecution(w http.ResponseWriter, r *http.Request) {
 	if _, ok := l.byName[req.Name]; ok {
 		l.mu.Unlock()
 		w.WriteHeader(http.StatusConflict)
-		json.NewEncoder(w).Encode(map[string]string{"error": "StepFunctions.ExecutionAlreadyExistsException", "cause": "Execution Already Exists: " + req.Name})
+		json.NewEncoder(w).Encode(map[string]string{"error": ExecutionAlreadyExists, "cause": "Execution Already Exists: " + req.Name})
 		return
 	}
 	g := &GraceRun{Name: req.Name, Input: req.Input}

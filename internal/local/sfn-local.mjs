@@ -185,7 +185,7 @@ for (const name of job.startExecutionStates ?? []) {
     const body = await resp.json().catch(() => ({}));
     if (!resp.ok) {
       const err = new Error(body.cause ?? `StartExecution failed: HTTP ${resp.status}`);
-      err.name = body.error ?? 'StepFunctions.StepFunctionsException';
+      err.name = body.error ?? 'StepFunctions.AWSStepFunctionsException';
       throw err;
     }
     return body;
