@@ -202,7 +202,10 @@ type recordingMail struct {
 func (r recordingMail) SendEmail(ctx context.Context, in *sesv2.SendEmailInput, optFns ...func(*sesv2.Options)) (*sesv2.SendEmailOutput, error) {
 	out, err := r.MailAPI.SendEmail(ctx, in, optFns...)
 	if err == nil || failures.IsTransient(err) {
-		var body strings.Builder
+		var body, subject strings.Builder
+		if c := in.Content; c != nil && c.Simple != nil && c.Simple.Subject != nil {
+			subject.WriteString(aws.ToString(c.Simple.Subject.Data))
+		}
 		if c := in.Content; c != nil && c.Simple != nil && c.Simple.Body != nil {
 			if c.Simple.Body.Text != nil {
 				body.WriteString(aws.ToString(c.Simple.Body.Text.Data))
@@ -212,7 +215,7 @@ func (r recordingMail) SendEmail(ctx context.Context, in *sesv2.SendEmailInput, 
 			}
 		}
 		r.w.mu.Lock()
-		r.w.sent.Mails = append(r.w.sent.Mails, Mail{To: in.Destination.ToAddresses, Body: body.String()})
+		r.w.sent.Mails = append(r.w.sent.Mails, Mail{To: in.Destination.ToAddresses, Subject: subject.String(), Body: body.String()})
 		r.w.mu.Unlock()
 	}
 	return out, err
@@ -659,8 +662,25 @@ type Sent struct {
 
 // Mail is one SES send moto accepted.
 type Mail struct {
-	To   []string
-	Body string
+	To      []string
+	Subject string
+	Body    string
+}
+
+// OwnerNotices counts the owner notices of the rotation of key id among
+// mails: the mails whose subject names the key ("Your AWS access key X has
+// been replaced", "Your unused AWS access key X is being retired"). Other
+// mails may name it in their text without being its notice: the rotation
+// of the user's other key says that it removed this one first, to make
+// room. A reminder's subject names no key.
+func OwnerNotices(mails []Mail, id string) int {
+	n := 0
+	for _, m := range mails {
+		if strings.Contains(m.Subject, id) {
+			n++
+		}
+	}
+	return n
 }
 
 // ReadSent returns the mails SES accepted (or may have) and the admin

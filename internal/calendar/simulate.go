@@ -683,12 +683,7 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 				unknown++
 			}
 		}
-		n := 0
-		for _, m := range notices {
-			if strings.Contains(m.Body, rec.ID) {
-				n++
-			}
-		}
+		n := OwnerNotices(notices, rec.ID)
 		if w.Org() {
 			// In an organization every mail about a key names its user's
 			// account: "alice in account <id>".
@@ -706,8 +701,8 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 		if n > rec.Rotation+unknown {
 			var subjects []string
 			for _, m := range notices {
-				if strings.Contains(m.Body, rec.ID) {
-					subjects = append(subjects, fmt.Sprint(m.To))
+				if strings.Contains(m.Subject, rec.ID) {
+					subjects = append(subjects, fmt.Sprint(m.To, " ", m.Subject))
 				}
 			}
 			fail("%d owner mails mention %s over %d rotations (%d unknown outcomes; to %v; history %+v)", n, rec.ID, rec.Rotation, unknown, subjects, rec.History)

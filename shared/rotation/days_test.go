@@ -554,3 +554,53 @@ func TestMotoDaysResumedRotationMailsItsOwner(t *testing.T) {
 		t.Fatalf("day 1: notice by %q, %d owner mails; want the owner mailed (dana@example.com), once", r.NoticeChannel, c.ownerMails(old))
 	}
 }
+
+// A key retired (never used) is deleted at the end of its grace by the
+// rotation of the user's other key, which removes it first to make room;
+// that rotation's owner mail says so (it names the retired key), yet it is
+// no second notice of the retirement: one notice per rotation still holds.
+// Found by the calendar soak (make soak DAYS=60 SEED=11 USERS=150
+// ADOPTION=5, day 54), whose count of notices took any mail naming a key
+// for a notice of that key's rotation.
+func TestMotoDaysKeyRemovedToMakeRoomHasOneNotice(t *testing.T) {
+	c := newCalendar(t)
+	off := c.w.Offset()
+	c.a.Clock(t, off-100*oneDay)
+	c.a.User(t, "erin", "email", "erin@example.com")
+	unused := c.a.Key(t, "erin") // never used: retired on day 0
+	c.a.Clock(t, off-83*oneDay)
+	inUse, secret := c.a.KeyWithSecret(t, "erin") // due on day 8
+	c.a.Clock(t, off-oneDay)
+	c.a.Use(t, inUse, secret)
+	c.a.Clock(t, off)
+	if _, out := c.run(`{}`); out[unused] != "grace" || out[inUse] != "" {
+		t.Fatalf("day 0: %v; want %s retired into its grace period, %s not due", out, unused, inUse)
+	}
+	c.advance(8 * oneDay)
+	c.a.Use(t, inUse, secret)
+	if _, out := c.run(`{}`); out[inUse] != "grace" {
+		t.Fatalf("day 8: %v; want %s rotated", out, inUse)
+	}
+	if _, ok := c.status("erin")[unused]; ok {
+		t.Fatalf("day 8: keys %v; want the retired key %s deleted to make room", c.status("erin"), unused)
+	}
+	if r := c.record(unused); r.State != ledger.Deleted || !strings.Contains(r.Outcome, "make room") {
+		t.Fatalf("record of %s = %s %q; want deleted to make room", unused, r.State, r.Outcome)
+	}
+	sent, err := c.w.ReadSent(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var naming []string
+	for _, m := range sent.Mails {
+		if strings.Contains(m.Body, unused) {
+			naming = append(naming, m.Subject)
+		}
+	}
+	if len(naming) != 2 || !strings.Contains(naming[1], inUse) {
+		t.Fatalf("mails naming %s: %q; want its retirement notice and the rotation of %s telling the owner it was removed first", unused, naming, inUse)
+	}
+	if n, m := cal.OwnerNotices(sent.Mails, unused), cal.OwnerNotices(sent.Mails, inUse); n != 1 || m != 1 {
+		t.Fatalf("owner notices: %d of %s, %d of %s; want one each", n, unused, m, inUse)
+	}
+}
