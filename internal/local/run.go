@@ -74,6 +74,10 @@ type Options struct {
 	// call with that Step Functions error and cause, as a missing
 	// permission or an outage would (tests of the runner side).
 	StartExecutionFault func(name string) (errName, cause string)
+	// EnginePerExecution runs each key execution (grace period, adoption
+	// window) in an engine process of its own, as local runs did before
+	// they shared one (the bench measures both).
+	EnginePerExecution bool
 
 	lambdaURL string // the local Lambda service, once started
 	sfnURL    string // the runner's Step Functions API (DescribeExecution)
@@ -200,16 +204,28 @@ func prepare(ctx context.Context, o *Options) (*launcher, json.RawMessage, func(
 	o.lambdaURL = srv.URL()
 	l := &launcher{o: *o, srv: srv, reader: reader, graceDef: graceDef, logDir: logDir, byName: map[string]*GraceRun{},
 		maps: &mapRuns{s3: reader.api, region: o.Region}}
+	if !o.EnginePerExecution {
+		l.pool = newEnginePool(*o)
+	}
 	reader.mux.HandleFunc("POST /start-execution", l.startExecution)
 	reader.mux.HandleFunc("POST /{$}", describeExecution)
 	l.maps.serve(reader.mux)
-	return l, def, func() { srv.Close(); reader.close() }, nil
+	return l, def, func() {
+		if l.pool != nil {
+			l.pool.close(true)
+		}
+		srv.Close()
+		reader.close()
+	}, nil
 }
 
 // finish waits for everything the execution started (a run returns when
 // all of it has finished) and completes its result.
 func (l *launcher) finish(ctx context.Context, r *Result) (*Result, error) {
 	l.wg.Wait()
+	if l.pool != nil {
+		l.pool.close(false)
+	}
 	l.mu.Lock()
 	for _, g := range l.order {
 		r.Grace = append(r.Grace, l.byName[g])
@@ -358,7 +374,8 @@ type launcher struct {
 	byName   map[string]*GraceRun
 	order    []string
 	wg       sync.WaitGroup
-	maps     *mapRuns // the Distributed Map runs (ItemReader, ResultWriter)
+	maps     *mapRuns    // the Distributed Map runs (ItemReader, ResultWriter)
+	pool     *enginePool // the key executions' engine (nil: a process each)
 }
 
 // runExtra modifies one engine run: a redrive starts at a state.
@@ -405,6 +422,9 @@ func (l *launcher) run(ctx context.Context, def json.RawMessage, machine, name s
 	o.appendHistory = l.o.appendHistory && machine == "KeyRotor" && name == l.o.ExecutionName
 	running.Store(name, true)
 	defer running.Delete(name)
+	if machine == "KeyRotorGrace" && l.pool != nil {
+		return l.pool.run(ctx, o, jobPath, l.logDir)
+	}
 	return runEngine(ctx, o, jobPath, l.logDir)
 }
 
@@ -533,12 +553,7 @@ func runEngine(ctx context.Context, o Options, jobPath string, logDir string) (*
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, node, script, jobPath)
-	cmd.Env = append(os.Environ(),
-		"AWS_ENDPOINT_URL_LAMBDA="+o.lambdaURL, "AWS_REGION="+o.Region,
-		"AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "AWS_MAX_ATTEMPTS=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd := engineCommand(ctx, o, node, script, jobPath)
 	stderr, _ := os.Create(filepath.Join(o.WorkDir, "engine.stderr"))
 	defer stderr.Close()
 	cmd.Stderr = stderr
@@ -546,11 +561,7 @@ func runEngine(ctx context.Context, o Options, jobPath string, logDir string) (*
 	if err != nil {
 		return nil, err
 	}
-	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
-	if o.appendHistory {
-		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
-	}
-	history, err := os.OpenFile(filepath.Join(o.WorkDir, "history.jsonl"), flags, 0o644)
+	history, err := openHistory(o)
 	if err != nil {
 		return nil, err
 	}
@@ -559,18 +570,67 @@ func runEngine(ctx context.Context, o Options, jobPath string, logDir string) (*
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start the local engine: %w", err)
 	}
-	r := &Result{HistoryFile: history.Name(), LogDir: logDir, PerUserStates: map[string]int{}}
-	users := map[int]string{}
-	// The engine's event stream can end before the failure events of
-	// nested states arrive: track the states entered and not yet exited,
-	// to name the failed state in any case.
-	openTop := ""
-	openIn := map[int]string{}
 	sc := bufio.NewScanner(out)
 	sc.Buffer(make([]byte, 1<<20), 1<<30)
+	r, open, final := collect(o, history, logDir, func() ([]byte, bool) {
+		if !sc.Scan() {
+			return nil, false
+		}
+		return sc.Bytes(), true
+	})
+	waitErr := cmd.Wait()
+	r.Duration = time.Since(start)
+	return settle(ctx, r, open, final, func() string {
+		b, _ := os.ReadFile(filepath.Join(o.WorkDir, "engine.stderr"))
+		return fmt.Sprintf("(%v): %s", waitErr, strings.TrimSpace(string(b)))
+	})
+}
+
+// engineCommand is the engine's process: Node running sfn-local.mjs with
+// arg (a job file, or --serve for a pool), in its own process group,
+// killed with the runner.
+func engineCommand(ctx context.Context, o Options, node, script, arg string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, node, script, arg)
+	cmd.Env = append(os.Environ(),
+		"AWS_ENDPOINT_URL_LAMBDA="+o.lambdaURL, "AWS_REGION="+o.Region,
+		"AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "AWS_MAX_ATTEMPTS=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	return cmd
+}
+
+// openHistory opens the execution's history.jsonl: afresh, or appended to
+// on a redrive.
+func openHistory(o Options) (*os.File, error) {
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if o.appendHistory {
+		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	return os.OpenFile(filepath.Join(o.WorkDir, "history.jsonl"), flags, 0o644)
+}
+
+// openStates are the states an execution entered and has not exited: the
+// engine's event stream can end before the failure events of nested states
+// arrive, and these name the failed state in any case.
+type openStates struct {
+	top   string
+	in    map[int]string // map iteration -> state
+	users map[int]string // map iteration -> user
+}
+
+// collect reads one execution's engine events (next returns each line,
+// false at the end), writes them to its history, reports progress, and
+// returns the result so far, the states left open and the final event.
+func collect(o Options, history *os.File, logDir string, next func() ([]byte, bool)) (*Result, *openStates, *rawEvent) {
+	r := &Result{HistoryFile: history.Name(), LogDir: logDir, PerUserStates: map[string]int{}}
+	open := &openStates{in: map[int]string{}, users: map[int]string{}}
+	users := open.users
 	var final *rawEvent
-	for sc.Scan() {
-		line := sc.Bytes()
+	for {
+		line, ok := next()
+		if !ok {
+			break
+		}
 		history.Write(line)
 		history.Write([]byte{'\n'})
 		var ev rawEvent
@@ -606,17 +666,17 @@ func runEngine(ctx context.Context, o Options, jobPath string, logDir string) (*
 		switch ev.Type {
 		case "StateExited":
 			if e.Index < 0 {
-				openTop = ""
+				open.top = ""
 			} else {
-				delete(openIn, e.Index)
+				delete(open.in, e.Index)
 			}
 		}
 		switch ev.Type {
 		case "StateEntered":
 			if e.Index < 0 {
-				openTop = e.State
+				open.top = e.State
 			} else {
-				openIn[e.Index] = e.State
+				open.in[e.Index] = e.State
 			}
 			r.Transitions++
 			if e.Index >= 0 {
@@ -635,23 +695,26 @@ func runEngine(ctx context.Context, o Options, jobPath string, logDir string) (*
 			o.Progress(e)
 		}
 	}
-	waitErr := cmd.Wait()
-	r.Duration = time.Since(start)
+	return r, open, final
+}
+
+// settle completes a result from the engine's final event; without one,
+// the engine ended early and why says what it left (its stderr).
+func settle(ctx context.Context, r *Result, open *openStates, final *rawEvent, why func() string) (*Result, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
 	if final == nil {
-		b, _ := os.ReadFile(filepath.Join(o.WorkDir, "engine.stderr"))
-		return nil, fmt.Errorf("the local engine ended without a result (%v): %s", waitErr, strings.TrimSpace(string(b)))
+		return nil, fmt.Errorf("the local engine ended without a result %s", why())
 	}
 	r.Status, r.Output, r.Error, r.Cause = final.Status, final.Output, final.ErrorName, final.CauseText
 	if r.Status != "SUCCEEDED" {
 		if r.FailedState == "" {
-			r.FailedState = openTop
+			r.FailedState = open.top
 		}
 		if r.FailedIn == "" {
-			for i, st := range openIn {
-				r.FailedIn = fmt.Sprintf("%s (user %s): %s: %s", st, users[i], r.Error, r.Cause)
+			for i, st := range open.in {
+				r.FailedIn = fmt.Sprintf("%s (user %s): %s: %s", st, open.users[i], r.Error, r.Cause)
 				break
 			}
 		}

@@ -1,10 +1,15 @@
-// Runs one execution of an Amazon States Language definition with
+// Runs executions of an Amazon States Language definition with
 // aws-local-stepfunctions (pinned in package.json), for keyrotor's local
 // runs. Reads a job file (argv[2]):
 //   {definition, input, context, waitTimeOverrides, retryIntervalOverrides,
 //    mapRunURL, resultWriterURL, startExecutionURL, startExecutionStates, startAt}
 // and writes one JSON line per engine event to stdout, then a final
 //   {"type":"Result","status":"SUCCEEDED"|"FAILED", output|error+cause}.
+// With argv[2] "--serve" it is a pool: it reads "<id> <job file>" lines
+// from stdin and runs each job at once, side by side in this one process
+// (the engine is loaded once), every line it writes carrying "job": <id>;
+// it exits when stdin ends and every job has ended. A local run's key
+// executions (one per key's grace period) run so, not a process each.
 // Lambda tasks go to AWS_ENDPOINT_URL_LAMBDA (the local Lambda server).
 //
 // The engine runs a DISTRIBUTED Map inline and ignores ItemReader and
@@ -83,7 +88,12 @@ function resolveParams(params, input, context) {
   return out;
 }
 
-const job = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+// jobs are the jobs running, by their execution's id (the map hook finds
+// its job by the execution's context).
+const jobs = new Map();
+// (A pool runs the grace state machine, which has no such map; alone, the
+// one job is the job.)
+const jobOf = (context) => jobs.get(context?.Execution?.Id ?? '') ?? [...jobs.values()][0];
 
 const post = async (url, body) => {
   const resp = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -108,6 +118,7 @@ let StateMachineClass;
 // restart mid-way {startAt, input}.
 globalThis.__keyrotorMapRun = async (stateName, state, input, context) => {
   if (!state.ItemReader && !state.ResultWriter) return null;
+  const job = jobOf(context);
   const req = { state: stateName, execution: job.context?.Execution?.Id ?? '' };
   if (state.ItemReader) {
     const r = state.ItemReader;
@@ -164,7 +175,7 @@ globalThis.__keyrotorMapRun = async (stateName, state, input, context) => {
   };
 };
 
-const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+const write = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 // Task states whose resource is states:startExecution (StartGracePeriod)
 // start another local execution through the Go runner, which answers as
@@ -172,58 +183,101 @@ const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 // StepFunctions.ExecutionAlreadyExistsException, which the definition
 // catches. The engine hands the handler the state's effective input (its
 // Parameters applied): {Input, StateMachineArn, Name}.
-const taskResourceLocalHandlers = {};
-for (const name of job.startExecutionStates ?? []) {
-  taskResourceLocalHandlers[name] = async (params) => {
-    let input = params.Input ?? {};
-    if (typeof input === 'string') input = JSON.parse(input);
-    const resp = await fetch(job.startExecutionURL, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name: params.Name, input }),
-    });
-    const body = await resp.json().catch(() => ({}));
-    if (!resp.ok) {
-      const err = new Error(body.cause ?? `StartExecution failed: HTTP ${resp.status}`);
-      err.name = body.error ?? 'StepFunctions.AWSStepFunctionsException';
-      throw err;
-    }
-    return body;
-  };
+function startExecutionHandlers(job) {
+  const handlers = {};
+  for (const name of job.startExecutionStates ?? []) {
+    handlers[name] = async (params) => {
+      let input = params.Input ?? {};
+      if (typeof input === 'string') input = JSON.parse(input);
+      const resp = await fetch(job.startExecutionURL, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: params.Name, input }),
+      });
+      const body = await resp.json().catch(() => ({}));
+      if (!resp.ok) {
+        const err = new Error(body.cause ?? `StartExecution failed: HTTP ${resp.status}`);
+        err.name = body.error ?? 'StepFunctions.AWSStepFunctionsException';
+        throw err;
+      }
+      return body;
+    };
+  }
+  return handlers;
 }
 
 const { StateMachine } = loadEngine();
 StateMachineClass = StateMachine;
-// A redrive restarts the execution at its failed state (job.startAt) with
-// that state's recorded input (job.input), as RedriveExecution does.
-const definition = job.startAt ? { ...job.definition, StartAt: job.startAt } : job.definition;
-// The definition is validated as a whole; a redrive's copy starting at a
-// later state leaves the earlier ones unreachable, which is not an error.
-const validated = new StateMachine(job.definition, { validationOptions: { checkPaths: true, checkArn: false } });
-const sm = job.startAt ? new StateMachine(definition, { validationOptions: { noValidate: true } }) : validated;
-const execution = sm.run(job.input ?? {}, {
-  overrides: {
-    waitTimeOverrides: job.waitTimeOverrides ?? {},
-    retryIntervalOverrides: job.retryIntervalOverrides ?? {},
-    taskResourceLocalHandlers,
-  },
-  context: job.context ?? {},
-});
 
-const pump = (async () => {
-  for await (const ev of execution.eventLogs) emit(ev);
-})();
+// runJob runs one job to its end, emitting its events and its Result;
+// it reports whether the execution succeeded. A job the engine refuses
+// (its definition) throws, or in a pool ends like a failed execution.
+async function runJob(job, emit, pooled) {
+  jobs.set(job.context?.Execution?.Id ?? '', job);
+  try {
+    // A redrive restarts the execution at its failed state (job.startAt)
+    // with that state's recorded input (job.input), as RedriveExecution
+    // does. The definition is validated as a whole; a redrive's copy
+    // starting at a later state leaves the earlier ones unreachable, which
+    // is not an error.
+    const definition = job.startAt ? { ...job.definition, StartAt: job.startAt } : job.definition;
+    const validated = new StateMachine(job.definition, { validationOptions: { checkPaths: true, checkArn: false } });
+    const sm = job.startAt ? new StateMachine(definition, { validationOptions: { noValidate: true } }) : validated;
+    const execution = sm.run(job.input ?? {}, {
+      overrides: {
+        waitTimeOverrides: job.waitTimeOverrides ?? {},
+        retryIntervalOverrides: job.retryIntervalOverrides ?? {},
+        taskResourceLocalHandlers: startExecutionHandlers(job),
+      },
+      context: job.context ?? {},
+    });
+    const pump = (async () => {
+      for await (const ev of execution.eventLogs) emit(ev);
+    })();
+    try {
+      const output = await execution.result;
+      await pump.catch(() => {});
+      emit({ type: 'Result', status: 'SUCCEEDED', output });
+      return true;
+    } catch (e) {
+      await pump.catch(() => {});
+      const cause = e?.cause ?? e;
+      emit({ type: 'Result', status: 'FAILED', error: cause?.name ?? 'Error', cause: cause?.message ?? String(cause) });
+      return false;
+    }
+  } catch (e) {
+    if (!pooled) throw e;
+    emit({ type: 'Result', status: 'FAILED', error: e?.name ?? 'Error', cause: e?.message ?? String(e) });
+    return false;
+  } finally {
+    jobs.delete(job.context?.Execution?.Id ?? '');
+  }
+}
 
 let code = 0;
-try {
-  const output = await execution.result;
-  await pump.catch(() => {});
-  emit({ type: 'Result', status: 'SUCCEEDED', output });
-} catch (e) {
-  await pump.catch(() => {});
-  const cause = e?.cause ?? e;
-  emit({ type: 'Result', status: 'FAILED', error: cause?.name ?? 'Error', cause: cause?.message ?? String(cause) });
-  code = 1;
+if (process.argv[2] === '--serve') {
+  const { createInterface } = await import('node:readline');
+  const running = [];
+  for await (const line of createInterface({ input: process.stdin })) {
+    const sp = line.indexOf(' ');
+    if (sp < 0) continue;
+    const id = Number(line.slice(0, sp));
+    const file = line.slice(sp + 1);
+    running.push((async () => {
+      let job;
+      try {
+        job = JSON.parse(readFileSync(file, 'utf8'));
+      } catch (e) {
+        write({ job: id, type: 'Result', status: 'FAILED', error: 'States.Runtime', cause: `read job ${file}: ${e?.message ?? e}` });
+        return;
+      }
+      await runJob(job, (ev) => write({ ...ev, job: id }), true);
+    })());
+  }
+  await Promise.all(running);
+} else {
+  const job = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+  code = (await runJob(job, write, false)) ? 0 : 1;
 }
 // Exit only once stdout has drained: process.exit can cut a pipe short.
 process.stdout.write('', () => process.exit(code));
