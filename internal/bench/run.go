@@ -22,8 +22,10 @@ var iamOps = []string{"ListAccessKeys", "ListUserTags", "TagUser", "UntagUser", 
 
 // FullRun seeds due users (and as many with nothing due) and runs the
 // synthesized state machine locally; with throttle > 0, a fault proxy
-// answers that fraction of the functions' IAM calls with Throttling.
-func FullRun(ctx context.Context, base aws.Config, endpoint string, clock Clock, template, binDir, workDir string, due int, throttle float64) (*RunResult, *local.Result, error) {
+// answers that fraction of the functions' IAM calls with Throttling. With
+// perExecution, each key's grace execution runs in an engine process of
+// its own (as local runs did before they shared one: the comparison).
+func FullRun(ctx context.Context, base aws.Config, endpoint string, clock Clock, template, binDir, workDir string, due int, throttle float64, perExecution bool) (*RunResult, *local.Result, error) {
 	if _, err := SeedScale(ctx, base, clock, 2*due, 50); err != nil {
 		return nil, nil, err
 	}
@@ -42,14 +44,17 @@ func FullRun(ctx context.Context, base aws.Config, endpoint string, clock Clock,
 		fnEndpoint, proxy = p.URL(), p
 	}
 	interval := 50 * time.Millisecond
+	began := time.Now()
 	res, err := local.Run(ctx, local.Options{
 		Endpoint: endpoint, FunctionEndpoint: fnEndpoint, Template: template, BinDir: binDir, Input: json.RawMessage(`{}`),
 		RetryInterval: &interval, WorkDir: workDir, ExecutionName: filepath.Base(workDir), MaxConcurrency: 8,
+		EnginePerExecution: perExecution,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	out := &RunResult{DueUsers: due, Wall: res.Duration, Invocations: res.Invocations, Transitions: res.Transitions, Retries: res.Retries, Status: res.Status}
+	out := &RunResult{DueUsers: due, Wall: res.Duration, Total: time.Since(began), Invocations: res.Invocations, Transitions: res.Transitions, Retries: res.Retries, Status: res.Status,
+		Grace: len(res.Grace), GraceFailed: res.GraceFailed(), PerExecution: perExecution}
 	var sum rotation.Summary
 	if json.Unmarshal(res.Output, &sum) == nil {
 		out.Rotated = sum.Totals.Rotated

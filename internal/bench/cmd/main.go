@@ -139,7 +139,7 @@ func run(ctx context.Context, want func(string) bool, sizes string, due int, q b
 		fmt.Fprintf(os.Stderr, "full local run, %d due users, %.0f%% IAM throttling...\n", due, throttle*100)
 		work := filepath.Join(outDir, fmt.Sprintf("run-throttle-%.0f", throttle*100))
 		os.RemoveAll(work)
-		r, res, err := bench.FullRun(ctx, cfg, srv.Endpoint, srv.SetClock, template, bin, work, due, throttle)
+		r, res, err := bench.FullRun(ctx, cfg, srv.Endpoint, srv.SetClock, template, bin, work, due, throttle, false)
 		if err != nil {
 			return err
 		}
@@ -148,6 +148,17 @@ func run(ctx context.Context, want func(string) bool, sizes string, due int, q b
 			rep.Binaries = bench.Binaries("build", res)
 		} else {
 			rep.Throttled = r
+		}
+		if throttle == 0 {
+			// The same run with an engine process per key execution, as
+			// local runs were before they shared one: side by side.
+			srv.Reset(ctx)
+			fmt.Fprintf(os.Stderr, "full local run, %d due users, an engine process per key execution (the comparison)...\n", due)
+			work := filepath.Join(outDir, "run-engine-per-execution")
+			os.RemoveAll(work)
+			if rep.RunPerExecution, _, err = bench.FullRun(ctx, cfg, srv.Endpoint, srv.SetClock, template, bin, work, due, 0, true); err != nil {
+				return err
+			}
 		}
 	}
 	if want("quota") {
