@@ -9,7 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-		"encoding/json"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"

@@ -165,7 +165,7 @@ func TestBuildRows(t *testing.T) {
 		{"password, never used", byKey["frank/password"], Row{User: "frank", ARN: "arn:aws:iam::123456789012:user/frank", Credential: "password",
 			Status: "enabled", Created: "2025-10-19T00:00:00Z", AgeDays: 400, AgeBand: "over 90", LastUsed: "never", Decision: policy.Manual,
 			Reason: "console password unused for 400 days (never used; set 2025-10-19), threshold 45 days; keyrotor reports it only (retirePasswords is off): remove the login profile, or turn retirePasswords on; no MFA device",
-			IAM22: Failed, Flags: "console access without MFA (CIS 1.10)", Source: "credential report", ReadAt: "2026-11-22T23:00:00Z"}},
+			IAM22:  Failed, Flags: "console access without MFA (CIS 1.10)", Source: "credential report", ReadAt: "2026-11-22T23:00:00Z"}},
 	} {
 		if tt.got != tt.want {
 			t.Errorf("%s: Build row = %+v; want %+v", tt.name, tt.got, tt.want)
