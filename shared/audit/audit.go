@@ -190,6 +190,9 @@ func Build(a *rotation.Assessment, rules policy.Rules, retirePasswords bool) *Re
 func notes(a *rotation.Assessment) []string {
 	n := []string{fmt.Sprintf("users and keys created after the credential report (%s) are not in it: the keys of users checked live are listed from IAM; a user created since appears in the next report",
 		stamp(a.ReportTime))}
+	if a.Root == nil && !a.Restricted {
+		n = append(n, "the credential report has no root row (<root_account>): the root user's keys, MFA and use are not shown")
+	}
 	if a.Verdicts == nil {
 		n = append(n, "not planned: decisions come from the policy alone, without the rotation records' holds, adoption windows and grace periods")
 	}

@@ -98,6 +98,8 @@ type Assessment struct {
 	// has none, as moto's): keyrotor never acts on it; the audit reports
 	// it.
 	Root *credreport.Row
+	// Restricted: the assessment covers named users only (no root row).
+	Restricted bool
 	// Gone are the users of the report the live check found deleted.
 	Gone map[string]bool
 	// Exempt are the exempt group's members, with the reason, known
@@ -400,6 +402,17 @@ func (f *Finder) planAccount(ctx context.Context, plan *Plan, a *Assessment, req
 				v.User, v.KeyID = name, d.KeyID
 				a.verdict(v)
 			case policy.Blocked:
+				if rec := a.Records[d.KeyID]; rec != nil && !rec.State.InFlight() && now.Before(rec.HeldUntil) {
+					// A person's hold comes first: after re-activating
+					// the old key its user holds two Active keys, which
+					// is the hold, not a condition to report.
+					it := itemFor(c, d, asOf)
+					it.Account, it.AccountAlias = a.Account, a.AccountAlias
+					v := f.planItem(plan, it, rec, now, in.ExecutionName)
+					v.User, v.KeyID = name, d.KeyID
+					a.verdict(v)
+					continue
+				}
 				plan.Blocked = append(plan.Blocked, Skipped{Account: a.Account, User: name, UserARN: c.Row.ARN, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
 				a.verdict(Verdict{User: name, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
 			case policy.Exempt:
@@ -630,7 +643,7 @@ func (f *Finder) assess(ctx context.Context, asOf time.Time, users []string, str
 		}
 	}
 	a := &Assessment{AsOf: asOf, ReportTime: generated, Rows: rows, Root: root, Candidates: map[string]*Candidate{},
-		Records: map[string]*ledger.Record{}, Gone: map[string]bool{}}
+		Records: map[string]*ledger.Record{}, Gone: map[string]bool{}, Restricted: len(users) > 0}
 	if f.Records != nil {
 		if a.Records, err = f.Records.All(ctx); err != nil {
 			return nil, err
