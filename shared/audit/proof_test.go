@@ -235,6 +235,12 @@ func TestMotoAuditAgreesWithPlan(t *testing.T) {
 		k1Active: "true", k1Rotated: ts(created("=1+2", formulaID))})
 	at(0)
 
+	// Zebra: IAM compares names case-insensitively, so does the order.
+	a.User(t, "Zebra")
+	zebraID := a.Key(t, "Zebra")
+	lines = append(lines, reportLine{user: "Zebra", arn: arn("Zebra"), created: ts(now.Add(-5 * oneDay)),
+		k1Active: "true", k1Rotated: ts(created("Zebra", zebraID))})
+
 	// deleted-since: in the report, gone from IAM.
 	lines = append(lines, reportLine{user: "deleted-since", arn: arn("deleted-since"), created: ts(now.Add(-400 * oneDay)),
 		k1Active: "true", k1Rotated: ts(now.Add(-400 * oneDay)), k1Used: ts(now.Add(-5 * oneDay)), k1Reg: "us-east-1", k1Sv: "s3"})
@@ -289,6 +295,7 @@ func TestMotoAuditAgreesWithPlan(t *testing.T) {
 		"newer-key/" + newerOld:       {policy.Blocked, Failed, Passed, "", "also Active", "two active access keys (CIS 1.13)"},
 		"newer-key/" + newerNew:       {policy.OK, Passed, Passed, "", "created after the credential report", "two active access keys (CIS 1.13)"},
 		"=1+2/access_key_1":           {policy.OK, Passed, Passed, "", "never used", ""},
+		"Zebra/access_key_1":          {policy.OK, Passed, Passed, "", "never used", ""},
 		"deleted-since/access_key_1":  {policy.Gone, "", "", "", "deleted after the credential report", ""},
 	}
 	got := map[string]Row{}
@@ -383,10 +390,80 @@ func TestMotoAuditAgreesWithPlan(t *testing.T) {
 			t.Errorf("CSV row %v lacks the report times", r)
 		}
 	}
-	wantOrder := "<root_account>,'=1+2,Almost-due,console-user,deleted-since,group-exempt,held-user,in-grace,newer-key,rotate-me,tagged-exempt,twins"
+	wantOrder := "<root_account>,'=1+2,Almost-due,console-user,deleted-since,group-exempt,held-user,in-grace,newer-key,rotate-me,tagged-exempt,twins,Zebra"
 	if strings.Join(users, ",") != wantOrder {
 		t.Errorf("CSV users in order %s; want %s", strings.Join(users, ","), wantOrder)
 	}
+
+	// Each defect of issue 20, as it failed before the fix (the same
+	// checks failed on the code before, one by one).
+	t.Run("defect 1: root row", func(t *testing.T) {
+		for _, r := range rep.Rows {
+			if r.User == "<root_account>" {
+				return
+			}
+		}
+		t.Errorf("no row for the root user")
+	})
+	t.Run("defect 2: deleted user", func(t *testing.T) {
+		if r := got["deleted-since/access_key_1"]; r.Decision == policy.Rotate {
+			t.Errorf("deleted-since: %s (%s); want gone, not rotate", r.Decision, r.Reason)
+		}
+	})
+	t.Run("defect 3: 90.9 days", func(t *testing.T) {
+		if r := got["Almost-due/"+almostID]; r.Decision != policy.Rotate {
+			t.Errorf("Almost-due (90 days 22 hours): %s (%s); want rotate (IAM.3 FAILED)", r.Decision, r.Reason)
+		}
+	})
+	table.Reset()
+	csvOut.Reset()
+	rep.WriteTable(&table, false)
+	rep.WriteCSV(&csvOut)
+	t.Run("defect 4: summary counts held, reported-only password not retire", func(t *testing.T) {
+		if !strings.Contains(table.String(), "held") || got["console-user/password"].Decision == policy.Retire {
+			t.Errorf("summary: %s; console-user password %s", table.String()[strings.LastIndex(table.String(), "\n\n"):], got["console-user/password"].Decision)
+		}
+	})
+	t.Run("defect 5: exempt group member exempt, never-used not in use", func(t *testing.T) {
+		if r := got["group-exempt/access_key_1"]; r.Decision != policy.Exempt || strings.Contains(r.Reason, "in use") {
+			t.Errorf("group-exempt: %s (%s); want exempt, not 'in use' (never used)", r.Decision, r.Reason)
+		}
+		if r := got["=1+2/access_key_1"]; strings.Contains(r.Reason, "in use") && r.LastUsed == "never" {
+			t.Errorf("=1+2: %q beside last used never", r.Reason)
+		}
+	})
+	t.Run("defect 6: twins", func(t *testing.T) {
+		if r := got["twins/"+twinB]; r.LastUsed != "never" || r.Decision != policy.Retire {
+			t.Errorf("never-used twin: last used %s, %s (%s); want never, retire", r.LastUsed, r.Decision, r.Reason)
+		}
+	})
+	t.Run("defect 7: CSV formula", func(t *testing.T) {
+		if strings.Contains(csvOut.String(), "\n=1+2,") {
+			t.Errorf("CSV cell =1+2 is a formula")
+		}
+	})
+	t.Run("defect 8: credential report time in the table", func(t *testing.T) {
+		if !strings.Contains(table.String(), ts(reportAt)) {
+			t.Errorf("table does not name the credential report's time %s", ts(reportAt))
+		}
+	})
+	t.Run("defect 9: held at the plan's time; case-insensitive order", func(t *testing.T) {
+		p2, rep2 := plan(now.Add(5 * oneDay))
+		for _, r := range rep2.Rows {
+			if credOf(r) == heldID && r.Decision != policy.Held {
+				t.Errorf("preview: held-user %s while the plan holds it (%d held)", r.Decision, len(p2.Held))
+			}
+		}
+		var users []string
+		for _, r := range rep.Rows {
+			if len(users) == 0 || users[len(users)-1] != r.User {
+				users = append(users, r.User)
+			}
+		}
+		if i, j := strings.Index(strings.Join(users, ","), "Zebra"), strings.Index(strings.Join(users, ","), "console-user"); i < j {
+			t.Errorf("order %v: Zebra before console-user (case-sensitive)", users)
+		}
+	})
 
 	// Held is judged when the plan acts, in both: a preview 5 days ahead
 	// (past the hold) still shows the key held, as the plan does.
