@@ -201,7 +201,7 @@ func TestMotoAuditChangesNothing(t *testing.T) {
 		}
 	}
 	reads := map[string]bool{"GenerateCredentialReport": true, "GetCredentialReport": true, "ListAccessKeys": true, "ListUserTags": true,
-		"GetAccessKeyLastUsed": true, "GetGroup": true, "GetUser": true}
+		"GetAccessKeyLastUsed": true, "GetGroup": true, "GetUser": true, "ListUsers": true}
 	calls := p.Calls()
 	if calls["GetCredentialReport"] == 0 || calls["ListAccessKeys"] == 0 {
 		t.Fatalf("the proxy saw %v; want the audit's calls", calls)

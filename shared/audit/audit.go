@@ -180,6 +180,9 @@ func Build(a *rotation.Assessment, rules policy.Rules, retirePasswords bool) *Re
 		}
 		r.Rows = append(r.Rows, flagUsers(rows, row)...)
 	}
+	for _, nu := range a.Newer {
+		r.Rows = append(r.Rows, b.newRows(nu)...)
+	}
 	sortRows(r.Rows)
 	r.Notes = notes(a)
 	r.summarize()
@@ -188,8 +191,11 @@ func Build(a *rotation.Assessment, rules policy.Rules, retirePasswords bool) *Re
 
 // notes are what the report of a cannot show.
 func notes(a *rotation.Assessment) []string {
-	n := []string{fmt.Sprintf("users and keys created after the credential report (%s) are not in it: the keys of users checked live are listed from IAM; a user created since appears in the next report",
+	n := []string{fmt.Sprintf("the credential report is from %s: users deleted since are gone, users created since are listed live with their keys (their passwords and MFA are in the next report)",
 		stamp(a.ReportTime))}
+	if a.Restricted {
+		n[0] = fmt.Sprintf("the credential report is from %s; only the named users are reported", stamp(a.ReportTime))
+	}
 	if a.Root == nil && !a.Restricted {
 		n = append(n, "the credential report has no root row (<root_account>): the root user's keys, MFA and use are not shown")
 	}
@@ -386,6 +392,28 @@ func (b *builder) exemption(user string) policy.User {
 		return policy.User{Name: user, Exempt: true, ExemptReason: reason}
 	}
 	return policy.User{Name: user}
+}
+
+// newRows are the credentials of a user created after the credential
+// report, from the live listing: its keys (with their ids) and whether it
+// has signed in; the next credential report has the rest.
+func (b *builder) newRows(nu rotation.NewUser) []Row {
+	row := credreport.Row{User: nu.Name, ARN: nu.ARN}
+	var out []Row
+	note := fmt.Sprintf("; user created %s, after the credential report (%s): listed live, its password and MFA are in the next report", stamp(nu.Created), b.reportAt)
+	for _, k := range nu.Keys {
+		r := b.keyRow(row, "access_key", k.ID, k.Active, k.Created, k.LastUsed)
+		d := b.rules.KeyOnly(k, b.a.AsOf)
+		r.Decision, r.Reason = d.Action, d.Reason+note
+		r.Source, r.ReadAt = "live", stamp(nu.ReadAt)
+		b.apply(&r, b.exemption(nu.Name))
+		out = append(out, r)
+	}
+	if len(out) == 0 {
+		out = append(out, Row{User: nu.Name, ARN: nu.ARN, Credential: "user", Created: stamp(nu.Created), LastUsed: lastUsed(nu.PasswordLastUsed),
+			Decision: policy.OK, Reason: "no access keys" + note, Source: "live", ReadAt: stamp(nu.ReadAt)})
+	}
+	return flagUsers(out, row)
 }
 
 // goneRows are the credentials of a user deleted after the report.

@@ -241,6 +241,16 @@ func TestMotoAuditAgreesWithPlan(t *testing.T) {
 	lines = append(lines, reportLine{user: "Zebra", arn: arn("Zebra"), created: ts(now.Add(-5 * oneDay)),
 		k1Active: "true", k1Rotated: ts(created("Zebra", zebraID))})
 
+	// created-since: in IAM, not in the report (created 1 hour ago).
+	at(-time.Hour)
+	a.User(t, "created-since")
+	createdID := a.Key(t, "created-since")
+	at(0)
+
+	// deleted-quiet: in the report with nothing due, gone from IAM.
+	lines = append(lines, reportLine{user: "deleted-quiet", arn: arn("deleted-quiet"), created: ts(now.Add(-10 * oneDay)),
+		k1Active: "true", k1Rotated: ts(now.Add(-10 * oneDay)), k1Used: ts(now.Add(-5 * oneDay)), k1Reg: "us-east-1", k1Sv: "s3"})
+
 	// deleted-since: in the report, gone from IAM.
 	lines = append(lines, reportLine{user: "deleted-since", arn: arn("deleted-since"), created: ts(now.Add(-400 * oneDay)),
 		k1Active: "true", k1Rotated: ts(now.Add(-400 * oneDay)), k1Used: ts(now.Add(-5 * oneDay)), k1Reg: "us-east-1", k1Sv: "s3"})
@@ -296,6 +306,8 @@ func TestMotoAuditAgreesWithPlan(t *testing.T) {
 		"newer-key/" + newerNew:       {policy.OK, Passed, Passed, "", "created after the credential report", "two active access keys (CIS 1.13)"},
 		"=1+2/access_key_1":           {policy.OK, Passed, Passed, "", "never used", ""},
 		"Zebra/access_key_1":          {policy.OK, Passed, Passed, "", "never used", ""},
+		"created-since/" + createdID:  {policy.OK, Passed, Passed, "", "after the credential report", ""},
+		"deleted-quiet/access_key_1":  {policy.Gone, "", "", "", "deleted after the credential report", ""},
 		"deleted-since/access_key_1":  {policy.Gone, "", "", "", "deleted after the credential report", ""},
 	}
 	got := map[string]Row{}
@@ -371,7 +383,7 @@ func TestMotoAuditAgreesWithPlan(t *testing.T) {
 	var table, csvOut bytes.Buffer
 	rep.WriteTable(&table, false)
 	rep.WriteCSV(&csvOut)
-	for _, s := range []string{"credential report generated " + ts(reportAt) + ", 3h0m0s before as of", "1 held", "4 manual", "1 gone", "1 in-grace",
+	for _, s := range []string{"credential report generated " + ts(reportAt) + ", 3h0m0s before as of", "1 held", "4 manual", "2 gone", "1 in-grace",
 		"users with two active keys (CIS 1.13): newer-key, twins", "console users without MFA (CIS 1.10): console-user"} {
 		if !strings.Contains(table.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, table.String())
@@ -390,7 +402,7 @@ func TestMotoAuditAgreesWithPlan(t *testing.T) {
 			t.Errorf("CSV row %v lacks the report times", r)
 		}
 	}
-	wantOrder := "<root_account>,'=1+2,Almost-due,console-user,deleted-since,group-exempt,held-user,in-grace,newer-key,rotate-me,tagged-exempt,twins,Zebra"
+	wantOrder := "<root_account>,'=1+2,Almost-due,console-user,created-since,deleted-quiet,deleted-since,group-exempt,held-user,in-grace,newer-key,rotate-me,tagged-exempt,twins,Zebra"
 	if strings.Join(users, ",") != wantOrder {
 		t.Errorf("CSV users in order %s; want %s", strings.Join(users, ","), wantOrder)
 	}

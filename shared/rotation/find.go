@@ -35,6 +35,7 @@ type FindIAM interface {
 	GetAccessKeyLastUsed(ctx context.Context, in *iam.GetAccessKeyLastUsedInput, optFns ...func(*iam.Options)) (*iam.GetAccessKeyLastUsedOutput, error)
 	GetGroup(ctx context.Context, in *iam.GetGroupInput, optFns ...func(*iam.Options)) (*iam.GetGroupOutput, error)
 	GetUser(ctx context.Context, in *iam.GetUserInput, optFns ...func(*iam.Options)) (*iam.GetUserOutput, error)
+	iam.ListUsersAPIClient
 }
 
 var _ FindIAM = (*iam.Client)(nil)
@@ -105,9 +106,22 @@ type Assessment struct {
 	// Exempt are the exempt group's members, with the reason, known
 	// without a live check of the user.
 	Exempt map[string]string
+	// Newer are the users IAM lists that the credential report does not
+	// have (created after it was generated), with their keys read live.
+	Newer []NewUser
 	// Verdicts are the plan's verdicts on the credentials it considered,
 	// by VerdictKey (nil: the assessment was not planned).
 	Verdicts map[string]Verdict
+}
+
+// NewUser is a user created after the credential report, as IAM lists
+// it now.
+type NewUser struct {
+	Name, ARN        string
+	Created          time.Time
+	PasswordLastUsed time.Time
+	Keys             []policy.Key
+	ReadAt           time.Time
 }
 
 // VerdictKey indexes Assessment.Verdicts: a user's credential (key id or
@@ -644,6 +658,13 @@ func (f *Finder) assess(ctx context.Context, asOf time.Time, users []string, str
 	}
 	a := &Assessment{AsOf: asOf, ReportTime: generated, Rows: rows, Root: root, Candidates: map[string]*Candidate{},
 		Records: map[string]*ledger.Record{}, Gone: map[string]bool{}, Restricted: len(users) > 0}
+	if len(users) == 0 {
+		// The live listing (a page per 1,000 users): users deleted and
+		// created since the report, which may be hours old.
+		if err := f.compareListing(ctx, a); err != nil {
+			return nil, err
+		}
+	}
 	if f.Records != nil {
 		if a.Records, err = f.Records.All(ctx); err != nil {
 			return nil, err
@@ -652,6 +673,9 @@ func (f *Finder) assess(ctx context.Context, asOf time.Time, users []string, str
 	rules := f.rules()
 	var due []credreport.Row
 	for _, row := range rows {
+		if a.Gone[row.User] {
+			continue
+		}
 		if mayBeDue(row, rules, asOf) || f.passwordDue(row, rules, asOf) {
 			due = append(due, row)
 		}
@@ -719,6 +743,57 @@ feed:
 		return nil, firstErr
 	}
 	return a, nil
+}
+
+// compareListing lists the account's users live: a user of the report IAM
+// no longer lists is gone; a user IAM lists that the report lacks was
+// created since, and its keys are read live.
+func (f *Finder) compareListing(ctx context.Context, a *Assessment) error {
+	inReport := make(map[string]bool, len(a.Rows))
+	for _, r := range a.Rows {
+		inReport[strings.ToLower(r.User)] = true
+	}
+	listed := map[string]bool{}
+	p := iam.NewListUsersPaginator(f.IAM, &iam.ListUsersInput{MaxItems: aws.Int32(1000)})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("list users: %w", err)
+		}
+		for _, u := range out.Users {
+			name := aws.ToString(u.UserName)
+			listed[strings.ToLower(name)] = true
+			if inReport[strings.ToLower(name)] {
+				continue
+			}
+			nu := NewUser{Name: name, ARN: aws.ToString(u.Arn), Created: aws.ToTime(u.CreateDate), PasswordLastUsed: aws.ToTime(u.PasswordLastUsed), ReadAt: nowOf(f.Now).UTC()}
+			keys, exists, err := liveKeys(ctx, f.IAM, name)
+			if err != nil {
+				return err
+			}
+			if !exists {
+				continue
+			}
+			for _, k := range keys {
+				pk := policy.Key{ID: aws.ToString(k.AccessKeyId), Active: k.Status == types.StatusTypeActive, Created: aws.ToTime(k.CreateDate)}
+				used, err := f.IAM.GetAccessKeyLastUsed(ctx, &iam.GetAccessKeyLastUsedInput{AccessKeyId: k.AccessKeyId})
+				if err != nil {
+					return fmt.Errorf("get last use of %s: %w", pk.ID, err)
+				}
+				if used.AccessKeyLastUsed != nil {
+					pk.LastUsed = aws.ToTime(used.AccessKeyLastUsed.LastUsedDate)
+				}
+				nu.Keys = append(nu.Keys, pk)
+			}
+			a.Newer = append(a.Newer, nu)
+		}
+	}
+	for _, r := range a.Rows {
+		if !listed[strings.ToLower(r.User)] {
+			a.Gone[r.User] = true
+		}
+	}
+	return nil
 }
 
 // mayBeDue reports whether the report row shows an Active key that the
