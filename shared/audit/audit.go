@@ -286,7 +286,6 @@ func (b *builder) liveRows(row credreport.Row, c *rotation.Candidate) []Row {
 		r.SwitchOver = switchOver(b.a.Records[k.ID])
 		out = append(out, r)
 	}
-	// Rotation records of keys the listing no longer has: deleted since.
 	return out
 }
 

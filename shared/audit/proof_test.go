@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -498,4 +497,3 @@ func keysOf(m map[string]Row) []string {
 	return ks
 }
 
-var _ = fmt.Sprintf
