@@ -496,4 +496,3 @@ func keysOf(m map[string]Row) []string {
 	}
 	return ks
 }
-
