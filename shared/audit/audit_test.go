@@ -364,3 +364,39 @@ func TestEmptyReport(t *testing.T) {
 		}
 	}
 }
+
+// TestCSVSafeToOpen: cells a spreadsheet would evaluate are neutralised
+// with a leading quote (OWASP, CSV Injection), every cell is quoted, and an
+// account id keeps its leading zero (issue 20, defect 7).
+func TestCSVSafeToOpen(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"formula", "=1+2", "'=1+2"},
+		{"plus", "+SUM(A1)", "'+SUM(A1)"},
+		{"minus", "-2+3", "'-2+3"},
+		{"at", "@cmd", "'@cmd"},
+		{"tab", "\tx", "'\tx"},
+		{"carriage return", "\rx", "'\rx"},
+		{"plain", "alice", "alice"},
+		{"inside", "a=b", "a=b"},
+		{"empty", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Cell(tt.in); got != tt.want {
+				t.Errorf("Cell(%q) = %q; want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+	rep := BuildAll([]*rotation.Assessment{fixture()}, rules, false, "012345678901")
+	var b bytes.Buffer
+	if err := rep.WriteCSV(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "\n\"012345678901\",") {
+		t.Errorf("CSV does not quote the account id:\n%s", b.String())
+	}
+	recs, err := csv.NewReader(&b).ReadAll()
+	if err != nil || recs[1][0] != "012345678901" {
+		t.Errorf("CSV account = %q, %v; want 012345678901", recs[1][0], err)
+	}
+}
