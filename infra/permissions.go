@@ -8,6 +8,7 @@ var Permissions = map[string][]string{
 	"find": {
 		"iam:GenerateCredentialReport", "iam:GetCredentialReport", // account-level: resource "*"
 		"iam:ListAccessKeys", "iam:ListUserTags", "iam:GetAccessKeyLastUsed", // users
+		"iam:ListUsers",                     // users deleted or created since the credential report (the audit)
 		"iam:GetGroup",                      // the exempt group, when one is set
 		"iam:GetUser",                       // a console password's last use, when retirePasswords is on
 		"dynamodb:Scan", "dynamodb:PutItem", // the rotation records; releases a failed execution's lease

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -21,6 +22,7 @@ import (
 	"github.com/keyrotor/keyrotor/shared/awsconf"
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/failures"
+	"github.com/keyrotor/keyrotor/shared/ledger"
 	"github.com/keyrotor/keyrotor/shared/org"
 	"github.com/keyrotor/keyrotor/shared/policy"
 	"github.com/keyrotor/keyrotor/shared/rotation"
@@ -39,9 +41,10 @@ func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	color := fs.String("color", "auto", "colour ages in the table: auto, always or never")
 	cdkJSON := fs.String("cdk-json", "cdk.json", "read thresholds from this cdk.json's context, if it exists")
 	orgScope := fs.String("organization", "", `report on the organization's accounts: "all", or comma-separated OU, root and account ids (run with the management or delegated administrator account's credentials)`)
+	table := fs.String("table", "", "the rotation table (stack output RotationTableName): holds, adoption windows and grace periods are reported as the run sees them; without it the report says it could not")
 	memberRole := fs.String("member-role", "OrganizationAccountAccessRole", "with --organization: the role assumed in each member account (it must trust your credentials; KeyRotorMember trusts only keyrotor's functions)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: keyrotor audit [--endpoint URL] [--format table|csv|json] [--as-of TIME] [--users a,b]\n\nPrints the credential audit report for the account of your own AWS credentials (the\nstandard SDK chain: environment, profiles, SSO). It changes nothing.\n\nFlags:")
+		fmt.Fprintln(stderr, "usage: keyrotor audit [--endpoint URL] [--format table|csv|json] [--as-of TIME] [--users a,b] [--table NAME]\n\nPrints the credential audit report for the account of your own AWS credentials (the\nstandard SDK chain: environment, profiles, SSO). It changes nothing.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -105,6 +108,9 @@ func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return 1
 	}
 	f := &rotation.Finder{IAM: iam.NewFromConfig(cfg), Config: st.Config}
+	if *table != "" {
+		f.Records = &ledger.Store{API: dynamodb.NewFromConfig(cfg), Table: *table}
+	}
 	var as []*rotation.Assessment
 	var accounts []rotation.AccountPlan
 	if *orgScope != "" {
@@ -140,6 +146,9 @@ func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	rules := policy.Rules{MaxKeyAgeDays: st.Config.MaxKeyAgeDays, UnusedDays: st.Config.UnusedDays, Grace: st.Config.GracePeriod}
 	rep := audit.BuildAll(as, rules, st.Config.RetirePasswords, f.Config.HomeAccount)
+	if *table == "" {
+		rep.Notes = append(rep.Notes, "no --table: the rotation records were not read, so holds, adoption windows and grace periods are not shown")
+	}
 	switch *format {
 	case "csv":
 		err = rep.WriteCSV(stdout)
@@ -193,16 +202,15 @@ func auditOrganization(ctx context.Context, cfg aws.Config, c *config.Config, sc
 }
 
 // assessAll assesses the account of f (or, in organization mode, every
-// account in scope, through find's own planning as a dry run) without
-// changing anything.
+// account in scope) through find's own planning as a dry run, so that each
+// row's decision is the plan's verdict, without changing anything.
 func assessAll(ctx context.Context, f *rotation.Finder, when time.Time, users []string) ([]*rotation.Assessment, []rotation.AccountPlan, error) {
-	if f.Org == nil {
-		a, err := f.Assess(ctx, when, users)
-		return []*rotation.Assessment{a}, nil, err
-	}
 	var got capture
 	g := *f
-	g.Report, g.Records, g.S3 = &got, nil, nil
+	g.Report, g.S3 = &got, nil
+	if f.Org != nil {
+		g.Records = nil
+	}
 	req := map[string]any{"dryRun": true, "asOf": when.UTC().Format(time.RFC3339)}
 	if len(users) > 0 {
 		req["users"] = users

@@ -14,8 +14,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/keyrotor/keyrotor/internal/awstest"
+	"github.com/keyrotor/keyrotor/internal/demo"
 	"github.com/keyrotor/keyrotor/internal/faultproxy"
 	"github.com/keyrotor/keyrotor/shared/audit"
+	"github.com/keyrotor/keyrotor/shared/ledger"
 )
 
 // seedAudit: never-used keys, two keys, passwords with and without MFA,
@@ -104,7 +106,13 @@ func TestMotoAuditFormats(t *testing.T) {
 	type row struct{ status, decision, lastUsed, mfa string }
 	got := map[string]row{}
 	for _, r := range recs[1:] {
-		got[r[0]+"/"+r[2]] = row{r[3], r[10], r[6], r[9]}
+		cred := r[2]
+		if r[13] != "" {
+			cred = r[13] // the key id, where known
+		}
+		if cred != "summary" {
+			got[r[0]+"/"+cred] = row{r[3], r[10], r[6], r[9]}
+		}
 	}
 	want := map[string]row{
 		"ancient/" + keys["ancient"]:       {"Active", "rotate", "", "false"},
@@ -113,7 +121,7 @@ func TestMotoAuditFormats(t *testing.T) {
 		"two/" + keys["two#2"]:             {"Active", "ok", "never", "false"},
 		"exempt/" + keys["exempt"]:         {"Active", "exempt", "", "false"},
 		"inactive/access_key_1":            {"Inactive", "ok", "never", "false"},
-		"console-old/password":             {"enabled", "retire", "never", "false"},
+		"console-old/password":             {"enabled", "manual", "never", "false"},
 		"console/password":                 {"enabled", "ok", "never", "false"},
 		"console-mfa/password":             {"enabled", "ok", "never", "true"},
 	}
@@ -148,10 +156,11 @@ func TestMotoAuditFormats(t *testing.T) {
 		t.Fatalf("default table (not a terminal, NO_COLOR set):\n%s", out)
 	}
 	// --as-of ages the account: 300 days on, console's never-used password
-	// (set 30 days ago) is 330 days old and due for retirement.
+	// (set 30 days ago) is 330 days old and due for retirement, which a
+	// person does (retirePasswords is off).
 	later := time.Now().Add(300 * day).UTC().Format(time.RFC3339)
 	code, out, _ = keyrotor(t, "", append(base, "--format", "json", "--users", "console", "--as-of", later)...)
-	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || len(rep.Rows) != 1 || rep.Rows[0].Decision != "retire" || rep.Rows[0].AgeDays != 330 {
+	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || len(rep.Rows) != 1 || rep.Rows[0].Decision != "manual" || rep.Rows[0].AgeDays != 330 {
 		t.Fatalf("json --as-of %s: exit %d, %v, %+v", later, code, err, rep.Rows)
 	}
 	for _, bad := range [][]string{{"--format", "xml"}, {"--as-of", "tomorrow"}, {"--as-of", ""}, {"--users", ""}, {"--users", " , "},
@@ -192,7 +201,7 @@ func TestMotoAuditChangesNothing(t *testing.T) {
 		}
 	}
 	reads := map[string]bool{"GenerateCredentialReport": true, "GetCredentialReport": true, "ListAccessKeys": true, "ListUserTags": true,
-		"GetAccessKeyLastUsed": true, "GetGroup": true, "GetUser": true}
+		"GetAccessKeyLastUsed": true, "GetGroup": true, "GetUser": true, "ListUsers": true}
 	calls := p.Calls()
 	if calls["GetCredentialReport"] == 0 || calls["ListAccessKeys"] == 0 {
 		t.Fatalf("the proxy saw %v; want the audit's calls", calls)
@@ -247,5 +256,71 @@ func TestSlowE2EReportObjects(t *testing.T) {
 	}
 	if !linked {
 		t.Error("no admin message links to the report")
+	}
+}
+
+// TestMotoAuditDemoAccount: keyrotor audit on the demo's account, with a
+// rotation held by a person in the rotation table (--table), shows the
+// held key as held (not blocked), the exempt user as exempt, and says
+// that moto's credential report has no root row (issue 20).
+func TestMotoAuditDemoAccount(t *testing.T) {
+	a := awstest.New(t)
+	ctx := context.Background()
+	if _, err := demo.Seed(ctx, a.IAM, a.Config, func(d time.Duration) error { a.Clock(t, d); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Clock(t, 0) })
+	// two-keys: a person re-activated the old key after keyrotor's
+	// rotation: held for 3 more days.
+	out, err := a.IAM.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String("two-keys")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := out.AccessKeyMetadata[0]
+	for _, k := range out.AccessKeyMetadata {
+		if k.CreateDate.Before(*first.CreateDate) {
+			first = k
+		}
+	}
+	old := aws.ToString(first.AccessKeyId)
+	recs := a.Records(t, "demo-rotations")
+	if err := recs.Put(ctx, &ledger.Record{ID: old, User: "two-keys", Action: "rotate", Rotation: 1, State: ledger.Held,
+		HeldUntil: time.Now().Add(3 * day), Outcome: "the old key was re-activated by a person"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	t.Setenv("AWS_REGION", "us-east-1")
+	code, stdout, errOut := keyrotor(t, "", "audit", "--endpoint", a.Endpoint, "--cdk-json", "../../cdk.json", "--table", "demo-rotations", "--format", "json")
+	if code != 0 {
+		t.Fatalf("audit: exit %d: %s", code, errOut)
+	}
+	var rep audit.Report
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range rep.Rows {
+		switch {
+		case r.KeyID == old:
+			seen["held"] = true
+			if r.Decision != "held" || !strings.Contains(r.Reason, "re-activated by a person") {
+				t.Errorf("two-keys' held key: %s (%s); want held", r.Decision, r.Reason)
+			}
+		case r.User == "break-glass":
+			seen["exempt"] = true
+			if r.Decision != "exempt" {
+				t.Errorf("break-glass: %s (%s); want exempt", r.Decision, r.Reason)
+			}
+		}
+	}
+	if !seen["held"] || !seen["exempt"] {
+		t.Errorf("rows for the held key and the exempt user: %v", seen)
+	}
+	if !strings.Contains(strings.Join(rep.Notes, "\n"), "no root row") {
+		t.Errorf("notes %q; want the missing root row named", rep.Notes)
+	}
+	if rep.Summary.Decisions["held"] != 1 || rep.Summary.Decisions["exempt"] != 1 {
+		t.Errorf("summary %v; want 1 held, 1 exempt", rep.Summary.Decisions)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -189,22 +190,16 @@ func TestSlowE2EOrganization(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer obj.Body.Close()
-	var csv strings.Builder
-	buf := make([]byte, 1<<16)
-	for {
-		n, err := obj.Body.Read(buf)
-		csv.Write(buf[:n])
-		if err != nil {
-			break
-		}
+	recs, err := csv.NewReader(obj.Body).ReadAll()
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("report CSV: %v", err)
 	}
-	lines := strings.Split(strings.TrimSpace(csv.String()), "\n")
-	if !strings.HasPrefix(lines[0], "account,account_alias,user,") {
-		t.Fatalf("report header = %q; want the account columns first", lines[0])
+	if strings.Join(recs[0][:3], ",") != "account,account_alias,user" {
+		t.Fatalf("report header = %q; want the account columns first", recs[0])
 	}
 	rows := map[string]int{}
-	for _, l := range lines[1:] {
-		rows[strings.SplitN(l, ",", 2)[0]]++
+	for _, r := range recs[1:] {
+		rows[r[0]]++ // account ids stay 12 digits: the cells are quoted strings
 	}
 	for _, name := range []string{"hub", "dev", "prod"} {
 		if rows[ids[name]] == 0 {
@@ -252,11 +247,12 @@ func TestSlowE2EOrganization(t *testing.T) {
 		t.Errorf("keyrotor audit --organization: exit %d, stderr:\n%s\nwant exit 1 naming the sandbox", code, auditErr)
 	}
 	auditRows := map[string]int{}
-	for i, l := range strings.Split(strings.TrimSpace(csvOut), "\n") {
-		if i == 0 && !strings.HasPrefix(l, "account,account_alias,user,") {
-			t.Fatalf("audit header = %q", l)
-		}
-		auditRows[strings.SplitN(l, ",", 2)[0]]++
+	auditRecs, err := csv.NewReader(strings.NewReader(csvOut)).ReadAll()
+	if err != nil || len(auditRecs) == 0 || strings.Join(auditRecs[0][:3], ",") != "account,account_alias,user" {
+		t.Fatalf("audit CSV: %v, %q", err, auditRecs)
+	}
+	for _, r := range auditRecs[1:] {
+		auditRows[r[0]]++
 	}
 	for _, name := range []string{"hub", "dev", "prod"} {
 		if auditRows[ids[name]] == 0 {

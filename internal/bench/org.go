@@ -391,9 +391,10 @@ func OrgDiscovery(ctx context.Context, base aws.Config, endpoint string, clock C
 		if n > budget {
 			r.Deviations = append(r.Deviations, fmt.Sprintf("account %s: %d IAM calls %v; budget 3 + 2 x %d due + %d alias = %d", m.ID, n, opsBy[m.ID], nDue, alias, budget))
 		}
-		// What each account should cost exactly: one report, two live
-		// checks per due user, the alias where there are items.
-		want := map[string]int{"GenerateCredentialReport": 1, "GetCredentialReport": 1, "ListAccessKeys": nDue, "ListUserTags": nDue, "ListAccountAliases": alias}
+		// What each account should cost exactly: one report, one page
+		// of the user listing, two live checks per due user, the alias
+		// where there are items.
+		want := map[string]int{"GenerateCredentialReport": 1, "GetCredentialReport": 1, "ListUsers": 1, "ListAccessKeys": nDue, "ListUserTags": nDue, "ListAccountAliases": alias}
 		for op, k := range opsBy[m.ID] {
 			if k != want[op] {
 				r.Deviations = append(r.Deviations, fmt.Sprintf("account %s: %d iam:%s calls; want %d", m.ID, k, op, want[op]))

@@ -84,15 +84,15 @@ func TestBuild(t *testing.T) {
 			"carol/access_key_2":        {"Inactive", "ok", "inactive"},
 			"dave/AKIADAVE00000000001":  {"Active", "retire", "never used"},
 			"erin/AKIAERIN00000000001":  {"Active", "exempt", "tagged"},
-			"erin/password":             {"enabled", "exempt", "tagged keyrotor:exempt=true; no MFA device"},
-			"frank/password":            {"enabled", "retire", "reported only (retirePasswords is off); no MFA device"},
+			"erin/password":             {"enabled", "exempt", "tagged keyrotor:exempt=true (otherwise: console password unused"},
+			"frank/password":            {"enabled", "manual", "reports it only (retirePasswords is off): remove the login profile, or turn retirePasswords on; no MFA device"},
 		}},
 		{"passwords retired", true, func(a *rotation.Assessment) {
 			// find checked frank live: its verdict is retire-password.
 			a.Candidates["frank"] = &rotation.Candidate{Row: a.Rows[5], User: policy.User{Name: "frank"},
 				Decisions: []policy.Decision{{KeyID: "password", Action: policy.RetirePassword, Reason: "console password unused for 400 days"}}}
 		}, map[string]want{
-			"frank/password": {"enabled", "retire", "removed after notice"},
+			"frank/password": {"enabled", "retire-password", "console password unused"},
 			"erin/password":  {"enabled", "exempt", "tagged"},
 		}},
 		{"password used since the report", true, func(a *rotation.Assessment) {
@@ -115,7 +115,7 @@ func TestBuild(t *testing.T) {
 			rep := Build(a, rules, tt.retirePasswords)
 			got := map[string]Row{}
 			for _, r := range rep.Rows {
-				got[r.User+"/"+r.Credential] = r
+				got[r.User+"/"+credOf(r)] = r
 			}
 			for k, w := range tt.want {
 				g, ok := got[k]
@@ -127,11 +127,19 @@ func TestBuild(t *testing.T) {
 	}
 }
 
+// credOf names a row's credential in tests: its key id where known.
+func credOf(r Row) string {
+	if r.KeyID != "" {
+		return r.KeyID
+	}
+	return r.Credential
+}
+
 func TestBuildRows(t *testing.T) {
 	rep := Build(fixture(), rules, false)
 	var keys []string
 	for _, r := range rep.Rows {
-		keys = append(keys, r.User+"/"+r.Credential)
+		keys = append(keys, r.User+"/"+credOf(r))
 	}
 	wantKeys := "alice/AKIAALICE0000000001 alice/password bob/AKIABOB00000000000A bob/AKIABOB00000000000B carol/access_key_1 carol/access_key_2 " +
 		"dave/AKIADAVE00000000001 erin/AKIAERIN00000000001 erin/password frank/password"
@@ -140,21 +148,24 @@ func TestBuildRows(t *testing.T) {
 	}
 	byKey := map[string]Row{}
 	for _, r := range rep.Rows {
-		byKey[r.User+"/"+r.Credential] = r
+		byKey[r.User+"/"+credOf(r)] = r
 	}
 	for _, tt := range []struct {
 		name string
 		got  Row
 		want Row
 	}{
-		{"live key, used", byKey["alice/AKIAALICE0000000001"], Row{User: "alice", ARN: "arn:aws:iam::123456789012:user/alice", Credential: "AKIAALICE0000000001",
-			Status: "Active", Created: "2026-07-26T00:00:00Z", AgeDays: 120, LastUsed: "2026-11-22T00:00:00Z", LastUsedService: "s3", LastUsedRegion: "us-east-1",
-			MFAActive: true, Decision: policy.Rotate, Reason: "key is 120 days old, max age 90 days"}},
+		{"live key, used", byKey["alice/AKIAALICE0000000001"], Row{User: "alice", ARN: "arn:aws:iam::123456789012:user/alice", Credential: "access_key_1",
+			KeyID: "AKIAALICE0000000001", Status: "Active", Created: "2026-07-26T00:00:00Z", AgeDays: 120, AgeBand: "over 90", LastUsed: "2026-11-22T00:00:00Z",
+			LastUsedService: "s3", LastUsedRegion: "us-east-1", MFAActive: true, Decision: policy.Rotate, Reason: "key is 120 days old, max age 90 days",
+			IAM3: Failed, IAM22: Passed, Source: "live", ReadAt: "2026-11-23T00:00:00Z"}},
 		{"report key, inactive", byKey["carol/access_key_2"], Row{User: "carol", ARN: "arn:aws:iam::123456789012:user/carol", Credential: "access_key_2",
-			Status: "Inactive", Created: "2025-07-11T00:00:00Z", AgeDays: 500, LastUsed: "never", MFAActive: true, Decision: policy.OK, Reason: "inactive"}},
+			Status: "Inactive", Created: "2025-07-11T00:00:00Z", AgeDays: 500, AgeBand: "over 90", LastUsed: "never", MFAActive: true, Decision: policy.OK, Reason: "inactive",
+			Source: "credential report", ReadAt: "2026-11-22T23:00:00Z"}},
 		{"password, never used", byKey["frank/password"], Row{User: "frank", ARN: "arn:aws:iam::123456789012:user/frank", Credential: "password",
-			Status: "enabled", Created: "2025-10-19T00:00:00Z", AgeDays: 400, LastUsed: "never", Decision: policy.Retire,
-			Reason: "console password unused for 400 days (never used; set 2025-10-19), threshold 45 days; reported only (retirePasswords is off); no MFA device"}},
+			Status: "enabled", Created: "2025-10-19T00:00:00Z", AgeDays: 400, AgeBand: "over 90", LastUsed: "never", Decision: policy.Manual,
+			Reason: "console password unused for 400 days (never used; set 2025-10-19), threshold 45 days; keyrotor reports it only (retirePasswords is off): remove the login profile, or turn retirePasswords on; no MFA device",
+			IAM22:  Failed, Flags: "console access without MFA (CIS 1.10)", Source: "credential report", ReadAt: "2026-11-22T23:00:00Z"}},
 	} {
 		if tt.got != tt.want {
 			t.Errorf("%s: Build row = %+v; want %+v", tt.name, tt.got, tt.want)
@@ -214,7 +225,7 @@ func TestCSVAndJSONRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs, err := csv.NewReader(&c).ReadAll()
-	if err != nil || len(recs) != 2 {
+	if err != nil || len(recs) != 2+len(Decisions)+len(Bands) {
 		t.Fatalf("CSV = %v, %v", recs, err)
 	}
 	if strings.Join(recs[0], ",") != strings.Join(Columns, ",") {
@@ -234,10 +245,12 @@ func TestCSVAndJSONRoundTrip(t *testing.T) {
 	// The JSON rows use exactly the CSV column names.
 	var raw struct{ Rows []map[string]any }
 	json.Unmarshal(j.Bytes(), &raw)
-	if len(raw.Rows[0]) != len(Columns) {
-		t.Errorf("JSON row has %d fields; want %d", len(raw.Rows[0]), len(Columns))
+	// (The report's times and the summary's count are the report's own.)
+	perRow := Columns[:len(Columns)-3]
+	if len(raw.Rows[0]) != len(perRow) {
+		t.Errorf("JSON row has %d fields; want %d", len(raw.Rows[0]), len(perRow))
 	}
-	for _, c := range Columns {
+	for _, c := range perRow {
 		if _, ok := raw.Rows[0][c]; !ok {
 			t.Errorf("JSON row lacks %q", c)
 		}
@@ -327,7 +340,8 @@ func TestNewS3Writer(t *testing.T) {
 	if types[want.CSV] != "text/csv; charset=utf-8" || types[want.JSON] != "application/json" {
 		t.Errorf("content types = %v", types)
 	}
-	if !strings.HasPrefix(f.body[want.CSV], strings.Join(Columns, ",")+"\n") || strings.Count(f.body[want.CSV], "\n") != 11 {
+	if recs, err := csv.NewReader(strings.NewReader(f.body[want.CSV])).ReadAll(); err != nil || strings.Join(recs[0], ",") != strings.Join(Columns, ",") ||
+		len(recs) != 11+len(Decisions)+len(Bands) {
 		t.Errorf("CSV object:\n%s", f.body[want.CSV])
 	}
 	var rep Report
@@ -348,5 +362,41 @@ func TestEmptyReport(t *testing.T) {
 		if err := rep.WriteJSON(&j); err != nil || !strings.Contains(j.String(), `"rows": []`) {
 			t.Errorf("empty report JSON = %s, %v; want \"rows\": []", j.String(), err)
 		}
+	}
+}
+
+// TestCSVSafeToOpen: cells a spreadsheet would evaluate are neutralised
+// with a leading quote (OWASP, CSV Injection), every cell is quoted, and an
+// account id keeps its leading zero (issue 20, defect 7).
+func TestCSVSafeToOpen(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"formula", "=1+2", "'=1+2"},
+		{"plus", "+SUM(A1)", "'+SUM(A1)"},
+		{"minus", "-2+3", "'-2+3"},
+		{"at", "@cmd", "'@cmd"},
+		{"tab", "\tx", "'\tx"},
+		{"carriage return", "\rx", "'\rx"},
+		{"plain", "alice", "alice"},
+		{"inside", "a=b", "a=b"},
+		{"empty", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Cell(tt.in); got != tt.want {
+				t.Errorf("Cell(%q) = %q; want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+	rep := BuildAll([]*rotation.Assessment{fixture()}, rules, false, "012345678901")
+	var b bytes.Buffer
+	if err := rep.WriteCSV(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "\n\"012345678901\",") {
+		t.Errorf("CSV does not quote the account id:\n%s", b.String())
+	}
+	recs, err := csv.NewReader(&b).ReadAll()
+	if err != nil || recs[1][0] != "012345678901" {
+		t.Errorf("CSV account = %q, %v; want 012345678901", recs[1][0], err)
 	}
 }

@@ -35,6 +35,17 @@ type Key struct {
 // Present reports whether the slot holds a key.
 func (k Key) Present() bool { return !k.LastRotated.IsZero() }
 
+// Cert is one signing certificate column group of a report row
+// (cert_1_*, cert_2_*); empty when the report has no such columns.
+type Cert struct {
+	Slot        int // 1 or 2
+	Active      bool
+	LastRotated time.Time // zero when there is no certificate
+}
+
+// Present reports whether the slot holds a certificate.
+func (c Cert) Present() bool { return !c.LastRotated.IsZero() }
+
 // Row is one user of the report.
 type Row struct {
 	User                string
@@ -45,6 +56,7 @@ type Row struct {
 	PasswordLastChanged time.Time
 	MFAActive           bool
 	Keys                [2]Key
+	Certs               [2]Cert
 }
 
 // IsRoot reports whether the row is the account root user.
@@ -125,6 +137,10 @@ func Parse(r io.Reader) ([]Row, error) {
 				LastUsed:        p.time(pre + "last_used_date"),
 				LastUsedRegion:  p.optional(pre + "last_used_region"),
 				LastUsedService: p.optional(pre + "last_used_service"),
+			}
+			pre = "cert_" + strconv.Itoa(s) + "_"
+			if _, ok := idx[pre+"last_rotated"]; ok {
+				row.Certs[s-1] = Cert{Slot: s, Active: p.bool(pre + "active"), LastRotated: p.time(pre + "last_rotated")}
 			}
 		}
 		if p.err != nil {

@@ -46,6 +46,13 @@ func TestParse(t *testing.T) {
 		{"bad mfa value", "bob,arn,2025-01-01T00:00:00Z,false,N/A,N/A,N/A,yes,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n", "mfa_active", nil},
 		{"bad last used", "bob,arn,2025-01-01T00:00:00Z,false,N/A,N/A,N/A,false,true,2025-01-01T00:00:00Z,yesterday,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n", "access_key_1_last_used_date", nil},
 		{"empty user", ",arn,2025-01-01T00:00:00Z,false,N/A,N/A,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n", "user", nil},
+		{"signing certificates (issue 20)",
+			"erin,arn:aws:iam::1:user/erin,2025-01-01T00:00:00Z,false,N/A,N/A,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,true,2025-06-01T00:00:00+00:00,false,2025-07-01T00:00:00+00:00\n",
+			"", func(rs []Row) bool {
+				c := rs[0].Certs
+				return c[0].Slot == 1 && c[0].Active && c[0].LastRotated.Equal(time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)) &&
+					c[1].Slot == 2 && !c[1].Active && c[1].Present()
+			}},
 		{"header only", "", "", func(rs []Row) bool { return len(rs) == 0 }},
 	}
 	for _, tt := range tests {

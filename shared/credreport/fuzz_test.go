@@ -80,7 +80,10 @@ func format(rows []Row) []byte {
 		for _, k := range r.Keys {
 			rec = append(rec, strconv.FormatBool(k.Active), ts(k.LastRotated), ts(k.LastUsed), opt(k.LastUsedRegion), opt(k.LastUsedService))
 		}
-		w.Write(append(rec, "false", "N/A", "false", "N/A"))
+		for _, c := range r.Certs {
+			rec = append(rec, strconv.FormatBool(c.Active), ts(c.LastRotated))
+		}
+		w.Write(rec)
 	}
 	w.Flush()
 	return b.Bytes()
@@ -104,6 +107,9 @@ func normal(rows []Row) []Row {
 			k := &r.Keys[j]
 			k.LastRotated, k.LastUsed = fix(k.LastRotated), fix(k.LastUsed)
 			k.LastUsedRegion, k.LastUsedService = cr.Replace(k.LastUsedRegion), cr.Replace(k.LastUsedService)
+		}
+		for j := range r.Certs {
+			r.Certs[j].LastRotated = fix(r.Certs[j].LastRotated)
 		}
 		out[i] = r
 	}

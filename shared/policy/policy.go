@@ -32,7 +32,39 @@ const (
 	// RetirePassword removes an unused console password (login profile)
 	// after notice and grace; only when password retirement is enabled.
 	RetirePassword Action = "retire-password"
+
+	// The audit report's decisions beyond the plan's actions. Each is what
+	// the plan did or would do with the credential.
+
+	// Manual: keyrotor never acts on it and a person must: the root
+	// user's credentials, a console password to retire while
+	// retirePasswords is off. The reason says what to do.
+	Manual Action = "manual"
+	// Gone: the user or key was deleted after the credential report was
+	// generated; nothing is left to act on.
+	Gone Action = "gone"
+	// Adopting: the key's rotation is in its adoption window; InFlight:
+	// another execution drives its rotation; InGrace: keyrotor
+	// deactivated it and deletes it when the grace period ends.
+	Adopting Action = "adopting"
+	InFlight Action = "in-flight"
+	InGrace  Action = "in-grace"
 )
+
+// Day is the unit of every threshold: 24 hours, as AWS Config's
+// access-keys-rotated and Security Hub's IAM.3 and IAM.22 count them.
+const Day = 24 * time.Hour
+
+// Older reports whether more than days x 24 h passed from t to asOf (a key
+// 90.5 days old is older than 90 days).
+func Older(t, asOf time.Time, days int) bool {
+	return !t.IsZero() && asOf.Sub(t) > time.Duration(days)*Day
+}
+
+// Idle reports whether days x 24 h or more passed from t to asOf.
+func Idle(t, asOf time.Time, days int) bool {
+	return !t.IsZero() && asOf.Sub(t) >= time.Duration(days)*Day
+}
 
 // Key is what keyrotor knows about one access key.
 type Key struct {
@@ -82,6 +114,17 @@ func AgeDays(t, asOf time.Time) int {
 	return int(math.Floor(asOf.Sub(t).Hours() / 24))
 }
 
+// Age says how old t is at asOf: whole days, with the hours when they
+// decide a threshold ("90 days 22 hours").
+func Age(t, asOf time.Time) string {
+	d := AgeDays(t, asOf)
+	h := int(asOf.Sub(t).Hours()) - d*24
+	if t.IsZero() || h <= 0 {
+		return fmt.Sprintf("%d days", d)
+	}
+	return fmt.Sprintf("%d days %d hours", d, h)
+}
+
 // KeyOnly decides for one key without looking at the user's other key:
 // Retire, Rotate or OK. Inactive keys are always OK here (their clean-up is
 // the rotation's own delete step).
@@ -95,17 +138,21 @@ func (r Rules) KeyOnly(k Key, asOf time.Time) Decision {
 	if idle.IsZero() {
 		idle, since = k.Created, "never used; created"
 	}
-	if idleDays := AgeDays(idle, asOf); idleDays >= r.UnusedDays {
+	if Idle(idle, asOf, r.UnusedDays) {
 		d.Action = Retire
-		d.Reason = fmt.Sprintf("unused for %d days (%s %s), threshold %d days", idleDays, since, idle.UTC().Format("2006-01-02"), r.UnusedDays)
+		d.Reason = fmt.Sprintf("unused for %s (%s %s), threshold %d days", Age(idle, asOf), since, idle.UTC().Format("2006-01-02"), r.UnusedDays)
 		return d
 	}
-	if age := AgeDays(k.Created, asOf); age > r.MaxKeyAgeDays {
+	if Older(k.Created, asOf, r.MaxKeyAgeDays) {
 		d.Action = Rotate
-		d.Reason = fmt.Sprintf("key is %d days old, max age %d days", age, r.MaxKeyAgeDays)
+		d.Reason = fmt.Sprintf("key is %s old, max age %d days", Age(k.Created, asOf), r.MaxKeyAgeDays)
 		return d
 	}
-	d.Reason = fmt.Sprintf("key is %d days old and in use", AgeDays(k.Created, asOf))
+	if k.LastUsed.IsZero() {
+		d.Reason = fmt.Sprintf("key is %s old, never used", Age(k.Created, asOf))
+		return d
+	}
+	d.Reason = fmt.Sprintf("key is %s old and in use", Age(k.Created, asOf))
 	return d
 }
 
@@ -166,10 +213,14 @@ func (r Rules) Password(enabled bool, lastUsed, lastChanged, asOf time.Time) Dec
 	idle, since := lastUsed, "last used"
 	if idle.IsZero() {
 		idle, since = lastChanged, "never used; set"
+		d.Reason = "never used"
+		if !lastChanged.IsZero() {
+			d.Reason = fmt.Sprintf("never used; set %s ago", Age(lastChanged, asOf))
+		}
 	}
-	if days := AgeDays(idle, asOf); !idle.IsZero() && days >= r.UnusedDays {
+	if Idle(idle, asOf, r.UnusedDays) {
 		d.Action = Retire
-		d.Reason = fmt.Sprintf("console password unused for %d days (%s %s), threshold %d days", days, since, idle.UTC().Format("2006-01-02"), r.UnusedDays)
+		d.Reason = fmt.Sprintf("console password unused for %s (%s %s), threshold %d days", Age(idle, asOf), since, idle.UTC().Format("2006-01-02"), r.UnusedDays)
 	}
 	return d
 }

@@ -88,3 +88,52 @@ func TestAgeDays(t *testing.T) {
 		t.Errorf("AgeDays(future) = %d; want 0", got)
 	}
 }
+
+// TestThresholdsAreDurations: ages are judged as durations (asOf - created
+// > 90 x 24 h), as AWS Config's access-keys-rotated and Security Hub's
+// IAM.3 judge them, not on floored days (issue 20, defect 3).
+func TestThresholdsAreDurations(t *testing.T) {
+	tests := []struct {
+		name   string
+		key    Key
+		want   Action
+		reason string
+	}{
+		{"90.9 days old is past 90 days", Key{ID: "K", Active: true, Created: daysAgo(90).Add(-22 * time.Hour), LastUsed: daysAgo(1)}, Rotate, "90 days 22 hours old"},
+		{"exactly 90 x 24 h is not past", Key{ID: "K", Active: true, Created: daysAgo(90), LastUsed: daysAgo(1)}, OK, "90 days old and in use"},
+		{"one second past 90 x 24 h", Key{ID: "K", Active: true, Created: daysAgo(90).Add(-time.Second), LastUsed: daysAgo(1)}, Rotate, "max age 90 days"},
+		{"unused 44 days 23 hours is not idle", Key{ID: "K", Active: true, Created: daysAgo(80), LastUsed: daysAgo(45).Add(time.Hour)}, OK, "in use"},
+		{"never used, young: not in use", Key{ID: "K", Active: true, Created: daysAgo(0)}, OK, "0 days old, never used"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := rules.KeyOnly(tt.key, asOf)
+			if got.Action != tt.want || !strings.Contains(got.Reason, tt.reason) {
+				t.Errorf("KeyOnly(%+v) = %v (%s); want %v with %q", tt.key, got.Action, got.Reason, tt.want, tt.reason)
+			}
+		})
+	}
+}
+
+// TestPasswordNeverUsed: a never-used password is never "in use" (issue 20,
+// defect 5).
+func TestPasswordNeverUsed(t *testing.T) {
+	tests := []struct {
+		name              string
+		lastUsed, changed time.Time
+		want              Action
+		reason, notReason string
+	}{
+		{"never used, set 3 days ago", time.Time{}, daysAgo(3), OK, "never used", "in use"},
+		{"never used, set 45 days ago", time.Time{}, daysAgo(45), Retire, "never used; set", "in use"},
+		{"used yesterday", daysAgo(1), daysAgo(100), OK, "in use", "never"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := rules.Password(true, tt.lastUsed, tt.changed, asOf)
+			if got.Action != tt.want || !strings.Contains(got.Reason, tt.reason) || strings.Contains(got.Reason, tt.notReason) {
+				t.Errorf("Password = %v (%s); want %v with %q, without %q", got.Action, got.Reason, tt.want, tt.reason, tt.notReason)
+			}
+		})
+	}
+}

@@ -212,7 +212,7 @@ func (c *calendar) auditSwitchOver(id string) string {
 		c.t.Fatal(err)
 	}
 	for _, r := range audit.Build(as, policy.Rules{MaxKeyAgeDays: c.cfg.MaxKeyAgeDays, UnusedDays: c.cfg.UnusedDays, Grace: c.cfg.GracePeriod}, false).Rows {
-		if r.Credential == id {
+		if r.KeyID == id {
 			return r.SwitchOver
 		}
 	}

@@ -35,6 +35,7 @@ type FindIAM interface {
 	GetAccessKeyLastUsed(ctx context.Context, in *iam.GetAccessKeyLastUsedInput, optFns ...func(*iam.Options)) (*iam.GetAccessKeyLastUsedOutput, error)
 	GetGroup(ctx context.Context, in *iam.GetGroupInput, optFns ...func(*iam.Options)) (*iam.GetGroupOutput, error)
 	GetUser(ctx context.Context, in *iam.GetUserInput, optFns ...func(*iam.Options)) (*iam.GetUserOutput, error)
+	ListUsers(ctx context.Context, in *iam.ListUsersInput, optFns ...func(*iam.Options)) (*iam.ListUsersOutput, error)
 }
 
 var _ FindIAM = (*iam.Client)(nil)
@@ -51,6 +52,34 @@ type Candidate struct {
 	User      policy.User
 	Email     string
 	Decisions []policy.Decision
+	// Facts are what find learned of each live key beyond policy.Key, by
+	// key id: its credential report slot and where it was last used.
+	Facts map[string]KeyFacts
+	// ReadAt is when the live facts were read.
+	ReadAt time.Time
+}
+
+// KeyFacts place a live key in the credential report.
+type KeyFacts struct {
+	// Slot is the key's report slot (access_key_1 or _2); 0: the key is
+	// not in the report (created after it was generated).
+	Slot                            int
+	LastUsedService, LastUsedRegion string
+	// Match says why the slot is not certain ("" when it is): two keys
+	// created in the same second, or a key newer than the report. The last
+	// use of such a key is read live (GetAccessKeyLastUsed).
+	Match string
+}
+
+// Verdict is what the plan did, or would do, with one credential: the
+// audit report's decision for it.
+type Verdict struct {
+	User   string
+	KeyID  string // access key id, or "password"
+	Action policy.Action
+	Reason string
+	// Attention is a condition a person must clear (the record's).
+	Attention string
 }
 
 // Assessment is everything find learned: the report rows and, for the
@@ -66,6 +95,47 @@ type Assessment struct {
 	Candidates   map[string]*Candidate // by user name
 	// Records are the rotation records by old credential ID.
 	Records map[string]*ledger.Record
+	// Root is the credential report's root user row (nil when the report
+	// has none, as moto's): keyrotor never acts on it; the audit reports
+	// it.
+	Root *credreport.Row
+	// Restricted: the assessment covers named users only (no root row).
+	Restricted bool
+	// Gone are the users of the report the live check found deleted.
+	Gone map[string]bool
+	// Exempt are the exempt group's members, with the reason, known
+	// without a live check of the user.
+	Exempt map[string]string
+	// Newer are the users IAM lists that the credential report does not
+	// have (created after it was generated), with their keys read live.
+	Newer []NewUser
+	// Verdicts are the plan's verdicts on the credentials it considered,
+	// by VerdictKey (nil: the assessment was not planned).
+	Verdicts map[string]Verdict
+}
+
+// NewUser is a user created after the credential report, as IAM lists
+// it now.
+type NewUser struct {
+	Name, ARN        string
+	Created          time.Time
+	PasswordLastUsed time.Time
+	Keys             []policy.Key
+	ReadAt           time.Time
+}
+
+// VerdictKey indexes Assessment.Verdicts: a user's credential (key id or
+// "password").
+func VerdictKey(user, keyID string) string { return strings.ToLower(user) + "\x00" + keyID }
+
+func (a *Assessment) verdict(v Verdict) {
+	if a.Verdicts == nil {
+		a.Verdicts = map[string]Verdict{}
+	}
+	if old, ok := a.Verdicts[VerdictKey(v.User, v.KeyID)]; ok && v.Attention == "" {
+		v.Attention = old.Attention
+	}
+	a.Verdicts[VerdictKey(v.User, v.KeyID)] = v
 }
 
 // ReportWriter writes the audit report of a run; nil disables it.
@@ -342,11 +412,28 @@ func (f *Finder) planAccount(ctx context.Context, plan *Plan, a *Assessment, req
 				it := itemFor(c, d, asOf)
 				it.Account, it.AccountAlias = a.Account, a.AccountAlias
 				seen[RecordID(it)] = true
-				f.planItem(plan, it, a.Records[RecordID(it)], now, in.ExecutionName)
+				v := f.planItem(plan, it, a.Records[RecordID(it)], now, in.ExecutionName)
+				v.User, v.KeyID = name, d.KeyID
+				a.verdict(v)
 			case policy.Blocked:
+				if rec := a.Records[d.KeyID]; rec != nil && !rec.State.InFlight() && now.Before(rec.HeldUntil) {
+					// A person's hold comes first: after re-activating
+					// the old key its user holds two Active keys, which
+					// is the hold, not a condition to report.
+					it := itemFor(c, d, asOf)
+					it.Account, it.AccountAlias = a.Account, a.AccountAlias
+					v := f.planItem(plan, it, rec, now, in.ExecutionName)
+					v.User, v.KeyID = name, d.KeyID
+					a.verdict(v)
+					continue
+				}
 				plan.Blocked = append(plan.Blocked, Skipped{Account: a.Account, User: name, UserARN: c.Row.ARN, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
+				a.verdict(Verdict{User: name, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
 			case policy.Exempt:
 				plan.Exempt = append(plan.Exempt, Skipped{Account: a.Account, User: name, UserARN: c.Row.ARN, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
+				a.verdict(Verdict{User: name, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
+			default:
+				a.verdict(Verdict{User: name, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
 			}
 		}
 	}
@@ -359,11 +446,27 @@ func (f *Finder) planAccount(ctx context.Context, plan *Plan, a *Assessment, req
 	}
 	for _, id := range sortedKeys(a.Records) {
 		rec := a.Records[id]
-		if seen[id] || !rec.State.InFlight() || rec.LeaseHeldByOther(in.ExecutionName, now) {
+		if seen[id] || !rec.State.InFlight() {
 			continue
 		}
-		if rec.State == ledger.Deactivated && now.Before(rec.DeleteAfter.Add(overdue)) {
-			plan.Counts.InGrace++
+		v := Verdict{User: rec.User, KeyID: id, Attention: rec.Attention}
+		if strings.HasPrefix(id, "password:") {
+			v.KeyID = "password"
+		}
+		switch {
+		case rec.State == ledger.Adopting && rec.LeaseHeldByOther(in.ExecutionName, now):
+			v.Action, v.Reason = policy.Adopting, adoptingReason(rec)
+		case rec.LeaseHeldByOther(in.ExecutionName, now):
+			v.Action, v.Reason = policy.InFlight, fmt.Sprintf("rotation %d is in flight in execution %s", rec.Rotation, rec.Owner)
+		case rec.State == ledger.Deactivated && now.Before(rec.DeleteAfter.Add(overdue)):
+			v.Action, v.Reason = policy.InGrace, fmt.Sprintf("deactivated by keyrotor %s (rotation %d); deleted after %s",
+				rec.DeactivatedAt.UTC().Format(time.RFC3339), rec.Rotation, rec.DeleteAfter.UTC().Format(time.RFC3339))
+		}
+		if v.Action != "" {
+			a.verdict(v)
+			if v.Action == policy.InGrace {
+				plan.Counts.InGrace++
+			}
 			continue
 		}
 		it := Item{Account: rec.Account, AccountAlias: a.AccountAlias, User: rec.User, Action: policy.Action(rec.Action),
@@ -384,6 +487,8 @@ func (f *Finder) planAccount(ctx context.Context, plan *Plan, a *Assessment, req
 		}
 		plan.Items = append(plan.Items, it)
 		plan.Counts.Resumed++
+		v.Action, v.Reason = it.Action, it.Reason
+		a.verdict(v)
 	}
 	return nil
 }
@@ -443,30 +548,34 @@ func (f *Finder) releaseDead(ctx context.Context, recs map[string]*ledger.Record
 const overdue = 24 * time.Hour
 
 // planItem decides, from the rotation record of a due key, whether this
-// execution starts or resumes its rotation (an item) or reports it.
-func (f *Finder) planItem(plan *Plan, it Item, rec *ledger.Record, now time.Time, execution string) {
+// execution starts or resumes its rotation (an item) or reports it, and
+// returns that verdict. Holds are judged at now, the time the plan acts.
+func (f *Finder) planItem(plan *Plan, it Item, rec *ledger.Record, now time.Time, execution string) Verdict {
+	var v Verdict
 	if rec != nil && rec.Attention != "" {
 		plan.Attention = append(plan.Attention, Skipped{Account: it.Account, User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "attention", Reason: rec.Attention})
+		v.Attention = rec.Attention
+	}
+	skip := func(to *[]Skipped, action policy.Action, reason string) Verdict {
+		*to = append(*to, Skipped{Account: it.Account, User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: action, Reason: reason})
+		v.Action, v.Reason = action, reason
+		return v
 	}
 	switch {
 	case rec == nil:
 	case !rec.State.InFlight() && now.Before(rec.HeldUntil):
-		plan.Held = append(plan.Held, Skipped{Account: it.Account, User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "held",
-			Reason: fmt.Sprintf("held until %s: %s", rec.HeldUntil.UTC().Format(time.RFC3339), rec.Outcome)})
-		return
+		return skip(&plan.Held, policy.Held, fmt.Sprintf("held until %s: %s", rec.HeldUntil.UTC().Format(time.RFC3339), rec.Outcome))
 	case rec.State == ledger.Adopting && rec.LeaseHeldByOther(execution, now):
-		plan.Adopting = append(plan.Adopting, Skipped{Account: it.Account, User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "adopting",
-			Reason: adoptingReason(rec)})
-		return
+		return skip(&plan.Adopting, policy.Adopting, adoptingReason(rec))
 	case rec.LeaseHeldByOther(execution, now):
-		plan.InFlight = append(plan.InFlight, Skipped{Account: it.Account, User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: "in-flight",
-			Reason: fmt.Sprintf("rotation %d is in flight in execution %s", rec.Rotation, rec.Owner)})
-		return
+		return skip(&plan.InFlight, policy.InFlight, fmt.Sprintf("rotation %d is in flight in execution %s", rec.Rotation, rec.Owner))
 	case rec.State.InFlight():
 		it.Reason = fmt.Sprintf("resume rotation %d (%s): %s", rec.Rotation, rec.State, it.Reason)
 		plan.Counts.Resumed++
 	}
 	plan.Items = append(plan.Items, it)
+	v.Action, v.Reason = it.Action, it.Reason
+	return v
 }
 
 // adoptingReason describes a rotation in its adoption window.
@@ -535,13 +644,27 @@ func (f *Finder) assess(ctx context.Context, asOf time.Time, users []string, str
 	if err != nil {
 		return nil, err
 	}
+	var root *credreport.Row
+	for _, r := range rows {
+		if r.IsRoot() && len(users) == 0 {
+			root = &r
+		}
+	}
 	rows = withoutRoot(rows)
 	if len(users) > 0 {
 		if rows, err = restrict(rows, users, strict); err != nil {
 			return nil, err
 		}
 	}
-	a := &Assessment{AsOf: asOf, ReportTime: generated, Rows: rows, Candidates: map[string]*Candidate{}, Records: map[string]*ledger.Record{}}
+	a := &Assessment{AsOf: asOf, ReportTime: generated, Rows: rows, Root: root, Candidates: map[string]*Candidate{},
+		Records: map[string]*ledger.Record{}, Gone: map[string]bool{}, Restricted: len(users) > 0}
+	if len(users) == 0 {
+		// The live listing (a page per 1,000 users): users deleted and
+		// created since the report, which may be hours old.
+		if err := f.compareListing(ctx, a); err != nil {
+			return nil, err
+		}
+	}
 	if f.Records != nil {
 		if a.Records, err = f.Records.All(ctx); err != nil {
 			return nil, err
@@ -550,11 +673,14 @@ func (f *Finder) assess(ctx context.Context, asOf time.Time, users []string, str
 	rules := f.rules()
 	var due []credreport.Row
 	for _, row := range rows {
+		if a.Gone[row.User] {
+			continue
+		}
 		if mayBeDue(row, rules, asOf) || f.passwordDue(row, rules, asOf) {
 			due = append(due, row)
 		}
 	}
-	if len(due) == 0 {
+	if len(due) == 0 && f.Config.ExemptGroup == "" {
 		return a, nil
 	}
 	var exemptGroup map[string]bool
@@ -562,6 +688,13 @@ func (f *Finder) assess(ctx context.Context, asOf time.Time, users []string, str
 		if exemptGroup, err = f.groupMembers(ctx, f.Config.ExemptGroup); err != nil {
 			return nil, err
 		}
+		a.Exempt = map[string]string{}
+		for u := range exemptGroup {
+			a.Exempt[u] = fmt.Sprintf("member of exempt group %s", f.Config.ExemptGroup)
+		}
+	}
+	if len(due) == 0 {
+		return a, nil
 	}
 	// Candidates are checked by a few workers: at IAM's latency a few
 	// thousand due users would otherwise take minutes one by one.
@@ -586,8 +719,11 @@ func (f *Finder) assess(ctx context.Context, asOf time.Time, users []string, str
 					firstErr = err
 					cancel()
 				}
-				if c != nil {
+				switch {
+				case c != nil:
 					a.Candidates[row.User] = c
+				case err == nil:
+					a.Gone[row.User] = true
 				}
 				mu.Unlock()
 			}
@@ -607,6 +743,57 @@ feed:
 		return nil, firstErr
 	}
 	return a, nil
+}
+
+// compareListing lists the account's users live: a user of the report IAM
+// no longer lists is gone; a user IAM lists that the report lacks was
+// created since, and its keys are read live.
+func (f *Finder) compareListing(ctx context.Context, a *Assessment) error {
+	inReport := make(map[string]bool, len(a.Rows))
+	for _, r := range a.Rows {
+		inReport[strings.ToLower(r.User)] = true
+	}
+	listed := map[string]bool{}
+	p := iam.NewListUsersPaginator(f.IAM, &iam.ListUsersInput{MaxItems: aws.Int32(1000)})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("list users: %w", err)
+		}
+		for _, u := range out.Users {
+			name := aws.ToString(u.UserName)
+			listed[strings.ToLower(name)] = true
+			if inReport[strings.ToLower(name)] {
+				continue
+			}
+			nu := NewUser{Name: name, ARN: aws.ToString(u.Arn), Created: aws.ToTime(u.CreateDate), PasswordLastUsed: aws.ToTime(u.PasswordLastUsed), ReadAt: nowOf(f.Now).UTC()}
+			keys, exists, err := liveKeys(ctx, f.IAM, name)
+			if err != nil {
+				return err
+			}
+			if !exists {
+				continue
+			}
+			for _, k := range keys {
+				pk := policy.Key{ID: aws.ToString(k.AccessKeyId), Active: k.Status == types.StatusTypeActive, Created: aws.ToTime(k.CreateDate)}
+				used, err := f.IAM.GetAccessKeyLastUsed(ctx, &iam.GetAccessKeyLastUsedInput{AccessKeyId: k.AccessKeyId})
+				if err != nil {
+					return fmt.Errorf("get last use of %s: %w", pk.ID, err)
+				}
+				if used.AccessKeyLastUsed != nil {
+					pk.LastUsed = aws.ToTime(used.AccessKeyLastUsed.LastUsedDate)
+				}
+				nu.Keys = append(nu.Keys, pk)
+			}
+			a.Newer = append(a.Newer, nu)
+		}
+	}
+	for _, r := range a.Rows {
+		if !listed[strings.ToLower(r.User)] {
+			a.Gone[r.User] = true
+		}
+	}
+	return nil
 }
 
 // mayBeDue reports whether the report row shows an Active key that the
@@ -647,12 +834,17 @@ func (f *Finder) checkLive(ctx context.Context, row credreport.Row, exemptGroup 
 	if err != nil {
 		return nil, err
 	}
+	readAt := nowOf(f.Now).UTC()
 	u := policy.User{Name: row.User}
 	switch {
 	case strings.EqualFold(tags[f.Config.ExemptTag], config.ExemptTagValue):
 		u.Exempt, u.ExemptReason = true, fmt.Sprintf("tagged %s=%s", f.Config.ExemptTag, config.ExemptTagValue)
 	case exemptGroup[row.User]:
 		u.Exempt, u.ExemptReason = true, fmt.Sprintf("member of exempt group %s", f.Config.ExemptGroup)
+	}
+	facts, err := f.matchSlots(ctx, row, keys)
+	if err != nil {
+		return nil, err
 	}
 	for _, k := range keys {
 		pk := policy.Key{ID: aws.ToString(k.AccessKeyId), Active: k.Status == types.StatusTypeActive, Created: aws.ToTime(k.CreateDate)}
@@ -666,7 +858,7 @@ func (f *Finder) checkLive(ctx context.Context, row credreport.Row, exemptGroup 
 				pk.ReplacedBy = rec.PrevNewKeyID
 			}
 		}
-		pk.LastUsed = reportLastUsed(row, pk.Created)
+		pk.LastUsed = facts[pk.ID].lastUsed
 		u.Keys = append(u.Keys, pk)
 	}
 	decisions := rules.Decide(u, asOf)
@@ -698,7 +890,11 @@ func (f *Finder) checkLive(ctx context.Context, row credreport.Row, exemptGroup 
 			decisions = append(decisions, d)
 		}
 	}
-	return &Candidate{Row: row, User: u, Email: strings.TrimSpace(tags[f.Config.EmailTag]), Decisions: decisions}, nil
+	c := &Candidate{Row: row, User: u, Email: strings.TrimSpace(tags[f.Config.EmailTag]), Decisions: decisions, Facts: map[string]KeyFacts{}, ReadAt: readAt}
+	for id, kf := range facts {
+		c.Facts[id] = kf.KeyFacts
+	}
+	return c, nil
 }
 
 // livePassword confirms an unused console password with the live GetUser
@@ -723,16 +919,67 @@ func (f *Finder) livePassword(ctx context.Context, row credreport.Row, u policy.
 	return d, nil
 }
 
-// reportLastUsed finds the report's last-use time for the live key created
-// at created (the report has no key IDs; its last_rotated is the creation
-// time, to the second).
-func reportLastUsed(row credreport.Row, created time.Time) time.Time {
-	for _, k := range row.Keys {
-		if k.Present() && k.LastRotated.Unix() == created.Unix() {
-			return k.LastUsed
+// liveFacts are a live key's KeyFacts with its last use.
+type liveFacts struct {
+	KeyFacts
+	lastUsed time.Time
+}
+
+// matchSlots places the live keys in the report's slots. The report has no
+// key ids; its last_rotated is the creation time, to the second, so a key
+// whose creation second is its own takes that slot's last use. Keys created
+// in the same second, and keys newer than the report, cannot be told apart
+// by the report: their last use is read live (GetAccessKeyLastUsed, what
+// IAM itself gives for the key id) and their slots follow the live
+// listing's order, which the facts say.
+func (f *Finder) matchSlots(ctx context.Context, row credreport.Row, keys []types.AccessKeyMetadata) (map[string]liveFacts, error) {
+	out := make(map[string]liveFacts, len(keys))
+	second := func(k types.AccessKeyMetadata) int64 { return aws.ToTime(k.CreateDate).Unix() }
+	taken := map[int]bool{}
+	for i, k := range keys {
+		id := aws.ToString(k.AccessKeyId)
+		var slots []credreport.Key
+		for _, rk := range row.Keys {
+			if rk.Present() && rk.LastRotated.Unix() == second(k) && !taken[rk.Slot] {
+				slots = append(slots, rk)
+			}
 		}
+		var twins []string
+		for j, o := range keys {
+			if j != i && second(o) == second(k) {
+				twins = append(twins, aws.ToString(o.AccessKeyId))
+			}
+		}
+		if len(slots) > 0 && len(twins) == 0 {
+			rk := slots[0]
+			taken[rk.Slot] = true
+			out[id] = liveFacts{KeyFacts{Slot: rk.Slot, LastUsedService: rk.LastUsedService, LastUsedRegion: rk.LastUsedRegion}, rk.LastUsed}
+			continue
+		}
+		lf := liveFacts{}
+		if len(slots) > 0 {
+			lf.Slot = slots[0].Slot
+			taken[lf.Slot] = true
+			lf.Match = fmt.Sprintf("created in the same second as %s: the credential report cannot tell them apart, so the slot follows the live listing's order and the last use is read live", strings.Join(twins, ", "))
+		} else {
+			lf.Match = "created after the credential report was generated: listed live, its last use read live"
+		}
+		used, err := f.IAM.GetAccessKeyLastUsed(ctx, &iam.GetAccessKeyLastUsedInput{AccessKeyId: aws.String(id)})
+		if err != nil {
+			return nil, fmt.Errorf("get last use of %s: %w", id, err)
+		}
+		if lu := used.AccessKeyLastUsed; lu != nil {
+			lf.lastUsed = aws.ToTime(lu.LastUsedDate)
+			if lu.ServiceName != nil && aws.ToString(lu.ServiceName) != "N/A" {
+				lf.LastUsedService = aws.ToString(lu.ServiceName)
+			}
+			if lu.Region != nil && aws.ToString(lu.Region) != "N/A" {
+				lf.LastUsedRegion = aws.ToString(lu.Region)
+			}
+		}
+		out[id] = lf
 	}
-	return time.Time{}
+	return out, nil
 }
 
 func (f *Finder) groupMembers(ctx context.Context, group string) (map[string]bool, error) {
@@ -768,11 +1015,7 @@ func itemFor(c *Candidate, d policy.Decision, asOf time.Time) Item {
 			lu := k.LastUsed.UTC()
 			it.OldKey.LastUsed = &lu
 		}
-		for _, rk := range c.Row.Keys {
-			if rk.Present() && rk.LastRotated.Unix() == k.Created.Unix() {
-				it.OldKey.LastUsedService = rk.LastUsedService
-			}
-		}
+		it.OldKey.LastUsedService = c.Facts[k.ID].LastUsedService
 	}
 	return it
 }
