@@ -337,3 +337,35 @@ func assertDashboardMetrics(t *testing.T, work string) map[string][]float64 {
 	}
 	return emitted
 }
+
+// TestOperatorCommandsUsage: help goes to stdout with exit 0; a usage
+// error or bad input exits 2 on stderr naming the flag, before any AWS
+// call.
+func TestOperatorCommandsUsage(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		code       int
+		out, inErr string
+	}{
+		{name: "status help", args: []string{"status", "-h"}, code: 0, out: "usage: keyrotor status"},
+		{name: "plan help", args: []string{"plan", "--help"}, code: 0, out: "usage: keyrotor plan"},
+		{name: "hold help", args: []string{"hold", "-h"}, code: 0, out: "usage: keyrotor hold"},
+		{name: "unknown flag", args: []string{"status", "--table", "x"}, code: 2, inErr: "flag provided but not defined: -table"},
+		{name: "stray argument", args: []string{"status", "now"}, code: 2, inErr: `unexpected argument "now"`},
+		{name: "hold without key", args: []string{"hold", "--days", "3"}, code: 2, inErr: "--key is required"},
+		{name: "hold without days", args: []string{"hold", "--key", "AKIA1"}, code: 2, inErr: "--days is required"},
+		{name: "plan bad as-of", args: []string{"plan", "--as-of", "tomorrow"}, code: 2, inErr: "asOf"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := keyrotor(t, "", tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.out) || !strings.Contains(errOut, tc.inErr) {
+				t.Errorf("keyrotor %v: exit %d\nstdout %q\nstderr %q\nwant exit %d, stdout with %q, stderr with %q", tc.args, code, out, errOut, tc.code, tc.out, tc.inErr)
+			}
+			if tc.code == 0 && errOut != "" {
+				t.Errorf("help wrote to stderr: %q", errOut)
+			}
+		})
+	}
+}

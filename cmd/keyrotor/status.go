@@ -62,17 +62,20 @@ func s3Client(cfg aws.Config) *s3.Client {
 // parseFlags parses args; help goes to stdout (exit 0), a usage error
 // exits 2. ok is false when the command should return code.
 func parseFlags(fs *flag.FlagSet, args []string, usage string, stdout, stderr io.Writer) (code int, ok bool) {
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stdout, usage+"\n\nFlags:")
-		fs.SetOutput(stdout)
+	printUsage := func(w io.Writer) {
+		fmt.Fprintln(w, usage+"\n\nFlags:")
+		fs.SetOutput(w)
 		fs.PrintDefaults()
 		fs.SetOutput(stderr)
 	}
+	fs.SetOutput(stderr)
+	fs.Usage = func() {} // printed below: help to stdout, a usage error to stderr
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout)
 			return 0, false
 		}
+		printUsage(stderr)
 		return 2, false
 	}
 	if fs.NArg() > 0 {
