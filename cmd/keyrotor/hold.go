@@ -26,10 +26,11 @@ func runHold(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	reason := fs.String("reason", "", "why, for the rotation's history")
 	if code, ok := parseFlags(fs, args, "usage: keyrotor hold --key AKIA... --days N [--reason TEXT] [--json] [--stack NAME] [--endpoint URL]\n\n"+
 		"A person's hold: keyrotor leaves the key alone for N days (recorded in its rotation record's\n"+
-		"history; every run's summary lists it), then rotates it as usual. Nothing in IAM changes: a\n"+
-		"key in its adoption window or grace period stays as it is (Active or Inactive) and is not\n"+
-		"deleted while held. A key keyrotor never rotated gets a record in state held. A held key's\n"+
-		"hold is replaced. End it early with `keyrotor release --key ID`.", stdout, stderr); !ok {
+		"history; `keyrotor status` lists it). Nothing in IAM changes: a key in its adoption window\n"+
+		"or grace period stays as it is (Active or Inactive) and is not deactivated or deleted while\n"+
+		"held. A key keyrotor never rotated gets a record in state held, so its first rotation waits\n"+
+		"for the hold. A held key's hold is replaced. End it early with `keyrotor release --key ID`.\n"+
+		"See docs/running.md.", stdout, stderr); !ok {
 		return code
 	}
 	if strings.TrimSpace(*key) == "" {
