@@ -47,9 +47,10 @@ type HoldRequest struct {
 }
 
 // Hold records a person's hold on a key in its rotation record: keyrotor
-// leaves the key alone until the hold passes (or `keyrotor release`),
-// every run's summary lists it, and nothing in IAM changes (the old key
-// stays Active or Inactive as it is; a new key already made stays).
+// leaves the key alone until the hold passes (or `keyrotor release`): every
+// step reads the record first and stops at a hold, as after a person's
+// re-activation. Nothing in IAM changes (the old key stays Active or
+// Inactive as it is; a new key already made stays).
 //
 //   - A key with no record (never rotated) gets one, in state held
 //     (rotation 0): its first rotation starts when the hold passes.
