@@ -176,6 +176,8 @@ func NewKeyRotorStack(scope constructs.Construct, id string, props *KeyRotorStac
 	failedAlarm(stack, "FailedGraceExecutionsAlarm", grace, topic,
 		"A keyrotor grace-and-delete execution failed: its name is the user and key; fix, then Redrive it (or the next daily run finishes it).")
 
+	board := dashboard(stack, cfg, sm, grace, topic)
+
 	if s.Schedule != "" {
 		awsevents.NewRule(stack, jsii.String("Schedule"), &awsevents.RuleProps{
 			Description: jsii.String("Starts keyrotor's rotation: " + s.Schedule),
@@ -193,6 +195,10 @@ func NewKeyRotorStack(scope constructs.Construct, id string, props *KeyRotorStac
 	awscdk.NewCfnOutput(stack, jsii.String("RotationTableName"), &awscdk.CfnOutputProps{Value: table.TableName()})
 	awscdk.NewCfnOutput(stack, jsii.String("ReportBucketName"), &awscdk.CfnOutputProps{Value: bucket.BucketName()})
 	awscdk.NewCfnOutput(stack, jsii.String("AdminTopicArn"), &awscdk.CfnOutputProps{Value: topic.TopicArn()})
+	awscdk.NewCfnOutput(stack, jsii.String("DashboardName"), &awscdk.CfnOutputProps{
+		Value:       board.DashboardName(),
+		Description: jsii.String("The CloudWatch dashboard: keys by age band, rotations by state, the oldest key to rotate, failures"),
+	})
 	awscdk.NewCfnOutput(stack, jsii.String("ReadOwnSecretPolicyArn"), &awscdk.CfnOutputProps{
 		Value:       readOwn.ManagedPolicyArn(),
 		Description: jsii.String("The " + readOwnSecretPolicyName + "-<region> policy: attach it to the IAM users (or a group) whose keys keyrotor rotates"),

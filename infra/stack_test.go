@@ -201,7 +201,8 @@ func TestStateMachine(t *testing.T) {
 	if wait["TimestampPath"] != "$.deactivation.deleteAfter" || wait["Seconds"] != nil || wait["SecondsPath"] != nil || wait["Next"] != "DeleteOldKey" {
 		t.Fatalf("the grace Wait must wait until a recorded timestamp, then delete: %v", wait)
 	}
-	s.template.ResourceCountIs(jsii.String("AWS::CloudWatch::Alarm"), jsii.Number(2))
+	// Two failed-execution alarms and the overdue-key alarm (TestOverdueKeyAlarm).
+	s.template.ResourceCountIs(jsii.String("AWS::CloudWatch::Alarm"), jsii.Number(3))
 	s.template.HasResourceProperties(jsii.String("AWS::DynamoDB::Table"), map[string]any{
 		"BillingMode":                      "PAY_PER_REQUEST",
 		"KeySchema":                        []any{map[string]any{"AttributeName": "id", "KeyType": "HASH"}},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/keyrotor/keyrotor/internal/awstest"
 	"github.com/keyrotor/keyrotor/shared/ledger"
+	"github.com/keyrotor/keyrotor/shared/metrics"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
 
@@ -101,6 +102,24 @@ func TestSlowE2EAdoptionWindow(t *testing.T) {
 		t.Errorf("the admins were not told how each switched over:\n%s", told)
 	}
 	assertNoSecretOf(t, a, work, out+errOut, []string{"switcher", "holdout"}, 2)
+
+	// The dashboard's metrics, from the functions' EMF lines: every
+	// widget's metric was emitted, with the run's figures.
+	emitted := assertDashboardMetrics(t, work)
+	total := func(name string) (n float64) {
+		for _, v := range emitted[name] {
+			n += v
+		}
+		return n
+	}
+	for name, want := range map[string]float64{
+		metrics.SwitchOverEvidence: 1, metrics.SwitchOverDeadline: 1, metrics.SwitchOverPerson: 0,
+		metrics.MailsRefused: 0, metrics.KeysAging: 2, metrics.OldestKeyAgeDays: 100, metrics.RunFailed: 0,
+	} {
+		if got := total(name); got != want {
+			t.Errorf("emitted %s = %v (%v); want %v", name, got, emitted[name], want)
+		}
+	}
 }
 
 // pipeline plays a workload using a user's key every 300 ms until ctx

@@ -7,6 +7,9 @@
 //	keyrotor run --endpoint URL --redrive WORK-DIR
 //	keyrotor audit [--endpoint URL] [--format table|csv|json] [--as-of TIME] [--users a,b]
 //	keyrotor release --key ID --table NAME [--reason TEXT]
+//	keyrotor status [--json]
+//	keyrotor plan [--json]
+//	keyrotor hold --key ID --days N [--json]
 package main
 
 import (
@@ -26,6 +29,9 @@ Usage:
                                 (--redrive WORK-DIR: redrive a failed run, as Step Functions does)
   keyrotor audit                print the credential audit report of the caller's account
   keyrotor release --key ID     end the hold on a rotation a person acted on
+  keyrotor status               what the deployed stack is doing: in flight, adopting, in grace, held, attention
+  keyrotor plan                 a dry run of the deployed state machine, as a table
+  keyrotor hold --key ID --days N   leave a key alone for N days (a person's hold)
 
 Run "keyrotor COMMAND -h" for a command's flags.
 `

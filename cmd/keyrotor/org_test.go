@@ -17,6 +17,7 @@ import (
 
 	"github.com/keyrotor/keyrotor/internal/awstest"
 	"github.com/keyrotor/keyrotor/internal/faultproxy"
+	"github.com/keyrotor/keyrotor/internal/operator"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
 
@@ -260,6 +261,21 @@ func TestSlowE2EOrganization(t *testing.T) {
 		}
 	}
 
+	// keyrotor status reads the stack a local run recorded: the oldest key
+	// to rotate as of the run names its account (bob's, 200 days, in a
+	// reachable account), the keys of every reachable account counted.
+	code, statusOut, statusErr := keyrotor(t, "", "status", "--endpoint", w.proxy.URL(), "--json")
+	var st operator.Status
+	if code != 0 || json.Unmarshal([]byte(statusOut), &st) != nil {
+		t.Fatalf("keyrotor status: exit %d\n%s%s", code, statusOut, statusErr)
+	}
+	if o := st.Figures.Oldest; o == nil || o.User != "bob" || o.AgeDays != 200 || !slices.Contains([]string{ids["hub"], ids["dev"], ids["prod"]}, o.Account) || o.ID != w.old[nameOf(ids, o.Account)]["bob"] {
+		t.Errorf("status: oldest key to rotate = %+v; want bob's original key, 200 days, with its account", o)
+	}
+	if n := st.Figures.KeysFresh + st.Figures.KeysAging + st.Figures.KeysOld; n != 3*8 {
+		t.Errorf("status: %d Active keys by age band (%+v); want the 8 of each reachable account as the run found them", n, st.Figures)
+	}
+
 	// No secret anywhere: output, history, logs, mails, messages, reports.
 	var secrets []string
 	for name, a := range accounts {
@@ -323,4 +339,14 @@ func memberRoleActions(t *testing.T) map[string]bool {
 		t.Fatalf("no member role policy found in %s", memberTemplate)
 	}
 	return out
+}
+
+// nameOf is the name of account id in ids.
+func nameOf(ids map[string]string, id string) string {
+	for name, v := range ids {
+		if v == id {
+			return name
+		}
+	}
+	return ""
 }

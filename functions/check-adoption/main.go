@@ -5,18 +5,21 @@ package main
 
 import (
 	"context"
+	"os"
 
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/keyrotor/keyrotor/shared/lambdastep"
+	"github.com/keyrotor/keyrotor/shared/metrics"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
 
 func main() {
 	env := lambdastep.Setup("check-adoption")
 	records, mail, topic := env.Records(), sesv2.NewFromConfig(env.AWS), sns.NewFromConfig(env.AWS)
+	emf := metrics.New(os.Stdout, "check-adoption")
 	// The keys' last use is read in the user's account; mail and records
 	// stay in the hub.
 	lambdastep.Start(env, lambdastep.PerAccount(env, "check-adoption", func(a lambdastep.Account) func(context.Context, rotation.Task) (*rotation.Adoption, error) {
@@ -29,6 +32,7 @@ func main() {
 			Region:  env.AWS.Region,
 			Now:     env.Now,
 			Log:     env.Log,
+			Metrics: emf,
 		}
 		return w.Handle
 	}))

@@ -12,6 +12,7 @@ import (
 	"github.com/keyrotor/keyrotor/shared/audit"
 	"github.com/keyrotor/keyrotor/shared/awsconf"
 	"github.com/keyrotor/keyrotor/shared/lambdastep"
+	"github.com/keyrotor/keyrotor/shared/metrics"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
 
@@ -29,6 +30,8 @@ func main() {
 		Leases:     env.Records(),
 		S3:         store,
 		Report:     audit.NewS3Writer(store, env.Config.ReportBucket, env.Config.RetirePasswords, env.Config.HomeAccount),
+		// The dashboard's figures, as EMF lines on standard output.
+		Figures: &audit.FigureEmitter{Metrics: metrics.New(os.Stdout, "find"), RetirePasswords: env.Config.RetirePasswords, HomeAccount: env.Config.HomeAccount},
 		// The organization mode (nil: the one account of IAM).
 		Org:    rotation.NewOrgAccess(env.AWS, env.Config, "find"),
 		Config: env.Config,

@@ -3,10 +3,13 @@
 package main
 
 import (
+	"os"
+
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/keyrotor/keyrotor/shared/lambdastep"
+	"github.com/keyrotor/keyrotor/shared/metrics"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
 
@@ -20,6 +23,7 @@ func main() {
 		Region:  env.AWS.Region,
 		Now:     env.Now,
 		Log:     env.Log,
+		Metrics: metrics.New(os.Stdout, "notify"),
 	}
 	lambdastep.Start(env, n.Handle)
 }

@@ -3,10 +3,13 @@
 package main
 
 import (
+	"os"
+
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/keyrotor/keyrotor/shared/lambdastep"
+	"github.com/keyrotor/keyrotor/shared/metrics"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
 
@@ -17,10 +20,11 @@ func main() {
 			o.UsePathStyle = env.AWS.BaseEndpoint != nil
 			o.DisableLogOutputChecksumValidationSkipped = true
 		}),
-		Topic:  sns.NewFromConfig(env.AWS),
-		Config: env.Config,
-		Now:    env.Now,
-		Log:    env.Log,
+		Topic:   sns.NewFromConfig(env.AWS),
+		Config:  env.Config,
+		Now:     env.Now,
+		Log:     env.Log,
+		Metrics: metrics.New(os.Stdout, "summarize"),
 	}
 	lambdastep.Start(env, s.Handle)
 }

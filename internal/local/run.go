@@ -187,6 +187,9 @@ func prepare(ctx context.Context, o *Options) (*launcher, json.RawMessage, func(
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if err := res.recordOutputs(ctx, tmpl, *o); err != nil {
+		return nil, nil, nil, err
+	}
 	graceDef, err := tmpl.DefinitionOf(res.resolver(), GraceStateMachine)
 	if err != nil {
 		return nil, nil, nil, err

@@ -12,6 +12,7 @@ import (
 // needs: the state machine definition and the functions.
 type Template struct {
 	Resources map[string]Resource `json:"Resources"`
+	Outputs   map[string]Output   `json:"Outputs"`
 }
 
 // Resource is one CloudFormation resource.

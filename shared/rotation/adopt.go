@@ -14,6 +14,7 @@ import (
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/failures"
 	"github.com/keyrotor/keyrotor/shared/ledger"
+	"github.com/keyrotor/keyrotor/shared/metrics"
 	"github.com/keyrotor/keyrotor/shared/notice"
 )
 
@@ -54,6 +55,7 @@ type Watcher struct {
 	Region  string
 	Now     func() time.Time
 	Log     *slog.Logger
+	Metrics *metrics.Emitter // switch-overs and refused reminders; nil: none
 }
 
 // Handle runs one check of t's adoption window.
@@ -160,6 +162,11 @@ func (w *Watcher) Handle(ctx context.Context, t Task) (*Adoption, error) {
 		if _, err := publish(ctx, w.Topic, w.Config.AdminTopicARN, m); err != nil {
 			log.WarnContext(ctx, "could not tell the admins about the switch-over", "error", err.Error())
 		}
+		w.Metrics.Emit(map[string]float64{
+			metrics.SwitchOverEvidence: metrics.Flag(ad.SwitchOver == ledger.SwitchEvidence),
+			metrics.SwitchOverDeadline: metrics.Flag(ad.SwitchOver == ledger.SwitchDeadline),
+			metrics.SwitchOverPerson:   metrics.Flag(ad.SwitchOver == ledger.SwitchPerson),
+		})
 		log.InfoContext(ctx, "switched over", "how", ad.SwitchOver, "oldLastUsed", oldUse.String(), "newLastUsed", newUse.String())
 		res.Next, res.SwitchOver = NextDeactivate, ad.SwitchOver
 		return w.describe(res, ad), nil
@@ -276,7 +283,9 @@ func (w *Watcher) remind(ctx context.Context, t Task, rec *ledger.Record, newInU
 		log.ErrorContext(ctx, "render reminder", "error", err.Error())
 		return "failed"
 	}
-	if _, err := n.sendMail(ctx, it.Email, m); err != nil {
+	_, err = n.sendMail(ctx, it.Email, m)
+	w.Metrics.Emit(map[string]float64{metrics.MailsRefused: metrics.Flag(err != nil && definite(err))})
+	if err != nil {
 		log.WarnContext(ctx, "reminder not sent", "to", it.Email, "error", err.Error())
 		return "failed"
 	}

@@ -143,6 +143,13 @@ type ReportWriter interface {
 	WriteReport(ctx context.Context, execution string, as []*Assessment, rules policy.Rules) (*ReportRef, error)
 }
 
+// FigureWriter publishes the figures of a run's assessments (the
+// dashboard's metrics: shared/audit.FigureEmitter); nil disables them. Dry
+// runs publish none: a preview (asOf) is not the account's state.
+type FigureWriter interface {
+	WriteFigures(ctx context.Context, as []*Assessment, rules policy.Rules, now time.Time) error
+}
+
 // RecordLister lists every rotation record (shared/ledger.Store).
 type RecordLister interface {
 	All(ctx context.Context) (map[string]*ledger.Record, error)
@@ -170,6 +177,7 @@ type Finder struct {
 	Records RecordLister
 	S3      PutObjectAPI // nil: no plan object is written (unit tests)
 	Report  ReportWriter // nil: no audit report
+	Figures FigureWriter // nil: no metrics
 	Config  config.Config
 	Now     func() time.Time
 	Log     *slog.Logger
@@ -383,6 +391,12 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 			return nil, fmt.Errorf("write audit report: %w", err)
 		}
 		plan.Report = ref
+	}
+	if f.Figures != nil && !req.DryRun {
+		// A metric never fails a run.
+		if err := f.Figures.WriteFigures(ctx, assessments, rules, now); err != nil {
+			logOf(f.Log).WarnContext(ctx, "could not emit the figures", "error", err.Error())
+		}
 	}
 	f.trimInline(plan)
 	plan.Blocked, plan.BlockedTruncated = capSkipped(plan.Blocked)

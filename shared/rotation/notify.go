@@ -16,6 +16,7 @@ import (
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/failures"
 	"github.com/keyrotor/keyrotor/shared/ledger"
+	"github.com/keyrotor/keyrotor/shared/metrics"
 	"github.com/keyrotor/keyrotor/shared/notice"
 	"github.com/keyrotor/keyrotor/shared/policy"
 )
@@ -49,6 +50,7 @@ type Notifier struct {
 	Region  string
 	Now     func() time.Time
 	Log     *slog.Logger
+	Metrics *metrics.Emitter // MailsRefused; nil: none
 }
 
 // Handle notifies the owner and the admins about t.
@@ -138,6 +140,7 @@ func (n *Notifier) Handle(ctx context.Context, t Task) (*Notice, error) {
 		return n.notSent(ctx, rc, rec, res, ledger.NoticeUnknown, fmt.Sprintf("the outcome of the owner's mail to %s is unknown (%s); the old key %s stays Active and keyrotor mails again on its next run", it.Email, failures.APICodeOr(err, "no answer"), it.OldKey.ID))
 	}
 	res.MailStatus, res.MessageID, res.Accepted = "sent", id, true
+	n.Metrics.Emit(map[string]float64{metrics.MailsRefused: 0})
 	log.InfoContext(ctx, "owner notified", "to", it.Email, "messageId", id)
 	if err := n.accepted(ctx, rc, rec, "mail", id, "owner mailed at "+it.Email); err != nil {
 		return nil, err
@@ -205,6 +208,7 @@ func itemLastUse(k KeyRef) string {
 // ends this execution's part: nothing is deactivated.
 func (n *Notifier) notSent(ctx context.Context, rc rotationCtx, rec *ledger.Record, res *Notice, outcome, what string) (*Notice, error) {
 	rec.Notice, rec.NoticeAt = outcome, rc.now
+	n.Metrics.Emit(map[string]float64{metrics.MailsRefused: metrics.Flag(outcome == ledger.NoticeRefused)})
 	if err := rc.attention(ctx, rec, rec.ID, what); err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/failures"
+	"github.com/keyrotor/keyrotor/shared/metrics"
 	"github.com/keyrotor/keyrotor/shared/notice"
 	"github.com/keyrotor/keyrotor/shared/policy"
 )
@@ -131,6 +132,9 @@ type Summarizer struct {
 	Config config.Config
 	Now    func() time.Time
 	Log    *slog.Logger
+	// Metrics receives the run's results (the final pass only, so a
+	// retried user counts once); nil: none.
+	Metrics *metrics.Emitter
 	// InlineLimit bounds Summary.Users (default SummaryUsersLimit); the S3
 	// summary has all.
 	InlineLimit int
@@ -244,6 +248,8 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 		if _, err := publish(ctx, s.Topic, s.Config.AdminTopicARN, s.adminSummary(sum)); err != nil {
 			return nil, err
 		}
+		s.Metrics.Emit(map[string]float64{metrics.RunRotated: float64(sum.Totals.Rotated), metrics.RunRetired: float64(sum.Totals.Retired),
+			metrics.RunFailed: float64(sum.Totals.Failed), metrics.RunWaiting: float64(sum.Totals.Waiting)})
 	}
 	limit := s.InlineLimit
 	if limit == 0 {
