@@ -290,7 +290,7 @@ func TestRetryNames(t *testing.T) {
 			}
 		}
 	}
-	for _, never := range []string{"KeyLimitError", "InvalidInputError", "SendRejectedError", "AccountUnreachableError", "StepError"} {
+	for _, never := range []string{"KeyLimitError", "InvalidInputError", "SendRejectedError", "AccountUnreachableError", "OutOfScopeError", "StepError"} {
 		for state := range retried {
 			if has(state, never) {
 				t.Errorf("%s retries %s, which a retry cannot fix", state, never)

@@ -83,6 +83,9 @@ type rotationCtx struct {
 func (c rotationCtx) open(ctx context.Context, it Item, start bool) (rec *ledger.Record, stop string, err error) {
 	id := RecordID(it)
 	rec, err = c.recs.Get(ctx, id)
+	if err == nil {
+		err = c.checkRecord(rec, it)
+	}
 	if err != nil {
 		return nil, "", err
 	}
