@@ -327,6 +327,9 @@ func rolePolicies(t *testing.T, s *synthesized) map[string][]string {
 				continue
 			}
 			for _, st := range r.Properties["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+				if st.(map[string]any)["Effect"] == "Deny" {
+					continue // the protections (TestProtectedUsersDenied), not grants
+				}
 				switch a := st.(map[string]any)["Action"].(type) {
 				case string:
 					out[dir] = append(out[dir], a)

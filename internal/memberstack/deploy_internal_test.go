@@ -20,7 +20,9 @@ func TestDeployTemplateStrict(t *testing.T) {
 		{"property", `{"Resources":{"R":{"Type":"AWS::IAM::Role","Properties":{"PermissionsBoundary":"arn:aws:iam::aws:policy/x"}}}}`, "property PermissionsBoundary not supported"},
 		{"pseudo parameter", `{"Resources":{"R":{"Type":"AWS::IAM::Role","Properties":{"RoleName":{"Ref":"AWS::NotificationARNs"}}}}}`, "Ref AWS::NotificationARNs"},
 		{"attribute", `{"Resources":{"K":{"Type":"AWS::KMS::Key","Properties":{}},"R":{"Type":"AWS::IAM::Role","Properties":{"RoleName":{"Fn::GetAtt":["K","KeyState"]}}}}}`, "attribute KeyState of AWS::KMS::Key not supported"},
-		{"parameters", `{"Parameters":{"BootstrapVersion":{"Type":"String"}},"Resources":{}}`, "Parameters (BootstrapVersion)"},
+		{"parameter without a value", `{"Parameters":{"Paths":{"Type":"String"}},"Resources":{}}`, "parameter Paths: no value and no Default"},
+		{"parameter type", `{"Parameters":{"N":{"Type":"Number","Default":"1"}},"Resources":{}}`, "parameter N: type Number not supported"},
+		{"condition function", `{"Conditions":{"C":{"Fn::Contains":[["a"],"a"]}},"Resources":{}}`, "condition function Fn::Contains not supported"},
 		{"cycle", `{"Resources":{"A":{"Type":"AWS::IAM::Role","Properties":{"Description":{"Ref":"B"}}},"B":{"Type":"AWS::IAM::Role","Properties":{"Description":{"Ref":"A"}}}}}`, "circular dependency: A -> B -> A"},
 		{"output", `{"Resources":{},"Outputs":{"O":{"Value":{"Fn::ImportValue":"x"}}}}`, "output O: intrinsic Fn::ImportValue not supported"},
 	}
