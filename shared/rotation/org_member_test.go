@@ -96,7 +96,7 @@ func TestMotoOrganizationMemberProtectsUsers(t *testing.T) {
 				return
 			}
 			var ue *failures.AccountUnreachableError
-			if !errors.As(err, &ue) || !strings.Contains(ue.Msg, "iam:CreateAccessKey was denied") {
+			if !errors.As(err, &ue) || !strings.Contains(ue.Msg, "iam:CreateAccessKey was denied") || !strings.Contains(ue.Msg, "the member account protects this user") {
 				t.Fatalf("create = %+v, %v; want AccountUnreachableError naming iam:CreateAccessKey", nk, err)
 			}
 			if len(keys) != 1 || keys[oldKey[tt.user]] != "Active" {
