@@ -1,12 +1,26 @@
 package rotation
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
 	"github.com/keyrotor/keyrotor/shared/failures"
 	"github.com/keyrotor/keyrotor/shared/ledger"
 )
+
+// getScoped reads the rotation record id of item it, refusing (see
+// checkRecord) a record of another account or user.
+func (c rotationCtx) getScoped(ctx context.Context, id string, it Item) (*ledger.Record, error) {
+	rec, err := c.recs.Get(ctx, id)
+	if err == nil {
+		err = c.checkRecord(rec, it)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
 
 // checkRecord refuses a rotation record that belongs to another account or
 // user than the item names: a record is found by the old key's id (or a
