@@ -287,7 +287,7 @@ func NewKeyRotorMemberStack(scope constructs.Construct, id string, props *KeyRot
 	// passwords of users tagged exempt, or under the paths this account
 	// excludes, are never written through this role.
 	role.AddToPolicy(exemptDeny(partition, cfg.ExemptTag))
-	excludedPathsDeny(stack, role)
+	excludedPathsDeny(stack, role, cfg.ExcludedUserPaths)
 	cdknag.NagSuppressions_AddResourceSuppressions(role, &[]*cdknag.NagPackSuppression{{
 		Id: jsii.String("AwsSolutions-IAM5"),
 		Reason: jsii.String("Wildcards only where IAM allows nothing narrower: any IAM user of the account may own a key (user/*), " +
@@ -344,16 +344,32 @@ func exemptDeny(partition, exemptTag string) awsiam.PolicyStatement {
 	})
 }
 
-// excludedPathsDeny adds the ExcludedUserPaths parameter and, when it is
+// pathsDeny denies CredentialWriteActions on the users under paths (the
+// hub's own account: excludedUserPaths).
+func pathsDeny(partition string, paths []string) awsiam.PolicyStatement {
+	var resources []string
+	for _, p := range paths {
+		resources = append(resources, "arn:"+partition+":iam::*:user"+p+"*")
+	}
+	return awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("DenyExcludedUserPaths"),
+		Effect:    awsiam.Effect_DENY,
+		Actions:   jsii.Strings(CredentialWriteActions...),
+		Resources: jsii.Strings(resources...),
+	})
+}
+
+// excludedPathsDeny adds the ExcludedUserPaths parameter (its default:
+// the deployment's excludedUserPaths) and, when it is
 // set, a policy of the role denying CredentialWriteActions on the users
 // under those paths: arn:*:iam::*:user<path>* for each (a user's ARN holds
 // its path: IAM User Guide, "IAM identifiers").
-func excludedPathsDeny(stack awscdk.Stack, role awsiam.Role) {
+func excludedPathsDeny(stack awscdk.Stack, role awsiam.Role, defaults []string) {
 	paths := awscdk.NewCfnParameter(stack, jsii.String(ExcludedUserPathsParameter), &awscdk.CfnParameterProps{
 		Type:    jsii.String("CommaDelimitedList"),
-		Default: jsii.String(""),
+		Default: jsii.String(strings.Join(defaults, ",")),
 		Description: jsii.String("IAM paths, such as /breakglass/, each starting and ending with /: keyrotor may not create, change or delete " +
-			"the keys or passwords of users under them; empty: none"),
+			"the keys or passwords of users under them; empty: none (the default is the hub's excludedUserPaths setting)"),
 	})
 	set := awscdk.NewCfnCondition(stack, jsii.String("HasExcludedUserPaths"), &awscdk.CfnConditionProps{
 		Expression: awscdk.Fn_ConditionNot(awscdk.Fn_ConditionEquals(awscdk.Fn_Join(jsii.String(""), paths.ValueAsList()), jsii.String(""))),

@@ -36,6 +36,7 @@ func TestProtectedUsersDenied(t *testing.T) {
 	}{
 		{"single account", config.DefaultExemptTag, defaultCtx},
 		{"organization, own exempt tag", "ops:no-rotate", withCtx(orgCtx, settings.KeyExemptTag, "ops:no-rotate")},
+		{"excluded user paths", config.DefaultExemptTag, withCtx(defaultCtx, settings.KeyExcludedUserPaths, "/breakglass/,/ops/")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := buildHub(t, tc.ctx, nil)
@@ -53,11 +54,19 @@ func TestProtectedUsersDenied(t *testing.T) {
 					}
 					continue
 				}
-				if len(denies) != 1 {
-					t.Errorf("%s: %d denies; want DenyExemptUsers", f.dir, len(denies))
+				paths := tc.ctx[settings.KeyExcludedUserPaths] != nil
+				if len(denies) != 1 && !paths || len(denies) != 2 && paths {
+					t.Errorf("%s: %d denies; want DenyExemptUsers (and DenyExcludedUserPaths with paths)", f.dir, len(denies))
 					continue
 				}
 				checkExemptDeny(t, f.dir, denies[0], tc.tag)
+				if paths {
+					st := denies[1]
+					want := []string{"arn:aws:iam::*:user/breakglass/*", "arn:aws:iam::*:user/ops/*"}
+					if st["Sid"] != "DenyExcludedUserPaths" || !reflect.DeepEqual(strs(st["Action"]), CredentialWriteActions) || !reflect.DeepEqual(stmtResources(t, st), want) {
+						t.Errorf("%s: path deny = %v; want Deny %v on %v", f.dir, st, CredentialWriteActions, want)
+					}
+				}
 			}
 		})
 	}
@@ -78,6 +87,12 @@ func TestProtectedUsersDenied(t *testing.T) {
 		if string(b) != want {
 			t.Errorf("member path deny = %s\nwant %s", b, want)
 		}
+	}
+	// The hub's excludedUserPaths is every member's default.
+	var withPaths struct{ Parameters map[string]map[string]any }
+	json.Unmarshal(synthMember(t, withCtx(nil, KeyHubAccount, testHub, settings.KeyExcludedUserPaths, "/breakglass/,/ops/")).raw, &withPaths)
+	if d := withPaths.Parameters[ExcludedUserPathsParameter]["Default"]; d != "/breakglass/,/ops/" {
+		t.Errorf("ExcludedUserPaths default = %v; want the hub's excludedUserPaths", d)
 	}
 	// The path deny exists only when the account sets paths.
 	var tmpl struct {

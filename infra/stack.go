@@ -356,6 +356,9 @@ func (g grants) statements(fn string) []awsiam.PolicyStatement {
 	// are protected as a member's are (member.go, exemptDeny).
 	if slices.ContainsFunc(Permissions[fn], func(a string) bool { return slices.Contains(CredentialWriteActions, a) }) {
 		out = append(out, exemptDeny(*g.stack.Partition(), g.cfg.ExemptTag))
+		if len(g.cfg.ExcludedUserPaths) > 0 {
+			out = append(out, pathsDeny(*g.stack.Partition(), g.cfg.ExcludedUserPaths))
+		}
 	}
 	return out
 }

@@ -523,7 +523,7 @@ func permRoles(t *testing.T, path string) map[string][]permStatement {
 		sts, _ := d["Statement"].([]any)
 		for _, raw := range sts {
 			st, _ := raw.(map[string]any)
-			if st["Effect"] == "Deny" && (st["Sid"] == "DenyExemptUsers" || st["Sid"] == "DenyExcludedAccounts") {
+			if st["Effect"] == "Deny" && (st["Sid"] == "DenyExemptUsers" || st["Sid"] == "DenyExcludedUserPaths" || st["Sid"] == "DenyExcludedAccounts") {
 				// A protection, not a grant: no run here acts on an exempt
 				// user or an excluded account (TestProtectedUsersDenied,
 				// TestHubAssumeRoleScope, TestMotoOrganizationMemberProtectsUsers).

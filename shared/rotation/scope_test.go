@@ -3,7 +3,11 @@ package rotation_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 
 	"github.com/keyrotor/keyrotor/internal/awstest"
 	"github.com/keyrotor/keyrotor/shared/failures"
@@ -83,5 +87,34 @@ func TestMotoRecordMustMatchItem(t *testing.T) {
 				t.Errorf("mails = %+v; want none more than %d", got, len(mails))
 			}
 		})
+	}
+}
+
+// TestMotoExcludedUserPathsExempt: a user under an excludedUserPaths path
+// is reported exempt, its due key untouched; a user elsewhere is planned.
+func TestMotoExcludedUserPathsExempt(t *testing.T) {
+	a := awstest.New(t)
+	s := newSteps(t, a)
+	s.cfg.ExcludedUserPaths = []string{"/breakglass/"}
+	s.rewire()
+	a.Clock(t, -120*day)
+	if _, err := a.IAM.CreateUser(context.Background(), &iam.CreateUserInput{UserName: aws.String("root-admin"), Path: aws.String("/breakglass/")}); err != nil {
+		t.Fatal(err)
+	}
+	a.Key(t, "root-admin")
+	a.Clock(t, 0)
+	seedUser(t, a, "carol", 120, 1)
+	p := s.plan(t, `{"dryRun":true}`)
+	if len(p.Items) != 1 || p.Items[0].User != "carol" {
+		t.Fatalf("items = %+v; want carol only", p.Items)
+	}
+	var found bool
+	for _, sk := range p.Exempt {
+		if sk.User == "root-admin" && sk.Action == "exempt" && strings.Contains(sk.Reason, "under excluded path /breakglass/") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("exempt = %+v; want root-admin under /breakglass/", p.Exempt)
 	}
 }

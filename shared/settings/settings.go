@@ -44,6 +44,8 @@ const (
 	KeyOrganizationStages  = "organizationStages"  // ordered stages: a JSON list of lists of OU, root and account ids
 	// The domains owner addresses may be in (list); unset: any.
 	KeyOwnerEmailDomains = "ownerEmailDomains"
+	// IAM paths whose users keyrotor never acts on (list).
+	KeyExcludedUserPaths = "excludedUserPaths"
 )
 
 // MaxAdoptionDays bounds adoptionDays: the window, the grace period and a
@@ -55,7 +57,7 @@ const MaxAdoptionDays = 90
 var Keys = []string{KeyMaxKeyAgeDays, KeyUnusedDays, KeyGraceDays, KeyHoldDays, KeySchedule, KeySenderAddress, KeyAdminEmails,
 	KeySecretPrefix, KeyEmailTag, KeyExemptTag, KeyExemptGroup, KeyKMSKeyArn, KeyFanOutConcurrency, KeyLambdaConcurrency,
 	KeyReportRetentionDays, KeyLogRetentionDays, KeyRetirePasswords, KeyAdoptionDays, KeyAdoptionReminders,
-	KeyOrganizationScope, KeyOrganizationExclude, KeyOrganizationStages, KeyOwnerEmailDomains}
+	KeyOrganizationScope, KeyOrganizationExclude, KeyOrganizationStages, KeyOwnerEmailDomains, KeyExcludedUserPaths}
 
 // Settings is everything a deployment is tuned with.
 type Settings struct {
@@ -240,6 +242,13 @@ func FromContext(get func(key string) (any, bool)) (Settings, error) {
 		}
 		s.Config.OwnerEmailDomains = l
 	}
+	if v, ok := get(KeyExcludedUserPaths); ok && v != nil {
+		l, err := idList(v)
+		if err != nil {
+			return Settings{}, &Error{KeyExcludedUserPaths, fmt.Sprint(v), "want IAM paths, comma-separated or a JSON list, such as [\"/breakglass/\"]"}
+		}
+		s.Config.ExcludedUserPaths = l
+	}
 	if err := s.Config.Validate(); err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {
@@ -391,7 +400,7 @@ func contextKeyFor(env string) string {
 		config.EnvSecretPrefix: KeySecretPrefix, config.EnvSender: KeySenderAddress, config.EnvEmailTag: KeyEmailTag,
 		config.EnvExemptTag: KeyExemptTag, config.EnvExemptGroup: KeyExemptGroup, config.EnvHoldDays: KeyHoldDays,
 		config.EnvOrgScope: KeyOrganizationScope, config.EnvOrgExclude: KeyOrganizationExclude, config.EnvOrgStages: KeyOrganizationStages,
-		config.EnvAdoptionReminders: KeyAdoptionReminders, config.EnvOwnerEmailDomains: KeyOwnerEmailDomains,
+		config.EnvAdoptionReminders: KeyAdoptionReminders, config.EnvOwnerEmailDomains: KeyOwnerEmailDomains, config.EnvExcludedUserPaths: KeyExcludedUserPaths,
 	}[env]
 }
 
