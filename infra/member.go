@@ -100,6 +100,13 @@ func MemberActions(cfg config.Config) []string {
 	var out []string
 	for _, fn := range MemberFunctions {
 		for _, a := range Permissions[fn] {
+			if a == "kms:Encrypt" {
+				// The hub's functions encrypt with the hub's key (the table);
+				// in a member only Secrets Manager uses the member key, with
+				// GenerateDataKey and Decrypt (Secrets Manager User Guide,
+				// "Secret encryption and decryption in AWS Secrets Manager").
+				continue
+			}
 			if perAccount(a) && granted(fn, a, cfg.ExemptGroup, cfg.RetirePasswords, true) && !slices.Contains(out, a) {
 				out = append(out, a)
 			}
@@ -225,12 +232,19 @@ func NewKeyRotorMemberStack(scope constructs.Construct, id string, props *KeyRot
 	// The hub account is the principal; aws:PrincipalArn narrows it to the
 	// hub's function roles by name (IAM User Guide, "AWS global condition
 	// context keys": the ARN of the role, not of its session). A role of
-	// that name exists only once in the hub account.
+	// that name exists only once in the hub account. aws:PrincipalOrgID
+	// must be this account's own organization (aws:ResourceOrgID: the
+	// organization of the account that owns the role), so the trust ends
+	// when either account leaves the organization: a key missing from the
+	// request context matches no StringEquals (same page, aws:PrincipalOrgID
+	// and aws:ResourceOrgID; the hub's side, memberRoleStatement, is the
+	// mirror image).
 	role := awsiam.NewRole(stack, jsii.String("Role"), &awsiam.RoleProps{
 		RoleName:    jsii.String(MemberRoleName),
 		Description: jsii.String("keyrotor member: the hub's find, create-and-store, check-adoption, deactivate and delete functions act in this account through this role"),
 		AssumedBy: awsiam.NewPrincipalWithConditions(awsiam.NewAccountPrincipal(jsii.String(props.HubAccount)), &map[string]any{
-			"ArnEquals": map[string]any{"aws:PrincipalArn": jsii.Strings(hubRoles...)},
+			"ArnEquals":    map[string]any{"aws:PrincipalArn": jsii.Strings(hubRoles...)},
+			"StringEquals": map[string]any{"aws:PrincipalOrgID": "${aws:ResourceOrgID}"},
 		}),
 	})
 
@@ -269,6 +283,11 @@ func NewKeyRotorMemberStack(scope constructs.Construct, id string, props *KeyRot
 	for _, st := range memberStatements(stack, key, cfg) {
 		role.AddToPolicy(st)
 	}
+	// The member's own protection, whatever the hub asks: keys and
+	// passwords of users tagged exempt, or under the paths this account
+	// excludes, are never written through this role.
+	role.AddToPolicy(exemptDeny(partition, cfg.ExemptTag))
+	excludedPathsDeny(stack, role, cfg.ExcludedUserPaths)
 	cdknag.NagSuppressions_AddResourceSuppressions(role, &[]*cdknag.NagPackSuppression{{
 		Id: jsii.String("AwsSolutions-IAM5"),
 		Reason: jsii.String("Wildcards only where IAM allows nothing narrower: any IAM user of the account may own a key (user/*), " +
@@ -287,6 +306,92 @@ func NewKeyRotorMemberStack(scope constructs.Construct, id string, props *KeyRot
 	})
 	awscdk.Aspects_Of(stack).Add(cdknag.NewAwsSolutionsChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
 	return stack
+}
+
+// ExcludedUserPathsParameter names the member stack's parameter: IAM
+// paths (such as /breakglass/) whose users keyrotor's member role may not
+// create, change or delete keys or passwords of. Each account sets its own
+// (cdk deploy KeyRotorMember --parameters ExcludedUserPaths=/breakglass/,
+// or a StackSet parameter override); the default excludes none.
+const ExcludedUserPathsParameter = "ExcludedUserPaths"
+
+// CredentialWriteActions are the IAM actions that create, change or delete
+// a user's credentials: the member role and the hub's function roles are
+// denied them on protected users (exemptDeny, excludedPathsDeny), whether
+// or not a role is granted them today.
+var CredentialWriteActions = []string{
+	"iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey",
+	"iam:CreateLoginProfile", "iam:UpdateLoginProfile", "iam:DeleteLoginProfile",
+}
+
+// exemptDeny denies CredentialWriteActions on every user tagged
+// exemptTag=true (any case, as find reads it). IAM users support
+// aws:ResourceTag/<key> on these actions (IAM User Guide, "Controlling
+// access to and for IAM users and roles using tags":
+// https://docs.aws.amazon.com/IAM/latest/UserGuide/access_iam-tags.html;
+// Service Authorization Reference, IAM, resource type user:
+// https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html).
+// An explicit Deny wins over every Allow (IAM User Guide, "Policy
+// evaluation logic"), so a compromised hub, which cannot untag users
+// (no role has iam:UntagUser), cannot reach them either.
+func exemptDeny(partition, exemptTag string) awsiam.PolicyStatement {
+	return awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("DenyExemptUsers"),
+		Effect:     awsiam.Effect_DENY,
+		Actions:    jsii.Strings(CredentialWriteActions...),
+		Resources:  jsii.Strings("arn:" + partition + ":iam::*:user/*"),
+		Conditions: &map[string]any{"StringEqualsIgnoreCase": map[string]any{"aws:ResourceTag/" + exemptTag: config.ExemptTagValue}},
+	})
+}
+
+// pathsDeny denies CredentialWriteActions on the users under paths (the
+// hub's own account: excludedUserPaths).
+func pathsDeny(partition string, paths []string) awsiam.PolicyStatement {
+	var resources []string
+	for _, p := range paths {
+		resources = append(resources, "arn:"+partition+":iam::*:user"+p+"*")
+	}
+	return awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("DenyExcludedUserPaths"),
+		Effect:    awsiam.Effect_DENY,
+		Actions:   jsii.Strings(CredentialWriteActions...),
+		Resources: jsii.Strings(resources...),
+	})
+}
+
+// excludedPathsDeny adds the ExcludedUserPaths parameter (its default:
+// the deployment's excludedUserPaths) and, when it is
+// set, a policy of the role denying CredentialWriteActions on the users
+// under those paths: arn:*:iam::*:user<path>* for each (a user's ARN holds
+// its path: IAM User Guide, "IAM identifiers").
+func excludedPathsDeny(stack awscdk.Stack, role awsiam.Role, defaults []string) {
+	paths := awscdk.NewCfnParameter(stack, jsii.String(ExcludedUserPathsParameter), &awscdk.CfnParameterProps{
+		Type:    jsii.String("CommaDelimitedList"),
+		Default: jsii.String(strings.Join(defaults, ",")),
+		Description: jsii.String("IAM paths, such as /breakglass/, each starting and ending with /: keyrotor may not create, change or delete " +
+			"the keys or passwords of users under them; empty: none (the default is the hub's excludedUserPaths setting)"),
+	})
+	set := awscdk.NewCfnCondition(stack, jsii.String("HasExcludedUserPaths"), &awscdk.CfnConditionProps{
+		Expression: awscdk.Fn_ConditionNot(awscdk.Fn_ConditionEquals(awscdk.Fn_Join(jsii.String(""), paths.ValueAsList()), jsii.String(""))),
+	})
+	// IAM accepts wildcards in every field of a resource ARN; the
+	// separator of Fn::Join must be a literal, so the partition and the
+	// account are wildcards (the role acts in its own account only).
+	prefix := "arn:*:iam::*:user"
+	resources := awscdk.Fn_Split(jsii.String(","), awscdk.Fn_Join(jsii.String(""), &[]*string{
+		jsii.String(prefix), awscdk.Fn_Join(jsii.String("*,"+prefix), paths.ValueAsList()), jsii.String("*"),
+	}), nil)
+	deny := awsiam.NewCfnPolicy(stack, jsii.String("ExcludedUserPathsDeny"), &awsiam.CfnPolicyProps{
+		PolicyName: jsii.String("KeyRotorMemberExcludedUserPaths"),
+		Roles:      &[]*string{role.RoleName()},
+		PolicyDocument: map[string]any{
+			"Version": "2012-10-17",
+			"Statement": []any{map[string]any{
+				"Sid": "DenyExcludedUserPaths", "Effect": "Deny", "Action": CredentialWriteActions, "Resource": resources,
+			}},
+		},
+	})
+	deny.CfnOptions().SetCondition(set)
 }
 
 // memberStatements grants MemberActions, each on the narrowest resource
@@ -351,9 +456,11 @@ func MemberTemplateBody(props *KeyRotorMemberStackProps) (string, error) {
 // AddMemberStackSet adds to the hub a service-managed StackSet that deploys
 // template (the member stack's) to every account of org's OUs, in the hub's
 // region, except the hub account itself (which the hub rotates directly and
-// which already has its own key and read-own-secret policy). Accounts that
+// which already has its own key and read-own-secret policy) and the
+// accounts of exclude (organizationExclude: keyrotor never acts there, so
+// they get no role it could assume). Accounts that
 // join the OUs later get the stack; accounts that leave lose it.
-func AddMemberStackSet(hub awscdk.Stack, template string, org Organization) (awscloudformation.CfnStackSet, error) {
+func AddMemberStackSet(hub awscdk.Stack, template string, org Organization, exclude []string) (awscloudformation.CfnStackSet, error) {
 	if len(template) > maxTemplateBody {
 		return nil, fmt.Errorf("the member stack's template is %d bytes, over CloudFormation's %d for a StackSet's TemplateBody", len(template), maxTemplateBody)
 	}
@@ -380,7 +487,7 @@ func AddMemberStackSet(hub awscdk.Stack, template string, org Organization) (aws
 			DeploymentTargets: &awscloudformation.CfnStackSet_DeploymentTargetsProperty{
 				OrganizationalUnitIds: jsii.Strings(org.OrganizationalUnits...),
 				AccountFilterType:     jsii.String("DIFFERENCE"),
-				Accounts:              jsii.Strings(org.HubAccount),
+				Accounts:              jsii.Strings(notDeployedTo(org.HubAccount, exclude)...),
 			},
 			Regions: jsii.Strings(*hub.Region()),
 		}},
@@ -410,6 +517,23 @@ func addOrganization(app awscdk.App, hub awscdk.Stack, s settings.Settings, file
 	if err != nil {
 		return err
 	}
-	_, err = AddMemberStackSet(hub, body, org)
+	_, err = AddMemberStackSet(hub, body, org, s.Config.OrgExclude)
 	return err
+}
+
+// notDeployedTo lists the accounts of the StackSet's OUs that get no
+// member stack: the hub (rotated directly) and the excluded accounts
+// (organizationExclude), which keyrotor must never act in. DeploymentTargets'
+// AccountFilterType DIFFERENCE deploys to the OUs minus these accounts
+// (CloudFormation User Guide, "AWS::CloudFormation::StackSet
+// DeploymentTargets":
+// https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-cloudformation-stackset-deploymenttargets.html).
+func notDeployedTo(hub string, exclude []string) []string {
+	out := []string{hub}
+	for _, a := range exclude {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }

@@ -365,7 +365,15 @@ func (g grants) statements(fn string) []awsiam.PolicyStatement {
 		}))
 	}
 	if assumeRole {
-		out = append(out, memberRoleStatement(g.stack))
+		out = append(out, memberRoleStatement(g.stack, g.cfg)...)
+	}
+	// The hub's own account is rotated with these roles: its exempt users
+	// are protected as a member's are (member.go, exemptDeny).
+	if slices.ContainsFunc(Permissions[fn], func(a string) bool { return slices.Contains(CredentialWriteActions, a) }) {
+		out = append(out, exemptDeny(*g.stack.Partition(), g.cfg.ExemptTag))
+		if len(g.cfg.ExcludedUserPaths) > 0 {
+			out = append(out, pathsDeny(*g.stack.Partition(), g.cfg.ExcludedUserPaths))
+		}
 	}
 	return out
 }
@@ -380,12 +388,54 @@ func (g grants) statements(fn string) []awsiam.PolicyStatement {
 // role's organization (IAM User Guide, "AWS global condition context
 // keys", aws:ResourceOrgID and aws:PrincipalOrgID:
 // https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-resourceorgid).
-func memberRoleStatement(stack awscdk.Stack) awsiam.PolicyStatement {
-	return awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+//
+// The scope narrows it where a policy can say so: a scope that lists
+// accounts only allows those accounts' member roles; the excluded accounts'
+// member roles are denied (an OU's accounts are not expressible without
+// the organization's path: org.InScope and the StackSet keep those out).
+func memberRoleStatement(stack awscdk.Stack, cfg config.Config) []awsiam.PolicyStatement {
+	role := func(account string) string {
+		return "arn:" + *stack.Partition() + ":iam::" + account + ":role/" + config.MemberRoleName
+	}
+	resources := []string{role("*")}
+	if accountsOnly(cfg.OrgScope) {
+		resources = nil
+		for _, a := range cfg.OrgScope {
+			if !slices.Contains(cfg.OrgExclude, a) {
+				resources = append(resources, role(a))
+			}
+		}
+	}
+	out := []awsiam.PolicyStatement{awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:    jsii.Strings("sts:AssumeRole"),
-		Resources:  jsii.Strings("arn:" + *stack.Partition() + ":iam::*:role/" + config.MemberRoleName),
+		Resources:  jsii.Strings(resources...),
 		Conditions: &map[string]any{"StringEquals": map[string]any{"aws:ResourceOrgID": "${aws:PrincipalOrgID}"}},
-	})
+	})}
+	if len(cfg.OrgExclude) > 0 {
+		var denied []string
+		for _, a := range cfg.OrgExclude {
+			denied = append(denied, role(a))
+		}
+		out = append(out, awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid: jsii.String("DenyExcludedAccounts"), Effect: awsiam.Effect_DENY,
+			Actions: jsii.Strings("sts:AssumeRole"), Resources: jsii.Strings(denied...),
+		}))
+	}
+	return out
+}
+
+// accountsOnly reports whether an organization scope lists account ids
+// only (as org.InScope reads it).
+func accountsOnly(scope []string) bool {
+	if len(scope) == 0 {
+		return false
+	}
+	for _, t := range scope {
+		if !config.IsAccountID(t) {
+			return false
+		}
+	}
+	return true
 }
 
 // IAM ARNs have no region; S3 object ARNs are built from the bucket ARN.

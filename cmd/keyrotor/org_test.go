@@ -63,7 +63,8 @@ func newOrgWorld(t *testing.T) *orgWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.TagLimits, p.Consistency, p.RoleChecks = true, 300*time.Millisecond, true
+	// RoleDenies: the member role's Denies (exempt users) hold, as in AWS.
+	p.TagLimits, p.Consistency, p.RoleChecks, p.RoleDenies = true, 300*time.Millisecond, true, true
 	t.Cleanup(p.Close)
 	w.proxy = p
 	return w

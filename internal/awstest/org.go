@@ -221,6 +221,13 @@ func moduleRoot() (string, error) {
 // MemberKeyArn). See memberstack.Deploy for what it supports.
 func (m Member) DeployMemberStack(t testing.TB, template string) map[string]string {
 	t.Helper()
+	return m.DeployMemberStackWith(t, template, nil)
+}
+
+// DeployMemberStackWith is DeployMemberStack with values for the
+// template's parameters (such as ExcludedUserPaths).
+func (m Member) DeployMemberStackWith(t testing.TB, template string, params map[string]string) map[string]string {
+	t.Helper()
 	body := []byte(template)
 	if !strings.HasPrefix(strings.TrimSpace(template), "{") {
 		b, err := os.ReadFile(template)
@@ -229,7 +236,7 @@ func (m Member) DeployMemberStack(t testing.TB, template string) map[string]stri
 		}
 		body = b
 	}
-	outputs, err := memberstack.Deploy(context.Background(), m.Config, m.ID, body)
+	outputs, err := memberstack.DeployWith(context.Background(), m.Config, m.ID, body, params)
 	if err != nil {
 		t.Fatalf("deploy the member stack in %s (%s): %v", m.Name, m.ID, err)
 	}

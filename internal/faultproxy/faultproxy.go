@@ -18,7 +18,8 @@
 // Calls that go through can also be held to behaviour of real AWS that moto
 // lacks, each off by default: IAM's tag quotas (Proxy.TagLimits), IAM's
 // eventual consistency for access keys (Proxy.Consistency), STS's refusal
-// to assume a role that does not exist (Proxy.RoleChecks), and an
+// to assume a role that does not exist (Proxy.RoleChecks), the explicit
+// denies of the caller's role on IAM users (Proxy.RoleDenies), and an
 // organization's service control policies denying actions in an account
 // (Proxy.DenyActions). The log names
 // each call's signing access key and IAM action (Call.AccessKeyID,
@@ -140,6 +141,12 @@ type Proxy struct {
 	// in the target account answer AccessDenied, as AWS does; moto grants
 	// it (see assumeRole). Set it before the first request.
 	RoleChecks bool
+	// RoleDenies makes an IAM call on a user, made with an assumed role's
+	// credentials, answer AccessDenied when an explicit Deny of the role's
+	// inline policies matches it, the user's ARN and tags (see
+	// roleDenies); moto evaluates no policy. Set it before the first
+	// request.
+	RoleDenies bool
 
 	ln        net.Listener
 	srv       *http.Server

@@ -18,7 +18,7 @@ import (
 // forward relays a call that met no fault to the target, through the
 // checks moto lacks that are switched on.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, req request) {
-	if p.deny(w, req) {
+	if p.deny(w, req) || p.RoleDenies && p.roleDenies(w, r, req) {
 		return
 	}
 	switch {

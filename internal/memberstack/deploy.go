@@ -39,14 +39,27 @@ func Deploy(ctx context.Context, cfg aws.Config, account string, template []byte
 	return deployTemplate(ctx, cfg, account, StackName, template)
 }
 
+// DeployWith is Deploy with values for the template's parameters (as
+// cdk deploy --parameters or a StackSet's parameter overrides give them);
+// a parameter not given takes its Default.
+func DeployWith(ctx context.Context, cfg aws.Config, account string, template []byte, params map[string]string) (map[string]string, error) {
+	return deployTemplateWith(ctx, cfg, account, StackName, template, params)
+}
+
 // A CloudFormation template, as far as deployTemplate reads it.
 type cfnTemplate struct {
-	Parameters map[string]any         `json:"Parameters"`
-	Conditions map[string]any         `json:"Conditions"`
-	Resources  map[string]cfnResource `json:"Resources"`
+	Parameters map[string]cfnParameter `json:"Parameters"`
+	Conditions map[string]any          `json:"Conditions"`
+	Resources  map[string]cfnResource  `json:"Resources"`
 	Outputs    map[string]struct {
 		Value any `json:"Value"`
 	} `json:"Outputs"`
+}
+
+// cfnParameter is a template parameter: String or CommaDelimitedList.
+type cfnParameter struct {
+	Type    string  `json:"Type"`
+	Default *string `json:"Default"`
 }
 
 type cfnResource struct {
@@ -86,6 +99,8 @@ type deployed struct {
 // resources there.
 type deployer struct {
 	tmpl                       cfnTemplate
+	params                     map[string]any  // parameter values: string, or []any for a list
+	conds                      map[string]bool // the Conditions, evaluated
 	account, partition, region string
 	stack                      string
 	done                       map[string]deployed
@@ -101,6 +116,14 @@ type deployer struct {
 // no Parameters, Conditions or other intrinsics. The whole template is
 // checked before anything is created.
 func deployTemplate(ctx context.Context, cfg aws.Config, account, stack string, body []byte) (map[string]string, error) {
+	return deployTemplateWith(ctx, cfg, account, stack, body, nil)
+}
+
+// deployTemplateWith is deployTemplate with parameter values (String and
+// CommaDelimitedList parameters; the others take their Default) and the
+// Conditions Fn::Equals, Fn::Not, Fn::And, Fn::Or and Condition, which
+// decide a resource's Condition as CloudFormation does.
+func deployTemplateWith(ctx context.Context, cfg aws.Config, account, stack string, body []byte, params map[string]string) (map[string]string, error) {
 	d := &deployer{account: account, partition: "aws", region: cfg.Region, stack: stack, done: map[string]deployed{}}
 	if d.region == "" {
 		d.region = "us-east-1"
@@ -116,6 +139,11 @@ func deployTemplate(ctx context.Context, cfg aws.Config, account, stack string, 
 		}
 	}
 	delete(d.tmpl.Conditions, "CDKMetadataAvailable")
+	// CDK's bootstrap version check is the CLI's, not the template's.
+	delete(d.tmpl.Parameters, "BootstrapVersion")
+	if err := d.parameters(params); err != nil {
+		return nil, err
+	}
 	order, err := d.check()
 	if err != nil {
 		return nil, err
@@ -160,11 +188,13 @@ func (d *deployer) pseudo(name string) string {
 // check validates the template statically and returns the resources in
 // creation order.
 func (d *deployer) check() ([]string, error) {
-	if len(d.tmpl.Parameters) > 0 {
-		return nil, fmt.Errorf("template has Parameters (%s): not supported", strings.Join(sortedKeys(d.tmpl.Parameters), ", "))
-	}
-	if len(d.tmpl.Conditions) > 0 {
-		return nil, fmt.Errorf("template has Conditions (%s): not supported", strings.Join(sortedKeys(d.tmpl.Conditions), ", "))
+	d.conds = map[string]bool{}
+	for _, name := range sortedKeys(d.tmpl.Conditions) {
+		v, err := d.condition(name, nil)
+		if err != nil {
+			return nil, err
+		}
+		d.conds[name] = v
 	}
 	deps := map[string][]string{}
 	for _, id := range sortedKeys(d.tmpl.Resources) {
@@ -174,7 +204,14 @@ func (d *deployer) check() ([]string, error) {
 			return nil, fmt.Errorf("resource %s: type %s not supported", id, r.Type)
 		}
 		if r.Condition != "" {
-			return nil, fmt.Errorf("resource %s: Condition not supported", id)
+			v, ok := d.conds[r.Condition]
+			if !ok {
+				return nil, fmt.Errorf("resource %s: Condition %s is not a condition of the template", id, r.Condition)
+			}
+			if !v {
+				delete(d.tmpl.Resources, id) // CloudFormation does not create it
+				continue
+			}
 		}
 		for _, p := range sortedKeys(r.Properties) {
 			if !slices.Contains(spec.props, p) {
@@ -285,8 +322,11 @@ func (d *deployer) refs(v any, into map[string]bool) error {
 			if slices.Contains(pseudoParams, s) {
 				return nil
 			}
+			if _, ok := d.params[s]; ok {
+				return nil
+			}
 			if _, ok := d.tmpl.Resources[s]; !ok {
-				return fmt.Errorf("Ref %s: neither a resource of the template nor a supported pseudo parameter (%s)", s, strings.Join(pseudoParams, ", "))
+				return fmt.Errorf("Ref %s: neither a resource or parameter of the template nor a supported pseudo parameter (%s)", s, strings.Join(pseudoParams, ", "))
 			}
 			into[s] = true
 			return nil
@@ -313,11 +353,22 @@ func (d *deployer) refs(v any, into map[string]bool) error {
 				return fmt.Errorf("Fn::Join %v: the separator is not a string", arg)
 			}
 			if _, ok := j[1].([]any); !ok {
-				return fmt.Errorf("Fn::Join %v: want a list of values", arg)
+				if n, _, isFn := intrinsic(j[1]); !isFn || n != "Ref" {
+					return fmt.Errorf("Fn::Join %v: want a list of values or a Ref to a list parameter", arg)
+				}
+			}
+			return d.refs(j[1], into)
+		case "Fn::Split":
+			j, ok := arg.([]any)
+			if !ok || len(j) != 2 {
+				return fmt.Errorf("Fn::Split %v: want [separator, value]", arg)
+			}
+			if _, ok := j[0].(string); !ok {
+				return fmt.Errorf("Fn::Split %v: the separator is not a string", arg)
 			}
 			return d.refs(j[1], into)
 		}
-		return fmt.Errorf("intrinsic %s not supported (only Ref, Fn::GetAtt, Fn::Join)", name)
+		return fmt.Errorf("intrinsic %s not supported (only Ref, Fn::GetAtt, Fn::Join, Fn::Split)", name)
 	}
 	switch x := v.(type) {
 	case map[string]any:
@@ -345,6 +396,9 @@ func (d *deployer) resolve(v any) (any, error) {
 			if slices.Contains(pseudoParams, s) {
 				return d.pseudo(s), nil
 			}
+			if v, ok := d.params[s]; ok {
+				return v, nil
+			}
 			r, ok := d.done[s]
 			if !ok {
 				return nil, fmt.Errorf("Ref %s: not created yet", s)
@@ -368,6 +422,15 @@ func (d *deployer) resolve(v any) (any, error) {
 			j, _ := arg.([]any)
 			sep, _ := j[0].(string)
 			parts, _ := j[1].([]any)
+			if parts == nil { // a Ref to a list parameter
+				l, err := d.resolve(j[1])
+				if err != nil {
+					return nil, fmt.Errorf("Fn::Join: %w", err)
+				}
+				if parts, _ = l.([]any); parts == nil {
+					return nil, fmt.Errorf("Fn::Join: %v is not a list", l)
+				}
+			}
 			var out []string
 			for _, p := range parts {
 				s, err := d.str(p)
@@ -377,6 +440,18 @@ func (d *deployer) resolve(v any) (any, error) {
 				out = append(out, s)
 			}
 			return strings.Join(out, sep), nil
+		case "Fn::Split":
+			j, _ := arg.([]any)
+			sep, _ := j[0].(string)
+			v, err := d.str(j[1])
+			if err != nil {
+				return nil, fmt.Errorf("Fn::Split: %w", err)
+			}
+			var out []any
+			for _, e := range strings.Split(v, sep) {
+				out = append(out, e)
+			}
+			return out, nil
 		}
 		return nil, fmt.Errorf("intrinsic %s not supported", name)
 	}
@@ -726,4 +801,109 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// parameters sets each parameter's value: params' value, else its Default.
+// A parameter with neither, a type other than String and
+// CommaDelimitedList, or a value for a parameter the template does not
+// declare, is an error naming it.
+func (d *deployer) parameters(params map[string]string) error {
+	d.params = map[string]any{}
+	for name := range params {
+		if _, ok := d.tmpl.Parameters[name]; !ok {
+			return fmt.Errorf("parameter %s: not a parameter of the template (%s)", name, strings.Join(sortedKeys(d.tmpl.Parameters), ", "))
+		}
+	}
+	for _, name := range sortedKeys(d.tmpl.Parameters) {
+		p := d.tmpl.Parameters[name]
+		v, ok := params[name]
+		if !ok && p.Default == nil {
+			return fmt.Errorf("parameter %s: no value and no Default", name)
+		}
+		if !ok {
+			v = *p.Default
+		}
+		switch p.Type {
+		case "String":
+			d.params[name] = v
+		case "CommaDelimitedList":
+			var l []any
+			for _, e := range strings.Split(v, ",") {
+				l = append(l, strings.TrimSpace(e))
+			}
+			d.params[name] = l
+		default:
+			return fmt.Errorf("parameter %s: type %s not supported (only String, CommaDelimitedList)", name, p.Type)
+		}
+	}
+	return nil
+}
+
+// condition evaluates the template's condition name (seen: the conditions
+// being evaluated, against cycles).
+func (d *deployer) condition(name string, seen []string) (bool, error) {
+	if v, ok := d.conds[name]; ok {
+		return v, nil
+	}
+	if slices.Contains(seen, name) {
+		return false, fmt.Errorf("condition %s: circular (%s)", name, strings.Join(append(seen, name), " -> "))
+	}
+	expr, ok := d.tmpl.Conditions[name]
+	if !ok {
+		return false, fmt.Errorf("condition %s: not a condition of the template", name)
+	}
+	v, err := d.evalCondition(expr, append(seen, name))
+	if err != nil {
+		return false, fmt.Errorf("condition %s: %w", name, err)
+	}
+	d.conds[name] = v
+	return v, nil
+}
+
+func (d *deployer) evalCondition(expr any, seen []string) (bool, error) {
+	m, ok := expr.(map[string]any)
+	if !ok || len(m) != 1 {
+		return false, fmt.Errorf("%v: want one condition function", expr)
+	}
+	for fn, arg := range m {
+		args, _ := arg.([]any)
+		switch fn {
+		case "Condition":
+			s, _ := arg.(string)
+			return d.condition(s, seen)
+		case "Fn::Equals":
+			if len(args) != 2 {
+				return false, fmt.Errorf("Fn::Equals %v: want two values", arg)
+			}
+			a, err := d.str(args[0])
+			if err != nil {
+				return false, err
+			}
+			b, err := d.str(args[1])
+			return a == b, err
+		case "Fn::Not":
+			if len(args) != 1 {
+				return false, fmt.Errorf("Fn::Not %v: want one condition", arg)
+			}
+			v, err := d.evalCondition(args[0], seen)
+			return !v, err
+		case "Fn::And", "Fn::Or":
+			if len(args) < 2 {
+				return false, fmt.Errorf("%s %v: want two conditions or more", fn, arg)
+			}
+			and := fn == "Fn::And"
+			for _, c := range args {
+				v, err := d.evalCondition(c, seen)
+				if err != nil {
+					return false, err
+				}
+				if v != and {
+					return v, nil
+				}
+			}
+			return and, nil
+		}
+		return false, fmt.Errorf("condition function %s not supported", fn)
+	}
+	return false, nil
 }

@@ -38,6 +38,10 @@ const (
 	EnvOrgExclude  = "KEYROTOR_ORG_EXCLUDE"  // comma-separated account ids
 	EnvOrgStages   = "KEYROTOR_ORG_STAGES"   // stages separated by ";", each comma-separated OU, root and account ids
 	EnvHomeAccount = "KEYROTOR_HOME_ACCOUNT" // the account the stack runs in (set by the stack in organization mode)
+	// The domains owner addresses may be in (comma-separated); unset: any.
+	EnvOwnerEmailDomains = "KEYROTOR_OWNER_EMAIL_DOMAINS"
+	// IAM paths whose users keyrotor never acts on (comma-separated).
+	EnvExcludedUserPaths = "KEYROTOR_EXCLUDED_USER_PATHS"
 )
 
 // The organization mode's fixed names: the member stack (infra/member.go)
@@ -107,6 +111,29 @@ type Config struct {
 	// HomeAccount is the account the functions run in (the hub); its users
 	// are reached without assuming a role.
 	HomeAccount string
+	// OwnerEmailDomains, when set, are the only domains (lowercase) an
+	// owner address (EmailTag) may be in; an address elsewhere is not
+	// mailed and the admins are told.
+	OwnerEmailDomains []string
+	// ExcludedUserPaths are IAM paths (such as /breakglass/) whose users
+	// keyrotor never acts on: find reports them exempt, and the roles
+	// deny writing their credentials.
+	ExcludedUserPaths []string
+}
+
+// UnderExcludedPath returns the excluded path the user of arn (an IAM
+// user ARN, which holds the user's path) is under, or "".
+func (c Config) UnderExcludedPath(arn string) string {
+	_, res, ok := strings.Cut(arn, ":user/")
+	if !ok {
+		return ""
+	}
+	for _, p := range c.ExcludedUserPaths {
+		if strings.HasPrefix("/"+res, p) {
+			return p
+		}
+	}
+	return ""
 }
 
 // Organization reports whether the organization mode is on.
@@ -228,6 +255,12 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	if v := strings.TrimSpace(getenv(EnvOrgScope)); v != "" {
 		c.OrgScope = list(v)
 	}
+	if v := strings.TrimSpace(getenv(EnvOwnerEmailDomains)); v != "" {
+		c.OwnerEmailDomains = list(v)
+	}
+	if v := strings.TrimSpace(getenv(EnvExcludedUserPaths)); v != "" {
+		c.ExcludedUserPaths = list(v)
+	}
 	if v := strings.TrimSpace(getenv(EnvOrgExclude)); v != "" {
 		c.OrgExclude = list(v)
 	}
@@ -277,6 +310,17 @@ func (c Config) Validate() error {
 	if err := c.validateOrganization(); err != nil {
 		return err
 	}
+	for _, p := range c.ExcludedUserPaths {
+		if !userPathRE.MatchString(p) {
+			return &Error{EnvExcludedUserPaths, strings.Join(c.ExcludedUserPaths, ","), fmt.Sprintf("%q: want IAM paths that start and end with /, "+
+				"such as /breakglass/, of printable ASCII without * or ? (the root path / would exclude every user)", p)}
+		}
+	}
+	for _, d := range c.OwnerEmailDomains {
+		if !domainRE.MatchString(d) {
+			return &Error{EnvOwnerEmailDomains, strings.Join(c.OwnerEmailDomains, ","), fmt.Sprintf("%q: want lowercase domain names such as example.com (no @, no wildcard)", d)}
+		}
+	}
 	if c.AdminTopicARN != "" && !strings.HasPrefix(c.AdminTopicARN, "arn:") {
 		return &Error{EnvAdminTopicARN, c.AdminTopicARN, "want an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"}
 	}
@@ -285,6 +329,12 @@ func (c Config) Validate() error {
 
 var (
 	accountIDRE = regexp.MustCompile(`^[0-9]{12}$`)
+	// A domain name: dot-separated labels of lowercase letters, digits and
+	// inner hyphens, at most 253 characters, with a top-level label.
+	// An IAM path other than the root: /, then printable ASCII (IAM API
+	// Reference, CreateUser, Path), ending with /; no wildcard.
+	userPathRE = regexp.MustCompile(`^/[\x21-\x29\x2b-\x3e\x40-\x7e]+/$`)
+	domainRE   = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$`)
 	// Organizations' id patterns: an OU, the root, an account.
 	orgTargetRE = regexp.MustCompile(`^(ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}|r-[a-z0-9]{4,32}|[0-9]{12})$`)
 )
@@ -397,6 +447,12 @@ func (c Config) Env() map[string]string {
 	}
 	if c.HomeAccount != "" {
 		m[EnvHomeAccount] = c.HomeAccount
+	}
+	if len(c.ExcludedUserPaths) > 0 {
+		m[EnvExcludedUserPaths] = strings.Join(c.ExcludedUserPaths, ",")
+	}
+	if len(c.OwnerEmailDomains) > 0 {
+		m[EnvOwnerEmailDomains] = strings.Join(c.OwnerEmailDomains, ",")
 	}
 	if c.AdoptionWindow > 0 {
 		m[EnvAdoptionWindow] = c.AdoptionWindow.String()

@@ -109,6 +109,25 @@ func (e *AccountUnreachableError) Error() string {
 	return fmt.Sprintf("account %s unreachable: %s", e.Account, e.Msg)
 }
 
+// OutOfScopeError: a step was asked to act on an account or a user
+// outside the configured scope (an excluded account, an account not in an
+// explicit scope list, a member account in a single-account deployment),
+// or on a rotation record that belongs to another account or user than the
+// item names. Nothing was changed. Not retried: the input is wrong (a
+// forged or stale plan), not the moment.
+type OutOfScopeError struct{ Account, User, Msg string }
+
+func (e *OutOfScopeError) Error() string {
+	who := e.Account
+	if e.User != "" {
+		who += "/" + e.User
+	}
+	if who == "" {
+		return "out of scope: " + e.Msg
+	}
+	return fmt.Sprintf("out of scope: %s: %s", who, e.Msg)
+}
+
 // StepError: any other failure. Not retried by name; the execution fails
 // and shows the message.
 type StepError struct{ Msg string }
@@ -135,7 +154,7 @@ func All() []string {
 		Name(&ThrottlingError{}), Name(&TransientError{}), Name(&ReportNotReadyError{}),
 		Name(&NewKeyNotReadyError{}), Name(&RotationInProgressError{}), Name(&KeyLimitError{}),
 		Name(&InvalidInputError{}), Name(&SendRejectedError{}), Name(&ConflictError{}), Name(&NotVisibleYetError{}),
-		Name(&AccountUnreachableError{}), Name(&StepError{}),
+		Name(&AccountUnreachableError{}), Name(&OutOfScopeError{}), Name(&StepError{}),
 	}
 }
 
@@ -215,7 +234,7 @@ func Boundary(err error) error {
 	for _, target := range []any{
 		new(*ThrottlingError), new(*TransientError), new(*ReportNotReadyError), new(*NewKeyNotReadyError),
 		new(*RotationInProgressError), new(*KeyLimitError), new(*InvalidInputError), new(*SendRejectedError),
-		new(*ConflictError), new(*NotVisibleYetError), new(*AccountUnreachableError), new(*StepError),
+		new(*ConflictError), new(*NotVisibleYetError), new(*AccountUnreachableError), new(*OutOfScopeError), new(*StepError),
 	} {
 		if errors.As(err, target) {
 			return reflect.ValueOf(target).Elem().Interface().(error)

@@ -139,8 +139,9 @@ type Account struct {
 // home account ("" or the hub's id) uses the function's own configuration;
 // a member account the member role, assumed first (a refusal is an
 // *failures.AccountUnreachableError with the fix, and so is an access
-// denied in that account). A member account in a single-account
-// deployment is an input error.
+// denied in that account). An account out of the configured scope (a
+// member account in a single-account deployment, an excluded account: see
+// org.InScope) is an *failures.OutOfScopeError, before any AWS call.
 func PerAccount[In interface{ AccountID() string }, Out any](env Env, function string, build func(Account) func(context.Context, In) (Out, error)) func(context.Context, In) (Out, error) {
 	sessions := &org.Sessions{Home: env.AWS, HomeAccount: env.Config.HomeAccount, STS: sts.NewFromConfig(env.AWS), SessionName: "keyrotor-" + function}
 	var mu sync.Mutex
@@ -151,9 +152,10 @@ func PerAccount[In interface{ AccountID() string }, Out any](env Env, function s
 		if sessions.IsHome(account) {
 			account = ""
 		}
-		if account != "" && !env.Config.Organization() {
-			return zero, &failures.InvalidInputError{Field: "item.account", Msg: fmt.Sprintf("account %s: this deployment rotates one account "+
-				"(organizationScope is not set); start the execution from this deployment's own plan", account)}
+		// Every step checks the scope again: find planned only accounts in
+		// scope, but the step acts on whatever its input names.
+		if err := org.InScope(env.Config, in.AccountID()); err != nil {
+			return zero, err
 		}
 		mu.Lock()
 		step, ok := steps[account]

@@ -280,11 +280,23 @@ func Unreachable(account, action string, err error) error {
 			"(KeyRotorMember) in account %s, through the StackSet or with cdk deploy KeyRotorMember, with hubAccount set to this hub; "+
 			"if it is deployed, check that no SCP denies sts:AssumeRole to this hub (docs/organizations.md)", config.MemberRoleName, code, account)}
 	case strings.Contains(code, "AccessDenied") || code == "UnauthorizedOperation":
+		also := ""
+		if slices.Contains(credentialWrites, strings.ToLower(action)) {
+			// The member role's own Denies (docs/security.md).
+			also = "; or the member account protects this user (tagged exempt, or under the member stack's ExcludedUserPaths): " +
+				"then tag the user exempt so find no longer plans it"
+		}
 		return &failures.AccountUnreachableError{Account: account, Msg: fmt.Sprintf("%s was denied in account %s (%s): an SCP or an out-of-date member stack "+
-			"denies it; allow it to the %s role (redeploy the member stack from this version) (docs/organizations.md)", action, account, code, config.MemberRoleName)}
+			"denies it; allow it to the %s role (redeploy the member stack from this version) (docs/organizations.md)%s", action, account, code, config.MemberRoleName, also)}
 	}
 	return err
 }
+
+// credentialWrites are the actions the member role denies on the users a
+// member protects (infra: CredentialWriteActions), lowercased as Denied
+// names them.
+var credentialWrites = []string{"iam:createaccesskey", "iam:updateaccesskey", "iam:deleteaccesskey",
+	"iam:createloginprofile", "iam:updateloginprofile", "iam:deleteloginprofile"}
 
 // Denied turns an AWS access denial of a call made in account into an
 // *failures.AccountUnreachableError naming the action and the fix (the

@@ -103,7 +103,7 @@ func (c *Creator) Handle(ctx context.Context, t Task) (*NewKey, error) {
 		return nil, err
 	}
 	if !exists {
-		if rec, _ := c.Records.Get(ctx, RecordID(it)); rec != nil && rec.State.InFlight() {
+		if rec, _ := c.Records.Get(ctx, RecordID(it)); rec != nil && rec.State.InFlight() && rc.checkRecord(rec, it) == nil {
 			if err := rc.end(ctx, rec, it.OldKey.ID, fmt.Sprintf("user %s was deleted", it.User), false, false); err != nil {
 				return nil, err
 			}

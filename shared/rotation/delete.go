@@ -56,7 +56,7 @@ func (d *Deleter) Handle(ctx context.Context, t Task) (*Cleanup, error) {
 	log := logOf(d.Log).With("user", it.User, "oldKeyId", it.OldKey.ID)
 	now := nowOf(d.Now).UTC().Truncate(time.Second)
 	rc := rotationCtx{recs: d.Records, topic: d.Topic, cfg: d.Config, execution: t.Execution, now: now, log: log}
-	rec, err := d.Records.Get(ctx, RecordID(it))
+	rec, err := rc.getScoped(ctx, RecordID(it), it)
 	if err != nil {
 		return nil, err
 	}

@@ -855,6 +855,8 @@ func (f *Finder) checkLive(ctx context.Context, row credreport.Row, exemptGroup 
 		u.Exempt, u.ExemptReason = true, fmt.Sprintf("tagged %s=%s", f.Config.ExemptTag, config.ExemptTagValue)
 	case exemptGroup[row.User]:
 		u.Exempt, u.ExemptReason = true, fmt.Sprintf("member of exempt group %s", f.Config.ExemptGroup)
+	case f.Config.UnderExcludedPath(row.ARN) != "":
+		u.Exempt, u.ExemptReason = true, fmt.Sprintf("under excluded path %s (excludedUserPaths)", f.Config.UnderExcludedPath(row.ARN))
 	}
 	facts, err := f.matchSlots(ctx, row, keys)
 	if err != nil {

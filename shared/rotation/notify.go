@@ -129,6 +129,13 @@ func (n *Notifier) Handle(ctx context.Context, t Task) (*Notice, error) {
 		}
 		return n.handOff(ctx, rc, rec, res, window)
 	}
+	if _, problem := notice.OwnerAddress(it.Email, n.Config.OwnerEmailDomains); problem != "" {
+		// The tag is anyone's with iam:TagUser: not mailed, and the
+		// value is quoted (cut, control characters removed) for the admins.
+		res.MailedTo = ""
+		return n.notSent(ctx, rc, rec, res, ledger.NoticeRefused, fmt.Sprintf("the owner address of user %s (tag %s) %s %s; no mail was sent and the old key %s stays Active. "+
+			"Set the tag to the owner's address; keyrotor mails again on its next run", it.User, n.Config.EmailTag, notice.Quote(it.Email), problem, it.OldKey.ID))
+	}
 	id, err := n.send(ctx, it.Email, msg)
 	if err != nil {
 		if failures.IsThrottle(err) {
@@ -308,6 +315,11 @@ func (n *Notifier) send(ctx context.Context, to string, o notice.Owner) (string,
 func (n *Notifier) sendMail(ctx context.Context, to string, m notice.Mail) (string, error) {
 	if n.Config.Sender == "" {
 		return "", &failures.SendRejectedError{Channel: "SES", Msg: fmt.Sprintf("no sender address configured: set the senderAddress context (%s) to an SES-verified address", config.EnvSender)}
+	}
+	// Every owner mail (the notice, the reminders) goes to a checked
+	// address only.
+	if _, problem := notice.OwnerAddress(to, n.Config.OwnerEmailDomains); problem != "" {
+		return "", &failures.SendRejectedError{Channel: "SES", Msg: "the owner address " + notice.Quote(to) + " " + problem}
 	}
 	out, err := n.Mail.SendEmail(ctx, &sesv2.SendEmailInput{
 		FromEmailAddress: aws.String(n.Config.Sender),

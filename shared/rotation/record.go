@@ -82,7 +82,7 @@ type rotationCtx struct {
 // non-empty stop says why this execution must not act on the rotation.
 func (c rotationCtx) open(ctx context.Context, it Item, start bool) (rec *ledger.Record, stop string, err error) {
 	id := RecordID(it)
-	rec, err = c.recs.Get(ctx, id)
+	rec, err = c.getScoped(ctx, id, it)
 	if err != nil {
 		return nil, "", err
 	}

@@ -174,9 +174,11 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 	for _, r := range results {
 		o := outcomeOf(r)
 		byKey[o.Account+"/"+o.User+"/"+o.OldKeyID] = o
-		// An account keyrotor cannot reach is not tried again in this
-		// run: a person must fix it (the summary says how).
-		if r.Failed && !strings.Contains(r.Error, failures.Name(&failures.AccountUnreachableError{})) {
+		// An account keyrotor cannot reach, or an item out of scope, is
+		// not tried again in this run: a person must fix it (the summary
+		// says how).
+		if r.Failed && !strings.Contains(r.Error, failures.Name(&failures.AccountUnreachableError{})) &&
+			!strings.Contains(r.Error, failures.Name(&failures.OutOfScopeError{})) {
 			failed = append(failed, r.Task.Item)
 		}
 	}

@@ -42,6 +42,10 @@ const (
 	KeyOrganizationScope   = "organizationScope"   // "all", or OU, root and account ids (list)
 	KeyOrganizationExclude = "organizationExclude" // account ids never rotated (list)
 	KeyOrganizationStages  = "organizationStages"  // ordered stages: a JSON list of lists of OU, root and account ids
+	// The domains owner addresses may be in (list); unset: any.
+	KeyOwnerEmailDomains = "ownerEmailDomains"
+	// IAM paths whose users keyrotor never acts on (list).
+	KeyExcludedUserPaths = "excludedUserPaths"
 )
 
 // MaxAdoptionDays bounds adoptionDays: the window, the grace period and a
@@ -53,7 +57,7 @@ const MaxAdoptionDays = 90
 var Keys = []string{KeyMaxKeyAgeDays, KeyUnusedDays, KeyGraceDays, KeyHoldDays, KeySchedule, KeySenderAddress, KeyAdminEmails,
 	KeySecretPrefix, KeyEmailTag, KeyExemptTag, KeyExemptGroup, KeyKMSKeyArn, KeyFanOutConcurrency, KeyLambdaConcurrency,
 	KeyReportRetentionDays, KeyLogRetentionDays, KeyRetirePasswords, KeyAdoptionDays, KeyAdoptionReminders,
-	KeyOrganizationScope, KeyOrganizationExclude, KeyOrganizationStages}
+	KeyOrganizationScope, KeyOrganizationExclude, KeyOrganizationStages, KeyOwnerEmailDomains, KeyExcludedUserPaths}
 
 // Settings is everything a deployment is tuned with.
 type Settings struct {
@@ -228,6 +232,23 @@ func FromContext(get func(key string) (any, bool)) (Settings, error) {
 	if err := s.organization(get); err != nil {
 		return Settings{}, err
 	}
+	if v, ok := get(KeyOwnerEmailDomains); ok && v != nil {
+		l, err := idList(v)
+		if err != nil {
+			return Settings{}, &Error{KeyOwnerEmailDomains, fmt.Sprint(v), "want domain names, comma-separated or a JSON list, such as [\"example.com\"]"}
+		}
+		for i := range l {
+			l[i] = strings.ToLower(l[i])
+		}
+		s.Config.OwnerEmailDomains = l
+	}
+	if v, ok := get(KeyExcludedUserPaths); ok && v != nil {
+		l, err := idList(v)
+		if err != nil {
+			return Settings{}, &Error{KeyExcludedUserPaths, fmt.Sprint(v), "want IAM paths, comma-separated or a JSON list, such as [\"/breakglass/\"]"}
+		}
+		s.Config.ExcludedUserPaths = l
+	}
 	if err := s.Config.Validate(); err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {
@@ -379,7 +400,7 @@ func contextKeyFor(env string) string {
 		config.EnvSecretPrefix: KeySecretPrefix, config.EnvSender: KeySenderAddress, config.EnvEmailTag: KeyEmailTag,
 		config.EnvExemptTag: KeyExemptTag, config.EnvExemptGroup: KeyExemptGroup, config.EnvHoldDays: KeyHoldDays,
 		config.EnvOrgScope: KeyOrganizationScope, config.EnvOrgExclude: KeyOrganizationExclude, config.EnvOrgStages: KeyOrganizationStages,
-		config.EnvAdoptionReminders: KeyAdoptionReminders,
+		config.EnvAdoptionReminders: KeyAdoptionReminders, config.EnvOwnerEmailDomains: KeyOwnerEmailDomains, config.EnvExcludedUserPaths: KeyExcludedUserPaths,
 	}[env]
 }
 

@@ -46,6 +46,17 @@ func TestFromContext(t *testing.T) {
 		{"stages not a list", map[string]any{"organizationScope": "all", "organizationStages": "ou-ab12-devdevde"}, "organizationStages", nil},
 		{"stages without scope", map[string]any{"organizationStages": []any{[]any{"111111111111"}}}, "organizationStages", nil},
 		{"scope typo", map[string]any{"organizationScope": "everything"}, "organizationScope", nil},
+		{"owner domains from cdk.json", map[string]any{"ownerEmailDomains": []any{"Corp.Example", "eu.corp.example"}}, "", func(s Settings) bool {
+			return len(s.Config.OwnerEmailDomains) == 2 && s.Config.OwnerEmailDomains[0] == "corp.example" && s.Config.Env()["KEYROTOR_OWNER_EMAIL_DOMAINS"] == "corp.example,eu.corp.example"
+		}},
+		{"excluded user paths", map[string]any{"excludedUserPaths": []any{"/breakglass/", "/ops/admins/"}}, "", func(s Settings) bool {
+			return len(s.Config.ExcludedUserPaths) == 2 && s.Config.Env()["KEYROTOR_EXCLUDED_USER_PATHS"] == "/breakglass/,/ops/admins/"
+		}},
+		{"excluded user path without slashes", map[string]any{"excludedUserPaths": "breakglass"}, "excludedUserPaths", nil},
+		{"excluded user path: the root", map[string]any{"excludedUserPaths": "/"}, "excludedUserPaths", nil},
+		{"excluded user path with a wildcard", map[string]any{"excludedUserPaths": "/break*/"}, "excludedUserPaths", nil},
+		{"owner domain with an @", map[string]any{"ownerEmailDomains": "@corp.example"}, "ownerEmailDomains", nil},
+		{"owner domain wildcard", map[string]any{"ownerEmailDomains": []any{"*.corp.example"}}, "ownerEmailDomains", nil},
 		{"lists too long for Lambda's environment", map[string]any{"organizationScope": "all", "organizationStages": manyAccountStages(200)}, "organizationStages", nil},
 	}
 	for _, tt := range tests {
