@@ -833,6 +833,11 @@ func provision(ctx context.Context, t *Template, o Options) (*resources, error) 
 		}
 		res.refs[id], res.arns[id] = name, "arn:aws:dynamodb:"+o.Region+":123456789012:table/"+name
 	}
+	for _, id := range t.OfType("AWS::IAM::Role") {
+		// A role's ARN (create-and-store's names the principal its
+		// secrets' resource policy lets in), its logical id as the name.
+		res.arns[id] = "arn:aws:iam::123456789012:role/" + id
+	}
 	if keys := t.OfType("AWS::KMS::Key"); len(keys) > 0 {
 		kc := kms.NewFromConfig(cfg)
 		for _, id := range keys {

@@ -38,6 +38,11 @@ const (
 	EnvOrgExclude  = "KEYROTOR_ORG_EXCLUDE"  // comma-separated account ids
 	EnvOrgStages   = "KEYROTOR_ORG_STAGES"   // stages separated by ";", each comma-separated OU, root and account ids
 	EnvHomeAccount = "KEYROTOR_HOME_ACCOUNT" // the account the stack runs in (set by the stack in organization mode)
+	// Who may read a stored key besides its owner (docs/security.md): the
+	// role create-and-store runs as (set by the stack) and the operator's
+	// break-glass principals.
+	EnvStoreRoleARN = "KEYROTOR_STORE_ROLE_ARN"
+	EnvBreakGlass   = "KEYROTOR_BREAK_GLASS" // comma-separated IAM role or user ARNs
 )
 
 // The organization mode's fixed names: the member stack (infra/member.go)
@@ -107,6 +112,15 @@ type Config struct {
 	// HomeAccount is the account the functions run in (the hub); its users
 	// are reached without assuming a role.
 	HomeAccount string
+
+	// StoreRoleARN is the role create-and-store acts as in the account of
+	// the secrets it stores (the stack sets the function's role; in a
+	// member account lambdastep sets the member role): the one keyrotor
+	// principal a stored key's resource policy lets in. BreakGlass are the
+	// operator's principals (IAM role or user ARNs) that may read and
+	// manage every stored key too, to recover (docs/security.md).
+	StoreRoleARN string
+	BreakGlass   []string
 }
 
 // Organization reports whether the organization mode is on.
@@ -216,6 +230,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		}
 	}
 	str(EnvHomeAccount, &c.HomeAccount)
+	str(EnvStoreRoleARN, &c.StoreRoleARN)
 	list := func(v string) []string {
 		var out []string
 		for _, f := range strings.Split(v, ",") {
@@ -227,6 +242,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	}
 	if v := strings.TrimSpace(getenv(EnvOrgScope)); v != "" {
 		c.OrgScope = list(v)
+	}
+	if v := strings.TrimSpace(getenv(EnvBreakGlass)); v != "" {
+		c.BreakGlass = list(v)
 	}
 	if v := strings.TrimSpace(getenv(EnvOrgExclude)); v != "" {
 		c.OrgExclude = list(v)
@@ -277,6 +295,15 @@ func (c Config) Validate() error {
 	if err := c.validateOrganization(); err != nil {
 		return err
 	}
+	for _, p := range c.BreakGlass {
+		if !IsPrincipalARN(p) {
+			return &Error{EnvBreakGlass, strings.Join(c.BreakGlass, ","), fmt.Sprintf("%q: want IAM role or user ARNs such as arn:aws:iam::123456789012:role/BreakGlass "+
+				"(no wildcards: each principal named may read every stored key)", p)}
+		}
+	}
+	if c.StoreRoleARN != "" && !IsPrincipalARN(c.StoreRoleARN) {
+		return &Error{EnvStoreRoleARN, c.StoreRoleARN, "want the ARN of create-and-store's role (the stack sets it)"}
+	}
 	if c.AdminTopicARN != "" && !strings.HasPrefix(c.AdminTopicARN, "arn:") {
 		return &Error{EnvAdminTopicARN, c.AdminTopicARN, "want an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"}
 	}
@@ -288,6 +315,14 @@ var (
 	// Organizations' id patterns: an OU, the root, an account.
 	orgTargetRE = regexp.MustCompile(`^(ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}|r-[a-z0-9]{4,32}|[0-9]{12})$`)
 )
+
+// principalARNRE: an IAM role or user ARN, path allowed, no wildcard (IAM
+// names: letters, digits and +=,.@_-; IAM User Guide, "IAM identifiers").
+var principalARNRE = regexp.MustCompile(`^arn:aws(-[a-z]+)*:iam::[0-9]{12}:(role|user)/([A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,128}$`)
+
+// IsPrincipalARN reports whether s is the ARN of an IAM role or user
+// (arn:aws:iam::123456789012:role/Name), without wildcards.
+func IsPrincipalARN(s string) bool { return principalARNRE.MatchString(s) }
 
 // IsAccountID reports whether s is a 12-digit AWS account id.
 func IsAccountID(s string) bool { return accountIDRE.MatchString(s) }
@@ -397,6 +432,12 @@ func (c Config) Env() map[string]string {
 	}
 	if c.HomeAccount != "" {
 		m[EnvHomeAccount] = c.HomeAccount
+	}
+	if c.StoreRoleARN != "" {
+		m[EnvStoreRoleARN] = c.StoreRoleARN
+	}
+	if len(c.BreakGlass) > 0 {
+		m[EnvBreakGlass] = strings.Join(c.BreakGlass, ",")
 	}
 	if c.AdoptionWindow > 0 {
 		m[EnvAdoptionWindow] = c.AdoptionWindow.String()

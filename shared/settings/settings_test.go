@@ -46,6 +46,11 @@ func TestFromContext(t *testing.T) {
 		{"stages not a list", map[string]any{"organizationScope": "all", "organizationStages": "ou-ab12-devdevde"}, "organizationStages", nil},
 		{"stages without scope", map[string]any{"organizationStages": []any{[]any{"111111111111"}}}, "organizationStages", nil},
 		{"scope typo", map[string]any{"organizationScope": "everything"}, "organizationScope", nil},
+		{"break-glass principals from cdk.json", map[string]any{"breakGlassPrincipals": []any{"arn:aws:iam::123456789012:role/BreakGlass"}}, "", func(s Settings) bool {
+			return len(s.Config.BreakGlass) == 1 && s.Config.Env()["KEYROTOR_BREAK_GLASS"] == "arn:aws:iam::123456789012:role/BreakGlass"
+		}},
+		{"break-glass wildcard", map[string]any{"breakGlassPrincipals": "arn:aws:iam::123456789012:role/*"}, "breakGlassPrincipals", nil},
+		{"break-glass not a list", map[string]any{"breakGlassPrincipals": float64(1)}, "breakGlassPrincipals", nil},
 		{"lists too long for Lambda's environment", map[string]any{"organizationScope": "all", "organizationStages": manyAccountStages(200)}, "organizationStages", nil},
 	}
 	for _, tt := range tests {
