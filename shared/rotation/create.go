@@ -456,6 +456,12 @@ func (c *Creator) store(ctx context.Context, name string, sk *StoredKey, ownerID
 				return "", "", fmt.Errorf("restore secret %s (scheduled for deletion): %w", name, rerr)
 			}
 			note = fmt.Sprintf("; restored secret %s, which a person had scheduled for deletion", name)
+			// Its resource policy is readable now.
+			if o, _, err := c.inspect(ctx, arn, ownerID); err != nil {
+				return "", "", err
+			} else if len(o.why) > 0 {
+				return "", "", &notOwnedError{o}
+			}
 		}
 	}
 	if _, err := c.Secrets.PutResourcePolicy(ctx, &secretsmanager.PutResourcePolicyInput{

@@ -62,25 +62,29 @@ func TestMotoForeignSecretGetsNoKey(t *testing.T) {
 		name string
 		// make returns the CreateSecret input of the pre-created secret,
 		// given keyrotor's key, the owner's and the attacker's ids.
-		make   func(key, owner, attacker string) *secretsmanager.CreateSecretInput
-		policy string // a resource policy put on it, if any
-		why    string // in the admins' message
+		make    func(key, owner, attacker string) *secretsmanager.CreateSecretInput
+		policy  string // a resource policy put on it, if any
+		why     string // in the admins' message
+		deleted bool   // scheduled for deletion, too
 	}{
 		{"foreign resource policy", func(key, owner, _ string) *secretsmanager.CreateSecretInput {
 			return &secretsmanager.CreateSecretInput{KmsKeyId: aws.String(key), Tags: ownTags(owner)}
-		}, foreignPolicy, "resource policy is not keyrotor's"},
+		}, foreignPolicy, "resource policy is not keyrotor's", false},
+		{"foreign resource policy, scheduled for deletion", func(key, owner, _ string) *secretsmanager.CreateSecretInput {
+			return &secretsmanager.CreateSecretInput{KmsKeyId: aws.String(key), Tags: ownTags(owner)}
+		}, foreignPolicy, "resource policy is not keyrotor's", true},
 		{"user-id tag naming another user", func(key, _, attacker string) *secretsmanager.CreateSecretInput {
 			return &secretsmanager.CreateSecretInput{KmsKeyId: aws.String(key), Tags: ownTags(attacker)}
-		}, "", "tags are not keyrotor's"},
+		}, "", "tags are not keyrotor's", false},
 		{"an extra tag", func(key, owner, _ string) *secretsmanager.CreateSecretInput {
 			return &secretsmanager.CreateSecretInput{KmsKeyId: aws.String(key), Tags: append(ownTags(owner), smtypes.Tag{Key: aws.String("team"), Value: aws.String("mallory")})}
-		}, "", "tags are not keyrotor's"},
+		}, "", "tags are not keyrotor's", false},
 		{"the default key", func(_, owner, _ string) *secretsmanager.CreateSecretInput {
 			return &secretsmanager.CreateSecretInput{Tags: ownTags(owner)}
-		}, "", "aws/secretsmanager"},
+		}, "", "aws/secretsmanager", false},
 		{"a replica", func(key, owner, _ string) *secretsmanager.CreateSecretInput {
 			return &secretsmanager.CreateSecretInput{KmsKeyId: aws.String(key), Tags: ownTags(owner), AddReplicaRegions: []smtypes.ReplicaRegionType{{Region: aws.String("eu-west-1")}}}
-		}, "", "replicated to eu-west-1"},
+		}, "", "replicated to eu-west-1", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -102,10 +106,20 @@ func TestMotoForeignSecretGetsNoKey(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			if tt.deleted {
+				if _, err := a.Secrets.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: aws.String(name), RecoveryWindowInDays: aws.Int64(7)}); err != nil {
+					t.Fatal(err)
+				}
+			}
 			task := rotation.Task{Execution: "e1", Item: itemFor(t, s.plan(t, `{}`), "admin")}
 			nk, err := s.create.Handle(ctx, task)
 			if err != nil {
 				t.Fatalf("create-and-store = %v; want the rotation stopped with attention", err)
+			}
+			if tt.deleted { // keyrotor restored it, then found the policy foreign
+				if _, err := a.Secrets.RestoreSecret(ctx, &secretsmanager.RestoreSecretInput{SecretId: aws.String(name)}); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if got := a.Secret(t, name); got != `{"waiting":"for the admin's key"}` {
 				t.Errorf("the foreign secret now holds %s; want nothing stored in it", got)
