@@ -54,9 +54,12 @@ func resolvedTemplate(t *testing.T, raw []byte) cfnTemplate {
 		t.Fatal(err)
 	}
 	pseudo := map[string]string{"AWS::Partition": "aws", "AWS::Region": evalRegion, "AWS::AccountId": evalAccount, "AWS::URLSuffix": "amazonaws.com"}
-	types := map[string]string{}
+	types, names := map[string]string{}, map[string]string{}
 	for id, r := range tmpl.Resources {
 		types[id] = r.Type
+		if n, ok := r.Properties["RoleName"].(string); ok {
+			names[id] = n
+		}
 	}
 	var resolve func(v any) any
 	resolve = func(v any) any {
@@ -78,6 +81,9 @@ func resolvedTemplate(t *testing.T, raw []byte) cfnTemplate {
 				id := ga[0].(string)
 				switch types[id] {
 				case "AWS::IAM::Role":
+					if name, ok := names[id]; ok {
+						return "arn:aws:iam::" + evalAccount + ":role/" + name
+					}
 					return "arn:aws:iam::" + evalAccount + ":role/" + id
 				case "AWS::KMS::Key":
 					return "arn:aws:kms:" + evalRegion + ":" + evalAccount + ":key/" + id
@@ -236,18 +242,15 @@ func role(name, arn string, identity ...policyeval.Policy) principal {
 // TestMotoStoredKeyReadableOnlyByOwnerKeyRotorAndBreakGlass: in the
 // single-account (hub) stack, a principal allowed every action (not the
 // owner, not keyrotor, not break-glass) cannot read any stored key, nor
-// change a secret's protection; the owner (through the read-own-secret
-// policy) and the break-glass role can read its key; keyrotor's
-// create-and-store role can make every call its function makes, and no
-// other keyrotor role can read a key.
+// use the key directly, nor change a secret's protection; the owner
+// (through the read-own-secret policy) and the break-glass role can read
+// its key; keyrotor's create-and-store role can make every call its
+// function makes, and no other keyrotor role can read a key.
 func TestMotoStoredKeyReadableOnlyByOwnerKeyRotorAndBreakGlass(t *testing.T) {
 	s := synth(t, withCtx(defaultCtx, "breakGlassPrincipals", []any{breakGlass}))
 	tmpl := resolvedTemplate(t, s.raw)
-	keyID, keyProps := tmpl.one(t, "AWS::KMS::Key", "Key") // the admin topic has its own
+	keyID, _ := tmpl.one(t, "AWS::KMS::Key", "Key") // the admin topic has its own
 	keyARN := "arn:aws:kms:" + evalRegion + ":" + evalAccount + ":key/" + keyID
-	keyPolicy := toPolicy(t, keyProps["KeyPolicy"])
-	_, readOwn := tmpl.only(t, "AWS::IAM::ManagedPolicy")
-	readOwnPolicy := toPolicy(t, readOwn["PolicyDocument"])
 
 	// Each function's role, and create-and-store's environment (the
 	// configuration the stored secrets get).
@@ -276,7 +279,44 @@ func TestMotoStoredKeyReadableOnlyByOwnerKeyRotorAndBreakGlass(t *testing.T) {
 		t.Fatalf("create-and-store's environment names role %q, break-glass %v, key %q; want %q, [%s], %q",
 			cfg.StoreRoleARN, cfg.BreakGlass, cfg.KMSKeyID, roles["create-and-store"].who.ARN, breakGlass, keyARN)
 	}
+	var others []principal
+	for _, dir := range []string{"find", "notify", "check-adoption", "deactivate", "delete", "summarize"} {
+		others = append(others, roles[dir])
+	}
+	checkStoredKeys(t, tmpl, keyARN, cfg, roles["create-and-store"], Permissions["create-and-store"], others)
+}
 
+// TestMotoMemberStoredKeyReadableOnlyByOwnerKeyRotorAndBreakGlass: the same
+// in a member account, where keyrotor stores a key as the member role,
+// under the member key (alias/KeyRotorMember).
+func TestMotoMemberStoredKeyReadableOnlyByOwnerKeyRotorAndBreakGlass(t *testing.T) {
+	m := synthMember(t, withCtx(defaultCtx, KeyHubAccount, testHub, "breakGlassPrincipals", []any{breakGlass}))
+	tmpl := resolvedTemplate(t, m.raw)
+	keyID, _ := tmpl.only(t, "AWS::KMS::Key")
+	roleID, _ := tmpl.only(t, "AWS::IAM::Role")
+	member := role("member", "arn:aws:iam::"+evalAccount+":role/"+MemberRoleName, tmpl.identityPolicies(t, roleID)...)
+	cfg := config.Default()
+	cfg.RotationTable, cfg.KMSKeyID, cfg.StoreRoleARN, cfg.BreakGlass = "rotations", config.MemberKeyAlias, member.who.ARN, []string{breakGlass}
+	var actions []string
+	for _, a := range MemberActions(cfg) {
+		if slices.Contains(Permissions["create-and-store"], a) {
+			actions = append(actions, a)
+		}
+	}
+	checkStoredKeys(t, tmpl, "arn:aws:kms:"+evalRegion+":"+evalAccount+":key/"+keyID, cfg, member, actions, nil)
+}
+
+// checkStoredKeys stores keys for two users with cfg (a real
+// create-and-store run in the emulator) and evaluates who can read them
+// under the template's read-own-secret and key policies: the owner, the
+// break-glass role and store (keyrotor's role, which may also make every
+// call of actions); not the other user, a principal allowed every action,
+// or others (keyrotor's other roles).
+func checkStoredKeys(t *testing.T, tmpl cfnTemplate, keyARN string, cfg config.Config, store principal, actions []string, others []principal) {
+	t.Helper()
+	keyPolicy := toPolicy(t, tmpl.Resources[keyARN[strings.LastIndex(keyARN, "/")+1:]].Properties["KeyPolicy"])
+	_, readOwn := tmpl.only(t, "AWS::IAM::ManagedPolicy")
+	readOwnPolicy := toPolicy(t, readOwn["PolicyDocument"])
 	a := awstest.New(t)
 	secrets, ids := storeFor(t, a, cfg, "alice", "bob")
 	people := []principal{
@@ -285,13 +325,12 @@ func TestMotoStoredKeyReadableOnlyByOwnerKeyRotorAndBreakGlass(t *testing.T) {
 		user("eve", "AIDAEVE", toPolicy(t, json.RawMessage(adminAccess))),
 		role("poweruser", "arn:aws:iam::"+evalAccount+":role/PowerUser", toPolicy(t, json.RawMessage(adminAccess))),
 		role("breakglass", breakGlass, toPolicy(t, json.RawMessage(adminAccess))),
+		store,
 	}
-	for _, dir := range []string{"find", "create-and-store", "notify", "check-adoption", "deactivate", "delete", "summarize"} {
-		people = append(people, roles[dir])
-	}
+	people = append(people, others...)
 	for _, sec := range secrets {
 		for _, p := range people {
-			want := p.name == sec.owner || p.name == "breakglass" || p.name == "create-and-store"
+			want := p.name == sec.owner || p.name == "breakglass" || p.name == store.name
 			if got, why := reads(p, sec, keyARN, keyPolicy); got != want {
 				t.Errorf("%s reading %s's key: %v (%s); want %v", p.name, sec.owner, got, why, want)
 			}
@@ -299,7 +338,8 @@ func TestMotoStoredKeyReadableOnlyByOwnerKeyRotorAndBreakGlass(t *testing.T) {
 	}
 
 	// Allowed everything by its identity policy, eve can neither use the
-	// key directly nor loosen a secret's protection.
+	// key directly nor loosen a secret's protection; the owner cannot
+	// change its secret either.
 	eve := people[2]
 	if d := policyeval.EvaluateKMS(policyeval.Request{Principal: eve.who, Action: "kms:Decrypt", Resource: keyARN}, eve.identity, keyPolicy, evalAccount); d == policyeval.Allow {
 		t.Errorf("eve calls kms:Decrypt directly: %v; want denied (use only through the services)", d)
@@ -312,19 +352,18 @@ func TestMotoStoredKeyReadableOnlyByOwnerKeyRotorAndBreakGlass(t *testing.T) {
 		}
 	}
 
-	// keyrotor's create-and-store role makes every call of its function on
-	// a stored secret, and uses the key through Secrets Manager.
-	store := roles["create-and-store"]
-	for _, action := range Permissions["create-and-store"] {
+	// keyrotor's role makes every call of its function on a stored secret,
+	// and uses the key through Secrets Manager.
+	for _, action := range actions {
 		switch {
 		case strings.HasPrefix(action, "secretsmanager:"):
 			if d := policyeval.Evaluate(policyeval.Request{Principal: store.who, Action: action, Resource: secrets[0].arn}, store.identity, &secrets[0].policy, evalAccount); d != policyeval.Allow {
-				t.Errorf("create-and-store %s on a stored secret: %v; want allowed", action, d)
+				t.Errorf("%s %s on a stored secret: %v; want allowed", store.name, action, d)
 			}
 		case strings.HasPrefix(action, "kms:"):
 			req := policyeval.Request{Principal: store.who, Action: action, Resource: keyARN, Context: map[string][]string{"kms:ViaService": {"secretsmanager." + evalRegion + ".amazonaws.com"}}}
 			if d := policyeval.EvaluateKMS(req, store.identity, keyPolicy, evalAccount); d != policyeval.Allow {
-				t.Errorf("create-and-store %s through Secrets Manager: %v; want allowed", action, d)
+				t.Errorf("%s %s through Secrets Manager: %v; want allowed", store.name, action, d)
 			}
 		}
 	}
