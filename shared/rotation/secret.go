@@ -137,9 +137,12 @@ func normal(v any, key string) any {
 	case map[string]any:
 		out := map[string]any{}
 		for k, e := range x {
-			if k == "aws:PrincipalArn" || strings.EqualFold(k, "aws:principalarn") {
+			if strings.EqualFold(k, "aws:PrincipalArn") {
 				out[strings.ToLower(k)] = "<trusted>"
 				continue
+			}
+			if s, ok := e.(string); ok && k == "Principal" && s == "*" {
+				e = map[string]any{"AWS": "*"} // the same principal, as IAM may echo it
 			}
 			out[k] = normal(e, k)
 		}
