@@ -253,10 +253,12 @@ func NewKeyRotorMemberStack(scope constructs.Construct, id string, props *KeyRot
 		Alias:             jsii.String(MemberKeyAlias),
 		EnableKeyRotation: jsii.Bool(true),
 		RemovalPolicy:     awscdk.RemovalPolicy_RETAIN,
+		// The account administers the key, without CDK's default root
+		// kms:* (keyPolicy, stack.go).
+		Policy: keyPolicy(stack),
 	})
-	// Besides CDK's default statement (the account administers the key and
-	// IAM policies may grant its use): the member role, and the account's
-	// users, use it only through Secrets Manager.
+	// Its use: the member role, and the account's users, only through
+	// Secrets Manager.
 	var kmsActions []string
 	for _, a := range MemberActions(cfg) {
 		if strings.HasPrefix(a, "kms:") {

@@ -363,7 +363,8 @@ func TestMemberKey(t *testing.T) {
 		actions   []string
 		cond      map[string]string
 	}{
-		"":                                {"arn:aws:iam::123456789012:root", []string{"kms:*"}, nil}, // the account administers it (CDK's default)
+		// The account administers it, never uses it but as below (no root kms:*).
+		"AccountAdministersTheKey":        {"arn:aws:iam::123456789012:root", keyAdminActions, nil},
 		"MemberRoleThroughSecretsManager": {roleID + ".Arn", kmsActions, map[string]string{"kms:ViaService": via}},
 		"UsersDecryptOwnSecretThroughSecretsManager": {"arn:aws:iam::123456789012:root", []string{"kms:Decrypt"},
 			map[string]string{"kms:ViaService": via, "kms:CallerAccount": "123456789012"}},

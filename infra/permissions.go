@@ -24,9 +24,10 @@ var Permissions = map[string][]string{
 	},
 	"create-and-store": {
 		"iam:ListAccessKeys", "iam:CreateAccessKey", "iam:DeleteAccessKey",
-		"iam:GetUser", // the user's unique id, for the secret's tag
+		"iam:GetUser", // the user's unique id, for the secret's tag and resource policy
 		"secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
-		"secretsmanager:DescribeSecret", "secretsmanager:RestoreSecret", "secretsmanager:TagResource",
+		"secretsmanager:DescribeSecret", "secretsmanager:RestoreSecret",
+		"secretsmanager:GetResourcePolicy", "secretsmanager:PutResourcePolicy", // is the secret keyrotor's; keyrotor's policy on it
 		"dynamodb:GetItem", "dynamodb:PutItem",
 		"sns:Publish", // conditions for the admins
 		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",

@@ -32,6 +32,7 @@ func TestMotoReadOwnSecretEveryLegalName(t *testing.T) {
 	a := awstest.New(t)
 	cfg := config.Default()
 	cfg.RotationTable = "rotations"
+	cfg.StoreRoleARN = "arn:aws:iam::123456789012:role/KeyRotor-create-and-store"
 	recs := a.Records(t, cfg.RotationTable)
 	names := []string{"alice", "alice2", "a=b", "a=3Db", "x,y", "p+q.r@s_t-u", "a_b", strings.Repeat("n", 64)}
 	ids := map[string]string{}

@@ -70,10 +70,22 @@ func NewKeyRotorStack(scope constructs.Construct, id string, props *KeyRotorStac
 	if s.KMSKeyArn != "" {
 		key = awskms.Key_FromKeyArn(stack, jsii.String("Key"), jsii.String(s.KMSKeyArn))
 	} else {
+		region := *stack.Region()
 		key = awskms.NewKey(stack, jsii.String("Key"), &awskms.KeyProps{
 			Description:       jsii.String("keyrotor: encrypts rotated access keys, reports and admin messages"),
 			EnableKeyRotation: jsii.Bool(true),
 			RemovalPolicy:     awscdk.RemovalPolicy_RETAIN,
+			Policy: keyPolicy(stack, awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+				Sid:        jsii.String("UseOnlyThroughSecretsManagerS3AndDynamoDB"),
+				Principals: &[]awsiam.IPrincipal{awsiam.NewAccountRootPrincipal()},
+				Actions:    jsii.Strings("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"),
+				Resources:  jsii.Strings("*"),
+				Conditions: &map[string]any{"StringEquals": map[string]any{
+					"kms:CallerAccount": *stack.Account(),
+					"kms:ViaService": jsii.Strings("secretsmanager."+region+".amazonaws.com", "s3."+region+".amazonaws.com",
+						"dynamodb."+region+".amazonaws.com"),
+				}},
+			})),
 		})
 	}
 
@@ -207,6 +219,32 @@ func NewKeyRotorStack(scope constructs.Construct, id string, props *KeyRotorStac
 	return stack
 }
 
+// keyAdminActions are what the account's IAM policies may grant on a key
+// keyrotor creates besides its use through services: its administration
+// (the "key administrators" statement of the KMS Developer Guide, "Default
+// key policy":
+// https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html#key-policy-default-allow-administrators).
+// The default statement that gives the account root kms:* would let any
+// identity policy with kms:Decrypt on "*" use the key directly; this one
+// keeps root for administration only (ibid., "Allows access to the AWS
+// account and enables IAM policies").
+var keyAdminActions = []string{"kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*", "kms:Revoke*",
+	"kms:Disable*", "kms:Get*", "kms:Delete*", "kms:TagResource", "kms:UntagResource", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion"}
+
+// keyPolicy is the policy of a key keyrotor creates: the account
+// administers it, and uses it only as use allows (statements through
+// kms:ViaService). Given as the key's Policy, it replaces CDK's default
+// (root kms:*); the key's later grants add to it.
+func keyPolicy(stack awscdk.Stack, use ...awsiam.PolicyStatement) awsiam.PolicyDocument {
+	statements := append([]awsiam.PolicyStatement{awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("AccountAdministersTheKey"),
+		Principals: &[]awsiam.IPrincipal{awsiam.NewAccountRootPrincipal()},
+		Actions:    jsii.Strings(keyAdminActions...),
+		Resources:  jsii.Strings("*"),
+	})}, use...)
+	return awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: &statements})
+}
+
 // failedAlarm tells the admin topic when an execution of sm fails.
 func failedAlarm(stack awscdk.Stack, id string, sm sfn.StateMachine, topic awssns.ITopic, description string) {
 	alarm := awscloudwatch.NewAlarm(stack, jsii.String(id), &awscloudwatch.AlarmProps{
@@ -267,6 +305,11 @@ func newFunction(stack awscdk.Stack, f fnSpec, assetDir string, env map[string]s
 	for k, v := range env {
 		vars[k] = jsii.String(v)
 	}
+	if f.dir == "create-and-store" {
+		// The one keyrotor principal a stored key's resource policy lets
+		// in (rotation.SecretPolicy).
+		vars[config.EnvStoreRoleARN] = role.RoleArn()
+	}
 	var concurrency *float64
 	if f.perUser && reserved > 0 {
 		// Opt-in (lambdaConcurrency): bounds the IAM calls of thousands of
@@ -306,23 +349,24 @@ func (g grants) statements(fn string) []awsiam.PolicyStatement {
 	}
 	users := arn("iam", "user/*")
 	resources := map[string][]string{
-		"iam:GetGroup":                  {arn("iam", "group/"+g.cfg.ExemptGroup)},
-		"secretsmanager:GetSecretValue": {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
-		"secretsmanager:CreateSecret":   {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
-		"secretsmanager:PutSecretValue": {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
-		"secretsmanager:RestoreSecret":  {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
-		"secretsmanager:DescribeSecret": {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
-		"secretsmanager:TagResource":    {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
-		"dynamodb:GetItem":              {*g.table.TableArn()},
-		"dynamodb:PutItem":              {*g.table.TableArn()},
-		"dynamodb:Scan":                 {*g.table.TableArn()},
-		"states:DescribeExecution":      {arn("states", "execution:KeyRotor:*")},
-		"ses:SendEmail":                 {arn("ses", "identity/*"), arn("ses", "configuration-set/*")},
-		"sns:Publish":                   {*g.topic.TopicArn()},
-		"s3:ListBucket":                 {*g.bucket.BucketArn()},
-		"kms:Encrypt":                   {*g.key.KeyArn()},
-		"kms:Decrypt":                   g.keys(fn),
-		"kms:GenerateDataKey":           g.keys(fn),
+		"iam:GetGroup":                     {arn("iam", "group/"+g.cfg.ExemptGroup)},
+		"secretsmanager:GetSecretValue":    {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
+		"secretsmanager:CreateSecret":      {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
+		"secretsmanager:PutSecretValue":    {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
+		"secretsmanager:RestoreSecret":     {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
+		"secretsmanager:DescribeSecret":    {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
+		"secretsmanager:GetResourcePolicy": {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
+		"secretsmanager:PutResourcePolicy": {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
+		"dynamodb:GetItem":                 {*g.table.TableArn()},
+		"dynamodb:PutItem":                 {*g.table.TableArn()},
+		"dynamodb:Scan":                    {*g.table.TableArn()},
+		"states:DescribeExecution":         {arn("states", "execution:KeyRotor:*")},
+		"ses:SendEmail":                    {arn("ses", "identity/*"), arn("ses", "configuration-set/*")},
+		"sns:Publish":                      {*g.topic.TopicArn()},
+		"s3:ListBucket":                    {*g.bucket.BucketArn()},
+		"kms:Encrypt":                      {*g.key.KeyArn()},
+		"kms:Decrypt":                      g.keys(fn),
+		"kms:GenerateDataKey":              g.keys(fn),
 	}
 	objects := map[string][]string{
 		"find":      {"plans/*", "reports/*"},

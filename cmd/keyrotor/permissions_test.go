@@ -26,11 +26,13 @@ import (
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	"github.com/keyrotor/keyrotor/internal/awstest"
 	"github.com/keyrotor/keyrotor/internal/faultproxy"
 	"github.com/keyrotor/keyrotor/internal/local"
 	"github.com/keyrotor/keyrotor/shared/ledger"
+	"github.com/keyrotor/keyrotor/shared/rotation"
 )
 
 // permExceptions are actions a role may allow although no local run can
@@ -115,24 +117,18 @@ func TestSlowPermissionsFromBehaviour(t *testing.T) {
 	// create-and-store resumes its rotation, deactivates a new key just
 	// before deactivate looks, and re-activates an old key during its grace
 	// period, so create-and-store, deactivate and delete each end a rotation
-	// and tell the admins. One user's secret exists already and another's
-	// is scheduled for deletion (a person deleted it), so create-and-store
-	// updates, tags and restores secrets.
+	// and tell the admins. One user's secret exists already (stored by an
+	// earlier keyrotor, before it put resource policies) and another's is
+	// scheduled for deletion (a person deleted it), so create-and-store
+	// adopts, protects and restores secrets.
 	t.Run("default", func(t *testing.T) {
 		a := awstest.New(t)
 		old := seed(t, a)
 		ctx := context.Background()
-		if _, err := a.Secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("iam-access-keys/bob"), SecretString: aws.String(`{"note":"made by hand"}`)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := a.Secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("iam-access-keys/no-mail"), SecretString: aws.String(`{}`)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := a.Secrets.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: aws.String("iam-access-keys/no-mail"), RecoveryWindowInDays: aws.Int64(7)}); err != nil {
-			t.Fatal(err)
-		}
 		tmpl := defaultTmpl(t)
 		p, ps := permProxy(t, a)
+		ps.before("create-and-store", "ListAccessKeys", "bob", earlierSecret(t, a, "bob", false))
+		ps.before("create-and-store", "ListAccessKeys", "no-mail", earlierSecret(t, a, "no-mail", true))
 		p.FailRate([]string{"UpdateAccessKey"}, 1, faultproxy.ServerError, 1)
 		p.FailNth("CreateSecret", 1, faultproxy.ServerError)
 		if code, _, errOut := permRun(t, tmpl, ps.url(), "--name", "perm-default-1"); code == 0 {
@@ -716,6 +712,40 @@ func (s *permSynth) start(t *testing.T, name string, overrides map[string]any) f
 		}
 		t.Log(msg)
 		return tmpl
+	}
+}
+
+// earlierSecret returns a person's act creating user's secret as an earlier
+// keyrotor stored it (the deployment's key, keyrotor's tags, no resource
+// policy), scheduled for deletion when deleted.
+func earlierSecret(t *testing.T, a *awstest.Account, user string, deleted bool) func() error {
+	return func() error {
+		ctx := context.Background()
+		kc := kms.NewFromConfig(a.Config)
+		keys, err := kc.ListKeys(ctx, &kms.ListKeysInput{})
+		if err != nil {
+			return err
+		}
+		var key string
+		for _, k := range keys.Keys {
+			d, err := kc.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: k.KeyId})
+			if err == nil && strings.HasPrefix(aws.ToString(d.KeyMetadata.Description), "keyrotor local Key") {
+				key = aws.ToString(d.KeyMetadata.Arn)
+			}
+		}
+		u, err := a.IAM.GetUser(ctx, &iam.GetUserInput{UserName: aws.String(user)})
+		if err != nil {
+			return err
+		}
+		name := aws.String("iam-access-keys/" + user)
+		if _, err := a.Secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: name, KmsKeyId: aws.String(key), SecretString: aws.String(`{"note":"an earlier key"}`),
+			Tags: []smtypes.Tag{{Key: aws.String(rotation.TagUserID), Value: u.User.UserId}, {Key: aws.String(rotation.TagManaged), Value: aws.String("true")}}}); err != nil {
+			return err
+		}
+		if deleted {
+			_, err = a.Secrets.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: name, RecoveryWindowInDays: aws.Int64(7)})
+		}
+		return err
 	}
 }
 

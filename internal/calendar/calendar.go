@@ -437,6 +437,10 @@ func (w *World) build(a lambdastep.Account) stepFuncs {
 		inner, secrets = iam.NewFromConfig(a.AWS), secretsmanager.NewFromConfig(a.AWS)
 	}
 	iamc := recordingIAM{StepIAM: inner, w: w, account: a.ID}
+	if a.Config.StoreRoleARN == "" {
+		// The stack's setting: create-and-store's role.
+		a.Config.StoreRoleARN = "arn:aws:iam::123456789012:role/KeyRotor-create-and-store"
+	}
 	return stepFuncs{
 		create:     (&rotation.Creator{IAM: iamc, Secrets: secrets, Records: w.Records, Topic: w.topic(), Verify: rotation.STSVerifier(w.Steps.Config), Config: a.Config, Now: w.Now, Log: w.log()}).Handle,
 		check:      (&rotation.Watcher{IAM: iamc, Records: w.Records, Mail: w.mail(), Topic: w.topic(), Config: a.Config, Region: "us-east-1", Now: w.Now, Log: w.log()}).Handle,

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
@@ -906,14 +907,41 @@ func provision(ctx context.Context, t *Template, o Options) (*resources, error) 
 		}
 		res.refs[id], res.arns[id] = name, "arn:aws:dynamodb:"+o.Region+":123456789012:table/"+name
 	}
+	for _, id := range t.OfType("AWS::IAM::Role") {
+		// A role's ARN (create-and-store's names the principal its
+		// secrets' resource policy lets in), its logical id as the name.
+		res.arns[id] = "arn:aws:iam::123456789012:role/" + id
+	}
 	if keys := t.OfType("AWS::KMS::Key"); len(keys) > 0 {
 		kc := kms.NewFromConfig(cfg)
-		for _, id := range keys {
-			out, err := kc.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("keyrotor local " + id)})
+		// A deployment's key outlives its runs: a later run on the same
+		// emulator reuses the key of the same description (secrets
+		// stored with another key are not keyrotor's).
+		existing := map[string]*kmstypes.KeyMetadata{}
+		p := kms.NewListKeysPaginator(kc, &kms.ListKeysInput{})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
 			if err != nil {
-				return nil, fmt.Errorf("create local key: %w", err)
+				return nil, fmt.Errorf("list local keys: %w", err)
 			}
-			res.refs[id], res.arns[id] = aws.ToString(out.KeyMetadata.KeyId), aws.ToString(out.KeyMetadata.Arn)
+			for _, k := range page.Keys {
+				d, err := kc.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: k.KeyId})
+				if err != nil {
+					return nil, fmt.Errorf("describe local key: %w", err)
+				}
+				existing[aws.ToString(d.KeyMetadata.Description)] = d.KeyMetadata
+			}
+		}
+		for _, id := range keys {
+			md := existing["keyrotor local "+id]
+			if md == nil {
+				out, err := kc.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("keyrotor local " + id)})
+				if err != nil {
+					return nil, fmt.Errorf("create local key: %w", err)
+				}
+				md = out.KeyMetadata
+			}
+			res.refs[id], res.arns[id] = aws.ToString(md.KeyId), aws.ToString(md.Arn)
 		}
 	}
 	return res, nil

@@ -42,6 +42,11 @@ const (
 	EnvOwnerEmailDomains = "KEYROTOR_OWNER_EMAIL_DOMAINS"
 	// IAM paths whose users keyrotor never acts on (comma-separated).
 	EnvExcludedUserPaths = "KEYROTOR_EXCLUDED_USER_PATHS"
+	// Who may read a stored key besides its owner (docs/security.md): the
+	// role create-and-store runs as (set by the stack) and the operator's
+	// break-glass principals.
+	EnvStoreRoleARN = "KEYROTOR_STORE_ROLE_ARN"
+	EnvBreakGlass   = "KEYROTOR_BREAK_GLASS" // comma-separated IAM role or user ARNs
 )
 
 // The organization mode's fixed names: the member stack (infra/member.go)
@@ -119,6 +124,15 @@ type Config struct {
 	// keyrotor never acts on: find reports them exempt, and the roles
 	// deny writing their credentials.
 	ExcludedUserPaths []string
+
+	// StoreRoleARN is the role create-and-store acts as in the account of
+	// the secrets it stores (the stack sets the function's role; in a
+	// member account lambdastep sets the member role): the one keyrotor
+	// principal a stored key's resource policy lets in. BreakGlass are the
+	// operator's principals (IAM role or user ARNs) that may read and
+	// manage every stored key too, to recover (docs/security.md).
+	StoreRoleARN string
+	BreakGlass   []string
 }
 
 // UnderExcludedPath returns the excluded path the user of arn (an IAM
@@ -243,6 +257,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		}
 	}
 	str(EnvHomeAccount, &c.HomeAccount)
+	str(EnvStoreRoleARN, &c.StoreRoleARN)
 	list := func(v string) []string {
 		var out []string
 		for _, f := range strings.Split(v, ",") {
@@ -260,6 +275,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	}
 	if v := strings.TrimSpace(getenv(EnvExcludedUserPaths)); v != "" {
 		c.ExcludedUserPaths = list(v)
+	}
+	if v := strings.TrimSpace(getenv(EnvBreakGlass)); v != "" {
+		c.BreakGlass = list(v)
 	}
 	if v := strings.TrimSpace(getenv(EnvOrgExclude)); v != "" {
 		c.OrgExclude = list(v)
@@ -321,6 +339,15 @@ func (c Config) Validate() error {
 			return &Error{EnvOwnerEmailDomains, strings.Join(c.OwnerEmailDomains, ","), fmt.Sprintf("%q: want lowercase domain names such as example.com (no @, no wildcard)", d)}
 		}
 	}
+	for _, p := range c.BreakGlass {
+		if !IsPrincipalARN(p) {
+			return &Error{EnvBreakGlass, strings.Join(c.BreakGlass, ","), fmt.Sprintf("%q: want IAM role or user ARNs such as arn:aws:iam::123456789012:role/BreakGlass "+
+				"(no wildcards: each principal named may read every stored key)", p)}
+		}
+	}
+	if c.StoreRoleARN != "" && !IsPrincipalARN(c.StoreRoleARN) {
+		return &Error{EnvStoreRoleARN, c.StoreRoleARN, "want the ARN of create-and-store's role (the stack sets it)"}
+	}
 	if c.AdminTopicARN != "" && !strings.HasPrefix(c.AdminTopicARN, "arn:") {
 		return &Error{EnvAdminTopicARN, c.AdminTopicARN, "want an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"}
 	}
@@ -338,6 +365,14 @@ var (
 	// Organizations' id patterns: an OU, the root, an account.
 	orgTargetRE = regexp.MustCompile(`^(ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}|r-[a-z0-9]{4,32}|[0-9]{12})$`)
 )
+
+// principalARNRE: an IAM role or user ARN, path allowed, no wildcard (IAM
+// names: letters, digits and +=,.@_-; IAM User Guide, "IAM identifiers").
+var principalARNRE = regexp.MustCompile(`^arn:aws(-[a-z]+)*:iam::[0-9]{12}:(role|user)/([A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,128}$`)
+
+// IsPrincipalARN reports whether s is the ARN of an IAM role or user
+// (arn:aws:iam::123456789012:role/Name), without wildcards.
+func IsPrincipalARN(s string) bool { return principalARNRE.MatchString(s) }
 
 // IsAccountID reports whether s is a 12-digit AWS account id.
 func IsAccountID(s string) bool { return accountIDRE.MatchString(s) }
@@ -453,6 +488,12 @@ func (c Config) Env() map[string]string {
 	}
 	if len(c.OwnerEmailDomains) > 0 {
 		m[EnvOwnerEmailDomains] = strings.Join(c.OwnerEmailDomains, ",")
+	}
+	if c.StoreRoleARN != "" {
+		m[EnvStoreRoleARN] = c.StoreRoleARN
+	}
+	if len(c.BreakGlass) > 0 {
+		m[EnvBreakGlass] = strings.Join(c.BreakGlass, ",")
 	}
 	if c.AdoptionWindow > 0 {
 		m[EnvAdoptionWindow] = c.AdoptionWindow.String()

@@ -52,6 +52,13 @@ func TestFromEnv(t *testing.T) {
 		{"empty stage", map[string]string{EnvOrgScope: "all", EnvOrgStages: "ou-ab12-devdevde;;ou-ab12-prodprod"}, EnvOrgStages, nil},
 		{"target in two stages", map[string]string{EnvOrgScope: "all", EnvOrgStages: "111111111111;111111111111"}, EnvOrgStages, nil},
 		{"home not an account", map[string]string{EnvOrgScope: "all", EnvHomeAccount: "hub"}, EnvHomeAccount, nil},
+		{"break-glass principals", map[string]string{EnvBreakGlass: "arn:aws:iam::123456789012:role/BreakGlass, arn:aws:iam::123456789012:user/ops/recovery"}, "", func(c Config) bool {
+			return reflect.DeepEqual(c.BreakGlass, []string{"arn:aws:iam::123456789012:role/BreakGlass", "arn:aws:iam::123456789012:user/ops/recovery"})
+		}},
+		{"break-glass wildcard", map[string]string{EnvBreakGlass: "arn:aws:iam::123456789012:role/*"}, EnvBreakGlass, nil},
+		{"break-glass account root", map[string]string{EnvBreakGlass: "arn:aws:iam::123456789012:root"}, EnvBreakGlass, nil},
+		{"break-glass not an ARN", map[string]string{EnvBreakGlass: "BreakGlass"}, EnvBreakGlass, nil},
+		{"store role not a role ARN", map[string]string{EnvStoreRoleARN: "create-and-store"}, EnvStoreRoleARN, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,6 +82,7 @@ func TestEnvRoundTrip(t *testing.T) {
 	c.Sender, c.AdminTopicARN, c.KMSKeyID, c.ReportBucket, c.ExemptGroup = "k@example.com", "arn:aws:sns:us-east-1:1:t", "key", "bucket", "breakglass"
 	c.GracePeriod, c.RetirePasswords, c.HoldDays = time.Hour, true, 45
 	c.AdoptionWindow, c.AdoptionCheck, c.AdoptionReminders = 14*24*time.Hour, time.Hour, []time.Duration{7 * 24 * time.Hour, 24 * time.Hour}
+	c.StoreRoleARN, c.BreakGlass = "arn:aws:iam::123456789012:role/KeyRotor-create-and-store", []string{"arn:aws:iam::123456789012:role/BreakGlass"}
 	env := c.Env()
 	got, err := FromEnv(func(k string) string { return env[k] })
 	if err != nil || !reflect.DeepEqual(got, c) {

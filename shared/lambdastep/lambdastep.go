@@ -169,6 +169,9 @@ func PerAccount[In interface{ AccountID() string }, Out any](env Env, function s
 				}
 				a.AWS = c
 				a.Config.KMSKeyID = config.MemberKeyAlias
+				// In a member account keyrotor acts as the member role:
+				// the principal its secrets' resource policy lets in.
+				a.Config.StoreRoleARN = org.RoleARN(partitionOf(env.Config.StoreRoleARN), account)
 			}
 			step = build(a)
 			mu.Lock()
@@ -181,4 +184,12 @@ func PerAccount[In interface{ AccountID() string }, Out any](env Env, function s
 		}
 		return out, err
 	}
+}
+
+// partitionOf returns the partition of an ARN ("aws" when there is none).
+func partitionOf(arn string) string {
+	if p := strings.Split(arn, ":"); len(p) > 1 && p[1] != "" {
+		return p[1]
+	}
+	return "aws"
 }

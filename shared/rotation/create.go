@@ -40,7 +40,8 @@ type SecretsAPI interface {
 	PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error)
 	DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error)
 	RestoreSecret(ctx context.Context, in *secretsmanager.RestoreSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.RestoreSecretOutput, error)
-	TagResource(ctx context.Context, in *secretsmanager.TagResourceInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error)
+	GetResourcePolicy(ctx context.Context, in *secretsmanager.GetResourcePolicyInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetResourcePolicyOutput, error)
+	PutResourcePolicy(ctx context.Context, in *secretsmanager.PutResourcePolicyInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.PutResourcePolicyOutput, error)
 }
 
 var _ SecretsAPI = (*secretsmanager.Client)(nil)
@@ -130,7 +131,7 @@ func (c *Creator) Handle(ctx context.Context, t Task) (*NewKey, error) {
 	// held rotation) is reused, never created twice.
 	if rec.NewKeyID == "" && rec.PrevNewKeyID != "" {
 		if k, ok := findKey(keys, rec.PrevNewKeyID); ok && k.Status == types.StatusTypeActive {
-			if sk, arn, err := c.current(ctx, name); err == nil && sk != nil && sk.AccessKeyID == rec.PrevNewKeyID {
+			if sk, arn, err := c.current(ctx, name); err == nil && sk != nil && sk.AccessKeyID == rec.PrevNewKeyID && c.owned(ctx, name, it.User) {
 				rec.NewKeyID, rec.NewKeyCreated, rec.SecretName, rec.SecretARN = sk.AccessKeyID, aws.ToTime(k.CreateDate).UTC(), name, arn
 				rec.Move(rc.now, ledger.Stored, t.Execution, "reusing the new key of rotation "+strconv.Itoa(rec.Rotation-1)+", still Active and stored")
 				if err := c.Records.Put(ctx, rec); err != nil {
@@ -167,7 +168,20 @@ func (c *Creator) Handle(ctx context.Context, t Task) (*NewKey, error) {
 		return nil, &failures.KeyLimitError{User: it.User, Msg: "already has two access keys and keyrotor may remove neither; no key was created"}
 	}
 
-	// 3. Record the intent, create, record the key id at once, store.
+	// 3. The secret the key goes to must be keyrotor's (a person may have
+	// created one of that name in advance, to read the key): looked at
+	// before a key is created, and again when storing (store).
+	ownerID, err := c.userID(ctx, it.User)
+	if err != nil {
+		return nil, err
+	}
+	if o, exists, err := c.inspect(ctx, name, ownerID); err != nil {
+		return nil, err
+	} else if exists && len(o.why) > 0 {
+		return c.refuse(ctx, rc, rec, name, o, "")
+	}
+
+	// 4. Record the intent, create, record the key id at once, store.
 	clearAttention(rec, rc.now, t.Execution)
 	if rec.State != ledger.Creating {
 		rec.CreatingAt = rc.now
@@ -203,12 +217,16 @@ func (c *Creator) Handle(ctx context.Context, t Task) (*NewKey, error) {
 		}
 		rec = fresh
 	}
-	arn, note, err := c.store(ctx, name, sk)
+	arn, note, err := c.store(ctx, name, sk, ownerID)
 	if err != nil {
 		log.ErrorContext(ctx, "could not store the new key; deleting it", "error", err.Error())
+		var no *notOwnedError
 		if c.discard(ctx, it.User, sk.AccessKeyID, log) {
 			rec.NewKeyID, rec.NewKeyCreated = "", time.Time{}
 			rec.Move(rc.now, ledger.Started, t.Execution, "the new key could not be stored; deleted it")
+			if errors.As(err, &no) {
+				return c.refuse(ctx, rc, rec, name, no.ownership, sk.AccessKeyID)
+			}
 			if perr := c.Records.Put(ctx, rec); perr != nil {
 				log.ErrorContext(ctx, "could not record the deletion", "error", perr.Error())
 			}
@@ -242,6 +260,11 @@ func (c *Creator) resume(ctx context.Context, rc rotationCtx, t Task, rec *ledge
 	if err != nil {
 		return nil, err
 	}
+	if sk != nil && sk.AccessKeyID == rec.NewKeyID && !c.owned(ctx, name, it.User) {
+		why := fmt.Sprintf("secret %s holds the new key %s but is no longer keyrotor's (its resource policy, tags, key or replicas were changed): "+
+			"whoever changed it may have read the key; the old key %s stays as it is. Delete the new key %s if it may have been read", name, rec.NewKeyID, it.OldKey.ID, rec.NewKeyID)
+		return &NewKey{Skipped: why}, rc.end(ctx, rec, it.OldKey.ID, why, true, true)
+	}
 	if sk == nil || sk.AccessKeyID != rec.NewKeyID {
 		if rec.State != ledger.Created {
 			why := fmt.Sprintf("secret %s no longer holds the new key %s (a person changed it); the old key %s stays as it is", name, rec.NewKeyID, it.OldKey.ID)
@@ -269,6 +292,42 @@ func (c *Creator) resume(ctx context.Context, rc rotationCtx, t Task, rec *ledge
 	}
 	log.InfoContext(ctx, "reusing recorded key", "newKeyId", rec.NewKeyID)
 	return c.finish(ctx, it, sk, rec, true, "")
+}
+
+// owned reports whether the secret name is keyrotor's for user (an error
+// reading it counts as not).
+func (c *Creator) owned(ctx context.Context, name, user string) bool {
+	id, err := c.userID(ctx, user)
+	if err != nil {
+		return false
+	}
+	o, exists, err := c.inspect(ctx, name, id)
+	return err == nil && exists && len(o.why) == 0
+}
+
+// userID returns the IAM user's unique id (AIDA...): the owner the
+// secret's tag and resource policy name.
+func (c *Creator) userID(ctx context.Context, user string) (string, error) {
+	if c.Config.StoreRoleARN == "" {
+		return "", fmt.Errorf("config: %s is not set: the stack sets it to create-and-store's role, the one keyrotor principal a stored key's resource policy lets in", config.EnvStoreRoleARN)
+	}
+	u, err := c.IAM.GetUser(ctx, &iam.GetUserInput{UserName: aws.String(user)})
+	if err != nil {
+		return "", fmt.Errorf("get user %s: %w", user, err)
+	}
+	return aws.ToString(u.User.UserId), nil
+}
+
+// refuse leaves the rotation waiting with attention: the secret name is
+// not keyrotor's. Each run looks again; once a person deleted the secret,
+// the rotation goes on.
+func (c *Creator) refuse(ctx context.Context, rc rotationCtx, rec *ledger.Record, name string, o ownership, discarded string) (*NewKey, error) {
+	what := notOwned(name, o, discarded)
+	rc.log.WarnContext(ctx, "the secret is not keyrotor's; nothing stored", "secretArn", o.arn)
+	if err := rc.attention(ctx, rec, rec.ID, what); err != nil {
+		return nil, err
+	}
+	return &NewKey{Skipped: "stopped: " + what}, nil
 }
 
 // discard deletes a key this very attempt created and could not keep.
@@ -356,87 +415,109 @@ func (c *Creator) makeRoom(ctx context.Context, rc rotationCtx, it Item, keys []
 	return kept, nil
 }
 
-// store writes sk as the secret's current version, creating the secret
-// (tagged with the user's unique id for the read-own-secret policy) when
-// there is none, and restoring it when a person scheduled it for deletion
-// (a deleted secret refuses new values until restored). The version token
-// is derived from the new key id, so a repeated call is a no-op. When the
-// call fails ambiguously, the secret is read back. note tells what else was
-// done ("; restored ...").
-func (c *Creator) store(ctx context.Context, name string, sk *StoredKey) (arn, note string, err error) {
+// store writes sk as the secret's current version, into a secret keyrotor
+// proves is its own (a *notOwnedError otherwise, with nothing written):
+// created empty, with keyrotor's KMS key and tags (the user's unique id,
+// for the read-own-secret policy), or an existing one with exactly those,
+// no replica, no rotation of its own and keyrotor's resource policy or
+// none. A secret a person scheduled for deletion is restored (it refuses
+// new values until then). keyrotor's resource policy goes on before the
+// value, on every store; the secret is then looked at again, now that only
+// keyrotor and the break-glass principals may change it, and written by
+// its ARN, so a secret deleted and re-created under the same name in the
+// meantime is not written. The version token is derived from the new key
+// id, so a repeated call is a no-op; when the write fails ambiguously, the
+// secret is read back. note tells what else was done ("; restored ...").
+func (c *Creator) store(ctx context.Context, name string, sk *StoredKey, ownerID string) (arn, note string, err error) {
 	body, _ := json.Marshal(sk)
 	token := versionToken("key", sk.UserName, sk.AccessKeyID)
-	u, err := c.IAM.GetUser(ctx, &iam.GetUserInput{UserName: aws.String(sk.UserName)})
-	if err != nil {
-		return "", "", fmt.Errorf("get user %s: %w", sk.UserName, err)
-	}
-	tags := []smtypes.Tag{{Key: aws.String(TagUserID), Value: u.User.UserId}, {Key: aws.String(TagManaged), Value: aws.String("true")}}
-	put := func() (*secretsmanager.PutSecretValueOutput, error) {
-		return c.Secrets.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
-			SecretId: aws.String(name), SecretString: aws.String(string(body)), ClientRequestToken: aws.String(token),
-		})
-	}
-	created, err := c.Secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{
-		Name: aws.String(name), SecretString: aws.String(string(body)), ClientRequestToken: aws.String(token),
-		KmsKeyId: optional(c.Config.KMSKeyID), Tags: tags,
+	created, cerr := c.Secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{
+		Name: aws.String(name), KmsKeyId: optional(c.Config.KMSKeyID),
+		Tags:        []smtypes.Tag{{Key: aws.String(TagUserID), Value: aws.String(ownerID)}, {Key: aws.String(TagManaged), Value: aws.String("true")}},
 		Description: aws.String("IAM access key of " + sk.UserName + ", managed by keyrotor"),
 	})
-	if err == nil {
-		return aws.ToString(created.ARN), "", nil
-	}
-	restore := func() error {
-		if _, rerr := c.Secrets.RestoreSecret(ctx, &secretsmanager.RestoreSecretInput{SecretId: aws.String(name)}); rerr != nil {
-			return fmt.Errorf("restore secret %s (scheduled for deletion): %w", name, rerr)
-		}
-		note = fmt.Sprintf("; restored secret %s, which a person had scheduled for deletion", name)
-		return nil
-	}
-	var exists *smtypes.ResourceExistsException
-	switch {
-	case isScheduledForDeletion(err):
-		if err := restore(); err != nil {
+	if cerr == nil {
+		arn = aws.ToString(created.ARN)
+	} else {
+		// It exists (a ResourceExistsException, or "scheduled for
+		// deletion"), or the call failed, perhaps after taking effect.
+		o, exists, err := c.inspect(ctx, name, ownerID)
+		switch {
+		case err != nil:
 			return "", "", err
+		case !exists:
+			return "", "", fmt.Errorf("create secret %s: %w", name, cerr)
+		case len(o.why) > 0:
+			return "", "", &notOwnedError{o}
 		}
-	case !errors.As(err, &exists):
-		arn, err := c.readBack(ctx, name, sk, fmt.Errorf("create secret %s: %w", name, err))
-		return arn, "", err
-	default:
-		// The secret exists: a person may have scheduled it for deletion
-		// (AWS then refuses new values; the emulator does not, so look).
-		d, derr := c.Secrets.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(name)})
-		if derr != nil {
-			return "", "", fmt.Errorf("describe secret %s: %w", name, derr)
-		}
-		if d.DeletedDate != nil {
-			if err := restore(); err != nil {
+		arn = o.arn
+		if o.deleted {
+			if _, rerr := c.Secrets.RestoreSecret(ctx, &secretsmanager.RestoreSecretInput{SecretId: aws.String(arn)}); rerr != nil {
+				return "", "", fmt.Errorf("restore secret %s (scheduled for deletion): %w", name, rerr)
+			}
+			note = fmt.Sprintf("; restored secret %s, which a person had scheduled for deletion", name)
+			// Its resource policy is readable now.
+			if o, _, err := c.inspect(ctx, arn, ownerID); err != nil {
 				return "", "", err
+			} else if len(o.why) > 0 {
+				return "", "", &notOwnedError{o}
 			}
 		}
 	}
-	out, err := put()
+	if _, err := c.Secrets.PutResourcePolicy(ctx, &secretsmanager.PutResourcePolicyInput{
+		SecretId: aws.String(arn), ResourcePolicy: aws.String(SecretPolicy(c.Config, ownerID)), BlockPublicPolicy: aws.Bool(true),
+	}); err != nil {
+		return "", "", fmt.Errorf("put keyrotor's resource policy on secret %s: %w", name, err)
+	}
+	o, exists, err := c.inspect(ctx, arn, ownerID)
+	switch {
+	case err != nil:
+		return "", "", err
+	case !exists:
+		return "", "", fmt.Errorf("secret %s (%s) was deleted while keyrotor stored a key in it", name, arn)
+	case len(o.why) > 0:
+		return "", "", &notOwnedError{o}
+	}
+	put := func() (*secretsmanager.PutSecretValueOutput, error) {
+		return c.Secrets.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
+			SecretId: aws.String(arn), SecretString: aws.String(string(body)), ClientRequestToken: aws.String(token),
+		})
+	}
+	_, err = put()
 	if isScheduledForDeletion(err) {
-		if err := restore(); err != nil {
-			return "", "", err
+		if _, rerr := c.Secrets.RestoreSecret(ctx, &secretsmanager.RestoreSecretInput{SecretId: aws.String(arn)}); rerr != nil {
+			return "", "", fmt.Errorf("restore secret %s (scheduled for deletion): %w", name, rerr)
 		}
-		out, err = put()
+		note = fmt.Sprintf("; restored secret %s, which a person had scheduled for deletion", name)
+		_, err = put()
 	}
 	if err != nil {
-		arn, err := c.readBack(ctx, name, sk, fmt.Errorf("store new key of %s in secret %s: %w", sk.UserName, name, err))
+		arn, err := c.readBack(ctx, arn, sk, fmt.Errorf("store new key of %s in secret %s: %w", sk.UserName, name, err))
 		return arn, note, err
 	}
-	if _, err := c.Secrets.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String(name), Tags: tags}); err != nil {
-		return "", "", fmt.Errorf("tag secret %s: %w", name, err)
-	}
-	return aws.ToString(out.ARN), note, nil
+	return arn, note, nil
 }
 
 // readBack returns the secret's ARN when it holds sk after all (the failed
 // call took effect), else err.
-func (c *Creator) readBack(ctx context.Context, name string, sk *StoredKey, err error) (string, error) {
-	if got, arn, rerr := c.current(ctx, name); rerr == nil && got != nil && got.AccessKeyID == sk.AccessKeyID {
+func (c *Creator) readBack(ctx context.Context, id string, sk *StoredKey, err error) (string, error) {
+	if got, arn, rerr := c.current(ctx, id); rerr == nil && got != nil && got.AccessKeyID == sk.AccessKeyID {
 		return arn, nil
 	}
 	return "", err
+}
+
+// notOwned tells the admins, with attention on the rotation, that the
+// secret named for its user's key is not keyrotor's, and what to do.
+func notOwned(name string, o ownership, discarded string) string {
+	what := fmt.Sprintf("secret %s (%s) is not one keyrotor created: %s. ", name, o.arn, strings.Join(o.why, "; "))
+	if discarded != "" {
+		what += fmt.Sprintf("keyrotor stored nothing in it and deleted the new key %s it had just created (nobody saw its secret). ", discarded)
+	} else {
+		what += "keyrotor created no new key and stored nothing in it. "
+	}
+	return what + fmt.Sprintf("Whoever can read or change that secret could read the new key: find out who created it, then delete it for good "+
+		"(aws secretsmanager delete-secret --secret-id %s --force-delete-without-recovery); keyrotor then creates its own at the next run", o.arn)
 }
 
 // isScheduledForDeletion reports Secrets Manager's refusal to touch a

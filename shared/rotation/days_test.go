@@ -53,6 +53,7 @@ func newCalendar(t *testing.T) *calendar {
 	cfg.AdminTopicARN = a.Topic(t, "keyrotor-admins")
 	cfg.ReportBucket = "keyrotor-reports"
 	cfg.RotationTable = "rotations"
+	cfg.StoreRoleARN = storeRole
 	a.Bucket(t, cfg.ReportBucket)
 	a.VerifySender(t, cfg.Sender)
 	cl := cal.Clients{IAM: a.IAM, Secrets: a.Secrets, SES: a.SES, SNS: a.SNS, S3: a.S3, DynamoDB: a.DynamoDB, Config: a.Config}
@@ -491,22 +492,29 @@ func (l *lagList) ListAccessKeys(ctx context.Context, in *iam.ListAccessKeysInpu
 // Defect 8: a person scheduled the user's secret for deletion. keyrotor
 // restores it and stores the new key, instead of failing the user daily.
 func TestMotoDaysSecretScheduledForDeletionIsRestored(t *testing.T) {
+	// keyrotor's own secret (from the first rotation), which a person then
+	// scheduled for deletion: the next rotation restores it. (A secret
+	// keyrotor did not create is never written: TestMotoForeignSecretGetsNoKey.)
 	c := newCalendar(t)
 	old := c.oldUser("ivan", 100)
 	name := rotation.SecretName(c.cfg.SecretPrefix, "ivan")
-	if _, err := c.a.Secrets.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(`{}`)}); err != nil {
-		t.Fatal(err)
+	if _, out := c.run(`{}`); out[old] != "grace" {
+		t.Fatalf("day 0 outcome %q; want the first rotation to go on", out[old])
 	}
+	var first rotation.StoredKey
+	json.Unmarshal([]byte(c.a.Secret(t, name)), &first)
 	if _, err := c.a.Secrets.DeleteSecret(context.Background(), &secretsmanager.DeleteSecretInput{SecretId: aws.String(name), RecoveryWindowInDays: aws.Int64(30)}); err != nil {
 		t.Fatal(err)
 	}
+	c.advance(time.Duration(c.cfg.MaxKeyAgeDays+1) * oneDay) // the new key is due in turn
+	c.a.Use(t, first.AccessKeyID, first.SecretAccessKey)     // and in use: rotated, not retired
 	_, out := c.run(`{}`)
-	if out[old] != "grace" {
-		t.Fatalf("outcome %q; want the rotation to go on", out[old])
+	if out[first.AccessKeyID] != "grace" {
+		t.Fatalf("outcome %q (all %v); want the rotation to go on", out[first.AccessKeyID], out)
 	}
 	var stored rotation.StoredKey
 	json.Unmarshal([]byte(c.a.Secret(t, name)), &stored)
-	if stored.AccessKeyID == "" || c.status("ivan")[stored.AccessKeyID] != "Active" {
+	if stored.AccessKeyID == "" || stored.AccessKeyID == first.AccessKeyID || c.status("ivan")[stored.AccessKeyID] != "Active" {
 		t.Fatalf("secret holds %q; keys %v", stored.AccessKeyID, c.status("ivan"))
 	}
 }

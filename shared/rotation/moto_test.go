@@ -30,6 +30,8 @@ const (
 	day    = 24 * time.Hour
 	sender = "keyrotor@example.com"
 	table  = "rotations"
+	// storeRole stands in for create-and-store's role (the stack's setting).
+	storeRole = "arn:aws:iam::123456789012:role/KeyRotor-create-and-store"
 )
 
 // steps wires the six steps to an emulated account and its rotation
@@ -53,6 +55,7 @@ func newSteps(t *testing.T, acct *awstest.Account) *steps {
 	cfg.Sender = sender
 	cfg.AdminTopicARN = acct.Topic(t, "keyrotor-admins")
 	cfg.ReportBucket = "keyrotor-reports"
+	cfg.StoreRoleARN = storeRole
 	acct.Bucket(t, cfg.ReportBucket)
 	acct.VerifySender(t, sender)
 	acct.Records(t, table)

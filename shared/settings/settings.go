@@ -38,6 +38,8 @@ const (
 	KeyRetirePasswords     = "retirePasswords"      // false
 	KeyAdoptionDays        = "adoptionDays"         // 0: no adoption window (0 to MaxAdoptionDays)
 	KeyAdoptionReminders   = "adoptionReminderDays" // days before the window ends; default half-way and 1
+	// Who besides the owner and keyrotor may read a stored key (docs/security.md).
+	KeyBreakGlassPrincipals = "breakGlassPrincipals" // (none): IAM role or user ARNs, comma-separated or a JSON list
 	// The organization mode (docs/organizations.md): unset, one account.
 	KeyOrganizationScope   = "organizationScope"   // "all", or OU, root and account ids (list)
 	KeyOrganizationExclude = "organizationExclude" // account ids never rotated (list)
@@ -57,7 +59,8 @@ const MaxAdoptionDays = 90
 var Keys = []string{KeyMaxKeyAgeDays, KeyUnusedDays, KeyGraceDays, KeyHoldDays, KeySchedule, KeySenderAddress, KeyAdminEmails,
 	KeySecretPrefix, KeyEmailTag, KeyExemptTag, KeyExemptGroup, KeyKMSKeyArn, KeyFanOutConcurrency, KeyLambdaConcurrency,
 	KeyReportRetentionDays, KeyLogRetentionDays, KeyRetirePasswords, KeyAdoptionDays, KeyAdoptionReminders,
-	KeyOrganizationScope, KeyOrganizationExclude, KeyOrganizationStages, KeyOwnerEmailDomains, KeyExcludedUserPaths}
+	KeyOrganizationScope, KeyOrganizationExclude, KeyOrganizationStages, KeyOwnerEmailDomains, KeyExcludedUserPaths,
+	KeyBreakGlassPrincipals}
 
 // Settings is everything a deployment is tuned with.
 type Settings struct {
@@ -228,6 +231,14 @@ func FromContext(get func(key string) (any, bool)) (Settings, error) {
 			}
 		}
 		s.AdminEmails = list
+	}
+	if v, ok := get(KeyBreakGlassPrincipals); ok && v != nil {
+		l, err := idList(v)
+		if err != nil {
+			return Settings{}, &Error{KeyBreakGlassPrincipals, fmt.Sprint(v), "want IAM role or user ARNs, comma-separated or a JSON list, " +
+				"such as [\"arn:aws:iam::123456789012:role/BreakGlass\"]"}
+		}
+		s.Config.BreakGlass = l
 	}
 	if err := s.organization(get); err != nil {
 		return Settings{}, err
@@ -401,6 +412,7 @@ func contextKeyFor(env string) string {
 		config.EnvExemptTag: KeyExemptTag, config.EnvExemptGroup: KeyExemptGroup, config.EnvHoldDays: KeyHoldDays,
 		config.EnvOrgScope: KeyOrganizationScope, config.EnvOrgExclude: KeyOrganizationExclude, config.EnvOrgStages: KeyOrganizationStages,
 		config.EnvAdoptionReminders: KeyAdoptionReminders, config.EnvOwnerEmailDomains: KeyOwnerEmailDomains, config.EnvExcludedUserPaths: KeyExcludedUserPaths,
+		config.EnvBreakGlass: KeyBreakGlassPrincipals,
 	}[env]
 }
 

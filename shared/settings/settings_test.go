@@ -57,6 +57,11 @@ func TestFromContext(t *testing.T) {
 		{"excluded user path with a wildcard", map[string]any{"excludedUserPaths": "/break*/"}, "excludedUserPaths", nil},
 		{"owner domain with an @", map[string]any{"ownerEmailDomains": "@corp.example"}, "ownerEmailDomains", nil},
 		{"owner domain wildcard", map[string]any{"ownerEmailDomains": []any{"*.corp.example"}}, "ownerEmailDomains", nil},
+		{"break-glass principals from cdk.json", map[string]any{"breakGlassPrincipals": []any{"arn:aws:iam::123456789012:role/BreakGlass"}}, "", func(s Settings) bool {
+			return len(s.Config.BreakGlass) == 1 && s.Config.Env()["KEYROTOR_BREAK_GLASS"] == "arn:aws:iam::123456789012:role/BreakGlass"
+		}},
+		{"break-glass wildcard", map[string]any{"breakGlassPrincipals": "arn:aws:iam::123456789012:role/*"}, "breakGlassPrincipals", nil},
+		{"break-glass not a list", map[string]any{"breakGlassPrincipals": float64(1)}, "breakGlassPrincipals", nil},
 		{"lists too long for Lambda's environment", map[string]any{"organizationScope": "all", "organizationStages": manyAccountStages(200)}, "organizationStages", nil},
 	}
 	for _, tt := range tests {
