@@ -55,11 +55,21 @@ type Decision struct {
 	Begin bool
 	// Stop says why the step acts on nothing (empty: it goes on).
 	Stop string
+	// Wait says why the step cannot tell yet (IAM may still show a status
+	// from before keyrotor's own change): it is retried, never acted on.
+	Wait string
 }
 
 // Go reports whether the step goes on acting on the (possibly new)
 // rotation.
-func (d Decision) Go() bool { return d.Stop == "" && !(d.End != "" && !d.Begin) }
+func (d Decision) Go() bool { return d.Stop == "" && d.Wait == "" && !(d.End != "" && !d.Begin) }
+
+// StatusLag is how long after keyrotor's own change of a key's status IAM
+// may still list the status before it (eventual consistency): an old key
+// listed Active that soon after keyrotor deactivated it is not yet a
+// person's re-activation. (A step re-run after its answer was lost sees
+// this.)
+const StatusLag = 2 * time.Minute
 
 // Decide is the rotation's transition function: the record (nil: none
 // yet) and the event, with what the step saw, give what happens next.
@@ -94,6 +104,8 @@ func Decide(rec *Record, ev Event, f Facts) Decision {
 	// whatever its kind.
 	if f.OldKnown && f.OldActive && rec.Action != "retire-password" {
 		switch {
+		case rec.State == Deactivated && f.Now.Sub(rec.DeactivatedAt) < StatusLag:
+			return Decision{Wait: fmt.Sprintf("old key listed Active %s after keyrotor deactivated it: IAM may not show the change yet", f.Now.Sub(rec.DeactivatedAt))}
 		case rec.State == Deactivated:
 			return Decision{End: fmt.Sprintf("the old key was re-activated by a person after keyrotor deactivated it on %s.", rec.DeactivatedAt.UTC().Format(time.RFC3339)), Hold: true}
 		case rec.State == Adopting && rec.Adoption != nil && rec.Adoption.SwitchOver == SwitchPerson:

@@ -24,6 +24,7 @@ func TestDecide(t *testing.T) {
 		heldLive       bool
 		notice         bool
 		verdict        string
+		recent         bool // keyrotor's deactivation was within ledger.StatusLag
 	}
 	// want returns the decision's shape for a cell: "begin", "stop",
 	// "go", "hold", "end", "end+begin".
@@ -38,6 +39,9 @@ func TestDecide(t *testing.T) {
 		{"a finished rotation: only a due first step acts", func(c cell) bool { return !c.state.InFlight() && (c.ev != Due || !c.start) }, "stop"},
 		{"a deleted credential is never due again", func(c cell) bool { return c.state == Deleted }, "stop"},
 		{"held (over) or ended: due again, a new rotation begins", func(c cell) bool { return !c.state.InFlight() }, "begin"},
+		{"listed Active right after keyrotor deactivated it: IAM may lag, wait", func(c cell) bool {
+			return c.state == Deactivated && c.oldKnown && c.oldA && c.action != "retire-password" && c.recent
+		}, "wait"},
 		{"re-activated after keyrotor deactivated it: held", func(c cell) bool {
 			return c.state == Deactivated && c.oldKnown && c.oldA && c.action != "retire-password"
 		}, "hold"},
@@ -63,8 +67,15 @@ func TestDecide(t *testing.T) {
 						for _, old := range []string{"unknown", "active", "inactive"} {
 							for _, held := range []bool{false, true} {
 								for _, notice := range []bool{false, true} {
-									for _, verdict := range []string{"", SwitchEvidence, SwitchDeadline, SwitchPerson} {
-										c := cell{state: st, action: action, kind: kind, ev: ev, start: start, oldKnown: old != "unknown", oldA: old == "active", heldLive: held, notice: notice, verdict: verdict}
+									for _, vr := range []string{"", SwitchEvidence, SwitchDeadline, SwitchPerson, "recent"} {
+										verdict, recent := vr, vr == "recent"
+										if recent {
+											verdict = ""
+										}
+										c := cell{state: st, action: action, kind: kind, ev: ev, start: start, oldKnown: old != "unknown", oldA: old == "active", heldLive: held, notice: notice, verdict: verdict, recent: recent}
+										if recent && st != Deactivated {
+											continue
+										}
 										if st == "" && (held || notice || verdict != "" || action != kind) {
 											continue // no record has none of these
 										}
@@ -74,6 +85,9 @@ func TestDecide(t *testing.T) {
 										var rec *Record
 										if st != "" {
 											rec = &Record{ID: "AKIAOLD", Action: action, State: st, Rotation: 1, DeactivatedAt: now.Add(-time.Hour)}
+											if recent {
+												rec.DeactivatedAt = now.Add(-10 * time.Second)
+											}
 											if held {
 												rec.HeldUntil = now.Add(time.Hour)
 											} else if st == Held {
@@ -97,8 +111,10 @@ func TestDecide(t *testing.T) {
 											got = "end"
 										case d.End == "" && d.Begin && !d.Hold && d.Stop == "":
 											got = "begin"
-										case d.End == "" && !d.Begin && !d.Hold && d.Stop != "":
+										case d.End == "" && !d.Begin && !d.Hold && d.Stop != "" && d.Wait == "":
 											got = "stop"
+										case d.End == "" && !d.Begin && !d.Hold && d.Stop == "" && d.Wait != "":
+											got = "wait"
 										case d == Decision{}:
 											got = "go"
 										default:
@@ -141,7 +157,8 @@ func TestDecideSaysWhy(t *testing.T) {
 		f    Facts
 		want string
 	}{
-		{"retired key re-activated", &Record{Action: "retire", State: Deactivated, DeactivatedAt: now}, Due, Facts{Kind: "rotate", Start: true, OldKnown: true, OldActive: true}, "re-activated by a person"},
+		{"retired key re-activated", &Record{Action: "retire", State: Deactivated, DeactivatedAt: now.Add(-48 * time.Hour)}, Due, Facts{Kind: "rotate", Start: true, OldKnown: true, OldActive: true}, "re-activated by a person"},
+		{"listed Active seconds after keyrotor's deactivation", &Record{Action: "rotate", State: Deactivated, DeactivatedAt: now.Add(-time.Second)}, Deactivate, Facts{OldKnown: true, OldActive: true}, "IAM may not show the change yet"},
 		{"retirement used", &Record{Action: "retire", State: Notified}, Due, Facts{Kind: "rotate", Start: true, OldKnown: true, OldActive: true}, "used after its retirement"},
 		{"stale person verdict", &Record{Action: "rotate", State: Adopting, Adoption: &Adoption{SwitchOver: SwitchPerson}}, Continue, Facts{OldKnown: true, OldActive: true}, "verdict no longer holds"},
 		{"held", &Record{State: Held, HeldUntil: now.Add(time.Hour), Outcome: "x"}, Due, Facts{Start: true}, "held until"},
@@ -152,7 +169,7 @@ func TestDecideSaysWhy(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.f.Now = now
 			d := Decide(tt.rec, tt.ev, tt.f)
-			if got := d.End + d.Stop; !strings.Contains(got, tt.want) {
+			if got := d.End + d.Stop + d.Wait; !strings.Contains(got, tt.want) {
 				t.Fatalf("Decide = %s; want it to say %q", fmt.Sprintf("%+v", d), tt.want)
 			}
 		})

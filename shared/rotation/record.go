@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keyrotor/keyrotor/shared/config"
+	"github.com/keyrotor/keyrotor/shared/failures"
 	"github.com/keyrotor/keyrotor/shared/ledger"
 	"github.com/keyrotor/keyrotor/shared/notice"
 	"github.com/keyrotor/keyrotor/shared/policy"
@@ -111,6 +112,9 @@ func (c rotationCtx) open(ctx context.Context, it Item, ev ledger.Event, f ledge
 	if d.Stop != "" {
 		return rec, d.Stop, nil
 	}
+	if d.Wait != "" {
+		return nil, "", &failures.NotVisibleYetError{What: d.Wait}
+	}
 	switch {
 	case d.Begin && rec == nil:
 		rec = &ledger.Record{ID: id, Account: it.Account, User: it.User, Action: string(it.Action), Rotation: 1, History: []ledger.Entry{}}
@@ -149,6 +153,9 @@ func (c rotationCtx) ownWindow(rec *ledger.Record) bool {
 // open: it ends or holds the rotation (keyID names the old credential for
 // the admins) and returns why the step stops ("" to go on).
 func (c rotationCtx) apply(ctx context.Context, rec *ledger.Record, keyID string, d ledger.Decision) (string, error) {
+	if d.Wait != "" {
+		return "", &failures.NotVisibleYetError{What: d.Wait}
+	}
 	if d.End != "" {
 		if d.Hold {
 			return d.End, c.hold(ctx, rec, keyID, d.End)
