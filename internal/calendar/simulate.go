@@ -399,6 +399,12 @@ func (p *people) actAcross(ctx context.Context, rep *Report, outs []Outcome) {
 		switch {
 		case rec.State == ledger.Deactivated && p.x.Float64() < 0.03:
 			touch(ref, "reactivate", rec.ID, true)
+		case rec.State == ledger.Ended && p.x.Float64() < 0.1:
+			// A key whose rotation ended (a person switched it off before
+			// it was replaced...) is switched back on.
+			if keys, err := p.w.Keys(ctx, []string{ref}); err == nil && keys[ref][rec.ID] == iamtypes.StatusTypeInactive {
+				touch(ref, "reactivate", rec.ID, true)
+			}
 		case rec.State == ledger.Adopting && rec.Adoption != nil && rec.Adoption.SwitchOver == "" && p.x.Float64() < 0.03:
 			if touch(ref, "deactivate", rec.ID, false) {
 				p.undo[rec.ID] = ref
@@ -614,8 +620,16 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 				}
 			case a.At.Before(deact.Add(w.Config.GracePeriod)):
 				fail("keyrotor deleted %s of %s at %s, before the grace from its deactivation at %s", a.KeyID, a.User, a.At, deact)
-			case lastPerson(a.KeyID, a.At, "reactivate").After(deact):
-				fail("keyrotor deleted %s of %s, which a person re-activated after keyrotor deactivated it", a.KeyID, a.User)
+			case lastPerson(a.KeyID, a.At, "reactivate").After(deact) && !lastPerson(a.KeyID, a.At, "deactivate").After(lastPerson(a.KeyID, a.At, "reactivate")):
+				// (A person who switched it off again after re-activating
+				// it left it as keyrotor did: their last act stands.)
+				var acts []string
+				for _, b := range w.Acts {
+					if b.KeyID == a.KeyID {
+						acts = append(acts, fmt.Sprintf("%s %s %s", stamp(b.At), b.By, b.What))
+					}
+				}
+				fail("keyrotor deleted %s of %s, which a person re-activated after keyrotor deactivated it (acts %q; record %s)", a.KeyID, a.User, acts, summary(recs[a.KeyID]))
 			}
 		}
 	}
