@@ -161,10 +161,12 @@ func (w *Watcher) Handle(ctx context.Context, t Task) (*Adoption, error) {
 	}
 	res.NewKeyInUse = newInUse
 	switch {
+	case old.Status != types.StatusTypeActive:
+		// A person switched the old key off: their act is the verdict
+		// (whatever the evidence), so switching it back on is theirs too.
+		ad.SwitchOver = ledger.SwitchPerson
 	case adopted:
 		ad.SwitchOver = ledger.SwitchEvidence
-	case old.Status != types.StatusTypeActive:
-		ad.SwitchOver = ledger.SwitchPerson
 	case !now.Before(ad.Until):
 		ad.SwitchOver = ledger.SwitchDeadline
 	}
