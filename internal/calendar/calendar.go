@@ -2,8 +2,11 @@
 // executions over an emulated account of many users, with people acting at
 // random between and during runs (re-activating, deactivating, deleting and
 // creating keys, adding tags up to IAM's limit, deleting users, answering
-// the admins' messages), SES refusing mail on some days, and faults at
-// random AWS calls. After every simulated day it checks keyrotor's
+// the admins' messages, and across kinds: re-activating retired keys,
+// undoing their own deactivation in a window, acting between a failed step
+// and the takeover), SES refusing mail on some days, faults at random AWS
+// calls, and steps whose answer is lost after they committed (retried, or
+// failing the execution). After every simulated day it checks keyrotor's
 // guarantees on the account.
 //
 // Each day runs the same step handlers as production, in the order the

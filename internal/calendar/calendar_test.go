@@ -53,6 +53,8 @@ const (
 // template's functions are) and the members with the member stack, the
 // users spread over all of them (the same names in several), and on one
 // day the first member is unreachable (an SCP denying iam:*).
+// KEYROTOR_SIM_LOST_PERMILLE is the share of step invocations (per
+// thousand, default 20) whose answer is lost after the step committed.
 func TestSlowCalendar(t *testing.T) {
 	o := calendar.Options{
 		Days: envInt("KEYROTOR_SIM_DAYS", 12), Users: envInt("KEYROTOR_SIM_USERS", 60), Seed: int64(envInt("KEYROTOR_SIM_SEED", 1)),
