@@ -561,9 +561,12 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 				fail("keyrotor deactivated %s of %s with no rotation record", a.KeyID, a.User)
 			case rec.Notice != ledger.NoticeAccepted || rec.NoticeAt.After(a.At):
 				fail("keyrotor deactivated %s of %s at %s without an accepted notice (notice %q at %s)", a.KeyID, a.User, a.At, rec.Notice, rec.NoticeAt)
-			case rec.NoticeAt.Before(lastPerson(a.KeyID, a.At, "reactivate")):
+			case rec.NoticeAt.Before(lastPerson(a.KeyID, a.At, "reactivate")) && offBefore(w, rec, a.KeyID, lastPerson(a.KeyID, a.At, "reactivate")):
 				// No key a person re-activated is deactivated again by the
-				// same rotation (a new rotation's notice comes first).
+				// same rotation (a new rotation's notice comes first):
+				// switched off in this rotation (by keyrotor, or by a
+				// person whose act a check took for the verdict), then
+				// back on by a person.
 				var acts, hist []string
 				for _, b := range w.Acts {
 					if b.KeyID == a.KeyID {
@@ -961,6 +964,21 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 		}
 	}
 	return nil
+}
+
+// offBefore reports whether rec's rotation saw key switched off before
+// the re-activation at r: keyrotor deactivated it after the notice, or a
+// check recorded a person's deactivation as the window's verdict. (A
+// person switching a key off and on between two looks is invisible to
+// keyrotor: IAM keeps no status history.)
+func offBefore(w *World, rec *ledger.Record, key string, r time.Time) bool {
+	for _, b := range w.Acts {
+		if b.By == "keyrotor" && b.What == "deactivate" && b.KeyID == key && !b.At.Before(rec.NoticeAt) && b.At.Before(r) {
+			return true
+		}
+	}
+	ad := rec.Adoption
+	return ad != nil && ad.SwitchOver == ledger.SwitchPerson && ad.SwitchedAt.Before(r)
 }
 
 // sameUse reports whether two recorded last uses are the same.
