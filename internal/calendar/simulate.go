@@ -909,6 +909,9 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 	// 11. Nothing ended silently: a due key (older than the max age by two
 	// days), Active, not blocked, whose rotation is over but neither held
 	// nor needing a person, is a rotation that ended and never restarts.
+	// A week's slack: daily runs fail under the faults and lost answers
+	// (find's own, a key's flow), and one that ended for good fails this
+	// every day after.
 	for _, ref := range sortedKeys(keys) {
 		acct, name := SplitRef(ref)
 		for _, id := range sortedKeys(keys[ref]) {
@@ -917,7 +920,7 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 				continue
 			}
 			rep.Checks["nothing ended silently"]++
-			if w.Now().Before(rec.HeldUntil.Add(2*Day)) || rec.Attention != "" || w.Now().Sub(rec.History[len(rec.History)-1].At) < 2*Day {
+			if w.Now().Before(rec.HeldUntil.Add(endedSlack)) || rec.Attention != "" || w.Now().Sub(rec.History[len(rec.History)-1].At) < endedSlack {
 				continue
 			}
 			ks, err := w.PeopleIn(acct).IAM.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(name)})
@@ -965,6 +968,10 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 	}
 	return nil
 }
+
+// endedSlack is how long a due key's finished rotation may wait for its
+// restart (failed daily runs) before it counts as ended for good.
+const endedSlack = 7 * Day
 
 // offBefore reports whether rec's rotation saw key switched off before
 // the re-activation at r: keyrotor deactivated it after the notice, or a
