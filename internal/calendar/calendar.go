@@ -2,8 +2,11 @@
 // executions over an emulated account of many users, with people acting at
 // random between and during runs (re-activating, deactivating, deleting and
 // creating keys, adding tags up to IAM's limit, deleting users, answering
-// the admins' messages), SES refusing mail on some days, and faults at
-// random AWS calls. After every simulated day it checks keyrotor's
+// the admins' messages, and across kinds: re-activating retired keys,
+// undoing their own deactivation in a window, acting between a failed step
+// and the takeover), SES refusing mail on some days, faults at random AWS
+// calls, and steps whose answer is lost after they committed (retried, or
+// failing the execution). After every simulated day it checks keyrotor's
 // guarantees on the account.
 //
 // Each day runs the same step handlers as production, in the order the
@@ -110,6 +113,13 @@ type World struct {
 
 	orgSteps *stepFuncs // the organization mode's per-account steps, built once
 
+	// Lost, when set, loses step answers after the step committed (see
+	// LostAnswers).
+	Lost *LostAnswers
+	// Panics are the steps that panicked (a violation: no step may panic
+	// on any input), each with its input.
+	Panics []string
+
 	offset time.Duration
 	runs   int
 	grace  []PendingGrace
@@ -124,6 +134,67 @@ type World struct {
 	// sent is every mail SES accepted (or may have: an unknown outcome)
 	// and every admin message, as the steps' clients saw them.
 	sent Sent
+}
+
+// LostAnswers lets a step's invocation commit all its effects and then
+// fails its answer, as a Lambda whose response was lost (a timeout after
+// the work, a 5xx after the write, Sandbox.Timedout) does: at random
+// invocations (Rate), of every step. Most are retried at once (the Task's
+// Retry: the step runs again in the same execution); a Final share fails
+// the step for good (the execution fails, and a later one takes over).
+type LostAnswers struct {
+	Rate, Final float64
+	R           *rand.Rand
+	mu          sync.Mutex
+	// Lost counts the answers lost, by step.
+	Lost map[string]int
+}
+
+// lose draws whether this invocation's answer is lost, and whether for good.
+func (l *LostAnswers) lose(step string) (lost, final bool) {
+	if l == nil {
+		return false, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.R.Float64() >= l.Rate {
+		return false, false
+	}
+	if l.Lost == nil {
+		l.Lost = map[string]int{}
+	}
+	l.Lost[step]++
+	return true, l.R.Float64() < l.Final
+}
+
+// invoke runs one invocation of step: a panic is recorded (and fails the
+// invocation as Lambda would), and with LostAnswers its answer may be
+// lost after it committed.
+func invoke[T any](w *World, step string, in any, f func() (T, error)) func() (T, error) {
+	return func() (v T, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				b, _ := json.Marshal(in)
+				w.mu.Lock()
+				w.Panics = append(w.Panics, fmt.Sprintf("%s panicked: %v (input %s)", step, p, b))
+				w.mu.Unlock()
+				var zero T
+				v, err = zero, &failures.StepError{Msg: fmt.Sprintf("%s: Runtime.ExitError (panic)", step)}
+			}
+		}()
+		v, err = f()
+		if err != nil {
+			return v, err
+		}
+		if lost, final := w.Lost.lose(step); lost {
+			var zero T
+			if final {
+				return zero, &failures.StepError{Msg: step + ": Sandbox.Timedout after the step committed (simulated lost answer)"}
+			}
+			return zero, &failures.TransientError{Op: step, Msg: "answer lost after the step committed (simulated)"}
+		}
+		return v, nil
+	}
 }
 
 // Member is a member account of the simulated organization.
@@ -386,9 +457,9 @@ func (w *World) RunDay(ctx context.Context, between func()) (*rotation.Plan, []O
 		// container each day), its IAM in the hub the steps' own.
 		f.Org = homeIAM{Organization: rotation.NewOrgAccess(w.Steps.Config, w.Config, "find"), w: w}
 	}
-	plan, err := retried(ctx, func() (*rotation.Plan, error) {
+	plan, err := retried(ctx, invoke(w, "FindDueKeys", exec, func() (*rotation.Plan, error) {
 		return f.Handle(ctx, rotation.FindInput{Request: json.RawMessage(`{}`), ExecutionName: exec})
-	})
+	}))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: find: %w", exec, err)
 	}
@@ -480,7 +551,7 @@ func (w *World) steps() stepFuncs {
 func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail string) {
 	st := w.steps()
 	if t.Item.Action == policy.Rotate {
-		nk, err := retried(ctx, func() (*rotation.NewKey, error) { return st.create(ctx, t) })
+		nk, err := retried(ctx, invoke(w, "CreateAndStoreNewKey", t, func() (*rotation.NewKey, error) { return st.create(ctx, t) }))
 		if err != nil {
 			return "failed", "CreateAndStoreNewKey: " + err.Error()
 		}
@@ -491,7 +562,7 @@ func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail strin
 		}
 	}
 	n := &rotation.Notifier{Records: w.Records, Mail: w.mail(), Topic: w.topic(), Config: w.Config, Region: "us-east-1", Now: w.Now, Log: w.log()}
-	no, err := retried(ctx, func() (*rotation.Notice, error) { return n.Handle(ctx, t) })
+	no, err := retried(ctx, invoke(w, "NotifyOwner", t, func() (*rotation.Notice, error) { return n.Handle(ctx, t) }))
 	if err != nil {
 		return "failed", "NotifyOwner: " + err.Error()
 	}
@@ -517,7 +588,7 @@ func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail strin
 	default:
 		return "notice-not-sent", no.Waiting
 	}
-	de, err := retried(ctx, func() (*rotation.Deactivation, error) { return st.deactivate(ctx, t) })
+	de, err := retried(ctx, invoke(w, "DeactivateOldKey", t, func() (*rotation.Deactivation, error) { return st.deactivate(ctx, t) }))
 	if err != nil {
 		return "failed", "DeactivateOldKey: " + err.Error()
 	}
@@ -545,7 +616,7 @@ func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail strin
 
 func (w *World) delete(ctx context.Context, t rotation.Task) (*rotation.Cleanup, error) {
 	del := w.steps().delete
-	cl, err := retried(ctx, func() (*rotation.Cleanup, error) { return del(ctx, t) })
+	cl, err := retried(ctx, invoke(w, "DeleteOldKey", t, func() (*rotation.Cleanup, error) { return del(ctx, t) }))
 	if err == nil {
 		w.emit(cl)
 	}
@@ -560,7 +631,7 @@ func (w *World) delete(ctx context.Context, t rotation.Task) (*rotation.Cleanup,
 func (w *World) runWindow(ctx context.Context, pw *PendingWindow) (result, detail string, done bool) {
 	st := w.steps()
 	for !w.Now().Before(pw.NextCheck) {
-		a, err := retried(ctx, func() (*rotation.Adoption, error) { return st.check(ctx, pw.Task) })
+		a, err := retried(ctx, invoke(w, "CheckAdoption", pw.Task, func() (*rotation.Adoption, error) { return st.check(ctx, pw.Task) }))
 		if err != nil {
 			// The window's execution fails (alarmed); its lease passes and
 			// a later daily execution hands the window to a new one.
@@ -576,7 +647,7 @@ func (w *World) runWindow(ctx context.Context, pw *PendingWindow) (result, detai
 		default:
 			return "stopped", a.Note, true
 		}
-		de, err := retried(ctx, func() (*rotation.Deactivation, error) { return st.deactivate(ctx, pw.Task) })
+		de, err := retried(ctx, invoke(w, "DeactivateAfterSwitchOver", pw.Task, func() (*rotation.Deactivation, error) { return st.deactivate(ctx, pw.Task) }))
 		if err != nil {
 			return "failed", "DeactivateAfterSwitchOver: " + err.Error(), true
 		}

@@ -53,11 +53,15 @@ const (
 // template's functions are) and the members with the member stack, the
 // users spread over all of them (the same names in several), and on one
 // day the first member is unreachable (an SCP denying iam:*).
+// KEYROTOR_SIM_LOST_PERMILLE is the share of step invocations (per
+// thousand, default 20) whose answer is lost after the step committed.
 func TestSlowCalendar(t *testing.T) {
 	o := calendar.Options{
 		Days: envInt("KEYROTOR_SIM_DAYS", 12), Users: envInt("KEYROTOR_SIM_USERS", 60), Seed: int64(envInt("KEYROTOR_SIM_SEED", 1)),
 		People: 0.04, MailOutage: 0.15, Quiet: 3,
 		Adoption: time.Duration(envInt("KEYROTOR_SIM_ADOPTION_DAYS", 4)) * calendar.Day,
+		// Lost answers per thousand step invocations (the step committed).
+		LostAnswers: float64(envInt("KEYROTOR_SIM_LOST_PERMILLE", 20)) / 1000,
 	}
 	members := envInt("KEYROTOR_SIM_ACCOUNTS", 2)
 	o.OutageDay = -1
@@ -163,6 +167,13 @@ func TestSlowCalendar(t *testing.T) {
 		if o.Adoption <= time.Duration(o.Days-2)*calendar.Day && (rep.Evidence == 0 || rep.Deadline == 0) {
 			t.Fatalf("the simulation exercised too little of the adoption window (want evidence and deadline switch-overs):\n%s", rep)
 		}
+	}
+	if o.LostAnswers > 0 {
+		if w.Lost == nil || len(w.Lost.Lost) == 0 {
+			t.Fatal("no step answer was lost")
+		}
+		b, _ := json.Marshal(w.Lost.Lost)
+		t.Logf("answers lost after the step committed, by step: %s", b)
 	}
 	if injected := steps.Injected(); len(injected) == 0 {
 		t.Fatal("no fault was injected")

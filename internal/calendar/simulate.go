@@ -51,7 +51,11 @@ type Options struct {
 	// afterwards.
 	OutageDay int
 	Deny      func(account string, on bool)
-	Progress  io.Writer
+	// LostAnswers is the chance per step invocation that its answer is
+	// lost after it committed (World.Lost): a third of those fail the
+	// step for good (a later execution takes over), the rest are retried.
+	LostAnswers float64
+	Progress    io.Writer
 }
 
 // Report is what a simulation did and checked.
@@ -109,8 +113,13 @@ func Seed(ctx context.Context, w *World, o Options) (*Seeded, error) {
 		// there: user-000 is in every account (one account: as before).
 		acct, j := accounts[i%len(accounts)], i/len(accounts)
 		name := fmt.Sprintf("user-%03d", j)
-		if j%17 == 5 {
+		switch j % 17 {
+		case 5:
 			name = fmt.Sprintf("svc+%d,ops=x.%d@team_y", j, j) // every legal character
+		case 9:
+			// IAM's longest user name (64), with every legal character.
+			name = fmt.Sprintf("long-%03d+=,.@_-", j)
+			name += strings.Repeat("x", 64-len(name))
 		}
 		iamc := w.PeopleIn(acct).IAM
 		age := 80 + r.IntN(o.Days+15)
@@ -164,7 +173,13 @@ func Simulate(ctx context.Context, w *World, seeded *Seeded, o Options) (*Report
 	if err := w.Config.Validate(); err != nil {
 		return rep, err
 	}
-	p := &people{w: w, r: r, users: users, touched: map[string]time.Time{}, gone: map[string]bool{}, created: map[string]string{}, createdBy: map[string]string{}, seeded: seeded}
+	p := &people{w: w, r: r, users: users, touched: map[string]time.Time{}, gone: map[string]bool{}, created: map[string]string{}, createdBy: map[string]string{}, seeded: seeded,
+		// The acts across kinds draw from their own generator: the
+		// people's draws above stay those of earlier versions.
+		x: rand.New(rand.NewPCG(uint64(o.Seed), 5)), undo: map[string]string{}}
+	if o.LostAnswers > 0 {
+		w.Lost = &LostAnswers{Rate: o.LostAnswers, Final: 1.0 / 3, R: rand.New(rand.NewPCG(uint64(o.Seed), 4))}
+	}
 	if o.Adoption > 0 {
 		// Its own generator: the people's draws stay those of a run
 		// without a window.
@@ -180,6 +195,9 @@ func Simulate(ctx context.Context, w *World, seeded *Seeded, o Options) (*Report
 		}
 		if o.Faults != nil {
 			o.Faults(day, !quiet)
+		}
+		if w.Lost != nil {
+			w.Lost.Rate = map[bool]float64{true: 0, false: o.LostAnswers}[quiet]
 		}
 		outage := !quiet && r.Float64() < o.MailOutage
 		if outage {
@@ -227,6 +245,9 @@ func Simulate(ctx context.Context, w *World, seeded *Seeded, o Options) (*Report
 				}
 			}
 			p.answerAdmins(ctx, rep)
+			// Across kinds: between a failed step and the takeover, and
+			// undoing their own deactivation during a window.
+			p.actAcross(ctx, rep, outs)
 		}
 		before := len(rep.Violations)
 		if err := check(ctx, w, p, rep, day, start, quiet && day == o.Days-1); err != nil {
@@ -314,7 +335,98 @@ type people struct {
 	created   map[string]string    // keys people created: id -> secret
 	createdBy map[string]string    // keys people created: id -> user
 	seeded    *Seeded
-	pipes     *pipelines // the owners' pipelines (nil: no adoption window)
+	pipes     *pipelines        // the owners' pipelines (nil: no adoption window)
+	x         *rand.Rand        // the acts across kinds' own draws
+	undo      map[string]string // keys a person deactivated in a window: id -> user, to switch back on
+}
+
+// secretOf is the secret of a key the people know (seeded or their own).
+func (p *people) secretOf(id string) string {
+	if s, ok := p.created[id]; ok {
+		return s
+	}
+	for _, k := range p.seeded.Keys {
+		if k.ID == id {
+			return k.Secret
+		}
+	}
+	return ""
+}
+
+// actAcross plays the people's acts on rotations of every kind: a person
+// re-activates a key keyrotor deactivated (a retired key too) and uses it
+// at once; deactivates an old key during its adoption window to see what
+// breaks, and switches it back on a day later; and acts on a user whose
+// flow just failed, before a later execution takes the rotation over.
+func (p *people) actAcross(ctx context.Context, rep *Report, outs []Outcome) {
+	recs, err := p.w.Records.All(ctx)
+	if err != nil {
+		return
+	}
+	touch := func(ref, what, id string, active bool) bool {
+		acct, u := SplitRef(ref)
+		c := p.w.PeopleIn(acct).IAM
+		st := iamtypes.StatusTypeInactive
+		if active {
+			st = iamtypes.StatusTypeActive
+		}
+		if _, err := c.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{UserName: aws.String(u), AccessKeyId: aws.String(id), Status: st}); err != nil {
+			return false
+		}
+		p.touched[ref] = p.w.Now()
+		p.w.act("person", what, ref, id, "across kinds")
+		rep.PersonActs++
+		if active {
+			if s := p.secretOf(id); s != "" {
+				p.w.KeyAccount(ctx, id, s) // used at once: the pipeline needed it
+			}
+		}
+		return true
+	}
+	// Undo yesterday's deactivations in a window.
+	for _, id := range sortedKeys(p.undo) {
+		if p.x.IntN(2) == 0 {
+			touch(p.undo[id], "reactivate", id, true)
+			delete(p.undo, id)
+		}
+	}
+	for _, id := range sortedKeys(recs) {
+		rec := recs[id]
+		ref := p.w.RecRef(rec)
+		if p.gone[ref] || rec.Action == string(policy.RetirePassword) {
+			continue
+		}
+		switch {
+		case rec.State == ledger.Deactivated && p.x.Float64() < 0.03:
+			touch(ref, "reactivate", rec.ID, true)
+		case rec.State == ledger.Ended && p.x.Float64() < 0.1:
+			// A key whose rotation ended (a person switched it off before
+			// it was replaced...) is switched back on.
+			if keys, err := p.w.Keys(ctx, []string{ref}); err == nil && keys[ref][rec.ID] == iamtypes.StatusTypeInactive {
+				touch(ref, "reactivate", rec.ID, true)
+			}
+		case rec.State == ledger.Adopting && rec.Adoption != nil && rec.Adoption.SwitchOver == "" && p.x.Float64() < 0.03:
+			if touch(ref, "deactivate", rec.ID, false) {
+				p.undo[rec.ID] = ref
+			}
+		}
+	}
+	for _, o := range outs {
+		if o.Result != "failed" || p.x.Float64() >= 0.3 {
+			continue
+		}
+		ref := p.w.Ref(o.Item.Account, o.Item.User)
+		if p.gone[ref] || o.Item.Action == policy.RetirePassword {
+			continue
+		}
+		keys, err := p.w.Keys(ctx, []string{ref})
+		if err != nil {
+			continue
+		}
+		if st, ok := keys[ref][o.Item.OldKey.ID]; ok {
+			touch(ref, map[bool]string{true: "deactivate", false: "reactivate"}[st == iamtypes.StatusTypeActive], o.Item.OldKey.ID, st != iamtypes.StatusTypeActive)
+		}
+	}
 }
 
 func (p *people) act(ctx context.Context, rep *Report) {
@@ -449,8 +561,22 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 				fail("keyrotor deactivated %s of %s with no rotation record", a.KeyID, a.User)
 			case rec.Notice != ledger.NoticeAccepted || rec.NoticeAt.After(a.At):
 				fail("keyrotor deactivated %s of %s at %s without an accepted notice (notice %q at %s)", a.KeyID, a.User, a.At, rec.Notice, rec.NoticeAt)
-			case rec.NoticeAt.Before(lastPerson(a.KeyID, a.At, "reactivate")):
-				fail("keyrotor deactivated %s of %s after a person re-activated it, with no new notice", a.KeyID, a.User)
+			case rec.NoticeAt.Before(lastPerson(a.KeyID, a.At, "reactivate")) && offBefore(w, rec, a.KeyID, lastPerson(a.KeyID, a.At, "reactivate")):
+				// No key a person re-activated is deactivated again by the
+				// same rotation (a new rotation's notice comes first):
+				// switched off in this rotation (by keyrotor, or by a
+				// person whose act a check took for the verdict), then
+				// back on by a person.
+				var acts, hist []string
+				for _, b := range w.Acts {
+					if b.KeyID == a.KeyID {
+						acts = append(acts, fmt.Sprintf("%s %s %s", stamp(b.At), b.By, b.What))
+					}
+				}
+				for _, h := range rec.History {
+					hist = append(hist, fmt.Sprintf("%s %s %s", stamp(h.At), h.State, h.Note))
+				}
+				fail("keyrotor deactivated %s of %s after a person re-activated it, with no new notice (rotation %d, %s; acts %q; history %q)", a.KeyID, a.User, rec.Rotation, rec.Action, acts, hist)
 			case rec.NoticeChannel == "mail" && !mailMentions(sent, a.KeyID):
 				fail("the notice of %s is recorded as mailed but no mail mentions it", a.KeyID)
 			}
@@ -497,8 +623,16 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 				}
 			case a.At.Before(deact.Add(w.Config.GracePeriod)):
 				fail("keyrotor deleted %s of %s at %s, before the grace from its deactivation at %s", a.KeyID, a.User, a.At, deact)
-			case lastPerson(a.KeyID, a.At, "reactivate").After(deact):
-				fail("keyrotor deleted %s of %s, which a person re-activated after keyrotor deactivated it", a.KeyID, a.User)
+			case lastPerson(a.KeyID, a.At, "reactivate").After(deact) && !lastPerson(a.KeyID, a.At, "deactivate").After(lastPerson(a.KeyID, a.At, "reactivate")):
+				// (A person who switched it off again after re-activating
+				// it left it as keyrotor did: their last act stands.)
+				var acts []string
+				for _, b := range w.Acts {
+					if b.KeyID == a.KeyID {
+						acts = append(acts, fmt.Sprintf("%s %s %s", stamp(b.At), b.By, b.What))
+					}
+				}
+				fail("keyrotor deleted %s of %s, which a person re-activated after keyrotor deactivated it (acts %q; record %s)", a.KeyID, a.User, acts, summary(recs[a.KeyID]))
 			}
 		}
 	}
@@ -757,6 +891,49 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 	if p.pipes != nil {
 		p.pipes.check(w, p, rep, recs, sent, users, start, final, fail)
 	}
+	// 10. No step panics, on any input (names of every legal length and
+	// character included).
+	rep.Checks["no step panics"]++
+	w.mu.Lock()
+	panics := append([]string(nil), w.Panics...)
+	w.Panics = nil
+	w.mu.Unlock()
+	for _, pn := range panics {
+		fail("%s", pn)
+	}
+	// 11. Nothing ended silently: a due key (older than the max age by two
+	// days), Active, not blocked, whose rotation is over but neither held
+	// nor needing a person, is a rotation that ended and never restarts.
+	// A week's slack: daily runs fail under the faults and lost answers
+	// (find's own, a key's flow), and one that ended for good fails this
+	// every day after.
+	for _, ref := range sortedKeys(keys) {
+		acct, name := SplitRef(ref)
+		for _, id := range sortedKeys(keys[ref]) {
+			rec := recs[id]
+			if keys[ref][id] != iamtypes.StatusTypeActive || rec == nil || rec.State.InFlight() || rec.State == ledger.Deleted {
+				continue
+			}
+			rep.Checks["nothing ended silently"]++
+			if w.Now().Before(rec.HeldUntil.Add(endedSlack)) || rec.Attention != "" || w.Now().Sub(rec.History[len(rec.History)-1].At) < endedSlack {
+				continue
+			}
+			ks, err := w.PeopleIn(acct).IAM.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(name)})
+			if err != nil {
+				continue
+			}
+			var created time.Time
+			for _, k := range ks.AccessKeyMetadata {
+				if aws.ToString(k.AccessKeyId) == id {
+					created = aws.ToTime(k.CreateDate)
+				}
+			}
+			if len(ks.AccessKeyMetadata) > 1 || created.IsZero() || w.Now().Sub(created) < time.Duration(w.Config.MaxKeyAgeDays+2)*Day {
+				continue // the two-key rule blocks it, or it is not due
+			}
+			fail("user %s key %s is due and Active, and its rotation %d %s on %s without a hold or a person needed: it never restarts (%s)", ref, id, rec.Rotation, rec.State, stamp(rec.History[len(rec.History)-1].At), summary(rec))
+		}
+	}
 	// 7. No secret in any output: step outputs and logs, mails, messages.
 	for _, s := range p.created {
 		secrets = append(secrets, s)
@@ -785,6 +962,33 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 		}
 	}
 	return nil
+}
+
+// endedSlack is how long a due key's finished rotation may wait for its
+// restart (failed daily runs) before it counts as ended for good.
+const endedSlack = 7 * Day
+
+// offBefore reports whether rec's rotation saw key switched off before
+// the re-activation at r: keyrotor deactivated it after the notice, or a
+// check recorded a person's deactivation as the window's verdict. (A
+// person switching a key off and on between two looks is invisible to
+// keyrotor: IAM keeps no status history.)
+func offBefore(w *World, rec *ledger.Record, key string, r time.Time) bool {
+	for _, b := range w.Acts {
+		if b.By == "keyrotor" && b.What == "deactivate" && b.KeyID == key && !b.At.Before(rec.NoticeAt) && b.At.Before(r) {
+			return true
+		}
+	}
+	ad := rec.Adoption
+	return ad != nil && ad.SwitchOver == ledger.SwitchPerson && ad.SwitchedAt.Before(r)
+}
+
+// sameUse reports whether two recorded last uses are the same.
+func sameUse(a, b *ledger.Use) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.At.Equal(b.At)
 }
 
 // createdByKeyrotor reports whether keyrotor created key for user (a Ref),
@@ -1083,6 +1287,10 @@ func (ps *pipelines) check(w *World, p *people, rep *Report, recs map[string]*le
 			continue
 		}
 		rep.Checks["evidence only after a switch"]++
+		rep.Checks["evidence across two checks 15m apart"]++
+		if ad.SwitchedAt.Sub(ad.NewSeenAt) < w.Config.Recording() || !sameUse(ad.OldAtNewSeen, ad.OldLastUsed) {
+			fail("user %s key %s switched over on evidence at %s from a check at %s: not two checks at least %s apart with the old key's last use unchanged (%s)", w.RecRef(rec), rec.ID, stamp(ad.SwitchedAt), stamp(ad.NewSeenAt), w.Config.Recording(), adoption(rec))
+		}
 		kind := "none"
 		if pl := ps.by[w.RecRef(rec)]; pl != nil {
 			kind = pl.kind

@@ -337,6 +337,12 @@ func startFunctions(tmpl *Template, res *resources, o Options) (*Server, string,
 		}
 		if o.AdoptionCheck > 0 {
 			env[config.EnvAdoptionCheck] = o.AdoptionCheck.String()
+			if o.AdoptionCheck < config.RecordingInterval {
+				// moto records every use of a key at once: a local run's
+				// recording interval is its check interval, so checks
+				// seconds apart still need two of them for evidence.
+				env[config.EnvRecordingInterval] = o.AdoptionCheck.String()
+			}
 		}
 		env["AWS_ENDPOINT_URL"] = fnEndpoint
 		env["AWS_REGION"], env["AWS_DEFAULT_REGION"] = o.Region, o.Region

@@ -33,6 +33,11 @@ const (
 	EnvAdoptionWindow    = "KEYROTOR_ADOPTION_WINDOW"
 	EnvAdoptionCheck     = "KEYROTOR_ADOPTION_CHECK"
 	EnvAdoptionReminders = "KEYROTOR_ADOPTION_REMINDERS"
+	// EnvRecordingInterval is IAM's recording interval of a key's last use
+	// (15 minutes, the default). Only runs against an emulated account,
+	// which records every use at once, set it lower, to run a window's
+	// checks seconds apart (internal/local); the stack never sets it.
+	EnvRecordingInterval = "KEYROTOR_RECORDING_INTERVAL"
 	// The organization mode (docs/organizations.md); unset: one account.
 	EnvOrgScope    = "KEYROTOR_ORG_SCOPE"    // "all", or comma-separated OU, root and account ids
 	EnvOrgExclude  = "KEYROTOR_ORG_EXCLUDE"  // comma-separated account ids
@@ -70,9 +75,15 @@ const (
 	// DefaultAdoptionCheck is how often a rotation in its adoption window
 	// checks whether the new key is in use.
 	DefaultAdoptionCheck = 24 * time.Hour
-	DefaultSecretPrefix  = "iam-access-keys/"
-	DefaultEmailTag      = "email"
-	DefaultExemptTag     = "keyrotor:exempt"
+	// RecordingInterval is how late IAM may record a key's use: it
+	// "tracks last used information at up to a 15-minute interval"
+	// (Getting credential reports, IAM User Guide). Two adoption checks
+	// closer than that cannot tell a key unused from a use not yet
+	// recorded.
+	RecordingInterval   = 15 * time.Minute
+	DefaultSecretPrefix = "iam-access-keys/"
+	DefaultEmailTag     = "email"
+	DefaultExemptTag    = "keyrotor:exempt"
 	// MaxHoldDays bounds HoldDays: a year, the longest anyone should leave
 	// a key alone without a decision.
 	MaxHoldDays = 365
@@ -105,6 +116,9 @@ type Config struct {
 	// owner who has not switched yet is reminded; nil: half-way and one
 	// check before the end (see Reminders).
 	AdoptionReminders []time.Duration
+	// RecordingIntervalOverride replaces RecordingInterval for runs
+	// against an emulated account (EnvRecordingInterval); 0: IAM's.
+	RecordingIntervalOverride time.Duration
 
 	// OrgScope, when set, turns the organization mode on: the accounts
 	// rotated are those of the organization under these OU, root or
@@ -180,6 +194,15 @@ func (c Config) adoptionCheck() time.Duration {
 // CheckEvery is the time between two checks of an adoption window.
 func (c Config) CheckEvery() time.Duration { return c.adoptionCheck() }
 
+// Recording is the recording interval of a key's last use the adoption
+// checks rely on: IAM's, unless an emulated account's run scaled it.
+func (c Config) Recording() time.Duration {
+	if c.RecordingIntervalOverride > 0 {
+		return c.RecordingIntervalOverride
+	}
+	return RecordingInterval
+}
+
 // Error names the variable that is wrong and how to fix it.
 type Error struct{ Var, Value, Fix string }
 
@@ -237,7 +260,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	for _, d := range []struct {
 		name string
 		dst  *time.Duration
-	}{{EnvAdoptionWindow, &c.AdoptionWindow}, {EnvAdoptionCheck, &c.AdoptionCheck}} {
+	}{{EnvAdoptionWindow, &c.AdoptionWindow}, {EnvAdoptionCheck, &c.AdoptionCheck}, {EnvRecordingInterval, &c.RecordingIntervalOverride}} {
 		if v := strings.TrimSpace(getenv(d.name)); v != "" {
 			x, perr := time.ParseDuration(v)
 			if perr != nil || x < 0 {
@@ -319,6 +342,9 @@ func (c Config) Validate() error {
 		if err != nil || a.Address != c.Sender {
 			return &Error{EnvSender, c.Sender, "want a bare e-mail address such as keyrotor@example.com, verified in SES"}
 		}
+	}
+	if c.AdoptionWindow > 0 && c.CheckEvery() < c.Recording() {
+		return &Error{EnvAdoptionCheck, c.CheckEvery().String(), fmt.Sprintf("the adoption checks must be at least IAM's recording interval of a key's use (%s) apart, or a use not yet recorded passes for evidence: want %s or more (default 24h)", c.Recording(), c.Recording())}
 	}
 	for _, r := range c.AdoptionReminders {
 		if r >= c.AdoptionWindow {
@@ -498,6 +524,9 @@ func (c Config) Env() map[string]string {
 	if c.AdoptionWindow > 0 {
 		m[EnvAdoptionWindow] = c.AdoptionWindow.String()
 		m[EnvAdoptionCheck] = c.adoptionCheck().String()
+		if c.RecordingIntervalOverride > 0 {
+			m[EnvRecordingInterval] = c.RecordingIntervalOverride.String()
+		}
 		if c.AdoptionReminders != nil {
 			var parts []string
 			for _, r := range c.AdoptionReminders {

@@ -59,6 +59,16 @@ func TestFromEnv(t *testing.T) {
 		{"break-glass account root", map[string]string{EnvBreakGlass: "arn:aws:iam::123456789012:root"}, EnvBreakGlass, nil},
 		{"break-glass not an ARN", map[string]string{EnvBreakGlass: "BreakGlass"}, EnvBreakGlass, nil},
 		{"store role not a role ARN", map[string]string{EnvStoreRoleARN: "create-and-store"}, EnvStoreRoleARN, nil},
+		// Adoption checks closer than IAM's recording interval of a key's
+		// use cannot tell "unused" from "not yet recorded" (issue 18).
+		{"adoption check below the recording interval", map[string]string{EnvAdoptionWindow: "336h", EnvAdoptionCheck: "2s"}, EnvAdoptionCheck, nil},
+		{"adoption check at the recording interval", map[string]string{EnvAdoptionWindow: "336h", EnvAdoptionCheck: "15m"}, "", func(c Config) bool {
+			return c.CheckEvery() == 15*time.Minute && c.Recording() == RecordingInterval
+		}},
+		{"emulated account: recording interval scaled to the check", map[string]string{EnvAdoptionWindow: "10s", EnvAdoptionCheck: "2s", EnvRecordingInterval: "2s"}, "", func(c Config) bool {
+			return c.CheckEvery() == 2*time.Second && c.Recording() == 2*time.Second
+		}},
+		{"recording interval negative", map[string]string{EnvRecordingInterval: "-1s"}, EnvRecordingInterval, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -70,7 +70,7 @@ func (w *Watcher) Handle(ctx context.Context, t Task) (*Adoption, error) {
 	log := logOf(w.Log).With("user", it.User, "oldKeyId", it.OldKey.ID)
 	now := nowOf(w.Now).UTC().Truncate(time.Second)
 	rc := rotationCtx{recs: w.Records, topic: w.Topic, cfg: w.Config, execution: t.Execution, now: now, log: log}
-	rec, stop, err := rc.open(ctx, it, false)
+	rec, stop, err := rc.open(ctx, it, ledger.Continue, ledger.Facts{})
 	if err != nil {
 		return nil, err
 	}
@@ -90,10 +90,6 @@ func (w *Watcher) Handle(ctx context.Context, t Task) (*Adoption, error) {
 	}
 	ad := rec.Adoption
 	res.Until = ad.Until
-	if ad.SwitchOver != "" {
-		res.Next, res.SwitchOver = NextDeactivate, ad.SwitchOver
-		return w.describe(res, ad), nil
-	}
 	keys, exists, err := liveKeys(ctx, w.IAM, it.User)
 	if err != nil {
 		return nil, err
@@ -117,9 +113,26 @@ func (w *Watcher) Handle(ctx context.Context, t Task) (*Adoption, error) {
 		res.Note = fmt.Sprintf("the old key %s was deleted by a person during the adoption window", it.OldKey.ID)
 		return res, rc.end(ctx, rec, it.OldKey.ID, res.Note, false, true)
 	}
+	// A verdict recorded earlier (this check re-run, or the window handed
+	// to a new execution) is acted on only while it still holds: a person
+	// who switched the old key back on undid their own switch-over.
+	if stop, err := rc.apply(ctx, rec, it.OldKey.ID, ledger.Decide(rec, ledger.Continue, ledger.Facts{Now: now, Kind: string(it.Action), OldKnown: true, OldActive: old.Status == types.StatusTypeActive})); stop != "" || err != nil {
+		res.Note = stop
+		return res, err
+	}
 	oldUse, err := w.lastUse(ctx, it.OldKey.ID)
 	if err != nil {
 		return nil, err
+	}
+	if ad.SwitchOver == ledger.SwitchEvidence && !sameUse(oldUse, ad.OldAtNewSeen) {
+		// The old key was used after the evidence was taken: it was no
+		// evidence. The window goes on (to its deadline at the latest).
+		rec.Log(now, rec.State, t.Execution, fmt.Sprintf("switch-over on evidence withdrawn: the old key was used since (%s)", oldUse))
+		ad.SwitchOver, ad.SwitchedAt, ad.NewSeenAt, ad.OldAtNewSeen = "", time.Time{}, time.Time{}, nil
+	}
+	if ad.SwitchOver != "" {
+		res.Next, res.SwitchOver = NextDeactivate, ad.SwitchOver
+		return w.describe(res, ad), nil
 	}
 	newUse, err := w.lastUse(ctx, rec.NewKeyID)
 	if err != nil {
@@ -133,21 +146,29 @@ func (w *Watcher) Handle(ctx context.Context, t Task) (*Adoption, error) {
 	}
 	newInUse := newUse != nil && newUse.At.After(proof) && (newUse.Service != "sts" || newUse.At.After(proof.Add(proofGranularity)))
 	adopted := false
+	every, recording := w.Config.CheckEvery(), w.Config.Recording()
 	switch {
 	case !newInUse:
 	case ad.NewSeenAt.IsZero() || !sameUse(oldUse, ad.OldAtNewSeen):
 		// First seen in use, or the old key was used again since: the
-		// old key must stay unused until the next check.
+		// old key must stay unused until a later check.
 		ad.NewSeenAt, ad.OldAtNewSeen = now, oldUse
 	default:
-		adopted = true
+		// Evidence takes two scheduled checks at least one recording
+		// interval apart (IAM records a use up to 15 minutes late): a
+		// retry of the check that saw the new key in use, seconds later,
+		// is the same check, whatever its invocation.
+		adopted = !scheduledCheck(rec, now, every).Before(scheduledCheck(rec, ad.NewSeenAt, every).Add(recording)) &&
+			!now.Before(ad.NewSeenAt.Add(recording))
 	}
 	res.NewKeyInUse = newInUse
 	switch {
+	case old.Status != types.StatusTypeActive:
+		// A person switched the old key off: their act is the verdict
+		// (whatever the evidence), so switching it back on is theirs too.
+		ad.SwitchOver = ledger.SwitchPerson
 	case adopted:
 		ad.SwitchOver = ledger.SwitchEvidence
-	case old.Status != types.StatusTypeActive:
-		ad.SwitchOver = ledger.SwitchPerson
 	case !now.Before(ad.Until):
 		ad.SwitchOver = ledger.SwitchDeadline
 	}
@@ -221,6 +242,20 @@ func sameUse(a, b *ledger.Use) bool {
 		return a == nil && b == nil
 	}
 	return a.At.Equal(b.At)
+}
+
+// scheduledCheck is the scheduled check an invocation at now runs (every
+// interval from the notice; the window's end for the last one), whenever
+// it actually runs (retries, a Lambda backlog).
+func scheduledCheck(rec *ledger.Record, now time.Time, every time.Duration) time.Time {
+	base, until := rec.NoticeAt, rec.Adoption.Until
+	if !now.Before(until) {
+		return until
+	}
+	if base.IsZero() || base.After(now) || every <= 0 {
+		return now
+	}
+	return base.Add(now.Sub(base) / every * every)
 }
 
 // nextCheck is the next check after now on the window's schedule (every

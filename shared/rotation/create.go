@@ -112,7 +112,7 @@ func (c *Creator) Handle(ctx context.Context, t Task) (*NewKey, error) {
 		return &NewKey{Skipped: fmt.Sprintf("user %s no longer exists", it.User)}, nil
 	}
 	old, oldOK := findKey(keys, it.OldKey.ID)
-	rec, stop, err := rc.open(ctx, it, oldOK && old.Status == types.StatusTypeActive)
+	rec, stop, err := rc.open(ctx, it, ledger.Due, ledger.Facts{Start: oldOK && old.Status == types.StatusTypeActive, OldKnown: oldOK, OldActive: oldOK && old.Status == types.StatusTypeActive})
 	if err != nil {
 		return nil, err
 	}

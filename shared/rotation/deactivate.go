@@ -56,7 +56,7 @@ func (d *Deactivator) Handle(ctx context.Context, t Task) (*Deactivation, error)
 	log := logOf(d.Log).With("user", it.User, "oldKeyId", it.OldKey.ID)
 	now := nowOf(d.Now).UTC().Truncate(time.Second)
 	rc := rotationCtx{recs: d.Records, topic: d.Topic, cfg: d.Config, execution: t.Execution, now: now, log: log}
-	rec, stop, err := rc.open(ctx, it, false)
+	rec, stop, err := rc.open(ctx, it, ledger.Deactivate, ledger.Facts{})
 	if err != nil {
 		return nil, err
 	}
@@ -64,16 +64,9 @@ func (d *Deactivator) Handle(ctx context.Context, t Task) (*Deactivation, error)
 		res.Note = stop
 		return res, nil
 	}
+	// (open asked ledger.Decide: the notice went out, and with a window
+	// only its verdict deactivates.)
 	res.Rotation = rec.Rotation
-	if rec.Notice != ledger.NoticeAccepted {
-		res.Note = "the owner's notice has not gone out; nothing is deactivated"
-		return res, nil
-	}
-	if rec.State == ledger.Adopting && rec.Adoption.SwitchOver == "" {
-		// Only the window's own check decides when the old key goes.
-		res.Note = fmt.Sprintf("the adoption window runs until %s in execution %s; nothing is deactivated before it switches over", rec.Adoption.Until.UTC().Format(time.RFC3339), rec.Adoption.Execution)
-		return res, nil
-	}
 	keys, exists, err := liveKeys(ctx, d.IAM, it.User)
 	if err != nil {
 		return nil, err
@@ -117,11 +110,15 @@ func (d *Deactivator) Handle(ctx context.Context, t Task) (*Deactivation, error)
 		res.Note = fmt.Sprintf("the old key %s was deleted by a person", it.OldKey.ID)
 		return res, rc.end(ctx, rec, it.OldKey.ID, res.Note, false, true)
 	}
+	// A person's re-activation is final: after keyrotor deactivated the
+	// key, or after the person's own deactivation the window took for its
+	// verdict (the verdict must still hold when it is acted on).
+	active := old.Status == types.StatusTypeActive
+	if stop, err := rc.apply(ctx, rec, it.OldKey.ID, ledger.Decide(rec, ledger.Deactivate, ledger.Facts{Now: now, Kind: string(it.Action), OldKnown: true, OldActive: active})); stop != "" || err != nil {
+		res.Note = stop
+		return res, err
+	}
 	if rec.State == ledger.Deactivated {
-		if old.Status == types.StatusTypeActive {
-			res.Note = fmt.Sprintf("the old key %s was re-activated by a person after keyrotor deactivated it on %s.", it.OldKey.ID, rec.DeactivatedAt.Format(time.RFC3339))
-			return res, rc.hold(ctx, rec, it.OldKey.ID, res.Note)
-		}
 		return d.result(rec, now), nil
 	}
 	if old.Status == types.StatusTypeActive {

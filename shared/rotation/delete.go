@@ -97,9 +97,10 @@ func (d *Deleter) Handle(ctx context.Context, t Task) (*Cleanup, error) {
 		res.Deleted, res.Reason = true, "old key already deleted"
 		return res, d.done(ctx, rc, rec, "the old key was already deleted when its grace period ended")
 	}
-	if old.Status == types.StatusTypeActive {
-		res.Reason = fmt.Sprintf("not deleted: the old key %s was re-activated by a person during its grace period.", it.OldKey.ID)
-		return res, rc.hold(ctx, rec, it.OldKey.ID, res.Reason)
+	// A key a person re-activated during its grace is theirs: held.
+	if stop, err := rc.apply(ctx, rec, it.OldKey.ID, ledger.Decide(rec, ledger.Continue, ledger.Facts{Now: now, Kind: string(it.Action), OldKnown: true, OldActive: old.Status == types.StatusTypeActive})); stop != "" || err != nil {
+		res.Reason = "not deleted: " + stop
+		return res, err
 	}
 	if it.Action == policy.Rotate {
 		if k, ok := findKey(keys, rec.NewKeyID); !ok || k.Status != types.StatusTypeActive {

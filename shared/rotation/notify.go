@@ -72,7 +72,11 @@ func (n *Notifier) Handle(ctx context.Context, t Task) (*Notice, error) {
 	now := nowOf(n.Now).UTC().Truncate(time.Second)
 	rc := rotationCtx{recs: n.Records, topic: n.Topic, cfg: n.Config, execution: t.Execution, now: now, log: log}
 	// A retirement starts here; a rotation started in create-and-store.
-	rec, stop, err := rc.open(ctx, it, it.Action != policy.Rotate)
+	ev := ledger.Continue
+	if it.Action != policy.Rotate {
+		ev = ledger.Due
+	}
+	rec, stop, err := rc.open(ctx, it, ev, ledger.Facts{Start: it.Action != policy.Rotate})
 	if err != nil {
 		return nil, err
 	}

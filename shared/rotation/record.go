@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keyrotor/keyrotor/shared/config"
+	"github.com/keyrotor/keyrotor/shared/failures"
 	"github.com/keyrotor/keyrotor/shared/ledger"
 	"github.com/keyrotor/keyrotor/shared/notice"
 	"github.com/keyrotor/keyrotor/shared/policy"
@@ -76,32 +77,49 @@ type rotationCtx struct {
 	log       *slog.Logger
 }
 
-// open returns the rotation record of it for this execution. When start is
-// set (the rotation's first step) it starts a rotation where none is in
-// flight. It takes over a rotation whose owner's lease has passed. A
-// non-empty stop says why this execution must not act on the rotation.
-func (c rotationCtx) open(ctx context.Context, it Item, start bool) (rec *ledger.Record, stop string, err error) {
+// open returns the rotation record of it for this execution, moved as
+// ledger.Decide says for the event the step brings (with what it saw of
+// the credential in f): it starts a rotation where none is in flight and
+// the credential is due, restarts one that ended or whose hold passed,
+// ends or holds one a person's act or a broken premise ended. It takes
+// over a rotation whose owner's lease has passed. A non-empty stop says
+// why this execution must not act on the rotation.
+func (c rotationCtx) open(ctx context.Context, it Item, ev ledger.Event, f ledger.Facts) (rec *ledger.Record, stop string, err error) {
 	id := RecordID(it)
 	rec, err = c.getScoped(ctx, id, it)
 	if err != nil {
 		return nil, "", err
 	}
 	now := c.now
+	f.Now, f.Kind = now, string(it.Action)
+	d := ledger.Decide(rec, ev, f)
+	if rec != nil && rec.State.InFlight() && !c.ownWindow(rec) && rec.LeaseHeldByOther(c.execution, now) {
+		return rec, fmt.Sprintf("rotation %d is in flight in execution %s (until %s)", rec.Rotation, rec.Owner, rec.LeaseUntil.UTC().Format(time.RFC3339)), nil
+	}
+	if d.End != "" {
+		if d.Hold {
+			err = c.hold(ctx, rec, it.OldKey.ID, d.End)
+		} else {
+			err = c.end(ctx, rec, it.OldKey.ID, d.End, false, false)
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		if !d.Begin {
+			return rec, d.End, nil
+		}
+	}
+	if d.Stop != "" {
+		return rec, d.Stop, nil
+	}
+	if d.Wait != "" {
+		return nil, "", &failures.NotVisibleYetError{What: d.Wait}
+	}
 	switch {
-	case rec == nil && !start:
-		return nil, fmt.Sprintf("no rotation record for %s: nothing to do", id), nil
-	case rec == nil:
+	case d.Begin && rec == nil:
 		rec = &ledger.Record{ID: id, Account: it.Account, User: it.User, Action: string(it.Action), Rotation: 1, History: []ledger.Entry{}}
 		rec.Move(now, ledger.Started, c.execution, "rotation 1 started: "+it.Reason)
-	case !rec.State.InFlight() && now.Before(rec.HeldUntil):
-		return rec, fmt.Sprintf("held until %s: %s", rec.HeldUntil.UTC().Format(time.RFC3339), rec.Outcome), nil
-	case !rec.State.InFlight() && !start:
-		return rec, fmt.Sprintf("rotation %d already %s: %s", rec.Rotation, rec.State, rec.Outcome), nil
-	case rec.State == ledger.Deleted || rec.State == ledger.Ended && rec.HeldUntil.IsZero():
-		// The key was deleted, or its rotation ended for good (the user
-		// or the key is gone): there is nothing to start again.
-		return rec, fmt.Sprintf("rotation %d already %s: %s", rec.Rotation, rec.State, rec.Outcome), nil
-	case !rec.State.InFlight():
+	case d.Begin:
 		prev := rec
 		rec = &ledger.Record{ID: id, Account: it.Account, User: it.User, Action: string(it.Action), Rotation: prev.Rotation + 1,
 			History: prev.History, Version: prev.Version, PrevNewKeyID: prev.NewKeyID}
@@ -109,14 +127,12 @@ func (c rotationCtx) open(ctx context.Context, it Item, start bool) (rec *ledger
 			rec.PrevNewKeyID = prev.PrevNewKeyID
 		}
 		rec.Move(now, ledger.Started, c.execution, fmt.Sprintf("rotation %d started (rotation %d %s: %s): %s", rec.Rotation, prev.Rotation, prev.State, prev.Outcome, it.Reason))
-	case rec.State == ledger.Adopting && rec.Adoption != nil && rec.Adoption.Execution == c.execution:
+	case c.ownWindow(rec):
 		// The key's own execution runs the adoption window it was
 		// started for, from whoever handed it over.
 		if rec.Owner != c.execution {
 			rec.Log(now, rec.State, c.execution, "the key's own execution runs the adoption window")
 		}
-	case rec.LeaseHeldByOther(c.execution, now):
-		return rec, fmt.Sprintf("rotation %d is in flight in execution %s (until %s)", rec.Rotation, rec.Owner, rec.LeaseUntil.UTC().Format(time.RFC3339)), nil
 	case rec.Owner != c.execution:
 		rec.Log(now, rec.State, c.execution, fmt.Sprintf("taken over from execution %s, whose lease had passed", rec.Owner))
 	}
@@ -125,6 +141,28 @@ func (c rotationCtx) open(ctx context.Context, it Item, start bool) (rec *ledger
 		return nil, "", err
 	}
 	return rec, "", nil
+}
+
+// ownWindow reports whether this execution is the key's own execution
+// running rec's adoption window.
+func (c rotationCtx) ownWindow(rec *ledger.Record) bool {
+	return rec.State == ledger.Adopting && rec.Adoption != nil && rec.Adoption.Execution == c.execution
+}
+
+// apply carries out a decision ledger.Decide made on a rotation already
+// open: it ends or holds the rotation (keyID names the old credential for
+// the admins) and returns why the step stops ("" to go on).
+func (c rotationCtx) apply(ctx context.Context, rec *ledger.Record, keyID string, d ledger.Decision) (string, error) {
+	if d.Wait != "" {
+		return "", &failures.NotVisibleYetError{What: d.Wait}
+	}
+	if d.End != "" {
+		if d.Hold {
+			return d.End, c.hold(ctx, rec, keyID, d.End)
+		}
+		return d.End, c.end(ctx, rec, keyID, d.End, false, true)
+	}
+	return d.Stop, nil
 }
 
 // hold ends the rotation because a person acted on it: keyrotor keeps its
