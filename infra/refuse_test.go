@@ -29,7 +29,9 @@ func TestSynthesisRefuses(t *testing.T) {
 		return m
 	}
 	ready := []any{"senderAddress", "keyrotor@corp.io", "adminEmails", []any{"sec@corp.io"}}
-	account := func(k string) string { return map[string]string{"CDK_DEFAULT_ACCOUNT": "111122223333", "CDK_DEFAULT_REGION": "eu-west-1"}[k] }
+	account := func(k string) string {
+		return map[string]string{"CDK_DEFAULT_ACCOUNT": "111122223333", "CDK_DEFAULT_REGION": "eu-west-1"}[k]
+	}
 	noCredentials := func(k string) string { return map[string]string{"CDK_DEFAULT_REGION": "us-east-1"}[k] }
 	tests := []struct {
 		name   string
