@@ -38,17 +38,12 @@ func init() { commands["demo"] = runDemo }
 
 func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	wait := fs.Duration("wait", 3*time.Second, "the grace period, shortened for the demo")
 	orgDir := fs.String("organization", "", "the organization mode's templates (make synth writes build/cdk.org): adds the organization act, over three emulated member accounts (default: no organization act)")
 	var rf runFlags
 	rf.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: keyrotor demo [--wait DURATION] [--organization DIR]\n\nStarts moto_server, seeds an account of 40 users, and runs the synthesized state machine\nwith the grace period shortened; with --adoption-window, a second act with an adoption window;\nwith --organization, a last act over an emulated organization. Stops everything it started,\nalso on Ctrl-C.\n\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, "usage: keyrotor demo [--wait DURATION] [--organization DIR]\n\nStarts moto_server, seeds an account of 40 users, and runs the synthesized state machine\nwith the grace period shortened; with --adoption-window, a second act with an adoption window;\nwith --organization, a last act over an emulated organization. Stops everything it started,\nalso on Ctrl-C.", stdout, stderr); !ok {
+		return code
 	}
 	if rf.name == "" {
 		rf.name = "demo-" + time.Now().UTC().Format("20060102T150405Z")
