@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keyrotor/keyrotor/internal/local"
+	"github.com/keyrotor/keyrotor/shared/rotation"
 )
 
 // TestProgress: every line names a user or is a total; a retry says why;
@@ -82,5 +83,27 @@ func TestProgress(t *testing.T) {
 		if !named {
 			t.Errorf("line names no user and is no total: %q", l)
 		}
+	}
+}
+
+// TestDemoOutcome: the demo's table says what each key's grace-and-delete
+// execution did, not what it was meant to do.
+func TestDemoOutcome(t *testing.T) {
+	o := rotation.Outcome{User: "alice", OldKeyID: "AK1", Result: "rotated"}
+	tests := []struct {
+		name     string
+		cleanups map[string]rotation.Cleanup
+		want     string
+	}{
+		{"deleted", map[string]rotation.Cleanup{"AK1": {Deleted: true}}, "rotated; old key deleted after grace"},
+		{"kept", map[string]rotation.Cleanup{"AK1": {Reason: "not deleted: the old key AK1 was re-activated by a person during its grace period."}}, "rotated; old key kept: the old key AK1 was re-activated"},
+		{"not ended", nil, "did not end"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := outcome(o, tt.cleanups); !strings.Contains(got, tt.want) {
+				t.Fatalf("outcome = %q; want %q", got, tt.want)
+			}
+		})
 	}
 }
