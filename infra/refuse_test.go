@@ -4,9 +4,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/aws/jsii-runtime-go"
 )
 
 // TestSynthesisRefuses: every setup that cannot work is refused at
@@ -119,5 +122,46 @@ func TestSynthesisFailsInOneLine(t *testing.T) {
 				t.Fatalf("output:\n%s\nwant one line starting %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestDocsTrue keeps README and docs/ true to the code: every relative
+// link resolves from the file that holds it, deploying.md counts the
+// stack's Lambdas right and lists every stack output, and README opens by
+// saying what keyrotor is before any command.
+func TestDocsTrue(t *testing.T) {
+	files, _ := filepath.Glob("../docs/*.md")
+	files = append(files, "../README.md")
+	link := regexp.MustCompile(`\]\(([^)#\s]+)(#[^)]*)?\)`)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range link.FindAllStringSubmatch(string(b), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(filepath.Dir(f), target)); err != nil {
+				t.Errorf("%s links to %s, which does not exist from there", f, target)
+			}
+		}
+	}
+	dep, _ := os.ReadFile("../docs/deploying.md")
+	words := []string{"", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine", "Ten"}
+	if n := len(functions); n >= len(words) || !strings.Contains(string(dep), words[n]+" Lambdas") {
+		t.Errorf("docs/deploying.md does not say %q (the stack has %d functions)", words[min(n, len(words)-1)]+" Lambdas", n)
+	}
+	outputs := get(t).template.FindOutputs(jsii.String("*"), nil)
+	for name := range *outputs {
+		if !strings.Contains(string(dep), "`"+name+"`") {
+			t.Errorf("docs/deploying.md does not list the stack output %s", name)
+		}
+	}
+	readme, _ := os.ReadFile("../README.md")
+	r := string(readme)
+	if i, j := strings.Index(r, "keyrotor is "), strings.Index(r, "make demo"); i < 0 || j < i {
+		t.Errorf("README says `make demo` (at %d) before what keyrotor is (at %d)", j, i)
 	}
 }
