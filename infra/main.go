@@ -31,15 +31,20 @@ func synthesize() (code int) {
 			code = 1
 		}
 	}()
-	app := awscdk.NewApp(nil)
-	// The CDK CLI passes cdk.json's context; `go run ./infra` (make synth)
-	// reads it here, so both synthesize the same stack. Context the CLI
-	// passes (cdk.json merged with -c) comes first, through the app;
-	// cdk.json fills the keys it lacks, so CDK_CONTEXT_JSON alone can
-	// override a few keys (make synth's templates for local runs).
+	// The CDK CLI passes cdk.json's context merged with -c (in
+	// CDK_CONTEXT_JSON, or a file when large); `go run ./infra` (make
+	// synth) reads cdk.json here, so both synthesize the same stack.
+	// cdk.json fills the keys the CLI's context lacks, so CDK_CONTEXT_JSON
+	// alone can override a few keys (make synth's templates for local
+	// runs). The context is checked before the jsii runtime starts: a
+	// refusal is one line, quickly.
 	all := cdkJSONContext("cdk.json")
-	appCtx, _ := app.Node().GetAllContext(nil).(map[string]any)
-	for k, v := range appCtx {
+	cli, err := cliContext(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "keyrotor:", err)
+		return 1
+	}
+	for k, v := range cli {
 		all[k] = v
 	}
 	s, err := checkContext(all, os.Getenv)
@@ -47,6 +52,7 @@ func synthesize() (code int) {
 		fmt.Fprintln(os.Stderr, "keyrotor:", err)
 		return 1
 	}
+	app := awscdk.NewApp(&awscdk.AppProps{Context: &all})
 	hub := NewKeyRotorStack(app, "KeyRotor", &KeyRotorStackProps{
 		StackProps: awscdk.StackProps{
 			Env:         env(),
@@ -95,6 +101,28 @@ func checkContext(all map[string]any, getenv func(string) string) (settings.Sett
 // deployKey is the context key make deploy and make diff set: the
 // template is meant for an AWS account, which must be known.
 const deployKey = "keyrotor:deploy"
+
+// cliContext is the context the CDK CLI passes the app: CDK_CONTEXT_JSON,
+// or the file CONTEXT_OVERFLOW_LOCATION_ENV names when it is too large
+// for the environment.
+func cliContext(getenv func(string) string) (map[string]any, error) {
+	raw := []byte(getenv("CDK_CONTEXT_JSON"))
+	if f := getenv("CONTEXT_OVERFLOW_LOCATION_ENV"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("read the CDK CLI's context: %w", err)
+		}
+		raw = b
+	}
+	ctx := map[string]any{}
+	if len(strings.TrimSpace(string(raw))) == 0 {
+		return ctx, nil
+	}
+	if err := json.Unmarshal(raw, &ctx); err != nil {
+		return nil, fmt.Errorf("the context (CDK_CONTEXT_JSON) is not a JSON object: %v", err)
+	}
+	return ctx, nil
+}
 
 func cdkJSONContext(path string) map[string]any {
 	var f struct {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -75,5 +77,18 @@ func TestVersion(t *testing.T) {
 	code, out, errOut := keyrotor(t, "", "version")
 	if code != 0 || !strings.HasPrefix(out, "keyrotor ") || errOut != "" {
 		t.Fatalf("version: exit %d, %q, %q", code, out, errOut)
+	}
+}
+
+// TestAuditCDKJSONUnknownKey: audit --cdk-json refuses a misspelled
+// setting as synthesis does, naming the key it is closest to.
+func TestAuditCDKJSONUnknownKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cdk.json")
+	if err := os.WriteFile(path, []byte(`{"context":{"gracedays":3}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := keyrotor(t, "", "audit", "--endpoint", "http://127.0.0.1:1", "--cdk-json", path)
+	if code != 2 || out != "" || !strings.Contains(errOut, `context gracedays="3"`) || !strings.Contains(errOut, `did you mean "graceDays"?`) {
+		t.Fatalf("audit --cdk-json with gracedays: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
 }

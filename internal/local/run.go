@@ -571,6 +571,7 @@ func runEngine(ctx context.Context, o Options, jobPath string, logDir string) (*
 	}
 	r := &Result{HistoryFile: history.Name(), LogDir: logDir, PerUserStates: map[string]int{}}
 	users := map[int]string{}
+	accounts := map[int]string{} // the member account of a map iteration's user
 	// The engine's event stream can end before the failure events of
 	// nested states arrive: track the states entered and not yet exited,
 	// to name the failed state in any case.
@@ -607,12 +608,12 @@ func runEngine(ctx context.Context, o Options, jobPath string, logDir string) (*
 			o.OnPlan(ev.State.Output)
 		}
 		if ev.Type == "MapIterationStarted" {
-			var in struct{ Item struct{ User string } }
+			var in struct{ Item struct{ User, Account string } }
 			json.Unmarshal(ev.Input, &in)
-			users[e.Index] = in.Item.User
+			users[e.Index], accounts[e.Index] = in.Item.User, in.Item.Account
 		}
 		if e.Index >= 0 {
-			e.User = users[e.Index]
+			e.User, e.Account = users[e.Index], accounts[e.Index]
 		}
 		switch ev.Type {
 		case "StateExited":
