@@ -608,7 +608,9 @@ func runEngine(ctx context.Context, o Options, jobPath string, logDir string) (*
 			o.OnPlan(ev.State.Output)
 		}
 		if ev.Type == "MapIterationStarted" {
-			var in struct{ Item struct{ User, Account string } }
+			var in struct {
+				Item struct{ User, Account string }
+			}
 			json.Unmarshal(ev.Input, &in)
 			users[e.Index], accounts[e.Index] = in.Item.User, in.Item.Account
 		}
