@@ -157,8 +157,8 @@ func (p *progress) keyEvent(e local.Event) {
 // when they all ended, or at most every 10 seconds.
 func (p *progress) keyLine(t time.Time) {
 	k := p.keys
-	line := fmt.Sprintf("%s  key executions: %d started, %d in their grace period or adoption window, %d old keys deleted, %d kept, %d failed",
-		clock(t), k.started, k.running(), k.deleted, k.kept, k.failed)
+	line := fmt.Sprintf("%s  key executions: %d started, %d in their grace period or adoption window, %d old %s deleted, %d kept, %d failed",
+		clock(t), k.started, k.running(), k.deleted, plural(k.deleted, "key", "keys"), k.kept, k.failed)
 	if p.tty {
 		fmt.Fprint(p.w, "\r\x1b[K"+line)
 		return
