@@ -66,20 +66,24 @@ build/keyrotor: FORCE
 
 FORCE:
 
-# synth: the CloudFormation template, from cdk.json's context (cdk.out/).
+# synth: the CloudFormation template for local runs on the emulator, from
+# cdk.json's context (cdk.out/). localRun=true lets cdk.json's placeholder
+# sender and empty adminEmails through: a deployment refuses them until
+# they are set (settings.Deployable).
 synth: build deps-npm
-	CDK_OUTDIR=cdk.out go run ./infra
+	CDK_OUTDIR=cdk.out CDK_CONTEXT_JSON='{"localRun":true}' go run ./infra
 	@# The organization mode's templates (hub and member stack) for local runs
 	@# over several emulated accounts: cdk.json's context plus these keys.
-	CDK_OUTDIR=build/cdk.org CDK_CONTEXT_JSON='{"organizationScope":"all","hubAccount":"123456789012"}' go run ./infra
+	CDK_OUTDIR=build/cdk.org CDK_CONTEXT_JSON='{"localRun":true,"organizationScope":"all","hubAccount":"123456789012"}' go run ./infra
 
 # deploy / diff: the pinned CDK CLI (aws-cdk in package.json), with your AWS
-# credentials. Pass context with CDK_ARGS, e.g. CDK_ARGS="-c senderAddress=keyrotor@example.com".
+# credentials. Pass context with CDK_ARGS, e.g. CDK_ARGS="-c senderAddress=keyrotor@yourcompany.com".
+# keyrotor:deploy=true: the app refuses to synthesize without an account.
 deploy: build deps-npm
-	$(CDK) deploy KeyRotor $(CDK_ARGS)
+	$(CDK) deploy KeyRotor -c keyrotor:deploy=true $(CDK_ARGS)
 
 diff: build deps-npm
-	$(CDK) diff KeyRotor $(CDK_ARGS)
+	$(CDK) diff KeyRotor -c keyrotor:deploy=true $(CDK_ARGS)
 
 # bench: measurements on the emulator, printed and saved under build/bench/.
 bench: deps build build-host synth

@@ -38,15 +38,15 @@ const (
 	// KeyHubAccount: the 12-digit account of the hub (the KeyRotor stack).
 	// Set, it adds the KeyRotorMember stack; unset, synthesis is the
 	// single-account one.
-	KeyHubAccount = "hubAccount"
+	KeyHubAccount = settings.KeyHubAccount
 	// KeyOrganizationalUnits: OU ids (ou-...) or the root id (r-...),
 	// comma-separated or a JSON list; with hubAccount, the hub gets a
 	// StackSet deploying KeyRotorMember to every account in them.
-	KeyOrganizationalUnits = "organizationalUnits"
+	KeyOrganizationalUnits = settings.KeyOrganizationalUnits
 	// KeyDelegatedAdmin: true when the hub is a delegated administrator
 	// account for StackSets (CallAs DELEGATED_ADMIN), false (the default)
 	// in the management account (CallAs SELF).
-	KeyDelegatedAdmin = "delegatedAdmin"
+	KeyDelegatedAdmin = settings.KeyDelegatedAdmin
 )
 
 // OrgKeys lists the context keys read here.

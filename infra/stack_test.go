@@ -579,7 +579,8 @@ func TestDocsSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	orgKeys := []string{settings.KeyOrganizationScope, settings.KeyOrganizationExclude, settings.KeyOrganizationStages}
+	orgKeys := []string{settings.KeyOrganizationScope, settings.KeyOrganizationExclude, settings.KeyOrganizationStages,
+		settings.KeyHubAccount, settings.KeyOrganizationalUnits, settings.KeyDelegatedAdmin}
 	for _, k := range settings.Keys {
 		row := "| `" + k + "` |"
 		if strings.Contains(string(doc), row) || slices.Contains(orgKeys, k) && strings.Contains(string(orgDoc), row) {

@@ -33,7 +33,6 @@ func init() { commands["audit"] = runAudit }
 
 func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	endpoint := fs.String("endpoint", "", "AWS-compatible endpoint (default: AWS itself)")
 	format := fs.String("format", "table", "output format: table, csv or json")
 	asOf := fs.String("as-of", "", "evaluate ages as of this RFC 3339 time (default now)")
@@ -43,15 +42,8 @@ func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	orgScope := fs.String("organization", "", `report on the organization's accounts: "all", or comma-separated OU, root and account ids (run with the management or delegated administrator account's credentials)`)
 	table := fs.String("table", "", "the rotation table (stack output RotationTableName): holds, adoption windows and grace periods are reported as the run sees them; without it the report says it could not")
 	memberRole := fs.String("member-role", "OrganizationAccountAccessRole", "with --organization: the role assumed in each member account (it must trust your credentials; KeyRotorMember trusts only keyrotor's functions)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: keyrotor audit [--endpoint URL] [--format table|csv|json] [--as-of TIME] [--users a,b] [--table NAME]\n\nPrints the credential audit report for the account of your own AWS credentials (the\nstandard SDK chain: environment, profiles, SSO). It changes nothing.\n\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args, "usage: keyrotor audit [--endpoint URL] [--format table|csv|json] [--as-of TIME] [--users a,b] [--table NAME]\n\nPrints the credential audit report for the account of your own AWS credentials (the\nstandard SDK chain: environment, profiles, SSO). It changes nothing.", stdout, stderr); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "keyrotor audit: unexpected argument %q: name users with --users a,b\n", fs.Arg(0))

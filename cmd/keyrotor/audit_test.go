@@ -172,8 +172,8 @@ func TestMotoAuditFormats(t *testing.T) {
 	if code, _, errOut := keyrotor(t, "", "audit", "stray"); code != 2 || !strings.Contains(errOut, "stray") {
 		t.Errorf("audit stray: exit %d %q; want 2", code, errOut)
 	}
-	if code, _, errOut := keyrotor(t, "", "audit", "-h"); code != 0 || !strings.Contains(errOut, "--format") && !strings.Contains(errOut, "-format") {
-		t.Errorf("audit -h: exit %d %q; want 0 and the usage", code, errOut)
+	if code, out, _ := keyrotor(t, "", "audit", "-h"); code != 0 || !strings.Contains(out, "--format") && !strings.Contains(out, "-format") {
+		t.Errorf("audit -h: exit %d %q; want 0 and the usage on stdout", code, out)
 	}
 }
 

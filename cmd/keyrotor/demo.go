@@ -38,17 +38,12 @@ func init() { commands["demo"] = runDemo }
 
 func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	wait := fs.Duration("wait", 3*time.Second, "the grace period, shortened for the demo")
 	orgDir := fs.String("organization", "", "the organization mode's templates (make synth writes build/cdk.org): adds the organization act, over three emulated member accounts (default: no organization act)")
 	var rf runFlags
 	rf.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: keyrotor demo [--wait DURATION] [--organization DIR]\n\nStarts moto_server, seeds an account of 40 users, and runs the synthesized state machine\nwith the grace period shortened; with --adoption-window, a second act with an adoption window;\nwith --organization, a last act over an emulated organization. Stops everything it started,\nalso on Ctrl-C.\n\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, "usage: keyrotor demo [--wait DURATION] [--organization DIR]\n\nStarts moto_server, seeds an account of 40 users, and runs the synthesized state machine\nwith the grace period shortened; with --adoption-window, a second act with an adoption window;\nwith --organization, a last act over an emulated organization. Stops everything it started,\nalso on Ctrl-C.", stdout, stderr); !ok {
+		return code
 	}
 	if rf.name == "" {
 		rf.name = "demo-" + time.Now().UTC().Format("20060102T150405Z")
@@ -257,7 +252,8 @@ func accountRecords(ctx context.Context, cfg aws.Config) (map[string]*ledger.Rec
 }
 
 // printSummary writes the readable result of the demo.
-func printSummary(w io.Writer, sum *rotation.Summary, users []demo.User, res interface{ String() string }, mails, notes int, leak string) {
+func printSummary(w io.Writer, sum *rotation.Summary, users []demo.User, res *local.Result, mails, notes int, leak string) {
+	cleanups := keyCleanups(res)
 	fmt.Fprintf(w, "\nkeyrotor run %s\n\n", sum.ExecutionName)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "USER\tACTION\tOUTCOME\tNEW KEY\tSECRET\tOWNER MAIL")
@@ -268,7 +264,7 @@ func printSummary(w io.Writer, sum *rotation.Summary, users []demo.User, res int
 		if mail == "" {
 			mail = "-"
 		}
-		lines = append(lines, line{o.User, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", o.User, o.Action, outcome(o), dash(o.NewKeyID), dash(o.SecretName), mail)})
+		lines = append(lines, line{o.User, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", o.User, o.Action, outcome(o, cleanups), dash(o.NewKeyID), dash(o.SecretName), mail)})
 	}
 	for _, b := range append(append([]rotation.Skipped{}, sum.Blocked...), sum.Exempt...) {
 		text := "left alone (see below)"
@@ -297,17 +293,37 @@ func printSummary(w io.Writer, sum *rotation.Summary, users []demo.User, res int
 	fmt.Fprintf(w, "Execution: %s; history and function logs under %s\n", res.String(), "build/demo/")
 }
 
-func outcome(o rotation.Outcome) string {
-	switch o.Result {
-	case "rotated":
-		return "rotated; old key deleted after grace"
-	case "retired":
-		return "retired; key deleted after grace"
+// outcome is a user's line in the demo's table: the run's outcome and,
+// for a rotation, what its grace-and-delete execution did (cleanups, by
+// old key id), not what it was meant to do.
+func outcome(o rotation.Outcome, cleanups map[string]rotation.Cleanup) string {
+	if o.Result == "rotated" || o.Result == "retired" {
+		c, ok := cleanups[o.OldKeyID]
+		switch {
+		case !ok:
+			return o.Result + "; old key Inactive, its grace-and-delete execution did not end"
+		case c.Deleted:
+			return o.Result + "; old key deleted after grace"
+		}
+		return o.Result + "; old key kept: " + strings.TrimPrefix(c.Reason, "not deleted: ")
 	}
 	if o.Error != "" {
 		return o.Result + ": " + o.Error
 	}
 	return o.Result + ": " + o.Reason
+}
+
+// keyCleanups reads what each key execution of the run did with its old
+// key, by key id: its output's cleanup.
+func keyCleanups(res *local.Result) map[string]rotation.Cleanup {
+	out := map[string]rotation.Cleanup{}
+	for _, g := range graceResults(res) {
+		var t rotation.Task
+		if g.Status == "SUCCEEDED" && json.Unmarshal(g.Output, &t) == nil && t.Cleanup != nil {
+			out[t.Item.OldKey.ID] = *t.Cleanup
+		}
+	}
+	return out
 }
 
 func dash(s string) string {
@@ -526,7 +542,7 @@ func printOrganization(w io.Writer, o *demo.Org, sum *rotation.Summary, checks [
 	accounts := slices.Clone(sum.Accounts)
 	sort.SliceStable(accounts, func(i, j int) bool { return rank(accounts[i].Account) < rank(accounts[j].Account) })
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACCOUNT\tNAME\tSTATUS\tROTATED\tRETIRED\tFAILED")
+	fmt.Fprintln(tw, "ACCOUNT\tNAME\tRESULT\tROTATED\tRETIRED\tFAILED")
 	for _, a := range accounts {
 		name := a.Alias
 		if m, ok := o.Account(a.Account); ok {
@@ -536,10 +552,10 @@ func printOrganization(w io.Writer, o *demo.Org, sum *rotation.Summary, checks [
 			name = "keyrotor's own (management)"
 		}
 		if a.Status != rotation.AccountPlanned {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\n", a.Account, name, a.Status)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\n", a.Account, name, a.Result)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\n", a.Account, name, a.Status, a.Rotated, a.Retired, a.Failed)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\n", a.Account, name, a.Result, a.Rotated, a.Retired, a.Failed)
 	}
 	tw.Flush()
 	for _, a := range accounts {

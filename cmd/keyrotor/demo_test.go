@@ -164,6 +164,11 @@ func TestSlowDemoOrganization(t *testing.T) {
 			t.Errorf("the demo's output lacks %q:\n%s", want, printed)
 		}
 	}
+	// The table says what the run did in each account, not the plan's
+	// "planned".
+	if strings.Contains(printed, "  planned  ") || !strings.Contains(printed, "  rotated  ") {
+		t.Errorf("the organization table does not show each account's result:\n%s", printed)
+	}
 	if strings.Contains(printed, "NOT AS EXPECTED") {
 		t.Errorf("the demo found something not as expected:\n%s", printed)
 	}

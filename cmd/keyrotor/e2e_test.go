@@ -193,7 +193,7 @@ func TestSlowE2EFullRotation(t *testing.T) {
 			t.Errorf("output for %s = %q; want %q (all: %v)", u, results[u], w, results)
 		}
 	}
-	for _, s := range []string{"> FindDueKeys", "ok RotateEachUser", "users done", "execution SUCCEEDED"} {
+	for _, s := range []string{"ok FindDueKeys", "ok RotateEachUser", "users done", "execution SUCCEEDED"} {
 		if !strings.Contains(errOut, s) {
 			t.Errorf("progress lacks %q:\n%s", s, errOut)
 		}

@@ -679,6 +679,7 @@ func (s *permSynth) start(t *testing.T, name string, overrides map[string]any) f
 	for k, v := range overrides {
 		ctx[k] = v
 	}
+	ctx["localRun"] = true // a template for the emulator, as make synth writes
 	cj, _ := json.Marshal(ctx)
 	out := t.TempDir()
 	done := make(chan struct{})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -11,21 +12,36 @@ import (
 	"github.com/keyrotor/keyrotor/internal/local"
 )
 
-// progress prints the execution as it runs: each top-level state as it
-// starts and ends, a bar over the users of the map, and per-user failures.
+// progress prints an execution as it runs, every line attributable to a
+// user or a total: the run's own top-level states as they end (a Map also
+// as it starts), one line of counts for the users of the map and one for
+// the key executions (grace-and-delete, adoption window) running
+// alongside, and a line naming the user for each retry (with its reason),
+// failure, and old key kept.
 type progress struct {
 	mu      sync.Mutex
 	w       io.Writer
 	tty     bool
-	started map[string]time.Time
+	started map[string]time.Time // the run's own top-level states
 	total   int
 	done    int
 	failed  int
 	lastBar time.Time
+	// failure holds the last failure of a state, by execution and map
+	// iteration: the reason of the retry that follows it.
+	failure map[string]local.Event
+	keys    keyCounts
+	seen    map[string]bool // key executions started
+	lastKey time.Time
 }
 
+// keyCounts totals the key executions of a run.
+type keyCounts struct{ started, deleted, kept, failed int }
+
+func (k keyCounts) running() int { return k.started - k.deleted - k.kept - k.failed }
+
 func newProgress(w io.Writer) *progress {
-	p := &progress{w: w, started: map[string]time.Time{}}
+	p := &progress{w: w, started: map[string]time.Time{}, failure: map[string]local.Event{}, seen: map[string]bool{}}
 	if f, ok := w.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 			p.tty = true
@@ -41,29 +57,51 @@ func (p *progress) expect(n int) {
 	p.mu.Unlock()
 }
 
+// who names the user of an event: "alice", or "111122223333/alice" in a
+// member account.
+func who(e local.Event) string {
+	if e.Account != "" {
+		return e.Account + "/" + e.User
+	}
+	return e.User
+}
+
 func (p *progress) event(e local.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	fkey := fmt.Sprintf("%s/%d/%s", e.Execution, e.Index, e.State)
+	switch e.Type {
+	case "StateFailed":
+		p.failure[fkey] = e
+		return
+	case "StateRetried":
+		p.clearBar()
+		where := ""
+		switch {
+		case e.Execution != "":
+			where = " for " + who(e) + " (key execution)"
+		case e.User != "":
+			where = " for " + who(e)
+		}
+		fmt.Fprintf(p.w, "%s  retry %s%s: %s\n", clock(e.Time), e.State, where, reason(p.failure[fkey]))
+		return
+	}
+	if e.Execution != "" {
+		p.keyEvent(e)
+		return
+	}
 	switch {
 	case e.Type == "StateEntered" && e.Index < 0:
 		p.started[e.State] = e.Time
 		if e.StateType == "Map" {
 			p.done, p.failed = 0, 0
+			p.clearBar()
+			fmt.Fprintf(p.w, "%s  > %s\n", clock(e.Time), e.State)
 		}
-		fmt.Fprintf(p.w, "%s  > %s\n", clock(e.Time), e.State)
 	case e.Type == "StateExited" && e.Index < 0:
 		p.clearBar()
-		fmt.Fprintf(p.w, "%s  ok %s (%s)\n", clock(e.Time), e.State, e.Time.Sub(p.started[e.State]).Round(time.Millisecond))
-	case e.Type == "StateFailed" && e.Index < 0:
-		p.clearBar()
-		fmt.Fprintf(p.w, "%s  FAILED %s: %s %s\n", clock(e.Time), e.State, e.Error, e.Cause)
-	case e.Type == "StateRetried":
-		who := ""
-		if e.User != "" {
-			who = " for " + e.User
-		}
-		p.clearBar()
-		fmt.Fprintf(p.w, "%s  retry %s%s\n", clock(e.Time), e.State, who)
+		took := max(e.Time.Sub(p.started[e.State]), 0)
+		fmt.Fprintf(p.w, "%s  ok %s (%s)\n", clock(e.Time), e.State, took.Round(time.Millisecond))
 	case e.Type == "MapIterationSucceeded":
 		p.done++
 		p.bar(false)
@@ -71,8 +109,79 @@ func (p *progress) event(e local.Event) {
 		p.done++
 		p.failed++
 		p.clearBar()
-		fmt.Fprintf(p.w, "%s  user %s FAILED: %s %s\n", clock(e.Time), e.User, e.Error, e.Cause)
+		fmt.Fprintf(p.w, "%s  user %s FAILED: %s %s\n", clock(e.Time), who(e), e.Error, e.Cause)
 	}
+}
+
+// keyEvent counts a key execution's start and end; an old key kept or an
+// execution failed is a line of its own, naming the user.
+func (p *progress) keyEvent(e local.Event) {
+	switch e.Type {
+	case "StateEntered":
+		if p.seen[e.Execution] {
+			return
+		}
+		p.seen[e.Execution] = true
+		p.keys.started++
+	case "ExecutionSucceeded":
+		var out struct {
+			Item    struct{ OldKey struct{ ID string } }
+			Cleanup *struct {
+				Deleted bool
+				Reason  string
+			}
+		}
+		json.Unmarshal(e.Output, &out)
+		if out.Cleanup != nil && out.Cleanup.Deleted {
+			p.keys.deleted++
+			break
+		}
+		p.keys.kept++
+		why := "the execution ended without deleting it"
+		if out.Cleanup != nil && out.Cleanup.Reason != "" {
+			why = out.Cleanup.Reason
+		}
+		p.clearBar()
+		fmt.Fprintf(p.w, "%s  %s: old key %s kept: %s\n", clock(e.Time), who(e), out.Item.OldKey.ID, strings.TrimPrefix(why, "not deleted: "))
+	case "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut":
+		p.keys.failed++
+		p.clearBar()
+		fmt.Fprintf(p.w, "%s  %s: key execution %s FAILED: %s %s\n", clock(e.Time), who(e), e.Execution, e.Error, e.Cause)
+	default:
+		return
+	}
+	p.keyLine(e.Time)
+}
+
+// keyLine prints the key executions' counts: on a terminal in place, else
+// when they all ended, or at most every 10 seconds.
+func (p *progress) keyLine(t time.Time) {
+	k := p.keys
+	line := fmt.Sprintf("%s  key executions: %d started, %d in their grace period or adoption window, %d old %s deleted, %d kept, %d failed",
+		clock(t), k.started, k.running(), k.deleted, plural(k.deleted, "key", "keys"), k.kept, k.failed)
+	if p.tty {
+		fmt.Fprint(p.w, "\r\x1b[K"+line)
+		return
+	}
+	if k.running() == 0 || time.Since(p.lastKey) > 10*time.Second {
+		p.lastKey = time.Now()
+		fmt.Fprintln(p.w, line)
+	}
+}
+
+// reason is a failure's error and cause, shortened to one line.
+func reason(f local.Event) string {
+	if f.Error == "" {
+		return "(no reason recorded)"
+	}
+	c := strings.Join(strings.Fields(f.Cause), " ")
+	if len(c) > 160 {
+		c = c[:157] + "..."
+	}
+	if c == "" || c == f.Error {
+		return f.Error
+	}
+	return f.Error + ": " + c
 }
 
 func (p *progress) clearBar() {
@@ -81,8 +190,8 @@ func (p *progress) clearBar() {
 	}
 }
 
-// bar draws the users' progress: redrawn in place on a terminal, a line at
-// most every few seconds (and at the end) otherwise.
+// bar draws the users' progress: redrawn in place on a terminal; a line
+// at each quarter (and at the end) otherwise.
 func (p *progress) bar(force bool) {
 	total := max(p.total, p.done)
 	if total == 0 {
@@ -98,7 +207,8 @@ func (p *progress) bar(force bool) {
 		fmt.Fprint(p.w, "\r\x1b[K"+line)
 		return
 	}
-	if force || p.done == total || time.Since(p.lastBar) > 2*time.Second {
+	quarter := func(n int) int { return n * 4 / total }
+	if force || p.done == total || quarter(p.done) != quarter(p.done-1) || time.Since(p.lastBar) > 30*time.Second {
 		p.lastBar = time.Now()
 		fmt.Fprintln(p.w, line)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,27 +21,15 @@ func init() { commands["release"] = runRelease }
 // starts a new rotation, with a new owner mail and a full grace period.
 func runRelease(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("release", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	key := fs.String("key", "", "the held old access key id (as the admins' message and the summary name it)")
-	table := fs.String("table", "", "the rotation record table: the stack output RotationTableName")
+	table := fs.String("table", "", "the rotation record table, the stack output RotationTableName (default: found in the account: the one table named like KeyRotor's RotationTable)")
 	reason := fs.String("reason", "", "why, for the rotation's history")
 	endpoint := fs.String("endpoint", "", "AWS-compatible endpoint (default: AWS itself)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: keyrotor release --key AKIA... --table NAME [--reason TEXT] [--endpoint URL]\n\nEnds the hold keyrotor keeps on a rotation a person acted on, so the next run may rotate the key again.\n\nFlags:")
-		fs.PrintDefaults()
+	if code, ok := parseFlags(fs, args, "usage: keyrotor release --key AKIA... [--reason TEXT] [--table NAME] [--endpoint URL]\n\nEnds the hold keyrotor keeps on a rotation a person acted on, so the next run may rotate the key again.", stdout, stderr); !ok {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	switch {
-	case strings.TrimSpace(*key) == "":
+	if strings.TrimSpace(*key) == "" {
 		fmt.Fprintln(stderr, "keyrotor release: --key is required: the held old access key id")
-		return 2
-	case strings.TrimSpace(*table) == "":
-		fmt.Fprintln(stderr, "keyrotor release: --table is required: the stack output RotationTableName")
 		return 2
 	}
 	cfg, err := awsconf.Load(ctx, awsconf.Options{Endpoint: *endpoint})
@@ -50,7 +37,16 @@ func runRelease(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		fmt.Fprintf(stderr, "keyrotor release: %v\n", err)
 		return 1
 	}
-	store := &ledger.Store{API: dynamodb.NewFromConfig(cfg), Table: *table}
+	db := dynamodb.NewFromConfig(cfg)
+	if strings.TrimSpace(*table) == "" {
+		name, err := rotationTable(ctx, db)
+		if err != nil {
+			fmt.Fprintf(stderr, "keyrotor release: %v\n", err)
+			return 2
+		}
+		*table = name
+	}
+	store := &ledger.Store{API: db, Table: *table}
 	rec, err := store.Get(ctx, *key)
 	if err != nil {
 		fmt.Fprintf(stderr, "keyrotor release: %v\n", err)
@@ -73,4 +69,31 @@ func runRelease(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	}
 	fmt.Fprintf(stdout, "released: rotation %d of %s (user %s); the next run may rotate it again\n", rec.Rotation, rec.ID, rec.User)
 	return 0
+}
+
+// rotationTable finds keyrotor's rotation record table in the account: the
+// one table whose name holds the stack's logical id RotationTable (a
+// deployed stack's KeyRotor-RotationTable...-..., a local run's
+// keyrotor-RotationTable...). None or several: --table names it.
+func rotationTable(ctx context.Context, db dynamodb.ListTablesAPIClient) (string, error) {
+	var found []string
+	p := dynamodb.NewListTablesPaginator(db, &dynamodb.ListTablesInput{})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return "", fmt.Errorf("find the rotation table (dynamodb:ListTables): %w; or name it with --table (the stack output RotationTableName)", err)
+		}
+		for _, n := range out.TableNames {
+			if strings.Contains(strings.ToLower(n), "rotationtable") {
+				found = append(found, n)
+			}
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("no keyrotor rotation table in this account and region: is keyrotor deployed here? Name it with --table (the stack output RotationTableName)")
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("%d rotation tables (%s): name one with --table (the stack output RotationTableName)", len(found), strings.Join(found, ", "))
 }

@@ -1,17 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/keyrotor/keyrotor/internal/local"
+	"github.com/keyrotor/keyrotor/shared/failures"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
 
@@ -56,24 +61,21 @@ func (f *runFlags) check() error {
 
 func runRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	endpoint := fs.String("endpoint", "", "AWS-compatible endpoint already running, e.g. http://127.0.0.1:5000 (required)")
-	inputPath := fs.String("input", "", "execution input: a JSON file, or - for standard input (default {})")
+	inputPath := fs.String("input", "", "execution input: a JSON file, - for standard input, or the JSON itself such as '{\"users\":[\"alice\"]}' (default {})")
 	wait := fs.Duration("wait", 0, "grace period for this run: the functions and the Wait state both use it")
 	redrive := fs.String("redrive", "", "the work directory of a failed run: run that execution again from the state that failed, as Step Functions' RedriveExecution does")
 	var rf runFlags
 	rf.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: keyrotor run --endpoint URL [--input FILE|-] [--wait DURATION]\n       keyrotor run --endpoint URL --redrive WORK-DIR [--wait DURATION]\n\nRuns the synthesized state machine once against the endpoint; with --redrive, runs the\nfailed execution of WORK-DIR again from its failed state (same name and input; steps and\nusers that succeeded are not run again). Progress goes to stderr, the execution's output\nJSON to stdout. Exit 0 only if the execution succeeded.\n\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	allowRemote := fs.Bool("allow-remote-endpoint", false, "allow an --endpoint that is not on this machine (not an emulator: the run creates and deletes keys there)")
+	if code, ok := parseFlags(fs, args, "usage: keyrotor run --endpoint URL [--input FILE|-|JSON] [--wait DURATION]\n       keyrotor run --endpoint URL --redrive WORK-DIR [--wait DURATION]\n\nRuns the synthesized state machine once against the endpoint; with --redrive, runs the\nfailed execution of WORK-DIR again from its failed state (same name and input; steps and\nusers that succeeded are not run again). Progress goes to stderr, the execution's output\nJSON to stdout. Exit 0 only if the execution succeeded and no rotation was left waiting\nor needing a person; 2 for a usage error or a bad input.", stdout, stderr); !ok {
+		return code
 	}
 	if *endpoint == "" {
 		fmt.Fprintln(stderr, "keyrotor run: --endpoint is required, e.g. --endpoint http://127.0.0.1:5000 (a running moto_server)")
 		return 2
 	}
+
 	if *wait < 0 {
 		fmt.Fprintln(stderr, "keyrotor run: --wait must not be negative (e.g. 0s, 30s, 168h)")
 		return 2
@@ -92,6 +94,10 @@ func runRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		fmt.Fprintf(stderr, "keyrotor run: --input: %v\n", err)
 		return 2
 	}
+	if err := checkEndpoint(*endpoint, *allowRemote); err != nil {
+		fmt.Fprintf(stderr, "keyrotor run: %v\n", err)
+		return 2
+	}
 	if err := rf.check(); err != nil {
 		fmt.Fprintf(stderr, "keyrotor run: %v\n", err)
 		return 2
@@ -107,6 +113,12 @@ func runRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		fmt.Fprintf(stderr, "keyrotor run: %v\n", err)
 		return 1
 	}
+	if res.Status != "SUCCEEDED" && res.Error == failures.Name(&failures.InvalidInputError{}) && res.FailedState == "FindDueKeys" {
+		// The input passed the local checks but not the account's (a user
+		// that does not exist): a bad input, said once; nothing changed.
+		fmt.Fprintf(stderr, "keyrotor run: --input: %s; nothing changed\n", inputCause(res.Cause))
+		return 2
+	}
 	fmt.Fprintln(stdout, string(res.Output))
 	if res.Status != "SUCCEEDED" {
 		reportFailure(stderr, res)
@@ -116,7 +128,68 @@ func runRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return 1
 	}
 	fmt.Fprintf(stderr, "execution SUCCEEDED in %s, and its %d grace-and-delete executions; logs in %s\n", res.Duration.Round(time.Millisecond), len(res.Grace), res.LogDir)
+	if why := needsPerson(res.Output); why != "" {
+		fmt.Fprintf(stderr, "keyrotor run: %s\n", why)
+		return exitNeedsPerson
+	}
 	return 0
+}
+
+// exitNeedsPerson is run's exit status when the execution succeeded but
+// left rotations waiting or needing a person.
+const exitNeedsPerson = 3
+
+// needsPerson says in one line what a succeeded run left for a person:
+// rotations waiting (their notice did not go out, so nothing was
+// deactivated) and conditions needing a person; "" when none.
+func needsPerson(output json.RawMessage) string {
+	var sum rotation.Summary
+	if json.Unmarshal(output, &sum) != nil {
+		return ""
+	}
+	var parts []string
+	first := ""
+	if n := sum.Totals.Waiting; n > 0 {
+		parts = append(parts, fmt.Sprintf("%d %s waiting (the owner's notice did not go out; old key still Active)", n, plural(n, "rotation is", "rotations are")))
+		for _, o := range sum.Users {
+			if o.Result == "waiting" && first == "" {
+				first = fmt.Sprintf("%s: %s", o.User, o.Reason)
+			}
+		}
+	}
+	if n := len(sum.Attention); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d %s a person", n, plural(n, "condition needs", "conditions need")))
+		if first == "" {
+			first = fmt.Sprintf("%s: %s", sum.Attention[0].User, sum.Attention[0].Reason)
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s; first: %s (the output's \"users\" and \"attention\" list them all)", strings.Join(parts, " and "), first)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// inputCause is the find function's refusal of the input, without the
+// error type the engine repeats in front of it.
+func inputCause(cause string) string {
+	var obj struct {
+		ErrorMessage string `json:"errorMessage"`
+	}
+	if json.Unmarshal([]byte(cause), &obj) == nil && obj.ErrorMessage != "" {
+		cause = obj.ErrorMessage
+	}
+	name := failures.Name(&failures.InvalidInputError{})
+	for strings.HasPrefix(strings.TrimSpace(cause), name+":") {
+		cause = strings.TrimPrefix(strings.TrimSpace(cause), name+":")
+	}
+	return strings.TrimPrefix(strings.TrimSpace(cause), "invalid input ")
 }
 
 // reportGrace names every grace-and-delete execution that did not succeed
@@ -141,29 +214,55 @@ func reportFailure(w io.Writer, res *local.Result) {
 	fmt.Fprintf(w, "  history: %s\n  logs: %s\n", res.HistoryFile, res.LogDir)
 }
 
-// readInput reads and checks the execution input: the same strict rules
-// as the find function, so a bad input fails here, before anything runs.
+// readInput reads and checks the execution input (a file, - for standard
+// input, or the JSON itself): the same strict rules as the find function,
+// so a bad input fails here, before anything runs.
 func readInput(path string, stdin io.Reader) (json.RawMessage, error) {
 	var b []byte
 	var err error
-	switch path {
-	case "":
+	from := "file " + path
+	switch t := strings.TrimSpace(path); {
+	case t == "":
 		b = []byte(`{}`)
-	case "-":
+	case t == "-":
+		from = "standard input"
 		b, err = io.ReadAll(stdin)
+	case strings.HasPrefix(t, "{"):
+		from = "inline JSON"
+		b = []byte(t)
 	default:
 		b, err = os.ReadFile(path)
 	}
 	if err != nil {
 		return nil, err
 	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%s is empty: give the execution input as a JSON object, such as {} or {\"users\":[\"alice\"]}", from)
+	}
 	if _, err := rotation.ParseRequest(b); err != nil {
 		return nil, err
 	}
-	if len(b) == 0 {
-		b = []byte(`{}`)
-	}
 	return json.RawMessage(b), nil
+}
+
+// checkEndpoint refuses an endpoint that is not on this machine unless
+// allowed: run and demo create keys, secrets and tables, and delete old
+// keys, wherever the endpoint points.
+func checkEndpoint(endpoint string, allowRemote bool) error {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return fmt.Errorf("--endpoint %q: want a URL such as http://127.0.0.1:5000", endpoint)
+	}
+	if allowRemote {
+		return nil
+	}
+	host := u.Hostname()
+	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("--endpoint %s is not on this machine: keyrotor run creates and deletes access keys there; "+
+		"point it at an emulator on 127.0.0.1, or add --allow-remote-endpoint if that endpoint is one", endpoint)
 }
 
 // flagSet reports whether the flag was given on the command line.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -57,32 +56,6 @@ func s3Client(cfg aws.Config) *s3.Client {
 		o.UsePathStyle = cfg.BaseEndpoint != nil
 		o.DisableLogOutputChecksumValidationSkipped = true
 	})
-}
-
-// parseFlags parses args; help goes to stdout (exit 0), a usage error
-// exits 2. ok is false when the command should return code.
-func parseFlags(fs *flag.FlagSet, args []string, usage string, stdout, stderr io.Writer) (code int, ok bool) {
-	printUsage := func(w io.Writer) {
-		fmt.Fprintln(w, usage+"\n\nFlags:")
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-		fs.SetOutput(stderr)
-	}
-	fs.SetOutput(stderr)
-	fs.Usage = func() {} // printed below: help to stdout, a usage error to stderr
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printUsage(stdout)
-			return 0, false
-		}
-		printUsage(stderr)
-		return 2, false
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "keyrotor %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		return 2, false
-	}
-	return 0, true
 }
 
 // writeJSON prints v indented.

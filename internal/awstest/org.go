@@ -159,6 +159,7 @@ func MemberTemplate(t testing.TB, kv ...string) string {
 		ctxValues = map[string]any{}
 	}
 	ctxValues["hubAccount"] = DefaultAccount
+	ctxValues["localRun"] = true // a template for the emulator: cdk.json's placeholder sender is fine
 	for i := 0; i < len(kv); i += 2 {
 		var v any
 		if json.Unmarshal([]byte(kv[i+1]), &v) != nil {

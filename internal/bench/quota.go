@@ -117,6 +117,7 @@ func SynthQuotaTemplate(ctx context.Context, outDir, base string, reserved int) 
 		return "", 0, fmt.Errorf("read cdk.json's context (run from the module root): %v", err)
 	}
 	cdkJSON.Context["lambdaConcurrency"] = reserved
+	cdkJSON.Context["localRun"] = true // for the emulator, as make synth writes it
 	wb, _ := json.Marshal(cdkJSON.Context)
 	want := string(wb)
 	if fresh(tmpl, base) {

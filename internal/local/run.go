@@ -101,10 +101,15 @@ type Event struct {
 	State     string
 	StateType string
 	Index     int    // map iteration, -1 at the top level
-	User      string // the user of the map iteration, when known
+	User      string // the user of the map iteration or key execution, when known
+	Account   string // the member account of User (organization mode), when known
+	// Execution names the key execution (grace-and-delete, adoption
+	// window) the event belongs to; "" for the run's own execution.
+	Execution string
 	Error     string
 	Cause     string
-	Total     int // for MapStateEntered: the number of items, when known
+	Total     int             // for MapStateEntered: the number of items, when known
+	Output    json.RawMessage // for ExecutionSucceeded: the execution's output
 	Time      time.Time
 }
 
@@ -429,6 +434,18 @@ func (l *launcher) run(ctx context.Context, def json.RawMessage, machine, name s
 	}
 	o := l.o
 	o.WorkDir = workDir
+	if machine != "KeyRotor" && o.Progress != nil {
+		// A key execution: its events name the execution and its user.
+		var in struct {
+			Item struct{ User, Account string }
+		}
+		json.Unmarshal(input, &in)
+		progress := o.Progress
+		o.Progress = func(e Event) {
+			e.Execution, e.User, e.Account = name, in.Item.User, in.Item.Account
+			progress(e)
+		}
+	}
 	o.appendHistory = l.o.appendHistory && machine == "KeyRotor" && name == l.o.ExecutionName
 	running.Store(name, true)
 	defer running.Delete(name)
@@ -635,6 +652,8 @@ func collect(o Options, history *os.File, logDir string, next func() ([]byte, bo
 	r := &Result{HistoryFile: history.Name(), LogDir: logDir, PerUserStates: map[string]int{}}
 	open := &openStates{in: map[int]string{}, users: map[int]string{}}
 	users := open.users
+	accounts := map[int]string{} // the member account of a map iteration's user
+	failedInIndex := -1
 	var final *rawEvent
 	for {
 		line, ok := next()
@@ -652,7 +671,7 @@ func collect(o Options, history *os.File, logDir string, next func() ([]byte, bo
 			final = &e
 			continue
 		}
-		e := Event{Type: ev.Type, Index: -1, Time: time.UnixMilli(ev.Timestamp), Error: ev.Error, Cause: ev.Cause}
+		e := Event{Type: ev.Type, Index: -1, Time: time.UnixMilli(ev.Timestamp), Error: ev.Error, Cause: causeText(ev.Cause), Output: ev.Output}
 		if ev.Index != nil {
 			e.Index = *ev.Index
 		}
@@ -666,12 +685,14 @@ func collect(o Options, history *os.File, logDir string, next func() ([]byte, bo
 			o.OnPlan(ev.State.Output)
 		}
 		if ev.Type == "MapIterationStarted" {
-			var in struct{ Item struct{ User string } }
+			var in struct {
+				Item struct{ User, Account string }
+			}
 			json.Unmarshal(ev.Input, &in)
-			users[e.Index] = in.Item.User
+			users[e.Index], accounts[e.Index] = in.Item.User, in.Item.Account
 		}
 		if e.Index >= 0 {
-			e.User = users[e.Index]
+			e.User, e.Account = users[e.Index], accounts[e.Index]
 		}
 		switch ev.Type {
 		case "StateExited":
@@ -694,11 +715,17 @@ func collect(o Options, history *os.File, logDir string, next func() ([]byte, bo
 			}
 		case "StateRetried":
 			r.Retries++
+			// The failure before a retry is not the execution's.
+			if e.Index < 0 {
+				r.FailedState = ""
+			} else if failedInIndex == e.Index {
+				r.FailedIn, failedInIndex = "", -1
+			}
 		case "StateFailed":
 			if e.Index < 0 {
 				r.FailedState = e.State
 			} else if r.FailedIn == "" {
-				r.FailedIn = fmt.Sprintf("%s (user %s): %s: %s", e.State, e.User, ev.Error, ev.Cause)
+				r.FailedIn, failedInIndex = fmt.Sprintf("%s (user %s): %s: %s", e.State, e.User, ev.Error, e.Cause), e.Index
 			}
 		}
 		if o.Progress != nil {
@@ -746,12 +773,29 @@ type rawEvent struct {
 		Name string `json:"name"`
 		Type string `json:"type"`
 	} `json:"parentState"`
-	Error     string          `json:"Error"`
-	Cause     string          `json:"Cause"`
+	Error string          `json:"Error"`
+	Cause json.RawMessage `json:"Cause"` // a string, or the Lambda error object
+
 	Status    string          `json:"status"`
 	Output    json.RawMessage `json:"output"`
 	ErrorName string          `json:"error"`
 	CauseText string          `json:"cause"`
+}
+
+// causeText is a state failure's cause: the engine gives a string, or a
+// Lambda function's error object ({"errorMessage", "errorType"}).
+func causeText(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var obj struct {
+		ErrorMessage string `json:"errorMessage"`
+	}
+	if json.Unmarshal(raw, &obj) == nil && obj.ErrorMessage != "" {
+		return obj.ErrorMessage
+	}
+	return string(raw)
 }
 
 // engineFiles finds Node 22 and the engine script, from the module root.

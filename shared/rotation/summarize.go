@@ -90,7 +90,19 @@ type AccountTotals struct {
 	Adopting int `json:"adopting"`
 	Failed   int `json:"failed"`
 	Mails    int `json:"mails"`
+	// Result is what the run did in the account (Status is what find
+	// planned): rotated, failed, nothing due, done (its items ended
+	// otherwise: waiting, held, skipped), or the plan's status for an
+	// account not planned (unreachable, failed, waiting).
+	Result string `json:"result"`
 }
+
+// Account results in a summary, beside the plan's statuses.
+const (
+	AccountRotated    = "rotated"     // keys rotated, retired or in their adoption window; none failed
+	AccountNothingDue = "nothing due" // planned, nothing to rotate
+	AccountDone       = "done"        // its items ended without a rotation (waiting, held, skipped)
+)
 
 // Summary is the output of summarize (state path $.summary) and the
 // execution's final output.
@@ -210,9 +222,10 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 	if sum.Users == nil {
 		sum.Users = []Outcome{}
 	}
+	cleared := sum.dropCleared()
 	c := in.Plan.Counts
 	sum.Totals.Blocked, sum.Totals.Exempt = max(c.Blocked, len(sum.Blocked)), max(c.Exempt, len(sum.Exempt))
-	sum.Totals.Held, sum.Totals.Attention, sum.Totals.InFlight, sum.Totals.InGrace = max(c.Held, len(sum.Held)), max(c.Attention, len(sum.Attention)), c.InFlight, c.InGrace
+	sum.Totals.Held, sum.Totals.Attention, sum.Totals.InFlight, sum.Totals.InGrace = max(c.Held, len(sum.Held)), max(c.Attention-cleared, len(sum.Attention)), c.InFlight, c.InGrace
 	sum.Totals.Adopting += c.Adopting
 	sum.Totals.Unreachable, sum.Totals.WaitingAccounts = c.Unreachable, c.Waiting
 	sum.Accounts = accountTotals(in.Plan.Accounts, sum.Users, s.Config.HomeAccount)
@@ -265,6 +278,30 @@ func (s *Summarizer) Handle(ctx context.Context, in SummarizeInput) (*Summary, e
 	return sum, nil
 }
 
+// dropCleared removes from the plan's attention list each condition this
+// run cleared: the rotation's notice went out in this run (the notify
+// step clears the record's condition then), so the outcome, not the
+// plan's stale condition, is the truth. It returns how many it removed.
+func (sum *Summary) dropCleared() int {
+	went := map[string]bool{}
+	for _, o := range sum.Users {
+		switch {
+		case o.Mail == "sent", o.Result == "rotated", o.Result == "retired", o.Result == "adopting", o.Result == "deleted":
+			went[o.Account+"/"+o.OldKeyID] = true
+		}
+	}
+	kept := sum.Attention[:0:0]
+	for _, a := range sum.Attention {
+		if a.KeyID != "" && went[a.Account+"/"+a.KeyID] {
+			continue
+		}
+		kept = append(kept, a)
+	}
+	n := len(sum.Attention) - len(kept)
+	sum.Attention = kept
+	return n
+}
+
 // SummaryUsersLimit bounds the summary's inline list of outcomes; the S3
 // summary object lists every user.
 const SummaryUsersLimit = 50
@@ -299,6 +336,7 @@ func accountTotals(plan []AccountPlan, users []Outcome, home string) []AccountTo
 		out[i].AccountPlan = p
 		at[p.Account] = &out[i]
 	}
+	seen := map[string]int{}
 	for _, o := range users {
 		id := o.Account
 		if id == "" {
@@ -308,6 +346,7 @@ func accountTotals(plan []AccountPlan, users []Outcome, home string) []AccountTo
 		if a == nil {
 			continue
 		}
+		seen[id]++
 		switch o.Result {
 		case "rotated":
 			a.Rotated++
@@ -320,6 +359,21 @@ func accountTotals(plan []AccountPlan, users []Outcome, home string) []AccountTo
 		}
 		if o.Mail == "sent" {
 			a.Mails++
+		}
+	}
+	for i := range out {
+		a := &out[i]
+		switch {
+		case a.Status != AccountPlanned:
+			a.Result = a.Status
+		case a.Failed > 0:
+			a.Result = AccountFailed
+		case a.Rotated+a.Retired+a.Adopting > 0:
+			a.Result = AccountRotated
+		case seen[a.Account] > 0:
+			a.Result = AccountDone
+		default:
+			a.Result = AccountNothingDue
 		}
 	}
 	return out
@@ -363,7 +417,7 @@ func outcomeOf(r childResult) Outcome {
 		if t.Item.Action != policy.Rotate {
 			o.Result = "retired"
 		}
-		o.Reason = fmt.Sprintf("old key Inactive; deleted after %s by %s", t.Deactivation.DeleteAfter.Format(time.RFC3339), t.Deactivation.GraceExecution)
+		o.Reason = fmt.Sprintf("old key Inactive; to be deleted after %s by its grace-and-delete execution %s", t.Deactivation.DeleteAfter.Format(time.RFC3339), t.Deactivation.GraceExecution)
 	case t.Deactivation != nil:
 		o.Result, o.Reason = "skipped", t.Deactivation.Note
 		if strings.Contains(o.Reason, "re-activated") {
@@ -451,7 +505,7 @@ func (s *Summarizer) adminSummary(sum *Summary) notice.Admin {
 			}
 			switch a.Status {
 			case AccountPlanned:
-				fmt.Fprintf(&b, "- %s, stage %d: %d rotated, %d retired, %d adopting, %d failed\n", name, a.Stage, a.Rotated, a.Retired, a.Adopting, a.Failed)
+				fmt.Fprintf(&b, "- %s, stage %d: %s: %d rotated, %d retired, %d adopting, %d failed\n", name, a.Stage, a.Result, a.Rotated, a.Retired, a.Adopting, a.Failed)
 			default:
 				fmt.Fprintf(&b, "- %s, stage %d: %s: %s\n", name, a.Stage, a.Status, a.Reason)
 			}

@@ -47,7 +47,7 @@ func TestSummarizeOutcomes(t *testing.T) {
 		result string
 		reason string
 	}{
-		{"rotated: grace execution started", base(func(*rotation.Task) {}), "rotated", "deleted after 2026-11-30T06:00:00Z by ann-AK1-r1"},
+		{"rotated: grace execution started", base(func(*rotation.Task) {}), "rotated", "to be deleted after 2026-11-30T06:00:00Z by its grace-and-delete execution ann-AK1-r1"},
 		{"retired", base(func(t *rotation.Task) { t.Item.Action, t.NewKey = "retire", nil }), "retired", "old key Inactive"},
 		{"resumed, grace over: deleted", base(func(t *rotation.Task) {
 			t.Deactivation.Next, t.Cleanup = rotation.NextDelete, &rotation.Cleanup{KeyID: "AK1", Deleted: true, Reason: "deleted after its grace period"}
@@ -194,6 +194,9 @@ func TestSummarizeAccounts(t *testing.T) {
 	for _, x := range sum.Accounts {
 		got[x.Account] = x
 	}
+	if got[home].Result != rotation.AccountRotated || got[dev].Result != rotation.AccountFailed || got[prod].Result != rotation.AccountUnreachable {
+		t.Fatalf("account results = %+v; want rotated in keyrotor's own, failed in dev, unreachable in prod (not the plan's \"planned\")", sum.Accounts)
+	}
 	if got[home].Rotated != 1 || got[dev].Rotated != 1 || got[dev].Failed != 2 || got[prod].Status != rotation.AccountUnreachable || sum.Totals.Unreachable != 1 {
 		t.Fatalf("accounts = %+v; want 1 rotated in each reached account, 2 failed in dev, prod unreachable", sum.Accounts)
 	}
@@ -211,5 +214,33 @@ func TestSummarizeAccounts(t *testing.T) {
 	if len(notes) != 1 || !strings.Contains(notes[0].Message, "deploy the member stack (KeyRotorMember) in account "+prod) ||
 		!strings.Contains(notes[0].Message, "cy in account "+dev) || !strings.Contains(notes[0].Subject, "1 accounts unreachable") {
 		t.Fatalf("admin messages = %+v; want one summary naming the unreachable account's fix and the member's users", notes)
+	}
+}
+
+// TestSummarizeAttentionCleared: a condition the plan reported (alice's
+// mail refused on an earlier run) that this run cleared (her notice went
+// out, her key rotated) is not in the summary's attention list, nor its
+// total, nor the admins' message; one this run did not touch stays.
+func TestSummarizeAttentionCleared(t *testing.T) {
+	raw, _ := json.Marshal([]rotation.Task{task("alice", "AK1", "AKN1", true, "")})
+	plan := rotation.Plan{Pass: 1, Counts: rotation.Counts{Attention: 2}, Attention: []rotation.Skipped{
+		{User: "alice", KeyID: "AK1", Action: "attention", Reason: "the owner's mail was refused: MessageRejected"},
+		{User: "bob", KeyID: "AK2", Action: "attention", Reason: "the owner's mail was refused: MessageRejected"}}}
+	a := awstest.New(t)
+	topic := a.Topic(t, "admins")
+	s := &rotation.Summarizer{Topic: a.SNS, Config: config.Config{AdminTopicARN: topic}}
+	sum, err := s.Handle(context.Background(), rotation.SummarizeInput{Plan: plan, Results: raw, ExecutionName: "run-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Users) != 1 || sum.Users[0].Result != "rotated" || sum.Users[0].Mail != "sent" {
+		t.Fatalf("users = %+v; want alice rotated and mailed", sum.Users)
+	}
+	if len(sum.Attention) != 1 || sum.Attention[0].User != "bob" || sum.Totals.Attention != 1 {
+		t.Fatalf("attention = %+v (total %d); want only bob's", sum.Attention, sum.Totals.Attention)
+	}
+	_, notes := a.Sent(t)
+	if len(notes) != 1 || strings.Contains(notes[0].Message, "alice key AK1: the owner's mail was refused") || !strings.Contains(notes[0].Message, "bob key AK2") {
+		t.Fatalf("admin message = %+v; want bob's condition and not alice's", notes)
 	}
 }

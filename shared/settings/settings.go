@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/mail"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,6 +49,14 @@ const (
 	KeyOwnerEmailDomains = "ownerEmailDomains"
 	// IAM paths whose users keyrotor never acts on (list).
 	KeyExcludedUserPaths = "excludedUserPaths"
+	// The organization mode's stacks (read by infra only: the member stack
+	// and its StackSet; docs/organizations.md).
+	KeyHubAccount          = "hubAccount"
+	KeyOrganizationalUnits = "organizationalUnits"
+	KeyDelegatedAdmin      = "delegatedAdmin"
+	// Acknowledgements of a deliberate choice (see Deployable).
+	KeyAllowNoAdmins = "allowNoAdmins" // false; true: no adminEmails, the admins subscribe to the AdminTopicArn output themselves
+	KeyLocalRun      = "localRun"      // false; true: a template for local runs on the emulator only (make synth), placeholders allowed
 )
 
 // MaxAdoptionDays bounds adoptionDays: the window, the grace period and a
@@ -60,7 +69,7 @@ var Keys = []string{KeyMaxKeyAgeDays, KeyUnusedDays, KeyGraceDays, KeyHoldDays, 
 	KeySecretPrefix, KeyEmailTag, KeyExemptTag, KeyExemptGroup, KeyKMSKeyArn, KeyFanOutConcurrency, KeyLambdaConcurrency,
 	KeyReportRetentionDays, KeyLogRetentionDays, KeyRetirePasswords, KeyAdoptionDays, KeyAdoptionReminders,
 	KeyOrganizationScope, KeyOrganizationExclude, KeyOrganizationStages, KeyOwnerEmailDomains, KeyExcludedUserPaths,
-	KeyBreakGlassPrincipals}
+	KeyBreakGlassPrincipals, KeyHubAccount, KeyOrganizationalUnits, KeyDelegatedAdmin, KeyAllowNoAdmins, KeyLocalRun}
 
 // Settings is everything a deployment is tuned with.
 type Settings struct {
@@ -72,6 +81,9 @@ type Settings struct {
 	KMSKeyArn           string
 	ReportRetentionDays int
 	LogRetentionDays    int
+	// AllowNoAdmins acknowledges a deployment without adminEmails; LocalRun
+	// marks a template synthesized for local runs only (see Deployable).
+	AllowNoAdmins, LocalRun bool
 }
 
 // Error names the context key that is wrong and how to fix it.
@@ -189,15 +201,17 @@ func FromContext(get func(key string) (any, bool)) (Settings, error) {
 			*dst = v
 		}
 	}
-	if s.KMSKeyArn != "" && !strings.HasPrefix(s.KMSKeyArn, "arn:") {
+	if s.KMSKeyArn != "" && !kmsKeyARN.MatchString(s.KMSKeyArn) {
 		return Settings{}, &Error{KeyKMSKeyArn, s.KMSKeyArn, "want a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), or leave it unset to let the stack create one"}
 	}
-	if v, ok := str(KeyRetirePasswords); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return Settings{}, &Error{KeyRetirePasswords, v, "want true or false"}
+	for key, dst := range map[string]*bool{KeyRetirePasswords: &s.Config.RetirePasswords, KeyAllowNoAdmins: &s.AllowNoAdmins, KeyLocalRun: &s.LocalRun} {
+		if v, ok := str(key); ok {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return Settings{}, &Error{key, v, "want true or false"}
+			}
+			*dst = b
 		}
-		s.Config.RetirePasswords = b
 	}
 	if v, ok := get(KeyAdminEmails); ok && v != nil {
 		var list []string
@@ -263,7 +277,11 @@ func FromContext(get func(key string) (any, bool)) (Settings, error) {
 	if err := s.Config.Validate(); err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {
-			return Settings{}, &Error{contextKeyFor(ce.Var), ce.Value, ce.Fix}
+			value := ce.Value
+			if ce.Var == config.EnvGracePeriod {
+				value = strconv.Itoa(grace) // graceDays is set in days
+			}
+			return Settings{}, &Error{contextKeyFor(ce.Var), value, ce.Fix}
 		}
 		return Settings{}, err
 	}
@@ -316,6 +334,102 @@ func (s *Settings) organization(get func(string) (any, bool)) error {
 			"together must fit in %d bytes (the functions' environment is at most 4 KB): name OUs rather than many single accounts", MaxOrganizationListBytes)}
 	}
 	return nil
+}
+
+// kmsKeyARN is the shape of a KMS key ARN in any partition: a key, not an
+// alias (the key policy grants are made on the key).
+var kmsKeyARN = regexp.MustCompile(`^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$`)
+
+// placeholderDomains are the domains reserved for examples (RFC 2606 and
+// RFC 6761): mail to or from them goes nowhere.
+var placeholderDomains = regexp.MustCompile(`(?i)(^|\.)(example\.(com|net|org)|example|invalid|test|localhost)$`)
+
+// Deployable reports what keeps a deployment from doing its work: no SES
+// sender or a placeholder one (no owner would get a mail), or no admin
+// address (nobody would hear of a run, a failure or a blocked user) unless
+// allowNoAdmins acknowledges it. A template for local runs (localRun, as
+// make synth writes for the emulator) is not deployed, and passes.
+func (s Settings) Deployable() error {
+	if s.LocalRun {
+		return nil
+	}
+	sender := s.Config.Sender
+	switch {
+	case sender == "":
+		return &Error{KeySenderAddress, sender, "no sender: owners would get no mail and every rotation would wait; " +
+			"set it to an address of your domain verified in SES, such as keyrotor@yourcompany.com"}
+	case placeholderDomains.MatchString(sender[strings.LastIndexByte(sender, '@')+1:]):
+		return &Error{KeySenderAddress, sender, "a placeholder: SES sends nothing from it and every rotation would wait; " +
+			"set it to an address of your domain verified in SES, such as keyrotor@yourcompany.com"}
+	}
+	if len(s.AdminEmails) == 0 && !s.AllowNoAdmins {
+		return &Error{KeyAdminEmails, "[]", "no admin address: nobody would hear of a failed run, a blocked user or a refused mail; " +
+			"list the addresses that get the run summaries and alerts, or set allowNoAdmins=true if you subscribe to the AdminTopicArn output yourself"}
+	}
+	for _, a := range s.AdminEmails {
+		if placeholderDomains.MatchString(a[strings.LastIndexByte(a, '@')+1:]) {
+			return &Error{KeyAdminEmails, a, "a placeholder address: nobody reads it; list the addresses that get the run summaries and alerts"}
+		}
+	}
+	return nil
+}
+
+// CheckUnknown refuses a context key keyrotor does not read (a typo would
+// otherwise leave its default in place, unseen), naming the key it is
+// closest to. Keys of the CDK itself (feature flags "@aws-cdk/...",
+// "aws:cdk:...", lookups "availability-zones:...", "cdk-...") pass.
+func CheckUnknown(ctx map[string]any) error {
+	unknown := Unknown(ctx)
+	if len(unknown) == 0 {
+		return nil
+	}
+	k := unknown[0]
+	fix := "keyrotor reads no such setting and would use the default"
+	if near := nearest(k); near != "" {
+		fix += fmt.Sprintf("; did you mean %q?", near)
+	} else {
+		fix += "; the settings are listed in docs/deploying.md"
+	}
+	if len(unknown) > 1 {
+		fix += fmt.Sprintf(" (%d unknown keys: %s)", len(unknown), strings.Join(unknown, ", "))
+	}
+	return &Error{Key: k, Value: fmt.Sprint(ctx[k]), Fix: fix}
+}
+
+// nearest is the known key closest to k (same letters ignoring case, or at
+// most a third of its letters changed), or "".
+func nearest(k string) string {
+	best, bestD := "", len(k)/3+1
+	for _, known := range Keys {
+		if strings.EqualFold(known, k) {
+			return known
+		}
+		if d := editDistance(strings.ToLower(known), strings.ToLower(k)); d < bestD {
+			best, bestD = known, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // MaxOrganizationListBytes bounds the organization lists in the
@@ -426,7 +540,10 @@ func FromCDKJSON(path string) (Settings, error) {
 		Context map[string]any `json:"context"`
 	}
 	if err := json.Unmarshal(b, &f); err != nil {
-		return Settings{}, fmt.Errorf("%s: %w", path, err)
+		return Settings{}, fmt.Errorf("not JSON: %w", err)
+	}
+	if err := CheckUnknown(f.Context); err != nil {
+		return Settings{}, err
 	}
 	return FromContext(func(k string) (any, bool) { v, ok := f.Context[k]; return v, ok })
 }
@@ -440,7 +557,7 @@ func Unknown(ctx map[string]any) []string {
 	}
 	var out []string
 	for k := range ctx {
-		if !known[k] && !strings.Contains(k, ":") && !strings.HasPrefix(k, "@") {
+		if !known[k] && !strings.Contains(k, ":") && !strings.HasPrefix(k, "@") && !strings.HasPrefix(k, "cdk-") && k != "acknowledged-issue-numbers" {
 			out = append(out, k)
 		}
 	}

@@ -32,6 +32,9 @@ func TestFromContext(t *testing.T) {
 		{"bad sender", map[string]any{"senderAddress": "not an address"}, "senderAddress", nil},
 		{"bad admin", map[string]any{"adminEmails": "ok@example.com,nope"}, "adminEmails", nil},
 		{"bad kms", map[string]any{"kmsKeyArn": "alias/mine"}, "kmsKeyArn", nil},
+		{"kms not an ARN", map[string]any{"kmsKeyArn": "arn:bad"}, "kmsKeyArn", nil},
+		{"kms alias ARN", map[string]any{"kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:alias/mine"}, "kmsKeyArn", nil},
+		{"kms key ARN", map[string]any{"kmsKeyArn": "arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"}, "", func(s Settings) bool { return s.KMSKeyArn != "" }},
 		{"bad concurrency", map[string]any{"fanOutConcurrency": "0"}, "fanOutConcurrency", nil},
 		{"organization from -c", map[string]any{"organizationScope": "all", "organizationExclude": "111111111111,222222222222"}, "", func(s Settings) bool {
 			return s.Config.Organization() && len(s.Config.OrgExclude) == 2
@@ -140,4 +143,103 @@ func manyAccountStages(n int) []any {
 		st = append(st, fmt.Sprintf("%012d", 100000000000+i))
 	}
 	return []any{st}
+}
+
+// TestCheckUnknown: a key keyrotor does not read is refused, naming the
+// key it is closest to; the CDK's own keys pass.
+func TestCheckUnknown(t *testing.T) {
+	tests := []struct {
+		name string
+		ctx  map[string]any
+		want string // a fragment of the error; "" for none
+	}{
+		{"known keys", map[string]any{"graceDays": 3, "senderAddress": "a@b.c", "hubAccount": "123456789012", "allowNoAdmins": true}, ""},
+		{"the CDK's own keys", map[string]any{"@aws-cdk/core:newStyleStackSynthesis": true, "aws:cdk:enable-path-metadata": true, "cdk-assets": 1,
+			"availability-zones:account=1:region=x": []any{}, "acknowledged-issue-numbers": []any{}, "keyrotor:deploy": "true"}, ""},
+		{"lower case", map[string]any{"gracedays": 3}, `context gracedays="3": keyrotor reads no such setting and would use the default; did you mean "graceDays"?`},
+		{"a typo", map[string]any{"adminEmail": "a@b.c"}, `did you mean "adminEmails"?`},
+		{"nothing near", map[string]any{"colour": "blue"}, `context colour="blue": keyrotor reads no such setting and would use the default; the settings are listed in docs/deploying.md`},
+		{"several", map[string]any{"gracedays": 3, "holddays": 4}, "(2 unknown keys: gracedays, holddays)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckUnknown(tt.ctx)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("CheckUnknown(%v) = %v; want nil", tt.ctx, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("CheckUnknown(%v) = %v; want %q", tt.ctx, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestDeployable: a setup that cannot notify anyone is refused, naming the
+// key and the fix, unless acknowledged (allowNoAdmins) or meant for local
+// runs (localRun).
+func TestDeployable(t *testing.T) {
+	good := map[string]any{"senderAddress": "keyrotor@corp.io", "adminEmails": "sec@corp.io"}
+	with := func(kv ...any) map[string]any {
+		m := map[string]any{}
+		for k, v := range good {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			if kv[i+1] == nil {
+				delete(m, kv[i].(string))
+				continue
+			}
+			m[kv[i].(string)] = kv[i+1]
+		}
+		return m
+	}
+	tests := []struct {
+		name    string
+		ctx     map[string]any
+		wantKey string
+		want    string
+	}{
+		{"set up", good, "", ""},
+		{"no sender", with("senderAddress", nil), "senderAddress", "no sender: owners would get no mail"},
+		{"empty sender", with("senderAddress", ""), "senderAddress", "set it to an address of your domain verified in SES"},
+		{"shipped placeholder", with("senderAddress", "keyrotor@example.com"), "senderAddress", `senderAddress="keyrotor@example.com": a placeholder`},
+		{"invalid domain", with("senderAddress", "me@corp.invalid"), "senderAddress", "a placeholder"},
+		{"no admins", with("adminEmails", []any{}), "adminEmails", "set allowNoAdmins=true"},
+		{"admins unset", with("adminEmails", nil), "adminEmails", "nobody would hear of a failed run"},
+		{"placeholder admin", with("adminEmails", "sec@example.org"), "adminEmails", "a placeholder address"},
+		{"no admins, acknowledged", with("adminEmails", []any{}, "allowNoAdmins", true), "", ""},
+		{"acknowledgement not a bool", with("allowNoAdmins", "yes please"), "allowNoAdmins", "want true or false"},
+		{"local run", map[string]any{"senderAddress": "keyrotor@example.com", "adminEmails": []any{}, "localRun": true}, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := FromContext(func(k string) (any, bool) { v, ok := tt.ctx[k]; return v, ok })
+			if err == nil {
+				err = s.Deployable()
+			}
+			if tt.wantKey == "" {
+				if err != nil {
+					t.Fatalf("Deployable(%v) = %v; want nil", tt.ctx, err)
+				}
+				return
+			}
+			var se *Error
+			if !errors.As(err, &se) || se.Key != tt.wantKey || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Deployable(%v) = %v; want one naming %s and saying %q", tt.ctx, err, tt.wantKey, tt.want)
+			}
+		})
+	}
+}
+
+// TestGraceErrorInDays: the grace period is set in days and the error
+// shows days, not a Go duration.
+func TestGraceErrorInDays(t *testing.T) {
+	ctx := map[string]any{"maxKeyAgeDays": "5"}
+	_, err := FromContext(func(k string) (any, bool) { v, ok := ctx[k]; return v, ok })
+	if err == nil || !strings.Contains(err.Error(), `graceDays="7"`) || strings.Contains(err.Error(), "168h") {
+		t.Fatalf("FromContext(%v) = %v; want graceDays=\"7\"", ctx, err)
+	}
 }
