@@ -28,6 +28,10 @@ var Permissions = map[string][]string{
 		"secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
 		"secretsmanager:DescribeSecret", "secretsmanager:RestoreSecret",
 		"secretsmanager:GetResourcePolicy", "secretsmanager:PutResourcePolicy", // is the secret keyrotor's; keyrotor's policy on it
+		// CreateSecret with Tags also needs TagResource (Secrets Manager API
+		// Reference, CreateSecret, "Required permissions": "If you include
+		// tags in the secret, you also need secretsmanager:TagResource").
+		"secretsmanager:TagResource",
 		"dynamodb:GetItem", "dynamodb:PutItem",
 		"sns:Publish", // conditions for the admins
 		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",

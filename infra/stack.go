@@ -357,6 +357,7 @@ func (g grants) statements(fn string) []awsiam.PolicyStatement {
 		"secretsmanager:DescribeSecret":    {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
 		"secretsmanager:GetResourcePolicy": {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
 		"secretsmanager:PutResourcePolicy": {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
+		"secretsmanager:TagResource":       {arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*")},
 		"dynamodb:GetItem":                 {*g.table.TableArn()},
 		"dynamodb:PutItem":                 {*g.table.TableArn()},
 		"dynamodb:Scan":                    {*g.table.TableArn()},

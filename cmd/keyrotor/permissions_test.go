@@ -64,6 +64,10 @@ var permExceptions = []struct{ fn, action, needs, why string }{
 	// runs mean to answer DescribeExecution from the runner itself
 	// (AWS_ENDPOINT_URL_SFN, internal/local's describeExecution); where the
 	// function's SDK goes there, the call never passes the proxy.
+	// CreateSecret with Tags is authorized by secretsmanager:TagResource too
+	// (Secrets Manager API Reference, CreateSecret, "Required permissions");
+	// moto checks no permission, so the proxy sees only CreateSecret.
+	{"create-and-store", "secretsmanager:TagResource", "secretsmanager:CreateSecret", "CreateSecret with tags needs TagResource too; moto checks no permission"},
 	{"find", "states:DescribeExecution", "dynamodb:PutItem", "local runs may answer DescribeExecution from the runner, not through the proxy"},
 }
 
