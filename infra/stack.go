@@ -24,6 +24,7 @@ import (
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
 	"github.com/keyrotor/keyrotor/shared/config"
+	"github.com/keyrotor/keyrotor/shared/org"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 	"github.com/keyrotor/keyrotor/shared/settings"
 )
@@ -443,7 +444,7 @@ func memberRoleStatement(stack awscdk.Stack, cfg config.Config) []awsiam.PolicyS
 		return "arn:" + *stack.Partition() + ":iam::" + account + ":role/" + config.MemberRoleName
 	}
 	resources := []string{role("*")}
-	if accountsOnly(cfg.OrgScope) {
+	if org.AccountsOnly(cfg.OrgScope) {
 		resources = nil
 		for _, a := range cfg.OrgScope {
 			if !slices.Contains(cfg.OrgExclude, a) {
@@ -467,20 +468,6 @@ func memberRoleStatement(stack awscdk.Stack, cfg config.Config) []awsiam.PolicyS
 		}))
 	}
 	return out
-}
-
-// accountsOnly reports whether an organization scope lists account ids
-// only (as org.InScope reads it).
-func accountsOnly(scope []string) bool {
-	if len(scope) == 0 {
-		return false
-	}
-	for _, t := range scope {
-		if !config.IsAccountID(t) {
-			return false
-		}
-	}
-	return true
 }
 
 // IAM ARNs have no region; S3 object ARNs are built from the bucket ARN.

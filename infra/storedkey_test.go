@@ -90,9 +90,23 @@ func resolvedTemplate(t *testing.T, raw []byte) cfnTemplate {
 				}
 				return "arn:aws:local:" + evalRegion + ":" + evalAccount + ":" + id
 			}
+			if sp, ok := x["Fn::Split"].([]any); ok && len(x) == 1 {
+				// A list parameter (the member's ExcludedUserPaths) stays
+				// its name here: it names no secret or key.
+				s, _ := resolve(sp[1]).(string)
+				var out []any
+				for _, e := range strings.Split(s, sp[0].(string)) {
+					out = append(out, e)
+				}
+				return out
+			}
 			if j, ok := x["Fn::Join"].([]any); ok && len(x) == 1 {
 				var parts []string
-				for _, p := range resolve(j[1]).([]any) {
+				list, ok := resolve(j[1]).([]any)
+				if !ok { // a list parameter's Ref
+					list = []any{resolve(j[1])}
+				}
+				for _, p := range list {
 					s, _ := p.(string)
 					parts = append(parts, s)
 				}

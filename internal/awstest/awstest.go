@@ -7,6 +7,7 @@ package awstest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -123,6 +124,17 @@ func (a *Account) User(t testing.TB, name string, tags ...string) string {
 		in.Tags = append(in.Tags, types.Tag{Key: aws.String(tags[i]), Value: aws.String(tags[i+1])})
 	}
 	out, err := a.IAM.CreateUser(context.Background(), in)
+	var exists *types.EntityAlreadyExistsException
+	if errors.As(err, &exists) {
+		// The SDK retries a CreateUser whose answer a loaded emulator
+		// dropped, and the retry finds the user the first attempt made:
+		// the test's account was reset, so the user is this call's.
+		got, gerr := a.IAM.GetUser(context.Background(), &iam.GetUserInput{UserName: aws.String(name)})
+		if gerr != nil {
+			t.Fatalf("create user %s: %v (then get: %v)", name, err, gerr)
+		}
+		return aws.ToString(got.User.Arn)
+	}
 	if err != nil {
 		t.Fatalf("create user %s: %v", name, err)
 	}

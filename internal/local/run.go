@@ -340,6 +340,9 @@ func startFunctions(tmpl *Template, res *resources, o Options) (*Server, string,
 			env[config.EnvAdoptionWindow] = o.AdoptionWindow.String()
 			delete(env, config.EnvAdoptionReminders)
 		}
+		// moto lists a key's new status at once: a local run's grace of
+		// seconds must not be mistaken for IAM's listing lag.
+		env[config.EnvStatusLag] = "1s"
 		if o.AdoptionCheck > 0 {
 			env[config.EnvAdoptionCheck] = o.AdoptionCheck.String()
 			if o.AdoptionCheck < config.RecordingInterval {

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/keyrotor/keyrotor/shared/ledger"
@@ -17,7 +18,8 @@ import (
 func FiguresOf(rows []Row, records map[string]*ledger.Record, now time.Time) metrics.Figures {
 	var f metrics.Figures
 	for _, r := range rows {
-		if r.Credential == "password" || r.Status != "Active" {
+		// Access keys only (key ids in KeyID), not passwords or certificates.
+		if !strings.HasPrefix(r.Credential, "access_key") || r.Status != "Active" {
 			continue
 		}
 		switch Band(r.AgeDays) {
@@ -28,14 +30,16 @@ func FiguresOf(rows []Row, records map[string]*ledger.Record, now time.Time) met
 		default:
 			f.KeysOld++
 		}
-		if r.Decision == policy.Exempt || r.Decision == policy.Held {
+		// Keys keyrotor does not rotate: exempt, held, root's (a person's),
+		// a user gone since the report.
+		if r.Decision == policy.Exempt || r.Decision == policy.Held || r.Decision == policy.Manual || r.Decision == policy.Gone {
 			continue
 		}
-		if rec := records[r.Credential]; rec != nil && !rec.State.InFlight() && now.Before(rec.HeldUntil) {
+		if rec := records[r.KeyID]; rec != nil && !rec.State.InFlight() && now.Before(rec.HeldUntil) {
 			continue
 		}
-		if f.Oldest == nil || r.AgeDays > f.Oldest.AgeDays || r.AgeDays == f.Oldest.AgeDays && r.Credential < f.Oldest.ID {
-			f.Oldest = &metrics.Key{Account: r.Account, User: r.User, ID: r.Credential, AgeDays: r.AgeDays}
+		if f.Oldest == nil || r.AgeDays > f.Oldest.AgeDays || r.AgeDays == f.Oldest.AgeDays && r.KeyID < f.Oldest.ID {
+			f.Oldest = &metrics.Key{Account: r.Account, User: r.User, ID: r.KeyID, AgeDays: r.AgeDays}
 		}
 	}
 	for _, rec := range records {

@@ -11,12 +11,12 @@ import (
 )
 
 // TestFiguresOf: keys by age band count Active keys only (never a password
-// or an Inactive key); the oldest key to rotate skips exempt users and a
-// person's hold; rotations are counted by what they are doing now.
+// or an Inactive key or a certificate); the oldest key to rotate skips
+// exempt users, a person's hold, root's keys and a user gone since; rotations are counted by what they are doing now.
 func TestFiguresOf(t *testing.T) {
 	now := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
 	key := func(user, id string, age int, status string, d policy.Action) Row {
-		return Row{User: user, Credential: id, AgeDays: age, Status: status, Decision: d}
+		return Row{User: user, Credential: "access_key_1", KeyID: id, AgeDays: age, Status: status, Decision: d}
 	}
 	tests := []struct {
 		name    string
@@ -31,7 +31,10 @@ func TestFiguresOf(t *testing.T) {
 			key("c", "AKIAC", 400, "Active", policy.Exempt),
 			key("d", "AKIAD", 500, "Inactive", policy.Retire),
 			{User: "e", Credential: "password", AgeDays: 900, Status: "enabled", Decision: policy.RetirePassword},
-		}, want: metrics.Figures{KeysFresh: 1, KeysAging: 1, KeysOld: 1, Oldest: &metrics.Key{User: "b", ID: "AKIAB", AgeDays: 200}}},
+			{User: "f", Credential: "cert_1", AgeDays: 900, Status: "Active", Decision: policy.Manual},
+			key("<root_account>", "AKIAROOT", 2000, "Active", policy.Manual),
+			key("g", "AKIAG", 300, "Active", policy.Gone),
+		}, want: metrics.Figures{KeysFresh: 1, KeysAging: 2, KeysOld: 2, Oldest: &metrics.Key{User: "b", ID: "AKIAB", AgeDays: 200}}},
 		{name: "a hold is not the oldest", rows: []Row{
 			key("a", "AKIAA", 300, "Active", policy.Rotate),
 			key("b", "AKIAB", 100, "Active", policy.Rotate),

@@ -38,6 +38,10 @@ const (
 	// which records every use at once, set it lower, to run a window's
 	// checks seconds apart (internal/local); the stack never sets it.
 	EnvRecordingInterval = "KEYROTOR_RECORDING_INTERVAL"
+	// EnvStatusLag replaces, for runs against an emulated account, how long
+	// IAM may list a key's status before keyrotor's own change of it
+	// (ledger.StatusLag, 2 minutes); moto lists every change at once.
+	EnvStatusLag = "KEYROTOR_STATUS_LAG"
 	// The organization mode (docs/organizations.md); unset: one account.
 	EnvOrgScope    = "KEYROTOR_ORG_SCOPE"    // "all", or comma-separated OU, root and account ids
 	EnvOrgExclude  = "KEYROTOR_ORG_EXCLUDE"  // comma-separated account ids
@@ -119,6 +123,9 @@ type Config struct {
 	// RecordingIntervalOverride replaces RecordingInterval for runs
 	// against an emulated account (EnvRecordingInterval); 0: IAM's.
 	RecordingIntervalOverride time.Duration
+	// StatusLagOverride replaces ledger.StatusLag for runs against an
+	// emulated account (EnvStatusLag); 0: IAM's.
+	StatusLagOverride time.Duration
 
 	// OrgScope, when set, turns the organization mode on: the accounts
 	// rotated are those of the organization under these OU, root or
@@ -260,7 +267,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	for _, d := range []struct {
 		name string
 		dst  *time.Duration
-	}{{EnvAdoptionWindow, &c.AdoptionWindow}, {EnvAdoptionCheck, &c.AdoptionCheck}, {EnvRecordingInterval, &c.RecordingIntervalOverride}} {
+	}{{EnvAdoptionWindow, &c.AdoptionWindow}, {EnvAdoptionCheck, &c.AdoptionCheck}, {EnvRecordingInterval, &c.RecordingIntervalOverride}, {EnvStatusLag, &c.StatusLagOverride}} {
 		if v := strings.TrimSpace(getenv(d.name)); v != "" {
 			x, perr := time.ParseDuration(v)
 			if perr != nil || x < 0 {
@@ -520,6 +527,9 @@ func (c Config) Env() map[string]string {
 	}
 	if len(c.BreakGlass) > 0 {
 		m[EnvBreakGlass] = strings.Join(c.BreakGlass, ",")
+	}
+	if c.StatusLagOverride > 0 {
+		m[EnvStatusLag] = c.StatusLagOverride.String()
 	}
 	if c.AdoptionWindow > 0 {
 		m[EnvAdoptionWindow] = c.AdoptionWindow.String()

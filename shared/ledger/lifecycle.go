@@ -38,6 +38,9 @@ type Facts struct {
 	// OldKnown: the step read the old credential's status; OldActive is
 	// that status (a console password is always "Active").
 	OldKnown, OldActive bool
+	// Lag replaces StatusLag (0: StatusLag): a run against an emulated
+	// account, which lists every change at once, sets it shorter.
+	Lag time.Duration
 }
 
 // Decision is what the rotation does next. At most one of Stop and Go is
@@ -70,6 +73,13 @@ func (d Decision) Go() bool { return d.Stop == "" && d.Wait == "" && !(d.End != 
 // person's re-activation. (A step re-run after its answer was lost sees
 // this.)
 const StatusLag = 2 * time.Minute
+
+func (f Facts) lag() time.Duration {
+	if f.Lag > 0 {
+		return f.Lag
+	}
+	return StatusLag
+}
 
 // Decide is the rotation's transition function: the record (nil: none
 // yet) and the event, with what the step saw, give what happens next.
@@ -104,7 +114,7 @@ func Decide(rec *Record, ev Event, f Facts) Decision {
 	// whatever its kind.
 	if f.OldKnown && f.OldActive && rec.Action != "retire-password" {
 		switch {
-		case rec.State == Deactivated && f.Now.Sub(rec.DeactivatedAt) < StatusLag:
+		case rec.State == Deactivated && f.Now.Sub(rec.DeactivatedAt) < f.lag():
 			return Decision{Wait: fmt.Sprintf("old key listed Active %s after keyrotor deactivated it: IAM may not show the change yet", f.Now.Sub(rec.DeactivatedAt))}
 		case rec.State == Deactivated:
 			return Decision{End: fmt.Sprintf("the old key was re-activated by a person after keyrotor deactivated it on %s.", rec.DeactivatedAt.UTC().Format(time.RFC3339)), Hold: true}

@@ -42,15 +42,15 @@ func InScope(cfg config.Config, account string) error {
 	if slices.Contains(cfg.OrgExclude, id) {
 		return &failures.OutOfScopeError{Account: id, Msg: fmt.Sprintf("the account is excluded (organizationExclude, %s): keyrotor never acts there", config.EnvOrgExclude)}
 	}
-	if accountsOnly(cfg.OrgScope) && !slices.Contains(cfg.OrgScope, id) {
+	if AccountsOnly(cfg.OrgScope) && !slices.Contains(cfg.OrgScope, id) {
 		return &failures.OutOfScopeError{Account: id, Msg: fmt.Sprintf("the account is not in the organization scope (organizationScope, %s)", config.EnvOrgScope)}
 	}
 	return nil
 }
 
-// accountsOnly reports whether a scope lists account ids only (no OU, root
+// AccountsOnly reports whether a scope lists account ids only (no OU, root
 // or "all"), so membership is a lookup.
-func accountsOnly(scope []string) bool {
+func AccountsOnly(scope []string) bool {
 	if len(scope) == 0 {
 		return false
 	}

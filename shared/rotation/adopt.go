@@ -116,7 +116,7 @@ func (w *Watcher) Handle(ctx context.Context, t Task) (*Adoption, error) {
 	// A verdict recorded earlier (this check re-run, or the window handed
 	// to a new execution) is acted on only while it still holds: a person
 	// who switched the old key back on undid their own switch-over.
-	if stop, err := rc.apply(ctx, rec, it.OldKey.ID, ledger.Decide(rec, ledger.Continue, ledger.Facts{Now: now, Kind: string(it.Action), OldKnown: true, OldActive: old.Status == types.StatusTypeActive})); stop != "" || err != nil {
+	if stop, err := rc.apply(ctx, rec, it.OldKey.ID, ledger.Decide(rec, ledger.Continue, ledger.Facts{Now: now, Kind: string(it.Action), OldKnown: true, OldActive: old.Status == types.StatusTypeActive, Lag: rc.cfg.StatusLagOverride})); stop != "" || err != nil {
 		res.Note = stop
 		return res, err
 	}

@@ -114,7 +114,7 @@ func (d *Deactivator) Handle(ctx context.Context, t Task) (*Deactivation, error)
 	// key, or after the person's own deactivation the window took for its
 	// verdict (the verdict must still hold when it is acted on).
 	active := old.Status == types.StatusTypeActive
-	if stop, err := rc.apply(ctx, rec, it.OldKey.ID, ledger.Decide(rec, ledger.Deactivate, ledger.Facts{Now: now, Kind: string(it.Action), OldKnown: true, OldActive: active})); stop != "" || err != nil {
+	if stop, err := rc.apply(ctx, rec, it.OldKey.ID, ledger.Decide(rec, ledger.Deactivate, ledger.Facts{Now: now, Kind: string(it.Action), OldKnown: true, OldActive: active, Lag: rc.cfg.StatusLagOverride})); stop != "" || err != nil {
 		res.Note = stop
 		return res, err
 	}

@@ -98,7 +98,7 @@ func (d *Deleter) Handle(ctx context.Context, t Task) (*Cleanup, error) {
 		return res, d.done(ctx, rc, rec, "the old key was already deleted when its grace period ended")
 	}
 	// A key a person re-activated during its grace is theirs: held.
-	if stop, err := rc.apply(ctx, rec, it.OldKey.ID, ledger.Decide(rec, ledger.Continue, ledger.Facts{Now: now, Kind: string(it.Action), OldKnown: true, OldActive: old.Status == types.StatusTypeActive})); stop != "" || err != nil {
+	if stop, err := rc.apply(ctx, rec, it.OldKey.ID, ledger.Decide(rec, ledger.Continue, ledger.Facts{Now: now, Kind: string(it.Action), OldKnown: true, OldActive: old.Status == types.StatusTypeActive, Lag: rc.cfg.StatusLagOverride})); stop != "" || err != nil {
 		res.Reason = "not deleted: " + stop
 		return res, err
 	}
