@@ -248,8 +248,9 @@ func (t target) matches(service, op string) bool {
 
 type nthRule struct {
 	target
-	n, seen int
-	mode    Mode
+	n, seen  int
+	mode     Mode
+	contains string // when set, only calls whose body holds it count
 }
 
 type rateRule struct {
@@ -283,6 +284,19 @@ func (p *Proxy) FailNth(op string, n int, m Mode) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.nth = append(p.nth, &nthRule{target: parseTarget(op), n: n, mode: m})
+}
+
+// FailNthContaining is FailNth counting only the calls of op whose request
+// body contains s (a JSON call's parameter, "iam-access-keys/alice" for one
+// user's secret): the one call a test means, whichever order concurrent
+// executions make their calls in.
+func (p *Proxy) FailNthContaining(op string, n int, m Mode, s string) {
+	if n < 1 || s == "" {
+		panic(fmt.Sprintf("faultproxy: FailNthContaining(%q, %d, %q): n is 1-based and s not empty", op, n, s))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.nth = append(p.nth, &nthRule{target: parseTarget(op), n: n, mode: m, contains: s})
 }
 
 // FailRate answers a fraction (0 to 1) of the calls of ops (every operation
@@ -352,7 +366,7 @@ func (p *Proxy) decide(req request) (Mode, bool, time.Duration) {
 	faulty := false
 	keep := p.nth[:0]
 	for _, r := range p.nth {
-		if r.matches(service, op) {
+		if r.matches(service, op) && (r.contains == "" || bytes.Contains(req.body, []byte(r.contains))) {
 			r.seen++
 			if r.seen == r.n && !faulty {
 				mode, faulty = r.mode, true
@@ -460,6 +474,7 @@ type request struct {
 	contentType string     // for awsJSON: the request's (1.0 or 1.1)
 	accessKeyID string     // the signing key, "" if unsigned
 	form        url.Values // for awsQuery: the parameters
+	body        []byte     // the request's body (awsJSON and awsQuery)
 }
 
 var scopeRE = regexp.MustCompile(`^([^/,\s]+)/[0-9]{8}/[^/]+/([^/]+)/aws4_request`)
@@ -501,6 +516,14 @@ func identify(r *http.Request) request {
 		if req.service == "" {
 			req.service = targetServices[prefix]
 		}
+		if r.Body != nil {
+			body, err := io.ReadAll(r.Body)
+			_ = r.Body.Close()
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			if err == nil {
+				req.body = body
+			}
+		}
 		return req
 	}
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") && r.Body != nil {
@@ -508,6 +531,7 @@ func identify(r *http.Request) request {
 		_ = r.Body.Close()
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		if err == nil {
+			req.body = body
 			if v, perr := url.ParseQuery(string(body)); perr == nil && v.Get("Action") != "" {
 				req.op, req.proto, req.form = v.Get("Action"), awsQuery, v
 				return req

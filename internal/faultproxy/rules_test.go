@@ -226,6 +226,16 @@ func repeat(q raw, n int) []raw {
 	return out
 }
 
+// secret is a CreateSecret call naming name.
+func secret(name string) raw {
+	return raw{service: "secretsmanager", method: "POST", path: "/", target: "secretsmanager.CreateSecret", form: `{"Name":"` + name + `"}`, contentType: "application/x-amz-json-1.1"}
+}
+
+// userCall is a CreateAccessKey call for user.
+func userCall(user string) raw {
+	return raw{service: "iam", method: "POST", path: "/", form: url.Values{"Action": {"CreateAccessKey"}, "UserName": {user}, "Version": {"2010-05-08"}}.Encode()}
+}
+
 func TestFailNth(t *testing.T) {
 	create, list := query("iam", "CreateAccessKey"), query("iam", "ListAccessKeys")
 	snsTag, smTag := query("sns", "TagResource"), jsonCall("secretsmanager", "secretsmanager.TagResource")
@@ -255,6 +265,12 @@ func TestFailNth(t *testing.T) {
 			repeat(create, 4), nil},
 		{"cleared", func(p *faultproxy.Proxy) { p.FailNth("CreateAccessKey", 1, faultproxy.Throttle); p.Clear() },
 			repeat(create, 2), nil},
+		{"json body", func(p *faultproxy.Proxy) {
+			p.FailNthContaining("CreateSecret", 1, faultproxy.ServerError, `"Name":"keys/alice"`)
+		}, []raw{secret("keys/bob"), secret("keys/alice-b"), secret("keys/alice"), secret("keys/alice")}, []int{3}},
+		{"query body", func(p *faultproxy.Proxy) {
+			p.FailNthContaining("CreateAccessKey", 2, faultproxy.Throttle, "UserName=alice&")
+		}, []raw{userCall("alice"), userCall("bob"), userCall("alice"), userCall("alice")}, []int{3}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -428,5 +444,17 @@ func TestModeString(t *testing.T) {
 	}
 	if got := faultproxy.Mode(9).String(); got != "Mode(9)" {
 		t.Errorf("Mode(9).String() = %q", got)
+	}
+}
+
+// TestBodyRelayed: reading a body to match a rule leaves it whole for the
+// service behind the proxy.
+func TestBodyRelayed(t *testing.T) {
+	s, p := startStub(t)
+	p.FailNthContaining("CreateSecret", 1, faultproxy.ServerError, "never")
+	faults(t, p, secret("keys/x"), userCall("alice"))
+	got := s.got()
+	if len(got) != 2 || got[0] != `{"Name":"keys/x"}` || !strings.Contains(got[1], "UserName=alice") {
+		t.Fatalf("the service got %q", got)
 	}
 }
