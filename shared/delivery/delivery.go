@@ -73,8 +73,9 @@ type Env struct {
 // Factory builds a destination from a spec that passed its type's Check.
 type Factory func(ctx context.Context, s Spec, env Env) (Destination, error)
 
-// Checker validates a spec of its type, naming the field and the fix. i is
-// the JSON path of the spec in its document ("destinations[2]"), "" alone.
+// Checker validates a spec of its type, naming the field and the fix.
+// field is the JSON path of the spec in its document ("destinations[2]"),
+// "" for a spec alone.
 type Checker func(s Spec, field string) error
 
 type kind struct {
