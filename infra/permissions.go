@@ -53,6 +53,7 @@ var Permissions = map[string][]string{
 	},
 	"deactivate": {
 		"iam:ListAccessKeys", "iam:UpdateAccessKey",
+		"iam:GetAccessKeyLastUsed", // a retirement's key, used since its notice, is not switched off
 		"dynamodb:GetItem", "dynamodb:PutItem",
 		"sns:Publish", // holds
 		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",

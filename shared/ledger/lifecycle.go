@@ -38,6 +38,9 @@ type Facts struct {
 	// OldKnown: the step read the old credential's status; OldActive is
 	// that status (a console password is always "Active").
 	OldKnown, OldActive bool
+	// UsedSinceNotice: the step read the old key's last use, and it is
+	// after the owner's notice (a retirement's premise, "unused", broke).
+	UsedSinceNotice bool
 	// Lag replaces StatusLag (0: StatusLag): a run against an emulated
 	// account, which lists every change at once, sets it shorter.
 	Lag time.Duration
@@ -134,6 +137,8 @@ func Decide(rec *Record, ev Event, f Facts) Decision {
 	switch {
 	case rec.Notice != NoticeAccepted:
 		return Decision{Stop: "the owner's notice has not gone out; nothing is deactivated"}
+	case rec.Action == "retire" && rec.State != Deactivated && f.UsedSinceNotice:
+		return Decision{End: "the key was used after its owner was told it would be retired as unused: not retired (it is rotated when it is due)"}
 	case rec.State == Adopting && (rec.Adoption == nil || rec.Adoption.SwitchOver == ""):
 		until, exec := "", ""
 		if rec.Adoption != nil {

@@ -164,6 +164,7 @@ func TestDecideSaysWhy(t *testing.T) {
 		{"held", &Record{State: Held, HeldUntil: now.Add(time.Hour), Outcome: "x"}, Due, Facts{Start: true}, "held until"},
 		{"deleted", &Record{State: Deleted, Rotation: 2}, Due, Facts{Start: true}, "rotation 2 already deleted"},
 		{"notice", &Record{State: Stored}, Deactivate, Facts{}, "notice has not gone out"},
+		{"retirement used since its notice", &Record{Action: "retire", State: Notified, Notice: NoticeAccepted}, Deactivate, Facts{OldKnown: true, OldActive: true, UsedSinceNotice: true}, "used after its owner was told"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

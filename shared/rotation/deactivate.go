@@ -19,6 +19,8 @@ import (
 // DeactivateIAM is the part of IAM deactivate calls.
 type DeactivateIAM interface {
 	ListKeysAPI
+	// A retirement's premise: the key is still unused since the notice.
+	GetAccessKeyLastUsed(ctx context.Context, in *iam.GetAccessKeyLastUsedInput, optFns ...func(*iam.Options)) (*iam.GetAccessKeyLastUsedOutput, error)
 	UpdateAccessKey(ctx context.Context, in *iam.UpdateAccessKeyInput, optFns ...func(*iam.Options)) (*iam.UpdateAccessKeyOutput, error)
 }
 
@@ -114,7 +116,20 @@ func (d *Deactivator) Handle(ctx context.Context, t Task) (*Deactivation, error)
 	// key, or after the person's own deactivation the window took for its
 	// verdict (the verdict must still hold when it is acted on).
 	active := old.Status == types.StatusTypeActive
-	if stop, err := rc.apply(ctx, rec, it.OldKey.ID, ledger.Decide(rec, ledger.Deactivate, ledger.Facts{Now: now, Kind: string(it.Action), OldKnown: true, OldActive: active, Lag: rc.cfg.StatusLagOverride})); stop != "" || err != nil {
+	used := false
+	if it.Action == policy.Retire && active && rec.State != ledger.Deactivated && !rec.NoticeAt.IsZero() {
+		// A retirement retires an unused key: one used since its owner was
+		// told (the owner still needs it) is not switched off, however the
+		// rotation got here (a resumed item, a takeover).
+		out, err := d.IAM.GetAccessKeyLastUsed(ctx, &iam.GetAccessKeyLastUsedInput{AccessKeyId: aws.String(it.OldKey.ID)})
+		if err != nil {
+			return nil, fmt.Errorf("get last use of %s: %w", it.OldKey.ID, err)
+		}
+		if u := out.AccessKeyLastUsed; u != nil && u.LastUsedDate != nil && u.LastUsedDate.After(rec.NoticeAt) {
+			used = true
+		}
+	}
+	if stop, err := rc.apply(ctx, rec, it.OldKey.ID, ledger.Decide(rec, ledger.Deactivate, ledger.Facts{Now: now, Kind: string(it.Action), OldKnown: true, OldActive: active, UsedSinceNotice: used, Lag: rc.cfg.StatusLagOverride})); stop != "" || err != nil {
 		res.Note = stop
 		return res, err
 	}

@@ -65,6 +65,12 @@ func (f *fakeIAM) DeleteLoginProfile(context.Context, *iam.DeleteLoginProfileInp
 	return &iam.DeleteLoginProfileOutput{}, nil
 }
 
+// GetAccessKeyLastUsed answers "never used" (the fake's keys are not
+// used; tests of last use run against moto).
+func (f *fakeIAM) GetAccessKeyLastUsed(_ context.Context, in *iam.GetAccessKeyLastUsedInput, _ ...func(*iam.Options)) (*iam.GetAccessKeyLastUsedOutput, error) {
+	return &iam.GetAccessKeyLastUsedOutput{AccessKeyLastUsed: &types.AccessKeyLastUsed{}}, nil
+}
+
 var (
 	_ rotation.DeactivateIAM = (*fakeIAM)(nil)
 	_ rotation.DeleteIAM     = (*fakeIAM)(nil)

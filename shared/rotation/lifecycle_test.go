@@ -138,6 +138,46 @@ func TestMotoDaysRetireNoticeThenUsedStartsAFreshRotation(t *testing.T) {
 	}
 }
 
+// Issue 18, the gap its first pass left: a retirement was notified, the
+// day's execution failed before deactivating, and the key was used before
+// the next run, which finds it not due at all (60 days old). The
+// retirement's premise ("unused") no longer holds, so no run may resume
+// it and switch the key off: it ends, saying why, the admins are told,
+// and the key stays Active.
+func TestMotoDaysRetireNoticeThenUsedNotDueIsNotResumed(t *testing.T) {
+	c := newCalendar(t)
+	old, secret := c.unusedUser("ruth", 60)
+	f := &rotation.Finder{IAM: c.a.IAM, Records: c.recs, Config: *c.cfg, Now: c.now, Log: c.log()}
+	plan, err := retried(func() (*rotation.Plan, error) {
+		return f.Handle(context.Background(), rotation.FindInput{Request: json.RawMessage(`{}`), ExecutionName: "failed-exec"})
+	})
+	if err != nil || len(plan.Items) != 1 || plan.Items[0].Action != "retire" {
+		t.Fatalf("day 0: plan %+v, %v; want the retirement", plan, err)
+	}
+	n := &rotation.Notifier{Records: c.recs, Mail: c.a.SES, Topic: c.a.SNS, Config: *c.cfg, Region: "us-east-1", Now: c.now, Log: c.log()}
+	if no, err := n.Handle(context.Background(), rotation.Task{Execution: "failed-exec", Item: plan.Items[0]}); err != nil || !no.Accepted {
+		t.Fatalf("day 0: notify %+v, %v", no, err)
+	}
+	// The execution fails here, before DeactivateOldKey; the owner, told,
+	// uses the key.
+	c.advance(oneDay)
+	c.a.Work(t, old, secret)
+	for day := 1; day <= 3; day++ {
+		c.advance(oneDay)
+		_, out := c.run(`{}`)
+		if got := c.status("ruth")[old]; got != "Active" {
+			t.Fatalf("day %d: key %s (outcome %q, %s); want it left Active: it was used after the notice", day+1, got, out[old], c.describe(old))
+		}
+	}
+	r := c.record(old)
+	if r.State.InFlight() || !strings.Contains(r.Outcome, "used") {
+		t.Fatalf("the retirement is %s; want it ended, saying the key was used after the notice", c.describe(old))
+	}
+	if len(c.adminMessages(old)) == 0 {
+		t.Fatal("the admins were not told that the retirement ended")
+	}
+}
+
 // recordFault wraps the record table's DynamoDB: the first PutItem of a
 // record whose JSON holds match fails, before it commits or (after) once
 // it committed: its answer is lost.
