@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"golang.org/x/crypto/nacl/box"
 )
@@ -74,8 +75,11 @@ func checkGitHub(s Spec, field string) error {
 	if s.Organization != "" && !githubOwnerRE.MatchString(s.Organization) {
 		return &FieldError{Field: join(field, "organization"), Msg: fmt.Sprintf("%q is not an organization name; want its login, such as \"octo\" (letters, digits and hyphens)", s.Organization)}
 	}
-	if s.Environment != "" && (strings.TrimSpace(s.Environment) != s.Environment || len(s.Environment) > 255 || strings.ContainsAny(s.Environment, "/\x00\r\n\t")) {
-		return &FieldError{Field: join(field, "environment"), Msg: fmt.Sprintf("%q is not an environment name; want the name as the repository's settings show it (at most 255 characters, no slash)", s.Environment)}
+	// "An environment name may not exceed 255 characters" (Managing
+	// environments for deployment,
+	// https://docs.github.com/en/actions/managing-workflow-runs-and-deployments/managing-deployments/managing-environments-for-deployment).
+	if s.Environment != "" && (strings.TrimSpace(s.Environment) != s.Environment || len(s.Environment) > 255 || strings.ContainsFunc(s.Environment, unicode.IsControl)) {
+		return &FieldError{Field: join(field, "environment"), Msg: fmt.Sprintf("%q is not an environment name; want the name as the repository's settings show it (at most 255 characters, no surrounding spaces or control characters)", s.Environment)}
 	}
 	id, secret := s.Names()
 	for _, n := range []struct{ field, name string }{{"idName", id}, {"secretName", secret}} {

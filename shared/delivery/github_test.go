@@ -42,6 +42,7 @@ func newGHWorld(t *testing.T) *ghWorld {
 	t.Cleanup(func() { _ = emu.Close() })
 	emu.AddRepo("octo/app")
 	emu.AddEnvironment("octo/app", "prod")
+	emu.AddEnvironment("octo/app", "Production EU")
 	emu.AddOrg("octo")
 	w := &ghWorld{emu: emu, log: &bytes.Buffer{}, now: time.Date(2026, 5, 4, 9, 30, 15, 0, time.UTC)}
 	emu.SetClock(w.clock)
@@ -101,6 +102,10 @@ var ghTargets = []struct {
 	{
 		name: "environment", spec: delivery.Spec{Repository: "octo/app", Environment: "prod", IDName: "PROD_KEY_ID", SecretName: "PROD_SECRET"}, scope: "env:octo/app/prod",
 		where: "github environment secret octo/app (environment prod): PROD_KEY_ID, PROD_SECRET at 127.0.0.1:",
+	},
+	{
+		name: "environment named with a space", spec: delivery.Spec{Repository: "octo/app", Environment: "Production EU", IDName: "K", SecretName: "S"}, scope: "env:octo/app/Production EU",
+		where: "github environment secret octo/app (environment Production EU): K, S at 127.0.0.1:",
 	},
 	{
 		name: "organization", spec: delivery.Spec{Organization: "octo"}, scope: "org:octo",
@@ -432,7 +437,8 @@ func TestGitHubCheck(t *testing.T) {
 		{name: "repository with a path", spec: base(func(s *delivery.Spec) { s.Repository = "octo/app/extra" }), field: "destinations[0].repository", fix: "owner/repo"},
 		{name: "repository URL", spec: base(func(s *delivery.Spec) { s.Repository = "https://github.com/octo/app" }), field: "destinations[0].repository", fix: "owner/repo"},
 		{name: "organization with a slash", spec: base(func(s *delivery.Spec) { s.Repository, s.Organization = "", "octo/app" }), field: "destinations[0].organization", fix: "login"},
-		{name: "environment with a slash", spec: base(func(s *delivery.Spec) { s.Environment = "prod/eu" }), field: "destinations[0].environment", fix: "no slash"},
+		{name: "environment name too long", spec: base(func(s *delivery.Spec) { s.Environment = strings.Repeat("e", 256) }), field: "destinations[0].environment", fix: "255 characters"},
+		{name: "environment with a newline", spec: base(func(s *delivery.Spec) { s.Environment = "prod\n" }), field: "destinations[0].environment", fix: "control characters"},
 		{name: "field of another type", spec: base(func(s *delivery.Spec) { s.Project = "gh/octo/app" }), field: "destinations[0].project", fix: "remove it"},
 		{name: "field of ssm", spec: base(func(s *delivery.Spec) { s.Region = "eu-west-1" }), field: "destinations[0].region", fix: "remove it"},
 		{name: "GITHUB_ prefix", spec: base(func(s *delivery.Spec) { s.IDName = "GITHUB_KEY_ID" }), field: "destinations[0].idName", fix: "GITHUB_"},

@@ -66,13 +66,18 @@ func (s *Server) gate(next http.Handler) http.Handler {
 		// https://docs.github.com/en/rest/using-the-rest-api/troubleshooting-the-rest-api).
 		// The secrets endpoints need one: "OAuth app tokens and personal
 		// access tokens (classic) need the repo scope to use this endpoint".
+		// Without one the emulator answers 401 "Requires authentication";
+		// GitHub may answer 404 instead for a private repository, so as
+		// not to disclose it.
 		case !hasAuth:
 			writeError(rec, http.StatusUnauthorized, "Requires authentication")
 		case !valid:
 			writeError(rec, http.StatusUnauthorized, "Bad credentials")
-		// "If you specify an API version that is not supported, you will
-		// receive a 400 error"; without the header, 2022-11-28 applies
-		// (https://docs.github.com/en/rest/about-the-rest-api/api-versions).
+		// "If you specify an API version that is no longer supported, you
+		// will receive a 400 error"; "Requests without the
+		// X-GitHub-Api-Version header will default to use the 2022-11-28
+		// version" (https://docs.github.com/en/rest/about-the-rest-api/api-versions).
+		// The emulator knows no other version.
 		case r.Header.Get("X-GitHub-Api-Version") != "" && r.Header.Get("X-GitHub-Api-Version") != APIVersion:
 			writeError(rec, http.StatusBadRequest, fmt.Sprintf("API version %s is not supported.", r.Header.Get("X-GitHub-Api-Version")))
 		default:
