@@ -97,7 +97,12 @@ func checkGitHub(s Spec, field string) error {
 	if s.URL != "" {
 		// Plain http on loopback passes here; the destination is built
 		// only when its Env allows it (newGitHub checks again).
-		return CheckURL(field, s.URL, true)
+		if err := CheckURL(field, s.URL, true); err != nil {
+			return err
+		}
+		if u, _ := url.Parse(s.URL); u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return &FieldError{Field: join(field, "url"), Msg: fmt.Sprintf("%q: want the API's base URL only, without user, query or fragment, such as https://ghe.example.com/api/v3", s.URL)}
+		}
 	}
 	return nil
 }
@@ -171,6 +176,10 @@ func newGitHub(ctx context.Context, s Spec, env Env) (Destination, error) {
 // Where names the secrets, never a value or the token.
 func (g *gitHub) Where() string { return g.where }
 
+// String and GoString keep the token out of %v, %+v and %#v.
+func (g *gitHub) String() string   { return g.where }
+func (g *gitHub) GoString() string { return "delivery.gitHub{" + g.where + "}" }
+
 // sealKey is a scope's public key and its id.
 type sealKey struct {
 	id  string
@@ -187,7 +196,7 @@ type sealKey struct {
 // An organization secret's PUT must carry its visibility. Write keeps an
 // existing secret's ("Get an organization secret") and gives a new one
 // "private", the narrowest that needs no repository list (GitHub's own
-// CLI defaults to it too). For "selected", GitHub's docs do not say what
+// CLI, gh secret set, defaults to it too: cli/cli#8110). For "selected", GitHub's docs do not say what
 // an update without selected_repository_ids does, and GitHub was observed
 // to clear the selection then (external-secrets/external-secrets#6514,
 // fixed in #6519 by re-sending the ids), which would cut every selected

@@ -450,6 +450,8 @@ func TestGitHubCheck(t *testing.T) {
 		{name: "no credential", spec: base(func(s *delivery.Spec) { s.Credential = "" }), field: "destinations[0].credential", fix: "hub secret"},
 		{name: "blank credential", spec: base(func(s *delivery.Spec) { s.Credential = "  " }), field: "destinations[0].credential", fix: "hub secret"},
 		{name: "plain http elsewhere", spec: base(func(s *delivery.Spec) { s.URL = "http://ghe.example.com/api/v3" }), field: "destinations[0].url", fix: "TLS"},
+		{name: "a URL with a query", spec: base(func(s *delivery.Spec) { s.URL = "https://ghe.example.com/api/v3?x=1" }), field: "destinations[0].url", fix: "base URL only"},
+		{name: "a URL with a user", spec: base(func(s *delivery.Spec) { s.URL = "https://me:pw@ghe.example.com/api/v3" }), field: "destinations[0].url", fix: "base URL only"},
 		{name: "not a URL", spec: base(func(s *delivery.Spec) { s.URL = "ghe.example.com" }), field: "destinations[0].url", fix: "absolute URL"},
 	}
 	for _, tt := range tests {
@@ -524,8 +526,10 @@ func TestGitHubBuild(t *testing.T) {
 	if got, want := d2.Where(), "github repository secret octo/app: K, S"; got != want {
 		t.Errorf("Where() on github.com = %q; want %q", got, want)
 	}
-	if strings.Contains(d.Where(), "tok") {
-		t.Errorf("Where() = %q shows the token", d.Where())
+	for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
+		if got := fmt.Sprintf(f, d); strings.Contains(got, "tok") || !strings.Contains(got, "octo/app") {
+			t.Errorf("Sprintf(%s, destination) = %q; want its place and not its token", f, got)
+		}
 	}
 }
 

@@ -16,6 +16,7 @@ type fault struct {
 // GitHub-shaped error body ({"message": ...}), before checking anything
 // else; times < 0 fails every matching request until ClearFaults. match
 // nil matches every request. Faults added earlier are tried first.
+// match runs while the emulator is locked: it must not call the Server.
 func (s *Server) Fail(match func(r *http.Request) bool, status, times int) {
 	if match == nil {
 		match = func(*http.Request) bool { return true }

@@ -333,6 +333,11 @@ func (s *Server) SetSecret(scopeName, name, value, visibility string, repoIDs ..
 		sc.secrets[sec.name] = sec
 	}
 	sec.value, sec.updated = value, now
+	for _, id := range repoIDs {
+		if _, ok := s.byRepoID[id]; !ok {
+			return fmt.Errorf("no repository with id %d", id)
+		}
+	}
 	if sc.org {
 		if visibility == "" {
 			visibility = "private"
