@@ -195,13 +195,15 @@ type sealKey struct {
 //
 // An organization secret's PUT must carry its visibility. Write keeps an
 // existing secret's ("Get an organization secret") and gives a new one
-// "private", the narrowest that needs no repository list (GitHub's own
-// CLI, gh secret set, defaults to it too: cli/cli#8110). For "selected", GitHub's docs do not say what
-// an update without selected_repository_ids does, and GitHub was observed
-// to clear the selection then (external-secrets/external-secrets#6514,
-// fixed in #6519 by re-sending the ids), which would cut every selected
-// repository off its key: Write lists the selected repositories ("List
-// selected repositories for an organization secret") and sends their ids.
+// "private", the narrowest that needs no repository list (gh secret set
+// defaults to it too: github.com/cli/cli/issues/8110). For "selected",
+// GitHub's docs do not say what an update without
+// selected_repository_ids does, and GitHub was observed to clear the
+// selection then (github.com/external-secrets/external-secrets/issues/6514,
+// fixed in pull 6519 by re-sending the ids), which would cut every
+// selected repository off its key: Write lists the selected repositories
+// ("List selected repositories for an organization secret") and sends
+// their ids.
 func (g *gitHub) Write(ctx context.Context, k Key) error {
 	key, err := g.publicKey(ctx)
 	if err != nil {
@@ -232,8 +234,8 @@ func (g *gitHub) Write(ctx context.Context, k Key) error {
 // orgAccess is what an organization secret's PUT must repeat to keep who
 // can read it; nil for repository and environment secrets.
 type orgAccess struct {
-	Visibility string  `json:"visibility"`
-	Selected   []int64 `json:"selected_repository_ids,omitempty"`
+	Visibility string
+	Selected   []int64 // with "selected"; empty is no repository
 }
 
 func (g *gitHub) access(ctx context.Context, name string) (*orgAccess, error) {
@@ -320,7 +322,11 @@ func (g *gitHub) put(ctx context.Context, key *sealKey, name, value string, acce
 // environment secret", "Get an organization secret": "without revealing
 // its encrypted value"), in whole seconds. So this is the evidence GitHub
 // allows: that both secrets were written since since, not that they hold
-// k. A missing secret is false, not an error.
+// k (anyone's write since then counts). updated_at is GitHub's clock and
+// since the caller's: take since from before the Write, and a skew over a
+// second makes Holds false for a write that happened (the next run
+// writes again), never true for one older than the skew. A missing
+// secret is false, not an error.
 func (g *gitHub) Holds(ctx context.Context, _ Key, since time.Time) (bool, error) {
 	cut := since.Truncate(time.Second)
 	for _, name := range []string{g.idName, g.secretName} {
