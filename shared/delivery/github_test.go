@@ -581,3 +581,46 @@ func assertNoSecret(t *testing.T, what, text, token string) {
 		}
 	}
 }
+
+// headerCheck records the headers of every request.
+type headerCheck struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	seen []http.Header
+}
+
+func (h *headerCheck) RoundTrip(req *http.Request) (*http.Response, error) {
+	h.mu.Lock()
+	h.seen = append(h.seen, req.Header.Clone())
+	h.mu.Unlock()
+	return h.next.RoundTrip(req)
+}
+
+// TestGitHubHeaders: every call carries the token as a Bearer token, the
+// media type and the API version GitHub's docs ask for.
+func TestGitHubHeaders(t *testing.T) {
+	w := newGHWorld(t)
+	env := w.env(w.emu.Token(), nil)
+	hc := &headerCheck{next: env.HTTP.Transport}
+	env.HTTP.Transport = hc
+	d := w.build(t, delivery.Spec{Organization: "octo"}, env)
+	mustWrite(t, d)
+	if _, err := d.Holds(context.Background(), testKey, w.clock()); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"Authorization":        "Bearer " + w.emu.Token(),
+		"Accept":               "application/vnd.github+json",
+		"X-Github-Api-Version": "2022-11-28",
+	}
+	if len(hc.seen) < 6 {
+		t.Fatalf("%d calls; want at least 6", len(hc.seen))
+	}
+	for i, h := range hc.seen {
+		for k, v := range want {
+			if h.Get(k) != v {
+				t.Errorf("call %d: %s = %q; want %q", i, k, h.Get(k), v)
+			}
+		}
+	}
+}
