@@ -3,9 +3,13 @@ package delivery_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -106,6 +110,57 @@ func ciCheckFields(t *testing.T, tests []ciFieldCase) {
 			if fe.Field != tc.field || !strings.Contains(fe.Msg, tc.fix) {
 				t.Errorf("ParseDocument(%s) = %q: %q; want field %q and a fix mentioning %q", tc.spec, fe.Field, fe.Msg, tc.field, tc.fix)
 			}
+		})
+	}
+}
+
+// TestCIEchoedSecretsRedacted: a service whose error message repeats the
+// request (the token, the value sent) still yields errors and logs without
+// them: the destinations redact the service's own words.
+func TestCIEchoedSecretsRedacted(t *testing.T) {
+	const token = "tok-0123456789abcdef"
+	k := ciKey(5)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		if r.Method == http.MethodGet && r.Header.Get("PRIVATE-TOKEN") != "" {
+			// GitLab has no such variable: the destination creates it.
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"message":"404 Variable Not Found"}`))
+			return
+		}
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		msg, _ := json.Marshal(map[string]string{"message": "refused " + string(b) + " from " + r.Header.Get("PRIVATE-TOKEN") + r.Header.Get("Circle-Token")})
+		w.Write(msg)
+	}))
+	defer srv.Close()
+	tests := []struct {
+		name string
+		spec delivery.Spec
+	}{
+		{"gitlab", delivery.Spec{Type: "gitlab", Project: "acme/app"}},
+		{"circleci project", delivery.Spec{Type: "circleci", Project: "gh/acme/app"}},
+		{"circleci context", delivery.Spec{Type: "circleci", Context: "6b1c2a4e-8f0d-4e1a-9c3b-2d5e7f9a1b3c"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			tc.spec.Credential, tc.spec.URL = "t", srv.URL
+			env, log := ciEnv(map[string]string{"t": token})
+			d, err := delivery.Build(ctx, tc.spec, env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Write the secret first, so the echo holds it.
+			k := delivery.Key{AccessKeyID: k.SecretAccessKey, SecretAccessKey: k.SecretAccessKey}
+			err = d.Write(ctx, k)
+			if status, retryable := ciStatus(t, err); status != 422 || retryable {
+				t.Errorf("Write = %v; want 422, not retryable", err)
+			}
+			if !strings.Contains(err.Error(), "[redacted]") {
+				t.Errorf("Write = %q; want the echo redacted", err)
+			}
+			ciNoLeak(t, "error", []string{err.Error(), log.String()}, k.SecretAccessKey, token)
 		})
 	}
 }

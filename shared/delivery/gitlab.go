@@ -23,7 +23,10 @@ import (
 //     filter parameter"), so every GET and PUT here sends it.
 //   - "Group-level Variables API",
 //     https://docs.gitlab.com/ee/api/group_level_variables.html: the same
-//     under /groups/:id/variables.
+//     under /groups/:id/variables, except that a group variable's
+//     environment_scope, and the filter, are documented as Premium and
+//     Ultimate only (the filter since GitLab 16.9): on Free, leave a group
+//     destination's environmentScope empty (the default "*").
 //   - A key "must have no more than 255 characters; only A-Z, a-z, 0-9, and
 //     _ are allowed" (Create a variable).
 //   - "Mask a CI/CD variable",

@@ -298,3 +298,28 @@ func TestGitLabBuild(t *testing.T) {
 		})
 	}
 }
+
+// TestGitLabUnmaskable: a value GitLab could not mask is created
+// unmasked rather than refused; one it can is created masked.
+func TestGitLabUnmaskable(t *testing.T) {
+	ctx := context.Background()
+	gl := startGitLab(t)
+	gl.AddProject("acme/app")
+	env, _ := ciEnv(map[string]string{"t": gl.Token()})
+	d, err := delivery.Build(ctx, delivery.Spec{Type: "gitlab", Project: "acme/app", Credential: "t", URL: gl.URL()}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := delivery.Key{AccessKeyID: "SHORT", SecretAccessKey: "a secret with spaces"}
+	if err := d.Write(ctx, k); err != nil {
+		t.Fatalf("Write = %v", err)
+	}
+	for _, name := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+		if v, ok := gl.Variable("project:acme/app", name); !ok || v.Masked || v.Protected {
+			t.Errorf("%s = %+v, %v; want it unmasked and unprotected", name, v, ok)
+		}
+	}
+	if ok, err := d.Holds(ctx, k, time.Time{}); !ok || err != nil {
+		t.Errorf("Holds = %v, %v; want true", ok, err)
+	}
+}
