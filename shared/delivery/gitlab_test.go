@@ -323,3 +323,27 @@ func TestGitLabUnmaskable(t *testing.T) {
 		t.Errorf("Holds = %v, %v; want true", ok, err)
 	}
 }
+
+// TestGitLabHidden: a masked and hidden variable never shows its value,
+// so Holds says it cannot confirm it rather than answering false forever.
+func TestGitLabHidden(t *testing.T) {
+	ctx := context.Background()
+	gl := startGitLab(t)
+	gl.AddProject("acme/app")
+	k := ciKey(4)
+	for name, value := range map[string]string{"AWS_ACCESS_KEY_ID": k.AccessKeyID, "AWS_SECRET_ACCESS_KEY": k.SecretAccessKey} {
+		if err := gl.SetVariable("project:acme/app", gitlab.Variable{Key: name, Value: value, Masked: true, Hidden: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env, _ := ciEnv(map[string]string{"t": gl.Token()})
+	d, err := delivery.Build(ctx, delivery.Spec{Type: "gitlab", Project: "acme/app", Credential: "t", URL: gl.URL()}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := d.Holds(ctx, k, time.Time{})
+	if ok || err == nil || !strings.Contains(err.Error(), "hidden") {
+		t.Errorf("Holds = %v, %v; want false and an error naming the hidden variable", ok, err)
+	}
+	ciNoLeak(t, "error", []string{errString(err)}, k.SecretAccessKey, gl.Token())
+}

@@ -28,8 +28,11 @@
 //     attributes it is given and keeps the others (200);
 //   - parameters come as a JSON body, a form, or the query string.
 //
-// Not emulated: pagination of lists, hidden variables, instance variables,
-// roles and permissions (the one token may do everything).
+// A hidden variable (SetVariable with Hidden) shows a null value, as GitLab
+// never reveals one; the API cannot create one here.
+//
+// Not emulated: pagination of lists, masked_and_hidden on create, instance
+// variables, roles and permissions (the one token may do everything).
 //
 // A variable is named in the test helpers by a scope string and its key.
 // The scope string is "project:<id or full path>" or "group:<id or full
@@ -69,6 +72,20 @@ type Variable struct {
 	Raw              bool    `json:"raw"`
 	EnvironmentScope string  `json:"environment_scope"`
 	Description      *string `json:"description"`
+}
+
+// MarshalJSON shows the variable as the API does: a hidden variable's
+// value is null.
+func (v Variable) MarshalJSON() ([]byte, error) {
+	type plain Variable
+	out := struct {
+		plain
+		Value *string `json:"value"`
+	}{plain: plain(v)}
+	if !v.Hidden {
+		out.Value = &v.Value
+	}
+	return json.Marshal(out)
 }
 
 // owner is a project or a group.

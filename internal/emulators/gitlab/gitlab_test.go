@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -149,3 +150,34 @@ func TestFaults(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestHiddenAndConcurrent(t *testing.T) {
+	s, err := Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.AddProject("acme/app")
+	if err := s.SetVariable("project:acme/app", Variable{Key: "HID", Value: "hidden-value", Masked: true, Hidden: true}); err != nil {
+		t.Fatal(err)
+	}
+	status, m := do(t, s, call{method: "GET", path: "/api/v4/projects/acme%2Fapp/variables/HID"})
+	if v, present := m["value"]; status != 200 || !present || v != nil {
+		t.Errorf("GET hidden = %d %v; want 200 with a null value", status, m)
+	}
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			do(t, s, call{method: "POST", path: "/api/v4/projects/acme%2Fapp/variables", body: `{"key":"K` + itoa(i) + `","value":"v"}`})
+			s.Value("project:acme/app", "K"+itoa(i))
+		}()
+	}
+	wg.Wait()
+	for i := range 20 {
+		if n := s.Writes("project:acme/app", "K"+itoa(i)); n != 1 {
+			t.Errorf("Writes(K%d) = %d; want 1", i, n)
+		}
+	}
+}
