@@ -27,7 +27,10 @@
 //   - an unknown project, context or variable is 404 {"message":...}; a
 //     context id that is not a UUID, a variable name that does not follow
 //     the documented rule (letters, digits and _, starting with a letter),
-//     a missing name or value, or a body that is not JSON is 400.
+//     a missing name or value, or a body that is not JSON is 400. The
+//     reference gives these calls only "default: Error response." with a
+//     message field, so these statuses and the wording of these messages
+//     (except the 401's) are the emulator's choice, not CircleCI's words.
 //
 // Not emulated: creating and listing contexts, organizations, project
 // settings, other credentials than the one token.

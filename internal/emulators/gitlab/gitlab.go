@@ -28,6 +28,9 @@
 //     attributes it is given and keeps the others (200);
 //   - parameters come as a JSON body, a form, or the query string.
 //
+// The 401, 404 and 409 messages are GitLab's; the wording of the 400
+// validation messages follows GitLab's shape but not every detail.
+//
 // A hidden variable (SetVariable with Hidden) shows a null value, as GitLab
 // never reveals one; the API cannot create one here.
 //
