@@ -50,6 +50,12 @@ func TestGitLabWrite(t *testing.T) {
 			where: "gitlab project PROJECT_ID variables AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (scope production)",
 		},
 		{
+			name:  "new project variables in a scope",
+			spec:  delivery.Spec{Project: "acme/app", EnvironmentScope: "review/*"},
+			scope: "project:acme/app@review/*", idName: "AWS_ACCESS_KEY_ID", secName: "AWS_SECRET_ACCESS_KEY",
+			where: "gitlab project acme/app variables AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (scope review/*)",
+		},
+		{
 			name:  "new group variables with other names",
 			spec:  delivery.Spec{Group: "acme/team", IDName: "DEPLOY_KEY_ID", SecretName: "DEPLOY_SECRET"},
 			scope: "group:acme/team", idName: "DEPLOY_KEY_ID", secName: "DEPLOY_SECRET",
@@ -113,9 +119,10 @@ func TestGitLabWrite(t *testing.T) {
 				if n := gl.Writes(tc.scope, name); n != 1 {
 					t.Errorf("%s written %d times; want 1", name, n)
 				}
-				wantAttrs := gitlab.Variable{Key: name, Value: want, VariableType: "env_var", Masked: true, EnvironmentScope: strings.TrimPrefix(tc.spec.EnvironmentScope, "")}
-				if wantAttrs.EnvironmentScope == "" {
-					wantAttrs.EnvironmentScope = "*"
+				// A new variable: masked, not protected, in the scope.
+				wantAttrs := gitlab.Variable{Key: name, Value: want, VariableType: "env_var", Masked: true, EnvironmentScope: "*"}
+				if _, env, ok := strings.Cut(tc.scope, "@"); ok {
+					wantAttrs.EnvironmentScope = env
 				}
 				if tc.existing {
 					wantAttrs = kept
