@@ -416,9 +416,5 @@ func githubMessage(status int, b []byte) string {
 // noAnswer describes a call that got no answer: the cause, without the
 // URL (the client logged the path already).
 func noAnswer(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	return "no answer: " + err.Error()
+	return "no answer: " + transportCause(err)
 }

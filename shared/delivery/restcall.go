@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -54,12 +55,12 @@ func (c restCall) do(ctx context.Context, also ...int) (int, []byte, error) {
 	}
 	resp, err := c.Client.Do(req)
 	if err != nil {
-		return 0, nil, &Error{Where: c.Where, Op: c.Op, Msg: "no answer: " + c.redact(noAnswer(err))}
+		return 0, nil, &Error{Where: c.Where, Op: c.Op, Msg: "no answer: " + c.redact(transportCause(err))}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, restMaxBody))
 	if err != nil {
-		return resp.StatusCode, nil, &Error{Where: c.Where, Op: c.Op, Msg: "answer cut short: " + c.redact(noAnswer(err))}
+		return resp.StatusCode, nil, &Error{Where: c.Where, Op: c.Op, Msg: "answer cut short: " + c.redact(transportCause(err))}
 	}
 	if resp.StatusCode/100 == 2 {
 		return resp.StatusCode, b, nil
@@ -82,9 +83,10 @@ func (c restCall) redact(s string) string {
 	return s
 }
 
-// noAnswer is a transport error without the URL url.Error repeats.
-func noAnswer(err error) string {
-	if ue, ok := err.(*url.Error); ok {
+// transportCause is a transport error without the URL url.Error repeats.
+func transportCause(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
 		return ue.Err.Error()
 	}
 	return err.Error()
