@@ -1,9 +1,92 @@
 package delivery
 
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/smithy-go"
+)
+
 // AWSClients are the AWS clients of one account and region, for the ssm
 // and secretsmanager destinations (see ssm.go and secretsmanager.go for
 // the calls each makes).
 type AWSClients struct {
 	SSM     SSMAPI
 	Secrets SecretsAPI
+}
+
+var (
+	accountPattern = regexp.MustCompile(`^[0-9]{12}$`)
+	// regionPattern is the shape of a region name (us-east-1,
+	// ap-southeast-5, us-gov-west-1, eu-isoe-west-1).
+	regionPattern = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
+)
+
+// checkPlace checks the account and region of an AWS destination: both
+// optional ("" is keyrotor's own).
+func checkPlace(s Spec, field string) error {
+	if s.Account != "" && !accountPattern.MatchString(s.Account) {
+		return &FieldError{Field: join(field, "account"), Msg: fmt.Sprintf("%q is not an AWS account id; want its 12 digits, or leave it out for keyrotor's own account", s.Account)}
+	}
+	if s.Region != "" && !regionPattern.MatchString(s.Region) {
+		return &FieldError{Field: join(field, "region"), Msg: fmt.Sprintf("%q is not a region name; want one such as us-east-1, or leave it out for keyrotor's own region", s.Region)}
+	}
+	return nil
+}
+
+// place names an account and region for Where.
+func place(account, region string) string {
+	a := "keyrotor's account"
+	if account != "" {
+		a = "account " + account
+	}
+	r := "keyrotor's region"
+	if region != "" {
+		r = region
+	}
+	return a + ", " + r
+}
+
+// clients returns the AWS clients of a spec's account and region.
+func clients(ctx context.Context, env Env, where, account, region string) (AWSClients, error) {
+	if env.AWS == nil {
+		return AWSClients{}, fmt.Errorf("%s: no AWS clients in this environment", where)
+	}
+	c, err := env.AWS(ctx, account, region)
+	if err != nil {
+		return AWSClients{}, fmt.Errorf("%s: %w", where, err)
+	}
+	return c, nil
+}
+
+// awsError turns an AWS SDK error into an *Error: the HTTP status and the
+// API's error code only. The service's message is left out: some echo
+// the request (a parameter's value, a secret's string).
+func awsError(where, op string, err error) error {
+	e := &Error{Where: where, Op: op, Msg: "no answer"}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		e.Status = re.HTTPStatusCode()
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		e.Msg = ae.ErrorCode()
+	} else if errors.Is(err, context.Canceled) {
+		e.Msg = "no answer: canceled"
+	} else if errors.Is(err, context.DeadlineExceeded) {
+		e.Msg = "no answer: timed out"
+	}
+	return e
+}
+
+// apiCode is an AWS error's code, "" when it has none.
+func apiCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
 }
