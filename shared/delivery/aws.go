@@ -81,12 +81,3 @@ func awsError(where, op string, err error) error {
 	}
 	return e
 }
-
-// apiCode is an AWS error's code, "" when it has none.
-func apiCode(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
-}

@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/arn"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/keyrotor/keyrotor/shared/failures"
 )
 
 // SecretsAPI is the Secrets Manager calls the secretsmanager destination
@@ -112,10 +114,10 @@ type current struct {
 // overwrites values it does not understand.
 func (d *secretsDest) read(ctx context.Context) (*current, error) {
 	out, err := d.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(d.secretID)})
-	if apiCode(err) == "ResourceNotFoundException" {
+	if failures.APICode(err) == "ResourceNotFoundException" {
 		// Either no secret, or a secret created without a value.
 		if _, derr := d.api.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(d.secretID)}); derr != nil {
-			if apiCode(derr) == "ResourceNotFoundException" {
+			if failures.APICode(derr) == "ResourceNotFoundException" {
 				return nil, &Error{Where: d.Where(), Op: "get secret value", Msg: "ResourceNotFoundException: the secret does not exist, and keyrotor does not create secrets " +
 					"in other people's accounts: create it (its value may be {}), let keyrotor's role read and write it, and run again; nothing was written"}
 			}
@@ -208,7 +210,7 @@ func versionToken(id, base string) string {
 // exactly. A secret without a value, or without the keys, holds nothing.
 func (d *secretsDest) Holds(ctx context.Context, k Key, _ time.Time) (bool, error) {
 	out, err := d.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(d.secretID)})
-	if apiCode(err) == "ResourceNotFoundException" {
+	if failures.APICode(err) == "ResourceNotFoundException" {
 		return false, nil
 	}
 	if err != nil {

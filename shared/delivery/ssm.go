@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	"github.com/keyrotor/keyrotor/shared/failures"
 )
 
 // SSMAPI is the SSM calls the ssm destination makes: DescribeParameters
@@ -176,7 +178,7 @@ func (d *ssmDest) describe(ctx context.Context) (map[string]types.ParameterMetad
 func (d *ssmDest) Holds(ctx context.Context, k Key, _ time.Time) (bool, error) {
 	for _, v := range []struct{ name, value string }{{d.idName, k.AccessKeyID}, {d.secret, k.SecretAccessKey}} {
 		out, err := d.api.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(v.name), WithDecryption: aws.Bool(true)})
-		if apiCode(err) == "ParameterNotFound" {
+		if failures.APICode(err) == "ParameterNotFound" {
 			return false, nil
 		}
 		if err != nil {
