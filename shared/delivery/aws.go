@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -61,6 +62,12 @@ func clients(ctx context.Context, env Env, where, account, region string) (AWSCl
 	}
 	return c, nil
 }
+
+// statusRefused is the Status of keyrotor's own refusal of what an API
+// answered (a String parameter, a secret that is missing or holds no JSON
+// object): 422, as an API answers a request it cannot process, so the
+// Error is not Retryable: a person must act.
+const statusRefused = http.StatusUnprocessableEntity
 
 // awsError turns an AWS SDK error into an *Error: the HTTP status and the
 // API's error code only. The service's message is left out: some echo

@@ -118,7 +118,7 @@ func (d *secretsDest) read(ctx context.Context) (*current, error) {
 		// Either no secret, or a secret created without a value.
 		if _, derr := d.api.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(d.secretID)}); derr != nil {
 			if failures.APICode(derr) == "ResourceNotFoundException" {
-				return nil, &Error{Where: d.Where(), Op: "get secret value", Msg: "ResourceNotFoundException: the secret does not exist, and keyrotor does not create secrets " +
+				return nil, &Error{Where: d.Where(), Op: "get secret value", Status: statusRefused, Msg: "ResourceNotFoundException: the secret does not exist, and keyrotor does not create secrets " +
 					"in other people's accounts: create it (its value may be {}), let keyrotor's role read and write it, and run again; nothing was written"}
 			}
 			return nil, awsError(d.Where(), "describe secret", derr)
@@ -130,7 +130,7 @@ func (d *secretsDest) read(ctx context.Context) (*current, error) {
 	}
 	c := &current{version: aws.ToString(out.VersionId)}
 	if out.SecretString == nil {
-		return nil, &Error{Where: d.Where(), Op: "get secret value", Msg: "the secret holds a binary value; keyrotor writes a JSON object of two keys: " +
+		return nil, &Error{Where: d.Where(), Op: "get secret value", Status: statusRefused, Msg: "the secret holds a binary value; keyrotor writes a JSON object of two keys: " +
 			"give it a JSON object (such as {}) or name another secret; nothing was written"}
 	}
 	raw := bytes.TrimSpace([]byte(*out.SecretString))
@@ -138,7 +138,7 @@ func (d *secretsDest) read(ctx context.Context) (*current, error) {
 		return c, nil
 	}
 	if raw[0] != '{' || json.Unmarshal(raw, &c.fields) != nil {
-		return nil, &Error{Where: d.Where(), Op: "get secret value", Msg: "the secret's value is not a JSON object; keyrotor keeps what else a secret holds and writes " +
+		return nil, &Error{Where: d.Where(), Op: "get secret value", Status: statusRefused, Msg: "the secret's value is not a JSON object; keyrotor keeps what else a secret holds and writes " +
 			"two keys of a JSON object: make its value a JSON object (such as {}) or name another secret; nothing was written"}
 	}
 	return c, nil

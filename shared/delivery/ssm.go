@@ -132,7 +132,7 @@ func (d *ssmDest) Write(ctx context.Context, k Key) error {
 	}
 	for _, name := range []string{d.idName, d.secret} {
 		if p, ok := existing[name]; ok && p.Type != types.ParameterTypeSecureString {
-			return &Error{Where: d.Where(), Op: "check parameter " + name, Msg: fmt.Sprintf(
+			return &Error{Where: d.Where(), Op: "check parameter " + name, Status: statusRefused, Msg: fmt.Sprintf(
 				"parameter %s is of type %s; keyrotor writes keys only as SecureString: make it a SecureString parameter "+
 					"(and have its readers decrypt it), or name another parameter; nothing was written", name, p.Type)}
 		}
