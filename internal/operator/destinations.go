@@ -1,6 +1,7 @@
 package operator
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -108,16 +109,12 @@ func WriteDestinations(w io.Writer, e *delivery.Entry) error {
 			return err
 		}
 	}
-	var v any
-	if err := json.Unmarshal(e.Raw, &v); err != nil {
+	var b bytes.Buffer
+	if err := json.Indent(&b, e.Raw, "", "  "); err != nil {
 		_, err = fmt.Fprintf(w, "%s\n", e.Raw)
 		return err
 	}
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "%s\n", b)
+	_, err := fmt.Fprintf(w, "%s\n", b.Bytes())
 	return err
 }
 
