@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/keyrotor/keyrotor/internal/local"
 	"github.com/keyrotor/keyrotor/internal/operator"
 	"github.com/keyrotor/keyrotor/shared/awsconf"
 	"github.com/keyrotor/keyrotor/shared/delivery"
@@ -51,19 +52,19 @@ func runDestinations(ctx context.Context, args []string, stdin io.Reader, stdout
 	sub := args[0]
 	fs := flag.NewFlagSet("destinations "+sub, flag.ContinueOnError)
 	var df destinationsFlags
-	df.register(fs)
+	df.register(fs, sub == "show")
 	file := ""
 	if sub == "set" {
 		fs.StringVar(&file, "file", "", "the document: a JSON file, or - for standard input")
 	}
 	text := map[string]string{
-		"set": "usage: keyrotor destinations set --user NAME [--account ID] --file doc.json|- [--table NAME | --stack NAME] [--endpoint URL]\n\n" +
+		"set": "usage: keyrotor destinations set --user NAME [--account ID] --file doc.json|- [--table NAME | --stack NAME] [--endpoint URL] [--region R]\n\n" +
 			"Stores where the user's rotated keys are delivered, replacing the user's document. The document is\n" +
 			"checked first: its fields (an error names the field and the fix), every credential secret it names\n" +
 			"(in keyrotor's account) and the IAM user. Nothing is written when a check fails.",
-		"show": "usage: keyrotor destinations show --user NAME [--account ID] [--json] [--table NAME | --stack NAME] [--endpoint URL]\n\n" +
+		"show": "usage: keyrotor destinations show --user NAME [--account ID] [--json] [--table NAME | --stack NAME] [--endpoint URL] [--region R]\n\n" +
 			"Prints the user's document, when it was set and by whom. Exit status 1 when the user has none.",
-		"remove": "usage: keyrotor destinations remove --user NAME [--account ID] [--table NAME | --stack NAME] [--endpoint URL]\n\n" +
+		"remove": "usage: keyrotor destinations remove --user NAME [--account ID] [--table NAME | --stack NAME] [--endpoint URL] [--region R]\n\n" +
 			"Removes the user's document: later rotations of the user's key deliver it nowhere (the owner is\n" +
 			"told, as for any user). What the destinations hold stays as it is.",
 	}[sub]
@@ -80,6 +81,13 @@ func runDestinations(ctx context.Context, args []string, stdin io.Reader, stdout
 		var err error
 		if raw, err = readDocument(file, stdin); err != nil {
 			fmt.Fprintf(stderr, "%s: --file: %v; nothing written\n", name, err)
+			return 2
+		}
+	}
+	if sub == "set" {
+		// The document's own rules first, before any AWS call.
+		if _, err := delivery.ParseDocument(raw); err != nil {
+			fmt.Fprintf(stderr, "%s: %v; nothing written\n", name, err)
 			return 2
 		}
 	}
@@ -170,8 +178,13 @@ type destinationsFlags struct {
 	user, account, table string
 }
 
-func (f *destinationsFlags) register(fs *flag.FlagSet) {
-	f.stackFlags.register(fs)
+func (f *destinationsFlags) register(fs *flag.FlagSet, withJSON bool) {
+	fs.StringVar(&f.endpoint, "endpoint", "", "AWS-compatible endpoint, e.g. an emulator a local run used (default: AWS itself, with your credentials)")
+	fs.StringVar(&f.stack, "stack", local.StackName, "the stack's name, whose output RotationTableName names the table")
+	fs.StringVar(&f.region, "region", "", "the stack's region (default: your AWS configuration's)")
+	if withJSON {
+		fs.BoolVar(&f.json, "json", false, "print the stored document, its user, updatedAt and by as JSON")
+	}
 	fs.StringVar(&f.user, "user", "", "the IAM user")
 	fs.StringVar(&f.account, "account", "", "the user's account in organization mode (default: keyrotor's own)")
 	fs.StringVar(&f.table, "table", "", "the rotation record table (default: the stack's output RotationTableName)")

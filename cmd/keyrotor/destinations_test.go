@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -36,6 +37,10 @@ func useTestCI() {
 // TestDestinationsUsage: help on stdout with exit 0; a usage error is one
 // line on stderr naming the flag, exit 2; nothing is read or written.
 func TestDestinationsUsage(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"version":1,"destinations":[{"type":"ssm","idName":"/ci/id"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, args := range [][]string{{"destinations", "-h"}, {"destinations", "help"}, {"destinations", "set", "-h"}, {"destinations", "show", "--help"}, {"destinations", "remove", "-h"}} {
 		code, out, errOut := keyrotor(t, "", args...)
 		if code != 0 || !strings.Contains(out, "usage: keyrotor destinations") || errOut != "" {
@@ -54,6 +59,9 @@ func TestDestinationsUsage(t *testing.T) {
 		{[]string{"destinations", "set", "--user", "alice", "--file", "/nonexistent/doc.json"}, "keyrotor destinations set: --file: open /nonexistent/doc.json"},
 		{[]string{"destinations", "show", "--user", "alice", "--file", "doc.json"}, "keyrotor destinations show: flag provided but not defined: -file"},
 		{[]string{"destinations", "remove", "alice"}, `keyrotor destinations remove: unexpected argument "alice"`},
+		{[]string{"destinations", "set", "--json", "--user", "alice", "--file", bad}, "flag provided but not defined: -json"},
+		// The document is checked before any AWS call: no endpoint answers here.
+		{[]string{"destinations", "set", "--user", "alice", "--file", bad, "--endpoint", "http://127.0.0.1:1"}, "keyrotor destinations set: destinations[0].secretName: missing"},
 	} {
 		code, out, errOut := keyrotor(t, "", tt.args...)
 		if code != 2 || out != "" || !strings.Contains(errOut, tt.want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
@@ -222,5 +230,33 @@ func TestMotoDestinationsMember(t *testing.T) {
 	}
 	if code, out, _ := run("show", "--account", dev.ID, "--user", "bob"); code != 0 || !strings.Contains(out, "destinations of user bob (account "+dev.ID+")") {
 		t.Fatalf("show: exit %d\n%s", code, out)
+	}
+}
+
+// TestMotoDestinationsStack: without --table the table is the stack's
+// output RotationTableName (here a stack of outputs on the emulator, as a
+// local run records it).
+func TestMotoDestinationsStack(t *testing.T) {
+	a := awstest.New(t)
+	ctx := context.Background()
+	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	t.Setenv("AWS_REGION", "us-east-1")
+	a.Records(t, "KeyRotor-RotationTable-1")
+	a.User(t, "alice")
+	doc := `{"version":1,"destinations":[{"type":"ssm","idName":"/ci/id","secretName":"/ci/secret"}]}`
+	if code, _, errOut := keyrotor(t, doc, "destinations", "set", "--user", "alice", "--file", "-", "--endpoint", a.Endpoint); code != 1 || !strings.Contains(errOut, "stack KeyRotor not found") {
+		t.Fatalf("set without a stack: exit %d, %q", code, errOut)
+	}
+	body := `{"Resources":{"LocalRun":{"Type":"AWS::CloudFormation::WaitConditionHandle"}},"Outputs":{"RotationTableName":{"Value":"KeyRotor-RotationTable-1"}}}`
+	if _, err := cloudformation.NewFromConfig(a.Config).CreateStack(ctx, &cloudformation.CreateStackInput{StackName: aws.String("KeyRotor"), TemplateBody: aws.String(body)}); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := keyrotor(t, doc, "destinations", "set", "--user", "alice", "--file", "-", "--endpoint", a.Endpoint); code != 0 {
+		t.Fatalf("set: exit %d\n%s%s", code, out, errOut)
+	}
+	store := &delivery.Store{API: a.DynamoDB, Table: "KeyRotor-RotationTable-1"}
+	if d, err := store.Get(ctx, "", "alice"); err != nil || d == nil {
+		t.Fatalf("Get(alice) from the stack's table = %v, %v", d, err)
 	}
 }

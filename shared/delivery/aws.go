@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"regexp"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 )
@@ -71,20 +73,30 @@ const statusRefused = http.StatusUnprocessableEntity
 
 // awsError turns an AWS SDK error into an *Error: the HTTP status and the
 // API's error code only. The service's message is left out: some echo
-// the request (a parameter's value, a secret's string).
+// the request (a parameter's value, a secret's string). A throttling
+// error (the SDK's own list: ThrottlingException and the like, which the
+// services answer with HTTP 400) counts as 429, so it is Retryable.
 func awsError(where, op string, err error) error {
-	e := &Error{Where: where, Op: op, Msg: "no answer"}
+	e := &Error{Where: where, Op: op}
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
 		e.Status = re.HTTPStatusCode()
 	}
 	var ae smithy.APIError
-	if errors.As(err, &ae) {
+	switch {
+	case errors.As(err, &ae):
 		e.Msg = ae.ErrorCode()
-	} else if errors.Is(err, context.Canceled) {
+	case e.Status != 0:
+		e.Msg = "an answer without an error code"
+	case errors.Is(err, context.Canceled):
 		e.Msg = "no answer: canceled"
-	} else if errors.Is(err, context.DeadlineExceeded) {
+	case errors.Is(err, context.DeadlineExceeded):
 		e.Msg = "no answer: timed out"
+	default:
+		e.Msg = "no answer"
+	}
+	if e.Status < 500 && retry.IsErrorThrottles(retry.DefaultThrottles).IsErrorThrottle(err) == aws.TrueTernary {
+		e.Status = http.StatusTooManyRequests
 	}
 	return e
 }

@@ -181,7 +181,10 @@ func (s *Store) GetMany(ctx context.Context, refs []Ref) (map[Ref]*Document, map
 			if err != nil {
 				return nil, nil, err
 			}
-			r := Ref{Account: e.Account, User: e.User}
+			r, ok := byID[itemID(item)]
+			if !ok {
+				continue
+			}
 			if e.Err != nil {
 				bad[r] = e.Err
 				continue
@@ -231,7 +234,7 @@ func decodeEntry(item map[string]types.AttributeValue) (*Entry, error) {
 		}
 		return ""
 	}
-	id := str(ledger.AttrID)
+	id := itemID(item)
 	if k := str(ledger.AttrKind); k != Kind {
 		return nil, fmt.Errorf("item %s is not a destinations document (kind %q)", id, k)
 	}
@@ -244,6 +247,13 @@ func decodeEntry(item map[string]types.AttributeValue) (*Entry, error) {
 		e.Document = nil
 	}
 	return e, nil
+}
+
+func itemID(item map[string]types.AttributeValue) string {
+	if v, ok := item[ledger.AttrID].(*types.AttributeValueMemberS); ok {
+		return v.Value
+	}
+	return ""
 }
 
 func refName(account, user string) string {
