@@ -143,7 +143,8 @@ func holds(t *testing.T, d delivery.Destination, k delivery.Key) bool {
 // TestMotoSSMWrite: Write leaves exactly the new key in two SecureString
 // parameters: new ones with the default aws/ssm key; an existing one with
 // its own KMS key, named in the call (PutParameter without KeyId would
-// switch it to the default key); Holds tells the new key from the old.
+// switch it to the default key), its tier and description; Holds tells
+// the new key from the old.
 func TestMotoSSMWrite(t *testing.T) {
 	quiet(t)
 	a := awstest.New(t)
@@ -154,7 +155,10 @@ func TestMotoSSMWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	custom := aws.ToString(kmsKey.KeyMetadata.KeyId)
-	put(t, api, "/app/secret", oldKey.SecretAccessKey, ssmtypes.ParameterTypeSecureString, custom)
+	if _, err := api.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String("/app/secret"), Value: aws.String(oldKey.SecretAccessKey),
+		Type: ssmtypes.ParameterTypeSecureString, KeyId: aws.String(custom), Tier: ssmtypes.ParameterTierAdvanced, Description: aws.String("the CI's secret")}); err != nil {
+		t.Fatal(err)
+	}
 	put(t, api, "/other", "untouched", ssmtypes.ParameterTypeString, "")
 
 	rec := &recordingSSM{SSMAPI: api}
@@ -184,14 +188,24 @@ func TestMotoSSMWrite(t *testing.T) {
 			t.Errorf("parameter %s = %+v; want %+v", name, got[name], w)
 		}
 	}
+	if len(rec.puts) != 2 {
+		t.Fatalf("%d PutParameter calls; want 2", len(rec.puts))
+	}
 	for _, in := range rec.puts {
 		wantKey := ""
 		if aws.ToString(in.Name) == "/app/secret" {
 			wantKey = custom
 		}
+		if aws.ToString(in.Name) == "/app/secret" && (in.Tier != ssmtypes.ParameterTierAdvanced || aws.ToString(in.Description) != "the CI's secret") {
+			t.Errorf("PutParameter(/app/secret): tier %q, description %q; want both named as they were", in.Tier, aws.ToString(in.Description))
+		}
 		if aws.ToString(in.KeyId) != wantKey || in.Type != ssmtypes.ParameterTypeSecureString || !aws.ToBool(in.Overwrite) {
 			t.Errorf("PutParameter(%s): KeyId %q, type %s, overwrite %v; want KeyId %q, SecureString, overwrite", aws.ToString(in.Name), aws.ToString(in.KeyId), in.Type, aws.ToBool(in.Overwrite), wantKey)
 		}
+	}
+	desc, err := api.DescribeParameters(ctx, &ssm.DescribeParametersInput{ParameterFilters: []ssmtypes.ParameterStringFilter{{Key: aws.String("Name"), Values: []string{"/app/secret"}}}})
+	if err != nil || len(desc.Parameters) != 1 || desc.Parameters[0].Tier != ssmtypes.ParameterTierAdvanced || aws.ToString(desc.Parameters[0].Description) != "the CI's secret" {
+		t.Fatalf("after Write /app/secret is %+v, %v; want its tier (Advanced) and description kept", desc, err)
 	}
 	if !holds(t, d, newKey) || holds(t, d, oldKey) {
 		t.Fatal("after Write: Holds(new) false or Holds(old) true")
