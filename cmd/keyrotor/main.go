@@ -10,6 +10,7 @@
 //	keyrotor status [--json]
 //	keyrotor plan [--json]
 //	keyrotor hold --key ID --days N [--json]
+//	keyrotor destinations set|show|remove --user NAME [--account ID] [--file FILE|-]
 //	keyrotor version
 //
 // Help (-h) goes to standard output with exit status 0; a usage error is
@@ -39,6 +40,8 @@ Usage:
   keyrotor status               what the deployed stack is doing: in flight, adopting, in grace, held, attention
   keyrotor plan                 a dry run of the deployed state machine, as a table
   keyrotor hold --key ID --days N   leave a key alone for N days (a person's hold)
+  keyrotor destinations set|show|remove --user NAME
+                                where a user's rotated keys are delivered (SSM, Secrets Manager)
   keyrotor version              print the version of this build
 
 Run "keyrotor COMMAND -h" for a command's flags.

@@ -212,6 +212,8 @@ func jsonError(err error) error {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
 	switch {
+	case errors.Is(err, io.EOF):
+		return &FieldError{Field: "document", Msg: "empty; want a JSON object with version and destinations (docs/delivery.md)"}
 	case errors.As(err, &se):
 		return &FieldError{Field: "document", Msg: fmt.Sprintf("not JSON (offset %d): %v", se.Offset, err)}
 	case errors.As(err, &te):

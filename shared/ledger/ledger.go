@@ -238,7 +238,22 @@ const (
 	attrState     = "state"
 	attrUser      = "user"
 	AttrExpiresAt = "expiresAt" // the table's TTL attribute
+	// AttrKind tells the table's other items from rotation records: the
+	// table also holds users' destination documents (shared/delivery).
+	// A record has no kind attribute, or KindRecord.
+	AttrKind   = "kind"
+	KindRecord = "record"
 )
+
+// IsRecord reports whether an item of the table is a rotation record.
+func IsRecord(item map[string]types.AttributeValue) bool {
+	k, ok := item[AttrKind]
+	if !ok {
+		return true
+	}
+	s, ok := k.(*types.AttributeValueMemberS)
+	return ok && s.Value == KindRecord
+}
 
 // TableCreator creates tables (local runs and tests; the stack creates the
 // real one).
@@ -323,6 +338,7 @@ func (s *Store) Put(ctx context.Context, r *Record) error {
 }
 
 // All reads every record (a paginated Scan, strongly consistent), by ID.
+// The table's other items (IsRecord) are skipped.
 func (s *Store) All(ctx context.Context) (map[string]*Record, error) {
 	out := map[string]*Record{}
 	var start map[string]types.AttributeValue
@@ -332,6 +348,9 @@ func (s *Store) All(ctx context.Context) (map[string]*Record, error) {
 			return nil, fmt.Errorf("scan rotation records: %w", err)
 		}
 		for _, item := range page.Items {
+			if !IsRecord(item) {
+				continue
+			}
 			r, err := decode(item)
 			if err != nil {
 				return nil, err
