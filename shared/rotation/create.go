@@ -131,7 +131,17 @@ func (c *Creator) Handle(ctx context.Context, t Task) (*NewKey, error) {
 	// held rotation) is reused, never created twice.
 	if rec.NewKeyID == "" && rec.PrevNewKeyID != "" {
 		if k, ok := findKey(keys, rec.PrevNewKeyID); ok && k.Status == types.StatusTypeActive {
-			if sk, arn, err := c.current(ctx, name); err == nil && sk != nil && sk.AccessKeyID == rec.PrevNewKeyID && c.owned(ctx, name, it.User) {
+			sk, arn, err := c.current(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			owned := false
+			if sk != nil && sk.AccessKeyID == rec.PrevNewKeyID {
+				if owned, err = c.owned(ctx, name, it.User); err != nil {
+					return nil, err
+				}
+			}
+			if owned {
 				rec.NewKeyID, rec.NewKeyCreated, rec.SecretName, rec.SecretARN = sk.AccessKeyID, aws.ToTime(k.CreateDate).UTC(), name, arn
 				rec.Move(rc.now, ledger.Stored, t.Execution, "reusing the new key of rotation "+strconv.Itoa(rec.Rotation-1)+", still Active and stored")
 				if err := c.Records.Put(ctx, rec); err != nil {
@@ -260,7 +270,13 @@ func (c *Creator) resume(ctx context.Context, rc rotationCtx, t Task, rec *ledge
 	if err != nil {
 		return nil, err
 	}
-	if sk != nil && sk.AccessKeyID == rec.NewKeyID && !c.owned(ctx, name, it.User) {
+	owned := true
+	if sk != nil && sk.AccessKeyID == rec.NewKeyID {
+		if owned, err = c.owned(ctx, name, it.User); err != nil {
+			return nil, err
+		}
+	}
+	if !owned {
 		why := fmt.Sprintf("secret %s holds the new key %s but is no longer keyrotor's (its resource policy, tags, key or replicas were changed): "+
 			"whoever changed it may have read the key; the old key %s stays as it is. Delete the new key %s if it may have been read", name, rec.NewKeyID, it.OldKey.ID, rec.NewKeyID)
 		return &NewKey{Skipped: why}, rc.end(ctx, rec, it.OldKey.ID, why, true, true)
@@ -294,15 +310,19 @@ func (c *Creator) resume(ctx context.Context, rc rotationCtx, t Task, rec *ledge
 	return c.finish(ctx, it, sk, rec, true, "")
 }
 
-// owned reports whether the secret name is keyrotor's for user (an error
-// reading it counts as not).
-func (c *Creator) owned(ctx context.Context, name, user string) bool {
+// owned reports whether the secret name is keyrotor's for user. An error
+// reading it is returned, never taken for "not keyrotor's": a throttled
+// or lost call must not end a rotation as if a person changed the secret.
+func (c *Creator) owned(ctx context.Context, name, user string) (bool, error) {
 	id, err := c.userID(ctx, user)
 	if err != nil {
-		return false
+		return false, err
 	}
 	o, exists, err := c.inspect(ctx, name, id)
-	return err == nil && exists && len(o.why) == 0
+	if err != nil {
+		return false, err
+	}
+	return exists && len(o.why) == 0, nil
 }
 
 // userID returns the IAM user's unique id (AIDA...): the owner the
