@@ -1,6 +1,6 @@
 # keyrotor: `make demo` and `make test` do all set-up on a fresh machine.
 SHELL := /bin/bash
-FUNCTIONS := find create-and-store notify check-adoption deactivate delete summarize
+FUNCTIONS := find create-and-store deliver notify check-adoption deactivate delete summarize
 GOFLAGS_BUILD := -tags lambda.norpc -trimpath -buildvcs=false -ldflags='-s -w -buildid='
 HOST_ARCH := $(shell go env GOARCH)
 CDK := npx --no-install cdk

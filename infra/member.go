@@ -71,6 +71,12 @@ const (
 // roles only. notify and summarize act in the hub alone.
 var MemberFunctions = []string{"find", "create-and-store", "check-adoption", "deactivate", "delete"}
 
+// HubOnlyFunctions have Secrets Manager actions but act in the hub only:
+// deliver reads destination tokens and writes AWS destinations in
+// keyrotor's own account; the keys of members' users are not delivered
+// yet (docs/delivery.md), so it never assumes the member role.
+var HubOnlyFunctions = []string{"deliver"}
+
 // HubRoleName is the name the hub's role of function fn must have in
 // region for the member role to trust it. In the organization mode the hub
 // names the roles of MemberFunctions so (newFunction, with the stack's

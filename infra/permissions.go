@@ -67,6 +67,18 @@ var Permissions = map[string][]string{
 		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
 		"sts:AssumeRole", // the member role (organization mode only)
 	},
+	"deliver": {
+		"dynamodb:GetItem", "dynamodb:PutItem", // the user's destinations document; the rotation record
+		// The stored key (to deliver it), the destinations' API tokens
+		// (under config.DeliveryCredentialPrefix) and, for secretsmanager
+		// destinations, what their secret holds (its other keys are kept).
+		"secretsmanager:GetSecretValue",
+		"secretsmanager:PutSecretValue", "secretsmanager:DescribeSecret", // secretsmanager destinations (deliverySecrets)
+		"ssm:PutParameter", "ssm:GetParameter", // ssm destinations (deliveryParameters)
+		"ssm:DescribeParameters", // is an existing parameter a SecureString, with which key: resource "*"
+		"sns:Publish",            // conditions for the admins
+		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
+	},
 	"summarize": {
 		// s3:ListBucket: without it S3 answers AccessDenied, not NoSuchKey,
 		// for a missing object (GetObject permissions, S3 API Reference),
@@ -95,6 +107,15 @@ var OrgOnly = map[string][]string{
 	"check-adoption":   {"sts:AssumeRole"},
 	"deactivate":       {"sts:AssumeRole"},
 	"delete":           {"sts:AssumeRole"},
+}
+
+// DeliveryOnly are deliver's actions granted only when the settings name
+// what delivery may write: "parameters" (deliveryParameters) or "secrets"
+// (deliverySecrets); their resources are exactly those names
+// (deliveryResources).
+var DeliveryOnly = map[string]string{
+	"ssm:PutParameter": "parameters", "ssm:GetParameter": "parameters", "ssm:DescribeParameters": "parameters",
+	"secretsmanager:PutSecretValue": "secrets", "secretsmanager:DescribeSecret": "secrets",
 }
 
 // granted reports whether fn's role gets action under the settings

@@ -54,6 +54,7 @@ var functions = []fnSpec{
 	{true, "CheckAdoptionFunction", "check-adoption", 128, 120, "checks, during an adoption window, whether the new key replaced the old one (CheckAdoption)"},
 	{true, "DeactivateFunction", "deactivate", 128, 120, "deactivates the old key (DeactivateOldKey)"},
 	{true, "DeleteFunction", "delete", 128, 120, "deletes the old key after the grace period (DeleteOldKey)"},
+	{true, "DeliverFunction", "deliver", 128, 300, "delivers the new key to the user's destinations and reads each back (DeliverNewKey)"},
 	{false, "SummarizeFunction", "summarize", 256, 300, "totals the run and tells admins (SummarizeRun)"},
 }
 
@@ -139,6 +140,10 @@ func NewKeyRotorStack(scope constructs.Construct, id string, props *KeyRotorStac
 			stack: stack, cfg: cfg, key: key, topicKey: topicKey, topic: topic, bucket: bucket, table: table,
 		})
 	}
+
+	// A stored key's resource policy lets the deliver step's role in
+	// (rotation.SecretPolicy): create-and-store puts it there.
+	fns["create-and-store"].AddEnvironment(jsii.String(config.EnvDeliverRoleARN), fns["deliver"].Role().RoleArn(), nil)
 
 	// Under /aws/vendedlogs/: a state machine logging to a group outside it
 	// adds the group to the account's CloudWatch Logs resource policy,
@@ -374,11 +379,19 @@ func (g grants) statements(fn string) []awsiam.PolicyStatement {
 		"find":      {"plans/*", "reports/*"},
 		"summarize": {"plans/*", "results/*", "runs/*"},
 	}
+	if fn == "deliver" {
+		for action, rs := range g.deliveryResources(arn) {
+			resources[action] = rs
+		}
+	}
 	byResource := map[string][]string{}
 	var assumeRole bool
 	for _, action := range Permissions[fn] {
 		if !granted(fn, action, g.cfg.ExemptGroup, g.cfg.RetirePasswords, g.cfg.Organization()) {
 			continue
+		}
+		if rs, ok := resources[action]; ok && len(rs) == 0 {
+			continue // a delivery action with no name to write: not granted
 		}
 		if action == "sts:AssumeRole" {
 			assumeRole = true // a statement of its own, with its condition

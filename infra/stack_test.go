@@ -145,7 +145,7 @@ func TestStateMachine(t *testing.T) {
 	// The day's execution ends at deactivation: no Wait in a child (a
 	// failure is seen the same day); each key's grace period runs in its
 	// own execution of the grace state machine, started once.
-	wantChild := []string{"AdoptionWindowStarted", "CreateAndStoreNewKey", "DeactivateOldKey", "DeleteOldKey", "GraceOrDelete", "GracePeriodStarted", "NewKeyReady",
+	wantChild := []string{"AdoptionWindowStarted", "CreateAndStoreNewKey", "DeactivateOldKey", "DeleteOldKey", "DeliverNewKey", "DeliveryIncomplete", "GraceOrDelete", "GracePeriodStarted", "NewKeyReady",
 		"NoticeNotSent", "NoticeSent", "NotifyOwner", "ReplaceOrRetire", "RotationStopped", "StartAdoptionWindow", "StartGracePeriod"}
 	if !reflect.DeepEqual(child, wantChild) {
 		t.Fatalf("per-user states = %v; want %v", child, wantChild)
@@ -428,7 +428,7 @@ func rolePolicies(t *testing.T, s *synthesized) map[string][]string {
 // TestLeastPrivilege: each role allows exactly its function's calls.
 func TestLeastPrivilege(t *testing.T) {
 	checkRoles(t, get(t), false, false)
-	ctx := map[string]any{"retirePasswords": "true"}
+	ctx := map[string]any{"retirePasswords": "true", "deliveryParameters": []any{"/ci/*"}, "deliverySecrets": []any{"ci/aws"}}
 	for k, v := range defaultCtx {
 		ctx[k] = v
 	}
@@ -445,7 +445,9 @@ func checkRoles(t *testing.T, s *synthesized, retirePasswords, organization bool
 	for dir, want := range Permissions {
 		w := []string{"logs:CreateLogStream", "logs:PutLogEvents"}
 		for _, a := range want {
-			if granted(dir, a, "breakglass", retirePasswords, organization) {
+			// The delivery settings go with retirePasswords in these
+			// syntheses: unset in the first, set in the others.
+			if granted(dir, a, "breakglass", retirePasswords, organization) && (DeliveryOnly[a] == "" || dir != "deliver" || retirePasswords) {
 				w = append(w, a)
 			}
 		}

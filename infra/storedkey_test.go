@@ -293,11 +293,15 @@ func TestMotoStoredKeyReadableOnlyByOwnerKeyRotorAndBreakGlass(t *testing.T) {
 		t.Fatalf("create-and-store's environment names role %q, break-glass %v, key %q; want %q, [%s], %q",
 			cfg.StoreRoleARN, cfg.BreakGlass, cfg.KMSKeyID, roles["create-and-store"].who.ARN, breakGlass, keyARN)
 	}
+	if cfg.DeliverRoleARN != roles["deliver"].who.ARN {
+		t.Fatalf("create-and-store's environment names the deliver role %q; want %q", cfg.DeliverRoleARN, roles["deliver"].who.ARN)
+	}
 	var others []principal
 	for _, dir := range []string{"find", "notify", "check-adoption", "deactivate", "delete", "summarize"} {
 		others = append(others, roles[dir])
 	}
-	checkStoredKeys(t, tmpl, keyARN, cfg, roles["create-and-store"], Permissions["create-and-store"], others)
+	// deliver reads a stored key (to deliver it) and changes nothing.
+	checkStoredKeys(t, tmpl, keyARN, cfg, roles["create-and-store"], Permissions["create-and-store"], others, []principal{roles["deliver"]})
 }
 
 // TestMotoMemberStoredKeyReadableOnlyByOwnerKeyRotorAndBreakGlass: the same
@@ -317,7 +321,7 @@ func TestMotoMemberStoredKeyReadableOnlyByOwnerKeyRotorAndBreakGlass(t *testing.
 			actions = append(actions, a)
 		}
 	}
-	checkStoredKeys(t, tmpl, "arn:aws:kms:"+evalRegion+":"+evalAccount+":key/"+keyID, cfg, member, actions, nil)
+	checkStoredKeys(t, tmpl, "arn:aws:kms:"+evalRegion+":"+evalAccount+":key/"+keyID, cfg, member, actions, nil, nil)
 }
 
 // checkStoredKeys stores keys for two users with cfg (a real
@@ -326,7 +330,7 @@ func TestMotoMemberStoredKeyReadableOnlyByOwnerKeyRotorAndBreakGlass(t *testing.
 // break-glass role and store (keyrotor's role, which may also make every
 // call of actions); not the other user, a principal allowed every action,
 // or others (keyrotor's other roles).
-func checkStoredKeys(t *testing.T, tmpl cfnTemplate, keyARN string, cfg config.Config, store principal, actions []string, others []principal) {
+func checkStoredKeys(t *testing.T, tmpl cfnTemplate, keyARN string, cfg config.Config, store principal, actions []string, others, readers []principal) {
 	t.Helper()
 	keyPolicy := toPolicy(t, tmpl.Resources[keyARN[strings.LastIndex(keyARN, "/")+1:]].Properties["KeyPolicy"])
 	_, readOwn := tmpl.only(t, "AWS::IAM::ManagedPolicy")
@@ -341,10 +345,11 @@ func checkStoredKeys(t *testing.T, tmpl cfnTemplate, keyARN string, cfg config.C
 		role("breakglass", breakGlass, toPolicy(t, json.RawMessage(adminAccess))),
 		store,
 	}
-	people = append(people, others...)
+	people = append(append(people, others...), readers...)
 	for _, sec := range secrets {
 		for _, p := range people {
-			want := p.name == sec.owner || p.name == "breakglass" || p.name == store.name
+			want := p.name == sec.owner || p.name == "breakglass" || p.name == store.name ||
+				slices.ContainsFunc(readers, func(r principal) bool { return r.name == p.name })
 			if got, why := reads(p, sec, keyARN, keyPolicy); got != want {
 				t.Errorf("%s reading %s's key: %v (%s); want %v", p.name, sec.owner, got, why, want)
 			}
@@ -358,8 +363,14 @@ func checkStoredKeys(t *testing.T, tmpl cfnTemplate, keyARN string, cfg config.C
 	if d := policyeval.EvaluateKMS(policyeval.Request{Principal: eve.who, Action: "kms:Decrypt", Resource: keyARN}, eve.identity, keyPolicy, evalAccount); d == policyeval.Allow {
 		t.Errorf("eve calls kms:Decrypt directly: %v; want denied (use only through the services)", d)
 	}
+	// A reader (deliver) may change no secret, whatever its identity
+	// policies grant: the resource policy's Deny holds.
+	managers := []principal{eve, people[0]}
+	for _, r := range readers {
+		managers = append(managers, r, principal{name: r.name + " with admin access", who: r.who, identity: []policyeval.Policy{toPolicy(t, json.RawMessage(adminAccess))}})
+	}
 	for _, action := range rotation.ManageActions {
-		for _, p := range []principal{eve, people[0]} {
+		for _, p := range managers {
 			if d := policyeval.Evaluate(policyeval.Request{Principal: p.who, Action: action, Resource: secrets[0].arn}, p.identity, &secrets[0].policy, evalAccount); d == policyeval.Allow {
 				t.Errorf("%s may %s on %s: %v; want denied", p.name, action, secrets[0].owner, d)
 			}

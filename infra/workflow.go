@@ -30,6 +30,7 @@ func workflow(stack awscdk.Stack, fns map[string]awslambda.Function, bucket awss
 	create := task(stack, "CreateAndStoreNewKey", "create-and-store", nil, "$.newKey",
 		&sfn.RetryProps{Errors: jsii.Strings(failures.Name(&failures.NewKeyNotReadyError{})), Interval: awscdk.Duration_Seconds(jsii.Number(2)),
 			BackoffRate: jsii.Number(1.5), MaxAttempts: jsii.Number(10)})
+	deliver := task(stack, "DeliverNewKey", "deliver", nil, "$.delivery")
 	notify := task(stack, "NotifyOwner", "notify", nil, "$.notice")
 	deactivate := task(stack, "DeactivateOldKey", "deactivate", nil, "$.deactivation")
 	del := task(stack, "DeleteOldKey", "delete", nil, "$.cleanup")
@@ -54,15 +55,20 @@ func workflow(stack awscdk.Stack, fns map[string]awslambda.Function, bucket awss
 		"The old key stays Active until the new key is in use (or the window ends); the key's own execution decides.",
 		"$.notice.adoption.execution", "$.notice.adoption.execution", "adoption", "$.notice.adoption", "$.window")
 
+	undelivered := sfn.NewSucceed(stack, jsii.String("DeliveryIncomplete"), &sfn.SucceedProps{
+		Comment: jsii.String("A destination does not hold the new key yet: nothing is deactivated; the owner's mail said what is left, the admins were told, and the next run delivers the rest."),
+	})
 	noticeSent := sfn.NewChoice(stack, jsii.String("NoticeSent"), &sfn.ChoiceProps{
-		Comment: jsii.String("The old key is deactivated only after its owner's notice went out; with an adoption window, by the key's own execution once the new key is in use."),
-	}).When(sfn.Condition_IsPresent(jsii.String("$.notice.adoption")), startWindow, nil).
+		Comment: jsii.String("The old key is deactivated only after its owner's notice went out and every destination holds the new key; with an adoption window, by the key's own execution once the new key is in use."),
+	}).When(sfn.Condition_And(sfn.Condition_IsPresent(jsii.String("$.delivery.complete")), sfn.Condition_BooleanEquals(jsii.String("$.delivery.complete"), jsii.Bool(false))), undelivered, nil).
+		When(sfn.Condition_IsPresent(jsii.String("$.notice.adoption")), startWindow, nil).
 		When(sfn.Condition_BooleanEquals(jsii.String("$.notice.accepted"), jsii.Bool(true)), deactivate, nil).
 		When(sfn.Condition_IsPresent(jsii.String("$.notice.skipped")), stopped, nil).
 		Otherwise(notSent)
 	notify.Next(noticeSent)
+	deliver.Next(notify)
 	keyReady := sfn.NewChoice(stack, jsii.String("NewKeyReady"), nil).
-		When(sfn.Condition_IsPresent(jsii.String("$.newKey.skipped")), stopped, nil).Otherwise(notify)
+		When(sfn.Condition_IsPresent(jsii.String("$.newKey.skipped")), stopped, nil).Otherwise(deliver)
 	create.Next(keyReady)
 	perUser := sfn.NewChoice(stack, jsii.String("ReplaceOrRetire"), &sfn.ChoiceProps{
 		Comment: jsii.String("rotate: a new key first; retire: an unused key goes without replacement"),

@@ -43,6 +43,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/keyrotor/keyrotor/shared/config"
+	"github.com/keyrotor/keyrotor/shared/delivery"
 	"github.com/keyrotor/keyrotor/shared/failures"
 	"github.com/keyrotor/keyrotor/shared/lambdastep"
 	"github.com/keyrotor/keyrotor/shared/ledger"
@@ -56,7 +57,7 @@ const Day = 24 * time.Hour
 // FlowOrder is the order of one key's steps in the daily definition: the
 // Task states reached from the child's first state on the way to a
 // rotation's end. A test compares it with the synthesized definition.
-var FlowOrder = []string{"CreateAndStoreNewKey", "NotifyOwner", "DeactivateOldKey", "StartGracePeriod"}
+var FlowOrder = []string{"CreateAndStoreNewKey", "DeliverNewKey", "NotifyOwner", "DeactivateOldKey", "StartGracePeriod"}
 
 // GraceOrder is the order of the grace-and-delete definition.
 var GraceOrder = []string{"WaitForGracePeriod", "DeleteOldKey"}
@@ -110,6 +111,11 @@ type World struct {
 	// account through lambdastep.PerAccount (the member role assumed with
 	// the Steps clients, as the hub's functions do).
 	Members []Member
+
+	// Destinations are the users' destination documents (nil: nobody
+	// has any), and Delivery what the deliver step builds them with.
+	Destinations rotation.Documents
+	Delivery     delivery.Env
 
 	orgSteps *stepFuncs // the organization mode's per-account steps, built once
 
@@ -494,6 +500,7 @@ func (o homeIAM) IAM(ctx context.Context, account string) (rotation.FindIAM, err
 // stepFuncs are the steps that act in a key's account.
 type stepFuncs struct {
 	create     func(context.Context, rotation.Task) (*rotation.NewKey, error)
+	deliver    func(context.Context, rotation.Task) (*rotation.Delivery, error)
 	check      func(context.Context, rotation.Task) (*rotation.Adoption, error)
 	deactivate func(context.Context, rotation.Task) (*rotation.Deactivation, error)
 	delete     func(context.Context, rotation.Task) (*rotation.Cleanup, error)
@@ -513,12 +520,27 @@ func (w *World) build(a lambdastep.Account) stepFuncs {
 		a.Config.StoreRoleARN = "arn:aws:iam::123456789012:role/KeyRotor-create-and-store"
 	}
 	return stepFuncs{
-		create:     (&rotation.Creator{IAM: iamc, Secrets: secrets, Records: w.Records, Topic: w.topic(), Verify: rotation.STSVerifier(w.Steps.Config), Config: a.Config, Now: w.Now, Log: w.log()}).Handle,
+		create: (&rotation.Creator{IAM: iamc, Secrets: secrets, Records: w.Records, Topic: w.topic(), Verify: rotation.STSVerifier(w.Steps.Config), Config: a.Config, Now: w.Now, Log: w.log()}).Handle,
+		deliver: (&rotation.Deliverer{Records: w.Records, Documents: w.documents(), Secrets: secrets, Topic: w.topic(), Env: w.Delivery,
+			Config: a.Config, Now: w.Now, Log: w.log()}).Handle,
 		check:      (&rotation.Watcher{IAM: iamc, Records: w.Records, Mail: w.mail(), Topic: w.topic(), Config: a.Config, Region: "us-east-1", Now: w.Now, Log: w.log()}).Handle,
 		deactivate: (&rotation.Deactivator{IAM: iamc, Records: w.Records, Topic: w.topic(), Config: a.Config, Now: w.Now, Log: w.log()}).Handle,
 		delete:     (&rotation.Deleter{IAM: iamc, Records: w.Records, Topic: w.topic(), Config: a.Config, Now: w.Now, Log: w.log()}).Handle,
 	}
 }
+
+// documents is the world's destination documents, or none.
+func (w *World) documents() rotation.Documents {
+	if w.Destinations == nil {
+		return noDocuments{}
+	}
+	return w.Destinations
+}
+
+// noDocuments: no user has destinations.
+type noDocuments struct{}
+
+func (noDocuments) Get(context.Context, string, string) (*delivery.Document, error) { return nil, nil }
 
 // steps are the per-account steps: in one account built for each use (as
 // before: Config and StepIAM may change between runs); in an organization
@@ -532,6 +554,9 @@ func (w *World) steps() stepFuncs {
 		w.orgSteps = &stepFuncs{
 			create: lambdastep.PerAccount(env, "create-and-store", func(a lambdastep.Account) func(context.Context, rotation.Task) (*rotation.NewKey, error) {
 				return w.build(a).create
+			}),
+			deliver: lambdastep.PerAccount(env, "deliver", func(a lambdastep.Account) func(context.Context, rotation.Task) (*rotation.Delivery, error) {
+				return w.build(a).deliver
 			}),
 			check: lambdastep.PerAccount(env, "check-adoption", func(a lambdastep.Account) func(context.Context, rotation.Task) (*rotation.Adoption, error) {
 				return w.build(a).check
@@ -561,6 +586,14 @@ func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail strin
 			return "stopped", nk.Skipped
 		}
 	}
+	if t.Item.Action == policy.Rotate {
+		dl, err := retried(ctx, invoke(w, "DeliverNewKey", t, func() (*rotation.Delivery, error) { return st.deliver(ctx, t) }))
+		if err != nil {
+			return "failed", "DeliverNewKey: " + err.Error()
+		}
+		w.emit(dl)
+		t.Delivery = dl
+	}
 	n := &rotation.Notifier{Records: w.Records, Mail: w.mail(), Topic: w.topic(), Config: w.Config, Region: "us-east-1", Now: w.Now, Log: w.log()}
 	no, err := retried(ctx, invoke(w, "NotifyOwner", t, func() (*rotation.Notice, error) { return n.Handle(ctx, t) }))
 	if err != nil {
@@ -569,6 +602,10 @@ func (w *World) Flow(ctx context.Context, t rotation.Task) (result, detail strin
 	w.emit(no)
 	t.Notice = no
 	switch {
+	case t.Delivery != nil && !t.Delivery.Complete:
+		// DeliveryIncomplete: nothing is deactivated; the next run
+		// delivers the rest.
+		return "delivery-incomplete", fmt.Sprint(t.Delivery.Left)
 	case no.Adoption != nil:
 		// StartAdoptionWindow: the key's own execution, started once; its
 		// first check runs at once.

@@ -33,7 +33,7 @@ import (
 var FunctionDirs = map[string]string{
 	"FindFunction": "find", "CreateAndStoreFunction": "create-and-store", "NotifyFunction": "notify",
 	"DeactivateFunction": "deactivate", "DeleteFunction": "delete", "SummarizeFunction": "summarize",
-	"CheckAdoptionFunction": "check-adoption",
+	"CheckAdoptionFunction": "check-adoption", "DeliverFunction": "deliver",
 }
 
 // GraceWaitState is the Wait state whose time a local run shortens.

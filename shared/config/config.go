@@ -56,7 +56,23 @@ const (
 	// break-glass principals.
 	EnvStoreRoleARN = "KEYROTOR_STORE_ROLE_ARN"
 	EnvBreakGlass   = "KEYROTOR_BREAK_GLASS" // comma-separated IAM role or user ARNs
+	// The deliver step's role (set by the stack): it reads a stored key to
+	// deliver it, so the key's resource policy lets it in too.
+	EnvDeliverRoleARN = "KEYROTOR_DELIVER_ROLE_ARN"
+	// Where delivery may write in AWS (docs/delivery.md): SSM parameter
+	// name patterns and Secrets Manager secret name patterns, comma-
+	// separated, "*" at the end only. The stack grants exactly these.
+	EnvDeliveryParameters = "KEYROTOR_DELIVERY_PARAMETERS"
+	EnvDeliverySecrets    = "KEYROTOR_DELIVERY_SECRETS"
+	// Local runs only (the stack never sets it): a destination's API may
+	// be plain http on a loopback address (the emulators).
+	EnvDeliveryAllowHTTP = "KEYROTOR_DELIVERY_ALLOW_HTTP"
 )
+
+// DeliveryCredentialPrefix is the name prefix of the hub secrets that hold
+// destinations' API tokens: a destination's credential must be under it,
+// and the deliver step's role may read nothing else but stored keys.
+const DeliveryCredentialPrefix = "keyrotor-delivery/"
 
 // The organization mode's fixed names: the member stack (infra/member.go)
 // creates them in every member account, so the hub builds their ARNs for
@@ -154,6 +170,28 @@ type Config struct {
 	// manage every stored key too, to recover (docs/security.md).
 	StoreRoleARN string
 	BreakGlass   []string
+	// DeliverRoleARN is the deliver step's role, which reads stored keys
+	// to deliver them (single-account mode; a member's secrets are read
+	// through its member role, StoreRoleARN there).
+	DeliverRoleARN string
+	// DeliveryParameters and DeliverySecrets are the SSM parameter and
+	// Secrets Manager secret name patterns destinations may write ("/ci/*",
+	// "ci/aws-*"); none: no AWS destination may be written.
+	DeliveryParameters []string
+	DeliverySecrets    []string
+	// DeliveryAllowHTTP: local runs only (see EnvDeliveryAllowHTTP).
+	DeliveryAllowHTTP bool
+}
+
+// DeliveryAllowed reports whether name matches one of patterns (exact, or
+// a prefix ending in "*").
+func DeliveryAllowed(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if p == name || strings.HasSuffix(p, "*") && strings.HasPrefix(name, strings.TrimSuffix(p, "*")) {
+			return true
+		}
+	}
+	return false
 }
 
 // UnderExcludedPath returns the excluded path the user of arn (an IAM
@@ -196,6 +234,22 @@ func (c Config) adoptionCheck() time.Duration {
 		return c.AdoptionCheck
 	}
 	return DefaultAdoptionCheck
+}
+
+// DefaultDeliveryWindow is the adoption window of a rotation whose new key
+// was delivered to destinations that ask for evidence, when no
+// AdoptionWindow is set: its end is when the admins are told that nothing
+// uses the new key yet (the old key stays Active until something does).
+const DefaultDeliveryWindow = 7 * 24 * time.Hour
+
+// Window is the adoption window a rotation gets: AdoptionWindow, or for a
+// delivered key that switches over on evidence, DefaultDeliveryWindow when
+// none is set. 0: none.
+func (c Config) Window(evidence bool) time.Duration {
+	if c.AdoptionWindow > 0 || !evidence {
+		return c.AdoptionWindow
+	}
+	return DefaultDeliveryWindow
 }
 
 // CheckEvery is the time between two checks of an adoption window.
@@ -309,6 +363,14 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	if v := strings.TrimSpace(getenv(EnvBreakGlass)); v != "" {
 		c.BreakGlass = list(v)
 	}
+	str(EnvDeliverRoleARN, &c.DeliverRoleARN)
+	if v := strings.TrimSpace(getenv(EnvDeliveryParameters)); v != "" {
+		c.DeliveryParameters = list(v)
+	}
+	if v := strings.TrimSpace(getenv(EnvDeliverySecrets)); v != "" {
+		c.DeliverySecrets = list(v)
+	}
+	c.DeliveryAllowHTTP = strings.TrimSpace(getenv(EnvDeliveryAllowHTTP)) == "true"
 	if v := strings.TrimSpace(getenv(EnvOrgExclude)); v != "" {
 		c.OrgExclude = list(v)
 	}
@@ -376,6 +438,20 @@ func (c Config) Validate() error {
 		if !IsPrincipalARN(p) {
 			return &Error{EnvBreakGlass, strings.Join(c.BreakGlass, ","), fmt.Sprintf("%q: want IAM role or user ARNs such as arn:aws:iam::123456789012:role/BreakGlass "+
 				"(no wildcards: each principal named may read every stored key)", p)}
+		}
+	}
+	if c.DeliverRoleARN != "" && !IsPrincipalARN(c.DeliverRoleARN) {
+		return &Error{EnvDeliverRoleARN, c.DeliverRoleARN, "want the ARN of the deliver step's role (the stack sets it)"}
+	}
+	for _, l := range []struct {
+		env      string
+		patterns []string
+		example  string
+	}{{EnvDeliveryParameters, c.DeliveryParameters, "/ci/*"}, {EnvDeliverySecrets, c.DeliverySecrets, "ci/aws-*"}} {
+		for _, p := range l.patterns {
+			if p == "" || p == "*" || strings.Contains(strings.TrimSuffix(p, "*"), "*") {
+				return &Error{l.env, strings.Join(l.patterns, ","), fmt.Sprintf("%q: want names or name prefixes ending in * such as %s (not * alone: name what delivery may overwrite)", p, l.example)}
+			}
 		}
 	}
 	if c.StoreRoleARN != "" && !IsPrincipalARN(c.StoreRoleARN) {
@@ -527,6 +603,18 @@ func (c Config) Env() map[string]string {
 	}
 	if len(c.BreakGlass) > 0 {
 		m[EnvBreakGlass] = strings.Join(c.BreakGlass, ",")
+	}
+	if c.DeliverRoleARN != "" {
+		m[EnvDeliverRoleARN] = c.DeliverRoleARN
+	}
+	if len(c.DeliveryParameters) > 0 {
+		m[EnvDeliveryParameters] = strings.Join(c.DeliveryParameters, ",")
+	}
+	if len(c.DeliverySecrets) > 0 {
+		m[EnvDeliverySecrets] = strings.Join(c.DeliverySecrets, ",")
+	}
+	if c.DeliveryAllowHTTP {
+		m[EnvDeliveryAllowHTTP] = "true"
 	}
 	if c.StatusLagOverride > 0 {
 		m[EnvStatusLag] = c.StatusLagOverride.String()

@@ -152,6 +152,15 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %s: HTTP %d: %s", e.Where, e.Op, e.Status, e.Msg)
 }
 
+// Detail is the error without the destination's name: what failed and
+// the service's answer.
+func (e *Error) Detail() string {
+	if e.Status == 0 {
+		return e.Op + ": " + e.Msg
+	}
+	return fmt.Sprintf("%s: HTTP %d: %s", e.Op, e.Status, e.Msg)
+}
+
 // Retryable reports whether the failure may pass by itself (throttling, a
 // server error, no answer): the next attempt or run tries again. Others
 // (401, 403, 404, 422) need a person.

@@ -109,6 +109,16 @@ type Record struct {
 	// Adoption is the adoption window of this rotation, when it has one.
 	Adoption *Adoption `json:"adoption,omitempty"`
 
+	// Deliveries is the new key's delivery to each of the user's
+	// destinations (shared/delivery), one entry per destination: a
+	// Retry, a Redrive or a takeover reads it and never writes a
+	// destination twice or skips one.
+	Deliveries []Delivery `json:"deliveries,omitempty"`
+	// Evidence is set when the new key was delivered to destinations whose
+	// document asks for evidence: the old key goes off only once the new
+	// key is seen in use, never at a window's deadline without that.
+	Evidence bool `json:"evidence,omitempty"`
+
 	DeactivatedAt  time.Time `json:"deactivatedAt,omitempty"`
 	DeleteAfter    time.Time `json:"deleteAfter,omitempty"`
 	GraceExecution string    `json:"graceExecution,omitempty"`
@@ -130,6 +140,59 @@ type Record struct {
 	Version int `json:"version"`
 	// ExpiresAt (Unix seconds) lets DynamoDB TTL remove a finished record.
 	ExpiresAt int64 `json:"expiresAt,omitempty"`
+}
+
+// Delivery is one destination's progress (Record.Deliveries).
+type Delivery struct {
+	// Where names the destination (delivery.Destination.Where): never a
+	// value.
+	Where string        `json:"where"`
+	State DeliveryState `json:"state"`
+	// WriteAt is when keyrotor last began writing the new key there: a
+	// re-run asks the destination whether it holds the key since then
+	// before it writes again.
+	WriteAt    time.Time `json:"writeAt,omitzero"`
+	VerifiedAt time.Time `json:"verifiedAt,omitzero"`
+	// Reason is the last failure (the destination's status and message).
+	Reason string `json:"reason,omitempty"`
+	// Tries counts the attempts of execution TriedBy (the orchestrator
+	// retries a few times, then the next run).
+	Tries   int    `json:"tries,omitempty"`
+	TriedBy string `json:"triedBy,omitempty"`
+}
+
+// DeliveryState is a destination's progress.
+type DeliveryState string
+
+const (
+	DeliveryPending  DeliveryState = "pending"  // not written yet
+	DeliveryWriting  DeliveryState = "writing"  // a write began; its outcome is read back on a re-run
+	DeliveryVerified DeliveryState = "verified" // the destination holds the new key, read back
+	DeliveryFailed   DeliveryState = "failed"   // the last attempt failed (Reason)
+)
+
+// Delivery returns the entry of the destination where, adding a pending
+// one if there is none.
+func (r *Record) Delivery(where string) *Delivery {
+	for i := range r.Deliveries {
+		if r.Deliveries[i].Where == where {
+			return &r.Deliveries[i]
+		}
+	}
+	r.Deliveries = append(r.Deliveries, Delivery{Where: where, State: DeliveryPending})
+	return &r.Deliveries[len(r.Deliveries)-1]
+}
+
+// Undelivered lists the destinations that do not hold the new key yet,
+// as far as keyrotor verified: the old key must not go off while any does.
+func (r *Record) Undelivered() []string {
+	var out []string
+	for _, d := range r.Deliveries {
+		if d.State != DeliveryVerified {
+			out = append(out, d.Where)
+		}
+	}
+	return out
 }
 
 // Switch-over reasons: why the old key was deactivated after an adoption

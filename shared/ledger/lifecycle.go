@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -139,6 +140,8 @@ func Decide(rec *Record, ev Event, f Facts) Decision {
 		return Decision{Stop: "the owner's notice has not gone out; nothing is deactivated"}
 	case rec.Action == "retire" && rec.State != Deactivated && f.UsedSinceNotice:
 		return Decision{End: "the key was used after its owner was told it would be retired as unused: not retired (it is rotated when it is due)"}
+	case rec.State != Deactivated && len(rec.Undelivered()) > 0:
+		return Decision{Stop: fmt.Sprintf("the new key is not delivered to %s yet; nothing is deactivated until every destination holds it", strings.Join(rec.Undelivered(), ", "))}
 	case rec.State == Adopting && (rec.Adoption == nil || rec.Adoption.SwitchOver == ""):
 		until, exec := "", ""
 		if rec.Adoption != nil {

@@ -25,6 +25,7 @@ func TestDecide(t *testing.T) {
 		notice         bool
 		verdict        string
 		recent         bool // keyrotor's deactivation was within ledger.StatusLag
+		undelivered    bool // a destination does not hold the new key yet
 	}
 	// want returns the decision's shape for a cell: "begin", "stop",
 	// "go", "hold", "end", "end+begin".
@@ -53,6 +54,9 @@ func TestDecide(t *testing.T) {
 		}, "end+begin"},
 		{"... or just ends", func(c cell) bool { return c.ev == Due && c.kind != c.action && c.action != "rotate" }, "end"},
 		{"no deactivation before the notice went out", func(c cell) bool { return c.ev == Deactivate && !c.notice }, "stop"},
+		{"no deactivation while a destination lacks the new key", func(c cell) bool {
+			return c.ev == Deactivate && c.undelivered && c.state != Deactivated
+		}, "stop"},
 		{"no deactivation in a window without its verdict", func(c cell) bool { return c.ev == Deactivate && c.state == Adopting && c.verdict == "" }, "stop"},
 		{"otherwise the rotation goes on", func(c cell) bool { return true }, "go"},
 	}
@@ -68,70 +72,79 @@ func TestDecide(t *testing.T) {
 							for _, held := range []bool{false, true} {
 								for _, notice := range []bool{false, true} {
 									for _, vr := range []string{"", SwitchEvidence, SwitchDeadline, SwitchPerson, "recent"} {
-										verdict, recent := vr, vr == "recent"
-										if recent {
-											verdict = ""
-										}
-										c := cell{state: st, action: action, kind: kind, ev: ev, start: start, oldKnown: old != "unknown", oldA: old == "active", heldLive: held, notice: notice, verdict: verdict, recent: recent}
-										if recent && st != Deactivated {
-											continue
-										}
-										if st == "" && (held || notice || verdict != "" || action != kind) {
-											continue // no record has none of these
-										}
-										if st != Adopting && verdict != "" {
-											continue // only a window has a verdict
-										}
-										var rec *Record
-										if st != "" {
-											rec = &Record{ID: "AKIAOLD", Action: action, State: st, Rotation: 1, DeactivatedAt: now.Add(-time.Hour)}
+										for _, undelivered := range []bool{false, true} {
+											verdict, recent := vr, vr == "recent"
 											if recent {
-												rec.DeactivatedAt = now.Add(-10 * time.Second)
+												verdict = ""
 											}
-											if held {
-												rec.HeldUntil = now.Add(time.Hour)
-											} else if st == Held {
-												rec.HeldUntil = now.Add(-time.Hour)
+											c := cell{state: st, action: action, kind: kind, ev: ev, start: start, oldKnown: old != "unknown", oldA: old == "active", heldLive: held, notice: notice, verdict: verdict, recent: recent, undelivered: undelivered}
+											if recent && st != Deactivated {
+												continue
 											}
-											if notice {
-												rec.Notice = NoticeAccepted
+											if st == "" && (held || notice || verdict != "" || action != kind) {
+												continue // no record has none of these
 											}
-											if st == Adopting {
-												rec.Adoption = &Adoption{Until: now.Add(24 * time.Hour), SwitchOver: verdict}
+											if st != Adopting && verdict != "" {
+												continue // only a window has a verdict
 											}
-										}
-										d := Decide(rec, ev, Facts{Now: now, Kind: kind, Start: start, OldKnown: c.oldKnown, OldActive: c.oldA})
-										var got string
-										switch {
-										case d.End != "" && d.Hold && !d.Begin && d.Stop == "":
-											got = "hold"
-										case d.End != "" && d.Begin && !d.Hold && d.Stop == "":
-											got = "end+begin"
-										case d.End != "" && !d.Hold && !d.Begin && d.Stop == "":
-											got = "end"
-										case d.End == "" && d.Begin && !d.Hold && d.Stop == "":
-											got = "begin"
-										case d.End == "" && !d.Begin && !d.Hold && d.Stop != "" && d.Wait == "":
-											got = "stop"
-										case d.End == "" && !d.Begin && !d.Hold && d.Stop == "" && d.Wait != "":
-											got = "wait"
-										case d == Decision{}:
-											got = "go"
-										default:
-											t.Fatalf("%+v: an impossible decision %+v", c, d)
-										}
-										for _, r := range rules {
-											if r.match(c) {
-												if got != r.want {
-													t.Errorf("Decide(%+v) = %s (%+v); want %s (%s)", c, got, d, r.want, r.name)
+											if undelivered && (st == "" || action != "rotate") {
+												continue // only a replacement is delivered
+											}
+											var rec *Record
+											if st != "" {
+												rec = &Record{ID: "AKIAOLD", Action: action, State: st, Rotation: 1, DeactivatedAt: now.Add(-time.Hour)}
+												if recent {
+													rec.DeactivatedAt = now.Add(-10 * time.Second)
 												}
-												break
+												if held {
+													rec.HeldUntil = now.Add(time.Hour)
+												} else if st == Held {
+													rec.HeldUntil = now.Add(-time.Hour)
+												}
+												if notice {
+													rec.Notice = NoticeAccepted
+												}
+												if st == Adopting {
+													rec.Adoption = &Adoption{Until: now.Add(24 * time.Hour), SwitchOver: verdict}
+												}
+												rec.Deliveries = []Delivery{{Where: "github repository secret o/r", State: DeliveryVerified}}
+												if undelivered {
+													rec.Deliveries = append(rec.Deliveries, Delivery{Where: "ssm parameters /a, /b", State: DeliveryFailed})
+												}
 											}
+											d := Decide(rec, ev, Facts{Now: now, Kind: kind, Start: start, OldKnown: c.oldKnown, OldActive: c.oldA})
+											var got string
+											switch {
+											case d.End != "" && d.Hold && !d.Begin && d.Stop == "":
+												got = "hold"
+											case d.End != "" && d.Begin && !d.Hold && d.Stop == "":
+												got = "end+begin"
+											case d.End != "" && !d.Hold && !d.Begin && d.Stop == "":
+												got = "end"
+											case d.End == "" && d.Begin && !d.Hold && d.Stop == "":
+												got = "begin"
+											case d.End == "" && !d.Begin && !d.Hold && d.Stop != "" && d.Wait == "":
+												got = "stop"
+											case d.End == "" && !d.Begin && !d.Hold && d.Stop == "" && d.Wait != "":
+												got = "wait"
+											case d == Decision{}:
+												got = "go"
+											default:
+												t.Fatalf("%+v: an impossible decision %+v", c, d)
+											}
+											for _, r := range rules {
+												if r.match(c) {
+													if got != r.want {
+														t.Errorf("Decide(%+v) = %s (%+v); want %s (%s)", c, got, d, r.want, r.name)
+													}
+													break
+												}
+											}
+											if d.Go() != (got == "go" || got == "begin" || got == "end+begin") {
+												t.Errorf("Decide(%+v).Go() = %v for %s", c, d.Go(), got)
+											}
+											n++
 										}
-										if d.Go() != (got == "go" || got == "begin" || got == "end+begin") {
-											t.Errorf("Decide(%+v).Go() = %v for %s", c, d.Go(), got)
-										}
-										n++
 									}
 								}
 							}
@@ -165,6 +178,7 @@ func TestDecideSaysWhy(t *testing.T) {
 		{"deleted", &Record{State: Deleted, Rotation: 2}, Due, Facts{Start: true}, "rotation 2 already deleted"},
 		{"notice", &Record{State: Stored}, Deactivate, Facts{}, "notice has not gone out"},
 		{"retirement used since its notice", &Record{Action: "retire", State: Notified, Notice: NoticeAccepted}, Deactivate, Facts{OldKnown: true, OldActive: true, UsedSinceNotice: true}, "used after its owner was told"},
+		{"undelivered", &Record{State: Notified, Notice: NoticeAccepted, Deliveries: []Delivery{{Where: "gitlab project a/b", State: DeliveryFailed}}}, Deactivate, Facts{}, "not delivered to gitlab project a/b"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

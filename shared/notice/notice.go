@@ -37,6 +37,13 @@ type Owner struct {
 	// Window, when set, is the rotation's adoption window: the old key
 	// stays Active until the new key is in use, StopsWorking at the latest.
 	Window *Window
+	// Delivered lists where keyrotor put the new key (and read it back);
+	// Undelivered where it could not, with why: those are left to the
+	// owner until the next run delivers them. Evidence: the old key goes
+	// off only once the new key is seen in use.
+	Delivered   []string
+	Undelivered []string
+	Evidence    bool
 }
 
 // Window describes an adoption window to the owner.
@@ -122,11 +129,17 @@ func OwnerMail(o Owner) (Mail, error) {
 	} else {
 		fmt.Fprintf(&t, "keyrotor has replaced your AWS access key %s (created %s, %d days old).\nReason: %s.\n\n", o.OldKey.ID, day(o.OldKey.Created), o.OldKey.AgeDays, o.Reason)
 		fmt.Fprintf(&t, "Your new access key %s is stored in AWS Secrets Manager, in the secret\n  %s\nFetch it with your own AWS credentials:\n  %s\n\n", o.NewKeyID, o.SecretName, cmd)
-		t.WriteString("Please switch your applications to the new key now.\n\n")
+		switchText := "Please switch your applications to the new key now."
+		if len(o.Delivered)+len(o.Undelivered) > 0 {
+			switchText = "keyrotor delivers the new key to where you registered it is used:"
+		}
+		t.WriteString(switchText + "\n")
 		fmt.Fprintf(&m, "<p>keyrotor has replaced your AWS access key <code>%s</code> (created %s, %d days old). Reason: %s.</p>\n",
 			h(o.OldKey.ID), day(o.OldKey.Created), o.OldKey.AgeDays, h(o.Reason))
-		fmt.Fprintf(&m, "<p>Your new access key <code>%s</code> is stored in AWS Secrets Manager, in the secret <code>%s</code>. Fetch it with your own AWS credentials:</p>\n<pre>%s</pre>\n<p>Please switch your applications to the new key now.</p>\n",
-			h(o.NewKeyID), h(o.SecretName), h(cmd))
+		fmt.Fprintf(&m, "<p>Your new access key <code>%s</code> is stored in AWS Secrets Manager, in the secret <code>%s</code>. Fetch it with your own AWS credentials:</p>\n<pre>%s</pre>\n<p>%s</p>\n",
+			h(o.NewKeyID), h(o.SecretName), h(cmd), h(switchText))
+		deliveryText(o, &t, &m)
+		t.WriteString("\n")
 	}
 	if w := o.Window; w != nil {
 		txt := windowText(o, stamp)
@@ -146,9 +159,39 @@ func OwnerMail(o Owner) (Mail, error) {
 	return Mail{Subject: subject, Text: t.String(), HTML: m.String()}, nil
 }
 
+// deliveryText lists where the new key was delivered and where it is left
+// to the owner (the next run tries those again).
+func deliveryText(o Owner, t, m *strings.Builder) {
+	if len(o.Delivered)+len(o.Undelivered) == 0 {
+		return
+	}
+	h := html.EscapeString
+	m.WriteString("<ul>\n")
+	for _, d := range o.Delivered {
+		fmt.Fprintf(t, "  - delivered and read back: %s\n", d)
+		fmt.Fprintf(m, "<li>delivered and read back: %s</li>\n", h(d))
+	}
+	for _, d := range o.Undelivered {
+		fmt.Fprintf(t, "  - NOT delivered yet: %s\n", d)
+		fmt.Fprintf(m, "<li><strong>not delivered yet</strong>: %s</li>\n", h(d))
+	}
+	m.WriteString("</ul>\n")
+	if len(o.Undelivered) > 0 {
+		const left = "keyrotor tries the destinations it could not write again on its next run; the old key stays Active until every destination holds the new key. Put it there yourself if you cannot wait."
+		t.WriteString(left + "\n")
+		fmt.Fprintf(m, "<p>%s</p>\n", left)
+	}
+}
+
 // windowText tells the owner how the adoption window works.
 func windowText(o Owner, stamp func(time.Time) string) string {
 	w := o.Window
+	if o.Evidence {
+		return fmt.Sprintf("The old key %s keeps working while your applications pick up the new key. keyrotor checks every %s which key is in use: once the new key %s is in use "+
+			"and the old key has not been used since the previous check, the old key is deactivated, and deleted %s later. It stays Active until then: "+
+			"if nothing uses the new key by %s, your administrators are told. The old key was last used: %s. The new key was last used: %s.",
+			o.OldKey.ID, human(w.Every), o.NewKeyID, human(w.Grace), stamp(o.StopsWorking), w.OldLastUsed, w.NewLastUsed)
+	}
 	return fmt.Sprintf("The old key %s keeps working while you switch. keyrotor checks every %s which key is in use: once the new key %s is in use "+
 		"and the old key has not been used since the previous check, the old key is deactivated. It is deactivated at %s at the latest, "+
 		"whatever is still using it, and deleted %s after it is deactivated. The old key was last used: %s. The new key was last used: %s.",

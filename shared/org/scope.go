@@ -61,3 +61,9 @@ func AccountsOnly(scope []string) bool {
 	}
 	return true
 }
+
+// IsHome reports whether account is the account keyrotor runs in ("" or
+// the configured home account).
+func IsHome(cfg config.Config, account string) bool {
+	return account == "" || account == cfg.HomeAccount
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -169,8 +170,18 @@ func (w *Watcher) Handle(ctx context.Context, t Task) (*Adoption, error) {
 		ad.SwitchOver = ledger.SwitchPerson
 	case adopted:
 		ad.SwitchOver = ledger.SwitchEvidence
-	case !now.Before(ad.Until):
+	case !now.Before(ad.Until) && !rec.Evidence:
 		ad.SwitchOver = ledger.SwitchDeadline
+	case !now.Before(ad.Until):
+		// A delivered key switches over on evidence only: past the
+		// deadline the old key stays Active, the admins are told once,
+		// and the checks go on until the new key is seen in use (or a
+		// person switches the old key off).
+		what := fmt.Sprintf("the adoption window of the new key %s ended on %s without evidence that it is in use where it was delivered (%s): the old key %s stays Active and keyrotor keeps checking. "+
+			"Find out why nothing uses the new key; deactivating the old key yourself switches over", rec.NewKeyID, ad.Until.UTC().Format(time.RFC3339), deliveredText(rec), it.OldKey.ID)
+		if err := rc.attention(ctx, rec, it.OldKey.ID, what); err != nil {
+			return nil, err
+		}
 	}
 	if ad.SwitchOver != "" {
 		ad.SwitchedAt = now
@@ -249,7 +260,7 @@ func sameUse(a, b *ledger.Use) bool {
 // it actually runs (retries, a Lambda backlog).
 func scheduledCheck(rec *ledger.Record, now time.Time, every time.Duration) time.Time {
 	base, until := rec.NoticeAt, rec.Adoption.Until
-	if !now.Before(until) {
+	if !now.Before(until) && !rec.Evidence {
 		return until
 	}
 	if base.IsZero() || base.After(now) || every <= 0 {
@@ -260,7 +271,7 @@ func scheduledCheck(rec *ledger.Record, now time.Time, every time.Duration) time
 
 // nextCheck is the next check after now on the window's schedule (every
 // interval from the notice, so retries do not drift it), at the latest the
-// window's end.
+// window's end while it runs.
 func nextCheck(rec *ledger.Record, now time.Time, every time.Duration) time.Time {
 	base, until := rec.NoticeAt, rec.Adoption.Until
 	if base.IsZero() || base.After(now) {
@@ -268,9 +279,11 @@ func nextCheck(rec *ledger.Record, now time.Time, every time.Duration) time.Time
 	}
 	n := now.Sub(base)/every + 1
 	next := base.Add(n * every)
-	if next.After(until) {
+	if next.After(until) && now.Before(until) {
 		next = until
 	}
+	// Past the end (a delivered key, checked until it is seen in use):
+	// the schedule goes on.
 	return next
 }
 
@@ -326,4 +339,18 @@ func (w *Watcher) remind(ctx context.Context, t Task, rec *ledger.Record, newInU
 	}
 	log.InfoContext(ctx, "owner reminded", "to", it.Email, "until", rec.Adoption.Until.Format(time.RFC3339))
 	return "sent"
+}
+
+// deliveredText lists the destinations a rotation delivered its new key to.
+func deliveredText(rec *ledger.Record) string {
+	var out []string
+	for _, d := range rec.Deliveries {
+		if d.State == ledger.DeliveryVerified {
+			out = append(out, d.Where)
+		}
+	}
+	if len(out) == 0 {
+		return "no destination"
+	}
+	return strings.Join(out, "; ")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -94,15 +95,16 @@ func (n *Notifier) Handle(ctx context.Context, t Task) (*Notice, error) {
 	// is in use: the owner is told the latest time.
 	window := n.windowOf(rec, it)
 	if window {
-		stops = now.Add(n.Config.AdoptionWindow)
+		stops = now.Add(n.Config.Window(rec.Evidence))
 		if rec.Adoption != nil {
 			stops = rec.Adoption.Until
-		} else if rec.Notice == ledger.NoticeAccepted {
+		} else if rec.Notice == ledger.NoticeAccepted && !rec.Evidence {
 			stops = rec.NoticeAt.Add(n.Config.AdoptionWindow)
 		}
 	}
 	res := &Notice{StopsWorking: stops, DeleteAfter: stops.Add(n.Config.GracePeriod), MailedTo: it.Email}
 	msg := n.ownerMessage(t, res)
+	msg.Delivered, msg.Undelivered, msg.Evidence = deliveryLists(t.Delivery)
 	if window {
 		msg.Window = &notice.Window{Every: n.Config.CheckEvery(), Grace: n.Config.GracePeriod, OldLastUsed: itemLastUse(it.OldKey), NewLastUsed: "not yet"}
 	}
@@ -169,8 +171,21 @@ func (n *Notifier) windowOf(rec *ledger.Record, it Item) bool {
 	if rec.Adoption != nil {
 		return rec.State == ledger.Adopting
 	}
-	return n.Config.AdoptionWindow > 0 && it.Action == policy.Rotate && rec.DeactivatedAt.IsZero() &&
+	return n.Config.Window(rec.Evidence) > 0 && it.Action == policy.Rotate && rec.DeactivatedAt.IsZero() &&
 		(rec.State == ledger.Notified || rec.Notice != ledger.NoticeAccepted)
+}
+
+// deliveryLists are the owner's mail's lines about delivery: where the new
+// key was delivered, and where it is not yet (with why), for a person to
+// put it there or wait for the next run.
+func deliveryLists(d *Delivery) (delivered, left []string, evidence bool) {
+	if d == nil {
+		return nil, nil, false
+	}
+	for _, l := range d.Left {
+		left = append(left, l.Where+": "+l.Reason)
+	}
+	return d.Delivered, left, d.Evidence
 }
 
 // handOff gives a rotation whose notice went out to its adoption window,
@@ -181,12 +196,19 @@ func (n *Notifier) windowOf(rec *ledger.Record, it Item) bool {
 // for 90 days. The same execution handing off again (a retry, a Redrive)
 // keeps the name: starting it again is a no-op.
 func (n *Notifier) handOff(ctx context.Context, rc rotationCtx, rec *ledger.Record, res *Notice, window bool) (*Notice, error) {
-	if !window {
+	if !window || len(rec.Undelivered()) > 0 {
+		// Without a window, or before every destination holds the new
+		// key (the next run delivers the rest, then hands off).
 		return res, nil
 	}
 	switch ad := rec.Adoption; {
 	case ad == nil:
 		until := rec.NoticeAt.Add(n.Config.AdoptionWindow)
+		if rec.Evidence {
+			// Counted from the delivery's completion (now), not from a
+			// notice that may be days older.
+			until = rc.now.Add(n.Config.Window(true))
+		}
 		rec.Adoption = &ledger.Adoption{Until: until, Every: int64(n.Config.CheckEvery() / time.Second),
 			Execution: executionName(rec.Account, rec.User, rec.ID, rec.Rotation, 0)}
 		rec.Move(rc.now, ledger.Adopting, rc.execution, "adoption window until "+until.UTC().Format(time.RFC3339)+": the old key stays Active until the new key is in use")
@@ -262,7 +284,11 @@ func (n *Notifier) accepted(ctx context.Context, rc rotationCtx, rec *ledger.Rec
 		} else {
 			rec.AdminsTold = true
 		}
-		clearAttention(rec, rc.now, rc.execution)
+		if !strings.HasPrefix(rec.Attention, attentionDelivery) {
+			// The notice's own conditions clear; a delivery's stays
+			// until deliver clears it.
+			clearAttention(rec, rc.now, rc.execution)
+		}
 		rec.Move(rc.now, ledger.Notified, rc.execution, note)
 		err := n.Records.Put(ctx, rec)
 		if err == nil || attempt == 6 {

@@ -74,6 +74,7 @@ func Trusted(cfg config.Config) []string {
 	if cfg.StoreRoleARN != "" {
 		out = append(out, cfg.StoreRoleARN)
 	}
+
 	for _, p := range cfg.BreakGlass {
 		if !slices.Contains(out, p) {
 			out = append(out, p)
@@ -86,13 +87,19 @@ func Trusted(cfg config.Config) []string {
 // IAM user whose unique id is ownerID.
 func SecretPolicy(cfg config.Config, ownerID string) string {
 	trusted := Trusted(cfg)
+	readers := slices.Clone(trusted)
+	if cfg.DeliverRoleARN != "" && !slices.Contains(readers, cfg.DeliverRoleARN) {
+		// The deliver step reads the key to put it where it is used; it
+		// may change nothing.
+		readers = append(readers, cfg.DeliverRoleARN)
+	}
 	doc := map[string]any{
 		"Version": "2012-10-17",
 		"Statement": []any{
 			map[string]any{
 				"Sid": SidDenyRead, "Effect": "Deny", "Principal": "*", "Action": ReadActions, "Resource": "*",
 				"Condition": map[string]any{
-					"ArnNotEquals":    map[string]any{"aws:PrincipalArn": trusted},
+					"ArnNotEquals":    map[string]any{"aws:PrincipalArn": readers},
 					"StringNotEquals": map[string]any{"aws:userid": ownerID},
 				},
 			},

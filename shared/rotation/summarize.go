@@ -53,6 +53,10 @@ type Outcome struct {
 	GraceExecution string     `json:"graceExecution,omitempty"`
 	Reason         string     `json:"reason,omitempty"`
 	Error          string     `json:"error,omitempty"`
+	// Delivered and Undelivered are the new key's destinations that hold
+	// it (read back) and those that do not yet, with why.
+	Delivered   []string `json:"delivered,omitempty"`
+	Undelivered []string `json:"undelivered,omitempty"`
 }
 
 // Totals counts outcomes.
@@ -388,6 +392,12 @@ func outcomeOf(r childResult) Outcome {
 	if t.Notice != nil {
 		o.Mail = t.Notice.MailStatus
 	}
+	if d := t.Delivery; d != nil && d.Destinations > 0 {
+		o.Delivered = d.Delivered
+		for _, l := range d.Left {
+			o.Undelivered = append(o.Undelivered, l.Where+": "+l.Reason)
+		}
+	}
 	if d := t.Deactivation; d != nil && !d.DeleteAfter.IsZero() {
 		da := d.DeleteAfter
 		o.DeleteAfter, o.GraceExecution = &da, d.GraceExecution
@@ -404,6 +414,10 @@ func outcomeOf(r childResult) Outcome {
 		o.Result, o.Reason = "waiting", t.Notice.Waiting
 	case t.Notice != nil && t.Notice.MailStatus == "skipped":
 		o.Result, o.Reason = "skipped", t.Notice.Skipped
+	case t.Delivery != nil && t.Delivery.Skipped == "" && !t.Delivery.Complete:
+		// Not every destination holds the new key: the old key stays
+		// Active; the next run delivers the rest.
+		o.Result, o.Reason = "waiting", fmt.Sprintf("the new key is not delivered everywhere yet (%s); the old key stays Active and the next run tries again", leftText(t.Delivery.Left))
 	case t.Notice != nil && t.Notice.Adoption != nil:
 		o.Result = "adopting"
 		o.Reason = fmt.Sprintf("adoption window: the old key stays Active until the new key is in use, at the latest until %s; checked by execution %s",

@@ -173,6 +173,31 @@ type NewKey struct {
 	Note     string `json:"note,omitempty"`     // what else was done (a secret restored)
 }
 
+// Delivery is the output of deliver (state path $.delivery): where the
+// new key went. It never holds a value.
+type Delivery struct {
+	// Destinations is how many the user's document lists (0: none, and
+	// the rotation goes on as without delivery).
+	Destinations int `json:"destinations"`
+	// Complete is true when every destination holds the new key, read
+	// back: only then may the old key go off.
+	Complete bool `json:"complete"`
+	// Evidence: the old key goes off only once the new key is seen in use
+	// (an adoption window that never ends on its deadline alone).
+	Evidence  bool     `json:"evidence,omitempty"`
+	Delivered []string `json:"delivered,omitempty"` // verified destinations
+	// Left are the destinations that do not hold the new key, with why:
+	// the owner's mail lists them, the next run tries them again.
+	Left    []Undelivered `json:"left,omitempty"`
+	Skipped string        `json:"skipped,omitempty"`
+}
+
+// Undelivered is a destination without the new key, and why.
+type Undelivered struct {
+	Where  string `json:"where"`
+	Reason string `json:"reason"`
+}
+
 // Notice is the output of notify (state path $.notice).
 type Notice struct {
 	MailedTo  string `json:"mailedTo,omitempty"`
@@ -257,6 +282,7 @@ type Task struct {
 	Execution    string        `json:"execution"`
 	Item         Item          `json:"item"`
 	NewKey       *NewKey       `json:"newKey,omitempty"`
+	Delivery     *Delivery     `json:"delivery,omitempty"`
 	Notice       *Notice       `json:"notice,omitempty"`
 	Deactivation *Deactivation `json:"deactivation,omitempty"`
 	Cleanup      *Cleanup      `json:"cleanup,omitempty"`

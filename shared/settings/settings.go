@@ -49,6 +49,11 @@ const (
 	KeyOwnerEmailDomains = "ownerEmailDomains"
 	// IAM paths whose users keyrotor never acts on (list).
 	KeyExcludedUserPaths = "excludedUserPaths"
+	// Where delivery may write in AWS (docs/delivery.md): SSM parameter
+	// and Secrets Manager secret names or prefixes ending in * (lists);
+	// unset: no AWS destination.
+	KeyDeliveryParameters = "deliveryParameters"
+	KeyDeliverySecrets    = "deliverySecrets"
 	// The organization mode's stacks (read by infra only: the member stack
 	// and its StackSet; docs/organizations.md).
 	KeyHubAccount          = "hubAccount"
@@ -69,7 +74,7 @@ var Keys = []string{KeyMaxKeyAgeDays, KeyUnusedDays, KeyGraceDays, KeyHoldDays, 
 	KeySecretPrefix, KeyEmailTag, KeyExemptTag, KeyExemptGroup, KeyKMSKeyArn, KeyFanOutConcurrency, KeyLambdaConcurrency,
 	KeyReportRetentionDays, KeyLogRetentionDays, KeyRetirePasswords, KeyAdoptionDays, KeyAdoptionReminders,
 	KeyOrganizationScope, KeyOrganizationExclude, KeyOrganizationStages, KeyOwnerEmailDomains, KeyExcludedUserPaths,
-	KeyBreakGlassPrincipals, KeyHubAccount, KeyOrganizationalUnits, KeyDelegatedAdmin, KeyAllowNoAdmins, KeyLocalRun}
+	KeyBreakGlassPrincipals, KeyDeliveryParameters, KeyDeliverySecrets, KeyHubAccount, KeyOrganizationalUnits, KeyDelegatedAdmin, KeyAllowNoAdmins, KeyLocalRun}
 
 // Settings is everything a deployment is tuned with.
 type Settings struct {
@@ -253,6 +258,18 @@ func FromContext(get func(key string) (any, bool)) (Settings, error) {
 				"such as [\"arn:aws:iam::123456789012:role/BreakGlass\"]"}
 		}
 		s.Config.BreakGlass = l
+	}
+	for _, d := range []struct {
+		key string
+		dst *[]string
+	}{{KeyDeliveryParameters, &s.Config.DeliveryParameters}, {KeyDeliverySecrets, &s.Config.DeliverySecrets}} {
+		if v, ok := get(d.key); ok && v != nil {
+			l, err := idList(v)
+			if err != nil {
+				return Settings{}, &Error{d.key, fmt.Sprint(v), "want names or name prefixes ending in *, comma-separated or a JSON list, such as [\"/ci/*\"]"}
+			}
+			*d.dst = l
+		}
 	}
 	if err := s.organization(get); err != nil {
 		return Settings{}, err
@@ -526,7 +543,7 @@ func contextKeyFor(env string) string {
 		config.EnvExemptTag: KeyExemptTag, config.EnvExemptGroup: KeyExemptGroup, config.EnvHoldDays: KeyHoldDays,
 		config.EnvOrgScope: KeyOrganizationScope, config.EnvOrgExclude: KeyOrganizationExclude, config.EnvOrgStages: KeyOrganizationStages,
 		config.EnvAdoptionReminders: KeyAdoptionReminders, config.EnvOwnerEmailDomains: KeyOwnerEmailDomains, config.EnvExcludedUserPaths: KeyExcludedUserPaths,
-		config.EnvBreakGlass: KeyBreakGlassPrincipals,
+		config.EnvBreakGlass: KeyBreakGlassPrincipals, config.EnvDeliveryParameters: KeyDeliveryParameters, config.EnvDeliverySecrets: KeyDeliverySecrets,
 	}[env]
 }
 

@@ -1,0 +1,52 @@
+// Command deliver is the DeliverNewKey Lambda: it writes the new key to
+// the destinations its user registered (a CI system's secrets, an SSM
+// parameter, a Secrets Manager secret) and reads each back, before the
+// owner is told.
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/keyrotor/keyrotor/shared/delivery"
+	"github.com/keyrotor/keyrotor/shared/lambdastep"
+	"github.com/keyrotor/keyrotor/shared/org"
+	"github.com/keyrotor/keyrotor/shared/rotation"
+)
+
+func main() {
+	env := lambdastep.Setup("deliver")
+	hub := secretsmanager.NewFromConfig(env.AWS)
+	d := &rotation.Deliverer{
+		Records:   env.Records(),
+		Documents: &delivery.Store{API: dynamodb.NewFromConfig(env.AWS), Table: env.Config.RotationTable},
+		Secrets:   hub,
+		Topic:     sns.NewFromConfig(env.AWS),
+		Env: delivery.Env{
+			HTTP:       delivery.Client(env.Log, 20*time.Second),
+			Credential: rotation.HubCredentials(hub),
+			AllowHTTP:  env.Config.DeliveryAllowHTTP,
+			// AWS destinations in keyrotor's own account, in any region.
+			AWS: func(_ context.Context, account, region string) (delivery.AWSClients, error) {
+				if !org.IsHome(env.Config, account) {
+					return delivery.AWSClients{}, fmt.Errorf("account %s: delivery writes AWS destinations in keyrotor's own account only (docs/delivery.md)", account)
+				}
+				cfg := env.AWS.Copy()
+				if region != "" {
+					cfg.Region = region
+				}
+				return delivery.AWSClients{SSM: ssm.NewFromConfig(cfg), Secrets: secretsmanager.NewFromConfig(cfg)}, nil
+			},
+		},
+		Config: env.Config,
+		Now:    env.Now,
+		Log:    env.Log,
+	}
+	lambdastep.Start(env, d.Handle)
+}
