@@ -736,8 +736,10 @@ func (f *Finder) trimInline(p *Plan) {
 }
 
 // Assess reads the credential report and checks the candidates live: the
-// work of discovery, shared by find and the audit command. users, when not
-// empty, restricts it; naming a user that is not in the report is an error.
+// work of discovery, as the daily run does it (the tags of the candidates
+// only; Handle's dry run, which the audit command uses, reads every
+// user's). users, when not empty, restricts it; naming a user that is not
+// in the report is an error.
 func (f *Finder) Assess(ctx context.Context, asOf time.Time, users []string) (*Assessment, error) {
 	return f.assess(ctx, asOf, users, true, false)
 }
