@@ -488,7 +488,7 @@ func (r *OrgResult) print(w io.Writer) {
 		ops = append(ops, fmt.Sprintf("%s=%d", op, r.Calls[op]))
 	}
 	fmt.Fprintf(w, "%s: AWS calls\t%d (%s)\t(measure)\t\n", p, r.Total, joinSpace(ops))
-	fmt.Fprintf(w, "%s: IAM calls per member min/median/max\t%s (hub %d)\t<= 3 + 2 x %d + 1 alias = %d (exactly 2 + 2 x due + 1)\t%s\n", p, r.IAMPerMember, r.HubIAM, r.DuePerMember, 4+2*r.DuePerMember, check(len(r.Deviations) == 0))
+	fmt.Fprintf(w, "%s: IAM calls per member min/median/max\t%s (hub %d)\t<= 3 + 2 x %d + 1 alias = %d (exactly 3 + 2 x due + 1: the report 2, ListUsers 1)\t%s\n", p, r.IAMPerMember, r.HubIAM, r.DuePerMember, 4+2*r.DuePerMember, check(len(r.Deviations) == 0))
 	fmt.Fprintf(w, "%s: sts:AssumeRole / Organizations calls\t%d / %d\t1 per member (%d)\t%s\n", p, r.AssumeRole, r.OrgCalls, r.Members, check(r.AssumeRole == r.Members))
 	fmt.Fprintf(w, "%s: list accounts / AssumeRole min/median/max\t%v / %s\t(measure: accounts assessed %d at a time)\t\n", p, r.ListAccounts.Round(time.Millisecond), r.AssumeTime, rotation.AccountWorkers)
 	if r.Groups > 1 {
