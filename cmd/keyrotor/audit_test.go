@@ -21,7 +21,7 @@ import (
 )
 
 // seedAudit: never-used keys, two keys, passwords with and without MFA,
-// an exempt user.
+// an exempt user with a due key and one with nothing due.
 func seedAudit(t *testing.T, a *awstest.Account) map[string]string {
 	t.Helper()
 	ctx := context.Background()
@@ -74,6 +74,12 @@ func seedAudit(t *testing.T, a *awstest.Account) map[string]string {
 		AuthenticationCode1: aws.String("123456"), AuthenticationCode2: aws.String("654321")}); err != nil {
 		t.Fatal(err)
 	}
+	a.Clock(t, -10*day)
+	a.User(t, "quiet-exempt", "keyrotor:exempt", "true")
+	id, secret = a.KeyWithSecret(t, "quiet-exempt")
+	keys["quiet-exempt"] = id
+	a.Clock(t, -2*day)
+	a.Use(t, id, secret)
 	a.Clock(t, 0)
 	t.Cleanup(func() { a.Clock(t, 0) })
 	return keys
@@ -120,6 +126,7 @@ func TestMotoAuditFormats(t *testing.T) {
 		"two/" + keys["two"]:               {"Active", "blocked", "", "false"},
 		"two/" + keys["two#2"]:             {"Active", "ok", "never", "false"},
 		"exempt/" + keys["exempt"]:         {"Active", "exempt", "", "false"},
+		"quiet-exempt/access_key_1":        {"Active", "exempt", "", "false"},
 		"inactive/access_key_1":            {"Inactive", "ok", "never", "false"},
 		"console-old/password":             {"enabled", "manual", "never", "false"},
 		"console/password":                 {"enabled", "ok", "never", "false"},
@@ -137,6 +144,16 @@ func TestMotoAuditFormats(t *testing.T) {
 			t.Errorf("row %s = %+v; want %+v", k, g, w)
 		}
 	}
+	// quiet-exempt's key is 10 days old: nothing is due, and it is exempt
+	// all the same, in every format, with why (issue 20, defect 10).
+	for _, r := range recs[1:] {
+		if r[0] == "quiet-exempt" && !strings.Contains(r[11], "tagged keyrotor:exempt=true") {
+			t.Errorf("CSV quiet-exempt reason %q; want the tag", r[11])
+		}
+		if r[2] == "summary" && r[10] == "exempt" && r[23] != "2" {
+			t.Errorf("CSV summary: %s exempt; want 2 (exempt, quiet-exempt)", r[23])
+		}
+	}
 	if lu := got["ancient/"+keys["ancient"]].lastUsed; !strings.HasPrefix(lu, time.Now().Add(-2*day).UTC().Format("2006-01")) {
 		t.Errorf("ancient last used = %q; want about two days ago", lu)
 	}
@@ -145,6 +162,21 @@ func TestMotoAuditFormats(t *testing.T) {
 	var rep audit.Report
 	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || len(rep.Rows) != 2 {
 		t.Fatalf("json: exit %d, %v, %d rows", code, err, len(rep.Rows))
+	}
+	code, out, _ = keyrotor(t, "", append(base, "--format", "json", "--users", "quiet-exempt")...)
+	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || len(rep.Rows) != 1 || rep.Rows[0].Decision != "exempt" ||
+		!strings.Contains(rep.Rows[0].Reason, "tagged keyrotor:exempt=true") || rep.Summary.Decisions["exempt"] != 1 {
+		t.Fatalf("json --users quiet-exempt: exit %d, %v, %+v; want exempt, tagged", code, err, rep.Rows)
+	}
+	code, out, _ = keyrotor(t, "", append(base, "--format", "table", "--color", "never")...)
+	quiet := ""
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "quiet-exempt ") {
+			quiet = l
+		}
+	}
+	if code != 0 || !strings.Contains(quiet, " exempt ") || !strings.Contains(quiet, "tagged keyrotor:exempt=true") || !strings.Contains(out, " 2 exempt,") {
+		t.Fatalf("table: quiet-exempt %q, or not 2 exempt:\n%s", quiet, out)
 	}
 	code, out, _ = keyrotor(t, "", append(base, "--format", "table", "--color", "always")...)
 	if code != 0 || !strings.Contains(out, "\x1b[31m400d") || !strings.Contains(out, "\x1b[33m100d") || !strings.Contains(out, "\x1b[32m60d") || !strings.Contains(out, "credentials:") {
@@ -192,7 +224,7 @@ func TestMotoAuditChangesNothing(t *testing.T) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
 	t.Setenv("AWS_REGION", "us-east-1")
 	before := map[string]any{}
-	for _, u := range []string{"ancient", "never-used", "two", "exempt", "console"} {
+	for _, u := range []string{"ancient", "never-used", "two", "exempt", "quiet-exempt", "console"} {
 		before[u] = fmt.Sprint(a.Keys(t, u), a.Tags(t, u))
 	}
 	for _, format := range []string{"table", "csv", "json"} {

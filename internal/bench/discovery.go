@@ -143,6 +143,19 @@ type Discovery struct {
 	Planned  int            `json:"planned"`
 	Target   int            `json:"targetCalls"` // 3 + 2 x due
 	Baseline *Baseline      `json:"baseline,omitempty"`
+	// Audit is a dry run over the same account (`keyrotor audit`,
+	// `keyrotor plan`): it also reads the tags of every user with a
+	// credential.
+	Audit *AuditCost `json:"audit,omitempty"`
+}
+
+// AuditCost is what a dry run of find costs.
+type AuditCost struct {
+	Calls  map[string]int `json:"callsByOperation"`
+	Total  int            `json:"totalCalls"`
+	Wall   time.Duration  `json:"wallNs"`
+	Target int            `json:"targetCalls"` // 3 + due + users
+	Exempt int            `json:"exempt"`      // the plan's exempt count
 }
 
 // Baseline is what a list-every-user script costs on the same account.
@@ -197,6 +210,32 @@ func MeasureDiscovery(ctx context.Context, base aws.Config, users, due int) (*Di
 		}
 	}
 	return d, nil
+}
+
+// MeasureAudit runs find as a dry run once (the audit's planning) and
+// counts its calls: the daily discovery's plus ListUserTags for every user
+// whose tags it did not read (users with a credential, none due).
+func MeasureAudit(ctx context.Context, base aws.Config, users, due int) (*AuditCost, error) {
+	cnt := NewCounter()
+	api := iam.NewFromConfig(base, func(o *iam.Options) { cnt.Option(&o.APIOptions) })
+	f := &rotation.Finder{IAM: api, Config: config.Default()}
+	t0 := time.Now()
+	var p *rotation.Plan
+	var err error
+	for {
+		p, err = f.Handle(ctx, rotation.FindInput{Request: []byte(`{"dryRun":true}`), ExecutionName: "bench-audit"})
+		var nr *failures.ReportNotReadyError
+		if !errors.As(err, &nr) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c := &AuditCost{Wall: time.Since(t0), Target: 3 + due + users, Exempt: p.Counts.Exempt}
+	c.Calls, c.Total = cnt.Snapshot()
+	return c, nil
 }
 
 // MeasureBaseline lists every user and then every user's keys.

@@ -30,6 +30,14 @@ func TestMotoDiscoveryCallBudget(t *testing.T) {
 	if d.Total > d.Target {
 		t.Fatalf("discovery made %d calls %v; want at most 3 + 2 x %d = %d", d.Total, d.Calls, due, d.Target)
 	}
+	// The audit's dry run: the daily calls plus every other user's tags.
+	au, err := MeasureAudit(ctx, a.Config, 300, due)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if au.Total > au.Target || au.Calls["ListUserTags"] != 300 || au.Calls["ListAccessKeys"] != due {
+		t.Fatalf("audit made %d calls %v; want at most 3 + %d due + 300 users = %d, the tags of all 300 users", au.Total, au.Calls, due, au.Target)
+	}
 	b, err := MeasureBaseline(ctx, a.Config)
 	if err != nil {
 		t.Fatal(err)

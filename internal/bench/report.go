@@ -98,6 +98,13 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(tw, "%s: IAM calls\t%d (%s)\t<= %d\t%s\n", p, d.Total, strings.Join(ops, " "), d.Target, check(d.Total <= d.Target))
 		fmt.Fprintf(tw, "%s: wall time\t%v\t< 30s (10,000 users)\t%s\n", p, d.Wall.Round(time.Millisecond), check(d.Users < 10000 || d.Wall < 30*time.Second))
 		fmt.Fprintf(tw, "%s: keyrotor CPU\t%v\t< 2s (10,000 users)\t%s\n", p, d.CPU.Round(time.Millisecond), check(d.Users < 10000 || d.CPU < 2*time.Second))
+		if a := d.Audit; a != nil {
+			var ops []string
+			for _, op := range SortedOps(a.Calls) {
+				ops = append(ops, fmt.Sprintf("%s=%d", op, a.Calls[op]))
+			}
+			fmt.Fprintf(tw, "%s: audit (dry run) IAM calls\t%d (%s), %v\t<= 3 + due + users = %d\t%s\n", p, a.Total, strings.Join(ops, " "), a.Wall.Round(time.Millisecond), a.Target, check(a.Total <= a.Target))
+		}
 		if b := d.Baseline; b != nil {
 			fmt.Fprintf(tw, "%s: list-every-user script\t%d calls, %v\t(comparison)\t%.0fx the calls\n", p, b.Calls, b.Wall.Round(time.Millisecond), float64(b.Calls)/float64(max(d.Total, 1)))
 		}

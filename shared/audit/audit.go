@@ -199,6 +199,9 @@ func notes(a *rotation.Assessment) []string {
 	if a.Root == nil && !a.Restricted {
 		n = append(n, "the credential report has no root row (<root_account>): the root user's keys, MFA and use are not shown")
 	}
+	if !a.TagsRead {
+		n = append(n, "tags were read only for the users checked live (a credential due): a user tagged exempt whose credentials are not due shows the policy's decision, not exempt; `keyrotor audit` and dry runs read every user's tags")
+	}
 	if a.Verdicts == nil {
 		n = append(n, "not planned: decisions come from the policy alone, without the rotation records' holds, adoption windows and grace periods")
 	}

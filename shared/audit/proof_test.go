@@ -200,11 +200,19 @@ func TestMotoAuditAgreesWithPlan(t *testing.T) {
 	if _, err := a.IAM.AddUserToGroup(ctx, &iam.AddUserToGroupInput{GroupName: aws.String("break-glass"), UserName: aws.String("group-exempt")}); err != nil {
 		t.Fatal(err)
 	}
+	// quiet-exempt: tagged exempt, its key 10 days old and in use: nothing
+	// is due, so the daily run never checks it live (issue 20, last gap).
+	a.User(t, "quiet-exempt", "keyrotor:exempt", "true")
+	quietID, quietSecret := a.KeyWithSecret(t, "quiet-exempt")
 	lines = append(lines,
 		reportLine{user: "tagged-exempt", arn: arn("tagged-exempt"), created: ts(now.Add(-300 * oneDay)),
 			k1Active: "true", k1Rotated: ts(created("tagged-exempt", taggedID)), k1Used: ts(now.Add(-10 * oneDay)), k1Reg: "us-east-1", k1Sv: "iam"},
 		reportLine{user: "group-exempt", arn: arn("group-exempt"), created: ts(now.Add(-10 * oneDay)),
 			k1Active: "true", k1Rotated: ts(created("group-exempt", groupID))})
+	at(-2 * oneDay)
+	a.Use(t, quietID, quietSecret)
+	lines = append(lines, reportLine{user: "quiet-exempt", arn: arn("quiet-exempt"), created: ts(now.Add(-10 * oneDay)),
+		k1Active: "true", k1Rotated: ts(created("quiet-exempt", quietID)), k1Used: ts(now.Add(-2 * oneDay)), k1Reg: "us-east-1", k1Sv: "s3"})
 
 	// console: a password set 100 days ago, never used, no MFA; signing
 	// certificates, one of them 400 days old and Active.
@@ -298,6 +306,7 @@ func TestMotoAuditAgreesWithPlan(t *testing.T) {
 		"in-grace/access_key_2":       {policy.OK, Passed, Passed, "", "in use", ""},
 		"tagged-exempt/" + taggedID:   {policy.Exempt, Failed, Passed, "", "tagged keyrotor:exempt=true", ""},
 		"group-exempt/access_key_1":   {policy.Exempt, Passed, Passed, "", "member of exempt group break-glass", ""},
+		"quiet-exempt/access_key_1":   {policy.Exempt, Passed, Passed, "", "tagged keyrotor:exempt=true", ""},
 		"console-user/password":       {policy.Manual, "", Failed, "", "reports it only", "console access without MFA (CIS 1.10)"},
 		"console-user/cert_1":         {policy.Manual, "", "", "", "does not manage certificates", ""},
 		"console-user/cert_2":         {policy.OK, "", "", "", "does not manage certificates", ""},
@@ -401,7 +410,7 @@ func TestMotoAuditAgreesWithPlan(t *testing.T) {
 			t.Errorf("CSV row %v lacks the report times", r)
 		}
 	}
-	wantOrder := "<root_account>,'=1+2,Almost-due,console-user,created-since,deleted-quiet,deleted-since,group-exempt,held-user,in-grace,newer-key,rotate-me,tagged-exempt,twins,Zebra"
+	wantOrder := "<root_account>,'=1+2,Almost-due,console-user,created-since,deleted-quiet,deleted-since,group-exempt,held-user,in-grace,newer-key,quiet-exempt,rotate-me,tagged-exempt,twins,Zebra"
 	if strings.Join(users, ",") != wantOrder {
 		t.Errorf("CSV users in order %s; want %s", strings.Join(users, ","), wantOrder)
 	}
@@ -473,6 +482,76 @@ func TestMotoAuditAgreesWithPlan(t *testing.T) {
 		}
 		if i, j := strings.Index(strings.Join(users, ","), "Zebra"), strings.Index(strings.Join(users, ","), "console-user"); i < j {
 			t.Errorf("order %v: Zebra before console-user (case-sensitive)", users)
+		}
+	})
+
+	t.Run("defect 10: tag-exempt user with nothing due", func(t *testing.T) {
+		// Find read a user's tags only when it checked the user live (a
+		// credential due): quiet-exempt showed ok, as if keyrotor would
+		// rotate its key when due, which it never will.
+		const reason = "tagged keyrotor:exempt=true"
+		if r := got["quiet-exempt/access_key_1"]; r.Decision != policy.Exempt || !strings.Contains(r.Reason, reason) {
+			t.Errorf("quiet-exempt: %s (%s); want exempt, %s", r.Decision, r.Reason, reason)
+		}
+		var csvBuf, jsonBuf, tableBuf bytes.Buffer
+		rep.WriteCSV(&csvBuf)
+		rep.WriteJSON(&jsonBuf)
+		rep.WriteTable(&tableBuf, false)
+		recs, err := csv.NewReader(&csvBuf).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var csvRow []string
+		csvCount := ""
+		for _, r := range recs[1:] {
+			if r[0] == "quiet-exempt" {
+				csvRow = r
+			}
+			if r[2] == "summary" && r[10] == string(policy.Exempt) {
+				csvCount = r[23]
+			}
+		}
+		if csvRow == nil || csvRow[10] != string(policy.Exempt) || !strings.Contains(csvRow[11], reason) {
+			t.Errorf("CSV row of quiet-exempt = %v; want decision exempt, reason %q", csvRow, reason)
+		}
+		var fromJSON Report
+		if err := json.Unmarshal(jsonBuf.Bytes(), &fromJSON); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, r := range fromJSON.Rows {
+			if r.User == "quiet-exempt" {
+				found = true
+				if r.Decision != policy.Exempt || !strings.Contains(r.Reason, reason) {
+					t.Errorf("JSON row of quiet-exempt = %s (%s); want exempt, %s", r.Decision, r.Reason, reason)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("JSON has no row for quiet-exempt")
+		}
+		tableLine := ""
+		for _, l := range strings.Split(tableBuf.String(), "\n") {
+			if strings.HasPrefix(l, "quiet-exempt ") {
+				tableLine = l
+			}
+		}
+		if !strings.Contains(tableLine, " exempt ") || !strings.Contains(tableLine, reason) {
+			t.Errorf("table line of quiet-exempt = %q; want exempt, %s", tableLine, reason)
+		}
+		// tagged-exempt, group-exempt and quiet-exempt: one key each.
+		if n := rep.Summary.Decisions[string(policy.Exempt)]; n != 3 || fromJSON.Summary.Decisions[string(policy.Exempt)] != 3 || csvCount != "3" ||
+			!strings.Contains(tableBuf.String(), " 3 exempt,") {
+			t.Errorf("exempt counted %d (JSON %d, CSV %q, table %q); want 3", n, fromJSON.Summary.Decisions[string(policy.Exempt)], csvCount,
+				tableBuf.String()[strings.LastIndex(tableBuf.String(), "credentials:"):])
+		}
+		// The plan counts them as the audit does.
+		listed := map[string]bool{}
+		for _, s := range p.Exempt {
+			listed[s.User] = true
+		}
+		if p.Counts.Exempt != rep.Summary.Decisions[string(policy.Exempt)] || !listed["quiet-exempt"] || !listed["group-exempt"] {
+			t.Errorf("plan: %d exempt %v; want the audit's %d, quiet-exempt and group-exempt among them", p.Counts.Exempt, p.Exempt, rep.Summary.Decisions[string(policy.Exempt)])
 		}
 	})
 

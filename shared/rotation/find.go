@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -103,9 +105,16 @@ type Assessment struct {
 	Restricted bool
 	// Gone are the users of the report the live check found deleted.
 	Gone map[string]bool
-	// Exempt are the exempt group's members, with the reason, known
-	// without a live check of the user.
+	// Exempt are the users known exempt without a live check, with the
+	// reason: the exempt group's members, the users under
+	// excludedUserPaths and, when TagsRead, the users tagged exempt.
 	Exempt map[string]string
+	// TagsRead: find read the tags of every user with a credential (a dry
+	// run: the audit and `keyrotor plan`), so Exempt holds every user
+	// tagged exempt. Otherwise (the daily run) it read the tags of the
+	// users it checked live only: one call per user is what a run must
+	// not pay for users with nothing due.
+	TagsRead bool
 	// Newer are the users IAM lists that the credential report does not
 	// have (created after it was generated), with their keys read live.
 	Newer []NewUser
@@ -333,7 +342,7 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 		if len(req.Accounts) > 0 {
 			return nil, &failures.InvalidInputError{Field: "accounts", Msg: "this deployment rotates one account (no organizationScope): leave accounts out"}
 		}
-		a, err := f.Assess(ctx, asOf, req.Users)
+		a, err := f.assess(ctx, asOf, req.Users, true, req.DryRun)
 		if err != nil {
 			return nil, err
 		}
@@ -446,18 +455,100 @@ func (f *Finder) planAccount(ctx context.Context, plan *Plan, a *Assessment, req
 			case policy.Exempt:
 				plan.Exempt = append(plan.Exempt, Skipped{Account: a.Account, User: name, UserARN: c.Row.ARN, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
 				a.verdict(Verdict{User: name, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
+			case policy.OK:
+				if rec := a.Records[d.KeyID]; !c.User.Exempt || rec != nil && rec.State.InFlight() {
+					a.verdict(Verdict{User: name, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
+					continue
+				}
+				// An exempt user's key that is not due is exempt too: the
+				// plan never acts on it, whatever its age.
+				reason := c.User.ExemptReason + " (otherwise: " + d.Reason + ")"
+				plan.Exempt = append(plan.Exempt, Skipped{Account: a.Account, User: name, UserARN: c.Row.ARN, KeyID: d.KeyID, Action: policy.Exempt, Reason: reason})
+				a.verdict(Verdict{User: name, KeyID: d.KeyID, Action: policy.Exempt, Reason: reason})
 			default:
 				a.verdict(Verdict{User: name, KeyID: d.KeyID, Action: d.Action, Reason: d.Reason})
 			}
+		}
+		if c.User.Exempt && c.Row.PasswordEnabled && !hasDecision(c.Decisions, "password") {
+			d := f.rules().Password(true, c.Row.PasswordLastUsed, c.Row.PasswordLastChanged, asOf)
+			reason := c.User.ExemptReason + " (otherwise: " + d.Reason + ")"
+			plan.Exempt = append(plan.Exempt, Skipped{Account: a.Account, User: name, UserARN: c.Row.ARN, KeyID: "password", Action: policy.Exempt, Reason: reason})
+			a.verdict(Verdict{User: name, KeyID: "password", Action: policy.Exempt, Reason: reason})
 		}
 	}
 	// Rotations no due key leads to: a key in its grace period whose
 	// grace-and-delete execution is overdue, a rotation whose execution
 	// stopped before deactivating (its key or user may be gone since).
 	// Their record holds what the steps need to finish them.
-	if len(req.Users) > 0 {
-		return nil
+	if len(req.Users) == 0 {
+		if err := f.planRecords(ctx, plan, a, in, now, seen); err != nil {
+			return err
+		}
 	}
+	planExempt(plan, a)
+	return nil
+}
+
+// planExempt lists the credentials of the users known exempt that find
+// did not check live (nothing due): a key the report has (by its slot,
+// access_key_1 or _2: the report has no key ids) or a key of a user created
+// since (by its id), and a console password. The plan counts what the audit
+// reports exempt. A credential the plan has a verdict on (a rotation record
+// in its grace period) keeps that verdict, as in the audit.
+func planExempt(plan *Plan, a *Assessment) {
+	skip := func(user, arn, cred, reason string) {
+		plan.Exempt = append(plan.Exempt, Skipped{Account: a.Account, User: user, UserARN: arn, KeyID: cred, Action: policy.Exempt, Reason: reason})
+	}
+	rows := slices.Clone(a.Rows)
+	sort.SliceStable(rows, func(i, j int) bool { return strings.ToLower(rows[i].User) < strings.ToLower(rows[j].User) })
+	for _, r := range rows {
+		reason, ok := a.Exempt[r.User]
+		if !ok || a.Gone[r.User] || a.Candidates[r.User] != nil {
+			continue
+		}
+		recorded := 0 // the user's keys with a verdict: its Inactive slots, in the audit
+		for _, v := range a.Verdicts {
+			if strings.EqualFold(v.User, r.User) && v.KeyID != "password" {
+				recorded++
+			}
+		}
+		for _, k := range r.Keys {
+			switch {
+			case !k.Present():
+			case !k.Active && recorded > 0:
+				recorded--
+			default:
+				skip(r.User, r.ARN, "access_key_"+strconv.Itoa(k.Slot), reason)
+			}
+		}
+		if _, ok := a.Verdicts[VerdictKey(r.User, "password")]; r.PasswordEnabled && !ok {
+			skip(r.User, r.ARN, "password", reason)
+		}
+	}
+	for _, nu := range a.Newer {
+		reason, ok := a.Exempt[nu.Name]
+		if !ok {
+			continue
+		}
+		for _, k := range nu.Keys {
+			if _, ok := a.Verdicts[VerdictKey(nu.Name, k.ID)]; !ok {
+				skip(nu.Name, nu.ARN, k.ID, reason)
+			}
+		}
+	}
+}
+
+func hasDecision(ds []policy.Decision, id string) bool {
+	for _, d := range ds {
+		if d.KeyID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// planRecords plans the rotations no due key leads to, from their records.
+func (f *Finder) planRecords(ctx context.Context, plan *Plan, a *Assessment, in FindInput, now time.Time, seen map[string]bool) error {
 	for _, id := range sortedKeys(a.Records) {
 		rec := a.Records[id]
 		if seen[id] || !rec.State.InFlight() {
@@ -645,15 +736,20 @@ func (f *Finder) trimInline(p *Plan) {
 }
 
 // Assess reads the credential report and checks the candidates live: the
-// work of discovery, shared by find and the audit command. users, when not
-// empty, restricts it; naming a user that is not in the report is an error.
+// work of discovery, as the daily run does it (the tags of the candidates
+// only; Handle's dry run, which the audit command uses, reads every
+// user's). users, when not empty, restricts it; naming a user that is not
+// in the report is an error.
 func (f *Finder) Assess(ctx context.Context, asOf time.Time, users []string) (*Assessment, error) {
-	return f.assess(ctx, asOf, users, true)
+	return f.assess(ctx, asOf, users, true, false)
 }
 
 // assess is Assess; strict false keeps the named users an account has and
-// ignores the others (organization mode: a user is in some accounts).
-func (f *Finder) assess(ctx context.Context, asOf time.Time, users []string, strict bool) (*Assessment, error) {
+// ignores the others (organization mode: a user is in some accounts);
+// allTags reads the tags of every user with a credential (a dry run), so
+// that a user tagged exempt is known exempt whether or not anything is
+// due.
+func (f *Finder) assess(ctx context.Context, asOf time.Time, users []string, strict, allTags bool) (*Assessment, error) {
 	rows, generated, err := credreport.Fetch(ctx, f.IAM)
 	if err != nil {
 		return nil, err
@@ -694,69 +790,155 @@ func (f *Finder) assess(ctx context.Context, asOf time.Time, users []string, str
 			due = append(due, row)
 		}
 	}
-	if len(due) == 0 && f.Config.ExemptGroup == "" {
-		return a, nil
+	// The exemptions known without a call per user: the paths (in the
+	// ARN) and the exempt group (one listing), with checkLive's
+	// precedence.
+	a.Exempt = map[string]string{}
+	for _, u := range a.users() {
+		if p := f.Config.UnderExcludedPath(u.arn); p != "" {
+			a.Exempt[u.name] = fmt.Sprintf("under excluded path %s (excludedUserPaths)", p)
+		}
 	}
 	var exemptGroup map[string]bool
 	if f.Config.ExemptGroup != "" {
 		if exemptGroup, err = f.groupMembers(ctx, f.Config.ExemptGroup); err != nil {
 			return nil, err
 		}
-		a.Exempt = map[string]string{}
 		for u := range exemptGroup {
 			a.Exempt[u] = fmt.Sprintf("member of exempt group %s", f.Config.ExemptGroup)
 		}
 	}
-	if len(due) == 0 {
-		return a, nil
-	}
 	// Candidates are checked by a few workers: at IAM's latency a few
 	// thousand due users would otherwise take minutes one by one.
-	workers := min(max(f.Workers, 1), len(due))
-	if f.Workers == 0 {
-		workers = min(8, len(due))
+	var mu sync.Mutex
+	err = each(ctx, f.Workers, due, func(ctx context.Context, row credreport.Row) error {
+		c, err := f.checkLive(ctx, row, exemptGroup, a.Records, rules, asOf)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if c != nil {
+			a.Candidates[row.User] = c
+		} else {
+			a.Gone[row.User] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if allTags {
+		if err := f.readTags(ctx, a); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// liveUser is a user of an assessment: a report row or a user created since.
+type liveUser struct {
+	name, arn string
+	// creds: the user has a credential (an access key, Active or not, or
+	// a console password).
+	creds bool
+}
+
+// users are the assessment's users that exist (not gone): the report's
+// rows, then the users created since.
+func (a *Assessment) users() []liveUser {
+	var out []liveUser
+	for _, r := range a.Rows {
+		if a.Gone[r.User] {
+			continue
+		}
+		creds := r.PasswordEnabled
+		for _, k := range r.Keys {
+			creds = creds || k.Present()
+		}
+		out = append(out, liveUser{r.User, r.ARN, creds})
+	}
+	for _, nu := range a.Newer {
+		out = append(out, liveUser{nu.Name, nu.ARN, len(nu.Keys) > 0})
+	}
+	return out
+}
+
+// readTags reads the tags of every user with a credential whose tags find
+// has not read (the candidates' were), and adds the users tagged exempt to
+// a.Exempt. A user deleted since the report is gone. Only a dry run pays
+// this call per user; a throttled call is retried by the SDK as every
+// other, and an error beyond its retries fails the assessment (the state
+// machine's Retry, or the audit's exit 1) rather than report a user ok.
+func (f *Finder) readTags(ctx context.Context, a *Assessment) error {
+	var todo []liveUser
+	for _, u := range a.users() {
+		if u.creds && a.Candidates[u.name] == nil {
+			todo = append(todo, u)
+		}
+	}
+	reason := fmt.Sprintf("tagged %s=%s", f.Config.ExemptTag, config.ExemptTagValue)
+	var mu sync.Mutex
+	err := each(ctx, f.Workers, todo, func(ctx context.Context, u liveUser) error {
+		tags, err := userTags(ctx, f.IAM, u.name)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case isNoSuchEntity(err):
+			a.Gone[u.name] = true // deleted since the report (or the listing)
+		case err != nil:
+			return err
+		case strings.EqualFold(tags[f.Config.ExemptTag], config.ExemptTagValue):
+			a.Exempt[u.name] = reason // checkLive's precedence: the tag first
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	a.TagsRead = true
+	return nil
+}
+
+// each runs work on every item, a few at once (workers; 0: 8): at IAM's
+// latency a few thousand users would otherwise take minutes one by one.
+// The first error stops the rest and is returned.
+func each[T any](ctx context.Context, n int, items []T, work func(context.Context, T) error) error {
+	if len(items) == 0 {
+		return nil
+	}
+	workers := min(max(n, 1), len(items))
+	if n == 0 {
+		workers = min(8, len(items))
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var mu sync.Mutex
+	var once sync.Once
 	var firstErr error
-	next := make(chan credreport.Row)
+	next := make(chan T)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for row := range next {
-				c, err := f.checkLive(ctx, row, exemptGroup, a.Records, rules, asOf)
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-					cancel()
+			for it := range next {
+				if err := work(ctx, it); err != nil {
+					once.Do(func() { firstErr = err; cancel() })
 				}
-				switch {
-				case c != nil:
-					a.Candidates[row.User] = c
-				case err == nil:
-					a.Gone[row.User] = true
-				}
-				mu.Unlock()
 			}
 		}()
 	}
 feed:
-	for _, row := range due {
+	for _, it := range items {
 		select {
-		case next <- row:
+		case next <- it:
 		case <-ctx.Done():
 			break feed
 		}
 	}
 	close(next)
 	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	return a, nil
+	return firstErr
 }
 
 // compareListing lists the account's users live: a user of the report IAM

@@ -135,7 +135,7 @@ func (f *Finder) planOrganization(ctx context.Context, plan *Plan, req Request, 
 		var busy []string
 		var assessed []accountAssessment
 		if hold == "" {
-			assessed = f.assessStage(ctx, accounts[i:j], byAccount, key, asOf, req.Users)
+			assessed = f.assessStage(ctx, accounts[i:j], byAccount, key, asOf, req.Users, req.DryRun)
 		}
 		for n, acct := range accounts[i:j] {
 			ap := AccountPlan{Account: acct.ID, Alias: acct.Name, Stage: stage}
@@ -224,9 +224,10 @@ const AccountWorkers = 4
 // assessStage assesses a stage's accounts, a few at once. An account that
 // failed for a transient reason (throttling beyond the SDK's retries, a
 // 5xx, a timeout) is assessed once more after the stage's others: one
-// flaky answer does not cost the account its day.
+// flaky answer does not cost the account its day. allTags: a dry run
+// reads every user's tags (through the member role, as every other call).
 func (f *Finder) assessStage(ctx context.Context, accounts []org.Account, byAccount map[string]map[string]*ledger.Record,
-	key func(string) string, asOf time.Time, users []string) []accountAssessment {
+	key func(string) string, asOf time.Time, users []string, allTags bool) []accountAssessment {
 	out := make([]accountAssessment, len(accounts))
 	one := func(n int) {
 		acct := accounts[n]
@@ -236,7 +237,7 @@ func (f *Finder) assessStage(ctx context.Context, accounts []org.Account, byAcco
 		var a *Assessment
 		if err == nil {
 			sub.IAM = client
-			a, err = sub.assess(ctx, asOf, users, false)
+			a, err = sub.assess(ctx, asOf, users, false, allTags)
 		}
 		out[n] = accountAssessment{sub: sub, a: a, err: err}
 	}

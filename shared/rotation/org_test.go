@@ -50,6 +50,12 @@ func TestMotoOrganizationStages(t *testing.T) {
 	devKey := due(dev.Account, "alice")
 	due(prod.Account, "bob")
 	due(hub, "carol")
+	// quiet-exempt: tagged exempt in dev, nothing due: a dry run reads its
+	// tags through dev's member role and plans it exempt.
+	dev.Clock(t, -10*24*time.Hour)
+	dev.User(t, "quiet-exempt", "keyrotor:exempt", "true")
+	dev.Key(t, "quiet-exempt")
+	dev.Clock(t, 0)
 
 	p, err := faultproxy.New(hub.Endpoint)
 	if err != nil {
@@ -105,11 +111,15 @@ func TestMotoOrganizationStages(t *testing.T) {
 	// first call is tried again after the stage's other accounts: dev is
 	// planned, not failed for the day.
 	p.FailNth("iam:GenerateCredentialReport", 1, faultproxy.ServerError)
-	check(plan(`{"dryRun":true}`), map[string]want{
+	pl := plan(`{"dryRun":true}`)
+	check(pl, map[string]want{
 		dev.ID:                 {rotation.AccountPlanned, ""},
 		prod.ID:                {rotation.AccountWaiting, "stage 2 waits for stage 1 to finish (account " + dev.ID + ": 1 rotations planned)"},
 		awstest.DefaultAccount: {rotation.AccountWaiting, "stage 2 waits for stage 1"},
 	}, dev.ID+"/alice")
+	if len(pl.Exempt) != 1 || pl.Exempt[0].Account != dev.ID || pl.Exempt[0].User != "quiet-exempt" || pl.Exempt[0].KeyID != "access_key_1" {
+		t.Errorf("dry run exempt = %+v; want dev's quiet-exempt, access_key_1 (its tags read through the member role)", pl.Exempt)
+	}
 
 	// Stage 1 finished (its old key replaced and deactivated): stage 2 runs,
 	// the hub (in no stage: last) waits for it.
@@ -124,7 +134,7 @@ func TestMotoOrganizationStages(t *testing.T) {
 	// An SCP denies keyrotor in prod: prod is reported with the action and
 	// the fix, dev is still planned, the hub waits for stage 2.
 	p.DenyActions(prod.ID, "iam:GenerateCredentialReport", "iam:GetCredentialReport")
-	pl := plan(`{"dryRun":true}`)
+	pl = plan(`{"dryRun":true}`)
 	check(pl, map[string]want{
 		dev.ID:                 {rotation.AccountPlanned, ""},
 		prod.ID:                {rotation.AccountUnreachable, "iam:GenerateCredentialReport was denied in account " + prod.ID},

@@ -57,12 +57,15 @@ type Item struct {
 
 // Skipped is a user keyrotor reports but does not act on.
 type Skipped struct {
-	Account string        `json:"account,omitempty"` // as Item.Account
-	User    string        `json:"user"`
-	UserARN string        `json:"userArn,omitempty"`
-	KeyID   string        `json:"keyId,omitempty"`
-	Action  policy.Action `json:"action"` // exempt or blocked
-	Reason  string        `json:"reason"`
+	Account string `json:"account,omitempty"` // as Item.Account
+	User    string `json:"user"`
+	UserARN string `json:"userArn,omitempty"`
+	// KeyID is the access key id, "password", or for an exempt user find
+	// did not check live (nothing due) the key's credential report slot
+	// (access_key_1, access_key_2): the report has no key ids.
+	KeyID  string        `json:"keyId,omitempty"`
+	Action policy.Action `json:"action"` // exempt or blocked
+	Reason string        `json:"reason"`
 }
 
 // Counts totals a plan.

@@ -102,6 +102,10 @@ func run(ctx context.Context, want func(string) bool, sizes string, due int, q b
 		if d.Baseline, err = bench.MeasureBaseline(ctx, cfg); err != nil {
 			return err
 		}
+		fmt.Fprintf(os.Stderr, "audit (dry run) over %d users...\n", n)
+		if d.Audit, err = bench.MeasureAudit(ctx, cfg, n, nDue); err != nil {
+			return err
+		}
 		rep.Discovery = append(rep.Discovery, d)
 	}
 	if want("org") {
