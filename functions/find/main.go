@@ -10,7 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
 	"github.com/keyrotor/keyrotor/shared/audit"
-	"github.com/keyrotor/keyrotor/shared/awsconf"
+	"github.com/keyrotor/keyrotor/shared/awsconf/lambdaenv"
 	"github.com/keyrotor/keyrotor/shared/lambdastep"
 	"github.com/keyrotor/keyrotor/shared/metrics"
 	"github.com/keyrotor/keyrotor/shared/rotation"
@@ -26,7 +26,7 @@ func main() {
 		IAM:     iam.NewFromConfig(env.AWS),
 		Records: env.Records(),
 		// Releases the leases of rotations whose execution failed.
-		Executions: sfn.NewFromConfig(env.AWS, awsconf.ServiceEndpoint(os.Getenv, "SFN", func(o *sfn.Options, ep *string) { o.BaseEndpoint = ep })),
+		Executions: sfn.NewFromConfig(env.AWS, lambdaenv.ServiceEndpoint(os.Getenv, "SFN", func(o *sfn.Options, ep *string) { o.BaseEndpoint = ep })),
 		Leases:     env.Records(),
 		S3:         store,
 		Report:     audit.NewS3Writer(store, env.Config.ReportBucket, env.Config.RetirePasswords, env.Config.HomeAccount),

@@ -20,7 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
-	"github.com/keyrotor/keyrotor/shared/awsconf"
+	"github.com/keyrotor/keyrotor/shared/awsconf/lambdaenv"
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/failures"
 	"github.com/keyrotor/keyrotor/shared/ledger"
@@ -83,7 +83,7 @@ func Setup(function string) Env {
 	// The SDK retries throttled calls only (up to 8 attempts, backoff with
 	// jitter); everything else goes back to the state machine's Retry on
 	// the named errors, where each step converges when re-run.
-	awsCfg, err := awsconf.FromLambdaEnv(os.Getenv, 8)
+	awsCfg, err := lambdaenv.Config(os.Getenv, 8)
 	if err != nil {
 		log.Error("load AWS configuration", "error", err.Error())
 		os.Exit(1)
