@@ -33,7 +33,7 @@ var Columns = []string{
 	"user", "arn", "credential", "status", "created", "age_days", "last_used",
 	"last_used_service", "last_used_region", "mfa_active", "decision", "reason", "switch_over",
 	"key_id", "age_band", "iam3", "iam22", "iam4", "flags", "source", "read_at",
-	"credential_report_time", "generated_at", "count",
+	"credential_report_time", "generated_at", "count", "destinations",
 }
 
 // OrgColumns are the columns of an organization-wide report: the account
@@ -94,6 +94,10 @@ type Row struct {
 	// "credential report"), read at ReadAt (RFC 3339).
 	Source string `json:"source"`
 	ReadAt string `json:"read_at"`
+	// Destinations are where the key's rotation delivered its new key
+	// (docs/delivery.md), each with its state: verified at a time,
+	// failed with the reason, or pending; "" without delivery.
+	Destinations string `json:"destinations"`
 }
 
 // Summary counts the rows.
@@ -286,7 +290,7 @@ func (b *builder) liveRows(row credreport.Row, c *rotation.Candidate) []Row {
 		if f.Match != "" {
 			r.Reason += "; " + f.Match
 		}
-		r.SwitchOver = switchOver(b.a.Records[k.ID])
+		r.SwitchOver, r.Destinations = switchOver(b.a.Records[k.ID]), destinations(b.a.Records[k.ID])
 		out = append(out, r)
 	}
 	return out
@@ -342,6 +346,26 @@ func switchOver(rec *ledger.Record) string {
 	return fmt.Sprintf("%s at %s: %s", ad.SwitchOver, ad.SwitchedAt.UTC().Format(time.RFC3339), uses)
 }
 
+// destinations describes where a rotation delivered its new key ("" for
+// none): each destination with its state.
+func destinations(rec *ledger.Record) string {
+	if rec == nil || len(rec.Deliveries) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(rec.Deliveries))
+	for _, d := range rec.Deliveries {
+		switch d.State {
+		case ledger.DeliveryVerified:
+			parts = append(parts, fmt.Sprintf("%s: delivered and verified at %s", d.Where, d.VerifiedAt.UTC().Format(time.RFC3339)))
+		case ledger.DeliveryFailed:
+			parts = append(parts, fmt.Sprintf("%s: failed (%s)", d.Where, d.Reason))
+		default:
+			parts = append(parts, d.Where+": pending")
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
 // reportRows are the keys of a user find did not check live, from the
 // credential report (no key ids). A verdict of the plan on one of the
 // user's keys (a key keyrotor deactivated, waiting out its grace period)
@@ -361,7 +385,7 @@ func (b *builder) reportRows(row credreport.Row) []Row {
 			r.KeyID, pending = pending[0].KeyID, pending[1:]
 		}
 		b.apply(&r, b.exemption(row.User))
-		r.SwitchOver = switchOver(b.a.Records[r.KeyID])
+		r.SwitchOver, r.Destinations = switchOver(b.a.Records[r.KeyID]), destinations(b.a.Records[r.KeyID])
 		out = append(out, r)
 	}
 	for _, v := range pending {
@@ -741,7 +765,7 @@ func (r *Report) WriteCSV(w io.Writer) error {
 		}
 		write(append(lead, x.User, x.ARN, x.Credential, x.Status, x.Created, age, x.LastUsed,
 			x.LastUsedService, x.LastUsedRegion, mfa, string(x.Decision), x.Reason, x.SwitchOver,
-			x.KeyID, x.AgeBand, x.IAM3, x.IAM22, x.IAM4, x.Flags, x.Source, x.ReadAt, rep, gen, count))
+			x.KeyID, x.AgeBand, x.IAM3, x.IAM22, x.IAM4, x.Flags, x.Source, x.ReadAt, rep, gen, count, x.Destinations))
 	}
 	for _, x := range r.Rows {
 		line(x, "")
@@ -832,6 +856,9 @@ func (r *Report) WriteTable(w io.Writer, color bool) error {
 		reason := x.Reason
 		if x.SwitchOver != "" {
 			reason += "; switch-over: " + x.SwitchOver
+		}
+		if x.Destinations != "" {
+			reason += "; destinations: " + x.Destinations
 		}
 		iam3 := x.IAM3
 		if x.IAM4 != "" {

@@ -206,6 +206,15 @@ func TestMotoAdoptionWindowTakenOver(t *testing.T) {
 // find would write now.
 func (c *calendar) auditSwitchOver(id string) string {
 	c.t.Helper()
+	if r := c.auditRow(id); r != nil {
+		return r.SwitchOver
+	}
+	return "(no row for " + id + ")"
+}
+
+// auditRow is the audit report's row of key id, or nil.
+func (c *calendar) auditRow(id string) *audit.Row {
+	c.t.Helper()
 	f := &rotation.Finder{IAM: c.a.IAM, Records: c.recs, Config: *c.cfg, Now: c.now}
 	as, err := f.Assess(context.Background(), c.now(), nil)
 	if err != nil {
@@ -213,10 +222,10 @@ func (c *calendar) auditSwitchOver(id string) string {
 	}
 	for _, r := range audit.Build(as, policy.Rules{MaxKeyAgeDays: c.cfg.MaxKeyAgeDays, UnusedDays: c.cfg.UnusedDays, Grace: c.cfg.GracePeriod}, false).Rows {
 		if r.KeyID == id {
-			return r.SwitchOver
+			return &r
 		}
 	}
-	return "(no row for " + id + ")"
+	return nil
 }
 
 // oldUserWithSecret is oldUser returning the old key's secret too, for a

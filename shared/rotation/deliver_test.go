@@ -186,6 +186,9 @@ func TestMotoDeliveryFailureKeepsTheOldKey(t *testing.T) {
 	if r := c.record(old); !strings.HasPrefix(r.Attention, "delivery: ") {
 		t.Fatalf("day 0: attention %q; want the delivery's", r.Attention)
 	}
+	if row := c.auditRow(old); row == nil || !strings.Contains(row.Destinations, "github repository secret octo/app") || !strings.Contains(row.Destinations, "failed (") {
+		t.Fatalf("day 0: audit row %+v; want the destination shown failed, with its reason", row)
+	}
 	c.advance(oneDay)
 	if _, out := c.run(`{}`); out[old] != "adopting" {
 		t.Fatalf("day 1: %q; want delivered and the window started", out[old])
@@ -196,6 +199,9 @@ func TestMotoDeliveryFailureKeepsTheOldKey(t *testing.T) {
 	}
 	if r := c.record(old); r.Attention != "" {
 		t.Fatalf("day 1: attention %q; want it cleared", r.Attention)
+	}
+	if row := c.auditRow(old); row == nil || !strings.Contains(row.Destinations, "github repository secret octo/app: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY at ") || !strings.Contains(row.Destinations, ": delivered and verified at 20") {
+		t.Fatalf("day 1: audit row %+v; want the destination shown delivered and verified", row)
 	}
 	if mails, _ := c.a.Sent(t); len(mails) != 1 {
 		t.Fatalf("day 1: %d owner mails; want the one notice", len(mails))
