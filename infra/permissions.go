@@ -12,6 +12,7 @@ var Permissions = map[string][]string{
 		"iam:GetGroup",                      // the exempt group, when one is set
 		"iam:GetUser",                       // a console password's last use, when retirePasswords is on
 		"dynamodb:Scan", "dynamodb:PutItem", // the rotation records; releases a failed execution's lease
+		"dynamodb:BatchGetItem",              // the rotated users' destination documents (docs/delivery.md)
 		"states:DescribeExecution",           // is a rotation's owner execution still running?
 		"s3:PutObject",                       // plans/ and reports/
 		"kms:Encrypt", "kms:GenerateDataKey", // the bucket's key

@@ -367,6 +367,7 @@ func (g grants) statements(fn string) []awsiam.PolicyStatement {
 		"dynamodb:GetItem":                 {*g.table.TableArn()},
 		"dynamodb:PutItem":                 {*g.table.TableArn()},
 		"dynamodb:Scan":                    {*g.table.TableArn()},
+		"dynamodb:BatchGetItem":            {*g.table.TableArn()},
 		"states:DescribeExecution":         {arn("states", "execution:KeyRotor:*")},
 		"ses:SendEmail":                    {arn("ses", "identity/*"), arn("ses", "configuration-set/*")},
 		"sns:Publish":                      {*g.topic.TopicArn()},

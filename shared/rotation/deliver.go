@@ -88,7 +88,7 @@ func (d *Deliverer) Handle(ctx context.Context, t Task) (*Delivery, error) {
 	log := logOf(d.Log).With("user", it.User, "oldKeyId", it.OldKey.ID, "newKeyId", t.NewKey.KeyID)
 	rc := rotationCtx{recs: d.Records, topic: d.Topic, cfg: d.Config, execution: t.Execution, now: nowOf(d.Now).UTC().Truncate(time.Second), log: log}
 
-	doc, docErr := d.Documents.Get(ctx, it.Account, it.User)
+	doc, docErr := d.Documents.Get(ctx, homeless(d.Config, it.Account), it.User)
 	if docErr != nil && !isFieldError(docErr) {
 		return nil, fmt.Errorf("read the destinations of %s: %w", it.User, docErr)
 	}

@@ -7,6 +7,7 @@ package rotation_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -15,11 +16,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	ghemu "github.com/keyrotor/keyrotor/internal/emulators/github"
 	"github.com/keyrotor/keyrotor/shared/delivery"
 	"github.com/keyrotor/keyrotor/shared/ledger"
+	"github.com/keyrotor/keyrotor/shared/rotation"
 )
 
 // docs are destination documents by user (the store is tested in
@@ -257,5 +261,37 @@ func (c *calendar) noSecretIn(secrets ...string) {
 				c.t.Fatal("an admin message holds a secret access key")
 			}
 		}
+	}
+}
+
+// TestMotoDeliveryInvalidDocumentBlocksAtFind: a user's stored document
+// that no longer validates (written before a rule changed, or by hand)
+// stops the rotation at find, with the field and the fix: no key is
+// created that could be delivered nowhere, and the old key stays.
+func TestMotoDeliveryInvalidDocumentBlocksAtFind(t *testing.T) {
+	c := newCalendar(t)
+	old := c.oldUser("gus", 100)
+	ctx := context.Background()
+	if _, err := c.a.DynamoDB.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(c.cfg.RotationTable), Item: map[string]ddbtypes.AttributeValue{
+		ledger.AttrID:   &ddbtypes.AttributeValueMemberS{Value: delivery.DocumentID("", "gus")},
+		ledger.AttrKind: &ddbtypes.AttributeValueMemberS{Value: delivery.Kind},
+		"doc":           &ddbtypes.AttributeValueMemberS{Value: `{"version":1,"destinations":[{"type":"gitea","repository":"o/r"}]}`},
+		"user":          &ddbtypes.AttributeValueMemberS{Value: "gus"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	f := &rotation.Finder{IAM: c.a.IAM, Records: c.recs, Destinations: &delivery.Store{API: c.a.DynamoDB, Table: c.cfg.RotationTable}, Config: *c.cfg, Now: c.now, Log: c.log()}
+	plan, err := retried(func() (*rotation.Plan, error) {
+		return f.Handle(ctx, rotation.FindInput{Request: json.RawMessage(`{}`), ExecutionName: "day-0"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Items) != 0 || len(plan.Blocked) != 1 || plan.Blocked[0].KeyID != old ||
+		!strings.Contains(plan.Blocked[0].Reason, "destinations[0].type") || !strings.Contains(plan.Blocked[0].Reason, "keyrotor destinations set --user gus") {
+		t.Fatalf("plan items %+v, blocked %+v; want gus's rotation blocked, naming the field and the command", plan.Items, plan.Blocked)
+	}
+	if keys := c.status("gus"); len(keys) != 1 || keys[old] != "Active" {
+		t.Fatalf("keys %v; want only the old key, Active", keys)
 	}
 }

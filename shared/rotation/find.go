@@ -24,8 +24,10 @@ import (
 
 	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/credreport"
+	"github.com/keyrotor/keyrotor/shared/delivery"
 	"github.com/keyrotor/keyrotor/shared/failures"
 	"github.com/keyrotor/keyrotor/shared/ledger"
+	"github.com/keyrotor/keyrotor/shared/org"
 	"github.com/keyrotor/keyrotor/shared/policy"
 )
 
@@ -190,6 +192,11 @@ type Finder struct {
 	Config  config.Config
 	Now     func() time.Time
 	Log     *slog.Logger
+	// Destinations, when set, are the users' destination documents: a
+	// rotation whose user's document no longer validates is not started
+	// (blocked, with the field and the fix), since its new key could be
+	// delivered nowhere and its old key would stay Active.
+	Destinations DestinationDocuments
 	// InlineItemsLimit bounds the JSON size of Plan.Items (default
 	// InlineItemsBytes).
 	InlineItemsLimit int
@@ -370,6 +377,9 @@ func (f *Finder) Handle(ctx context.Context, in FindInput) (*Plan, error) {
 			return nil, err
 		}
 		assessments = []*Assessment{a}
+	}
+	if err := f.checkDestinations(ctx, plan); err != nil {
+		return nil, err
 	}
 	rules := f.rules()
 	for _, it := range plan.Items {
@@ -1271,4 +1281,56 @@ func SafeKey(s string) string {
 		}
 		return '_'
 	}, s)
+}
+
+// DestinationDocuments reads many users' destination documents at once
+// (delivery.Store.GetMany): a document that no longer validates is an
+// error of its own user.
+type DestinationDocuments interface {
+	GetMany(ctx context.Context, refs []delivery.Ref) (map[delivery.Ref]*delivery.Document, map[delivery.Ref]error, error)
+}
+
+// checkDestinations blocks the rotate items whose user's destinations
+// document does not validate (one read per 100 items).
+func (f *Finder) checkDestinations(ctx context.Context, plan *Plan) error {
+	if f.Destinations == nil {
+		return nil
+	}
+	var refs []delivery.Ref
+	for _, it := range plan.Items {
+		if it.Action == policy.Rotate {
+			refs = append(refs, delivery.Ref{Account: homeless(f.Config, it.Account), User: it.User})
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	_, bad, err := f.Destinations.GetMany(ctx, refs)
+	if err != nil {
+		return fmt.Errorf("read the users' destinations: %w", err)
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	kept := plan.Items[:0]
+	for _, it := range plan.Items {
+		derr, invalid := bad[delivery.Ref{Account: homeless(f.Config, it.Account), User: it.User}]
+		if it.Action != policy.Rotate || !invalid {
+			kept = append(kept, it)
+			continue
+		}
+		plan.Blocked = append(plan.Blocked, Skipped{Account: it.Account, User: it.User, UserARN: it.UserARN, KeyID: it.OldKey.ID, Action: policy.Blocked,
+			Reason: fmt.Sprintf("its destinations document does not validate (%s): no new key is created until it does; fix it with `keyrotor destinations set --user %s`", derr.Error(), it.User)})
+	}
+	plan.Items = kept
+	return nil
+}
+
+// homeless is the account as records and documents name it: "" for the
+// account keyrotor runs in.
+func homeless(cfg config.Config, account string) string {
+	if org.IsHome(cfg, account) {
+		return ""
+	}
+	return account
 }
