@@ -69,13 +69,10 @@ const (
 // MemberFunctions are the hub functions whose steps act in an account
 // (IAM users and keys, and their secrets): the member role trusts their
 // roles only. notify and summarize act in the hub alone.
-var MemberFunctions = []string{"find", "create-and-store", "check-adoption", "deactivate", "delete"}
-
-// HubOnlyFunctions have Secrets Manager actions but act in the hub only:
-// deliver reads destination tokens and writes AWS destinations in
-// keyrotor's own account; the keys of members' users are not delivered
-// yet (docs/delivery.md), so it never assumes the member role.
-var HubOnlyFunctions = []string{"deliver"}
+// deliver reads a member user's stored key through the member role (the
+// member role's own read of the stored secrets: it adds no action there);
+// it writes AWS destinations in the hub only (docs/delivery.md).
+var MemberFunctions = []string{"find", "create-and-store", "deliver", "check-adoption", "deactivate", "delete"}
 
 // HubRoleName is the name the hub's role of function fn must have in
 // region for the member role to trust it. In the organization mode the hub

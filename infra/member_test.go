@@ -97,9 +97,6 @@ func (m *memberTemplate) only(t *testing.T, typ string) (string, resource) {
 func perAccountFunctions() []string {
 	var out []string
 	for _, f := range functions {
-		if slices.Contains(HubOnlyFunctions, f.dir) {
-			continue
-		}
 		for _, a := range Permissions[f.dir] {
 			if strings.HasPrefix(a, "iam:") || strings.HasPrefix(a, "secretsmanager:") {
 				out = append(out, f.dir)

@@ -79,6 +79,7 @@ var Permissions = map[string][]string{
 		"ssm:DescribeParameters", // is an existing parameter a SecureString, with which key: resource "*"
 		"sns:Publish",            // conditions for the admins
 		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
+		"sts:AssumeRole", // a member user's stored key, through the member role (organization mode only)
 	},
 	"summarize": {
 		// s3:ListBucket: without it S3 answers AccessDenied, not NoSuchKey,
@@ -105,6 +106,7 @@ var OrgOnly = map[string][]string{
 	"find": {"organizations:ListAccounts", "organizations:ListAccountsForParent", "organizations:ListOrganizationalUnitsForParent",
 		"iam:ListAccountAliases", "sts:AssumeRole"},
 	"create-and-store": {"sts:AssumeRole"},
+	"deliver":          {"sts:AssumeRole"},
 	"check-adoption":   {"sts:AssumeRole"},
 	"deactivate":       {"sts:AssumeRole"},
 	"delete":           {"sts:AssumeRole"},

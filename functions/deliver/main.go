@@ -23,30 +23,33 @@ import (
 func main() {
 	env := lambdastep.Setup("deliver")
 	hub := secretsmanager.NewFromConfig(env.AWS)
-	d := &rotation.Deliverer{
-		Records:   env.Records(),
-		Documents: &delivery.Store{API: dynamodb.NewFromConfig(env.AWS), Table: env.Config.RotationTable},
-		Secrets:   hub,
-		Topic:     sns.NewFromConfig(env.AWS),
-		Env: delivery.Env{
-			HTTP:       delivery.Client(env.Log, 20*time.Second),
-			Credential: rotation.HubCredentials(hub),
-			AllowHTTP:  env.Config.DeliveryAllowHTTP,
-			// AWS destinations in keyrotor's own account, in any region.
-			AWS: func(_ context.Context, account, region string) (delivery.AWSClients, error) {
-				if !org.IsHome(env.Config, account) {
-					return delivery.AWSClients{}, fmt.Errorf("account %s: delivery writes AWS destinations in keyrotor's own account only (docs/delivery.md)", account)
-				}
-				cfg := env.AWS.Copy()
-				if region != "" {
-					cfg.Region = region
-				}
-				return delivery.AWSClients{SSM: ssm.NewFromConfig(cfg), Secrets: secretsmanager.NewFromConfig(cfg)}, nil
-			},
+	records, topic := env.Records(), sns.NewFromConfig(env.AWS)
+	docs := &delivery.Store{API: dynamodb.NewFromConfig(env.AWS), Table: env.Config.RotationTable}
+	denv := delivery.Env{
+		HTTP:       delivery.Client(env.Log, 20*time.Second),
+		Credential: rotation.HubCredentials(hub),
+		AllowHTTP:  env.Config.DeliveryAllowHTTP,
+		// AWS destinations in keyrotor's own account (the hub), in any
+		// region.
+		AWS: func(_ context.Context, account, region string) (delivery.AWSClients, error) {
+			if !org.IsHome(env.Config, account) {
+				return delivery.AWSClients{}, fmt.Errorf("account %s: delivery writes AWS destinations in keyrotor's own account only (docs/delivery.md)", account)
+			}
+			cfg := env.AWS.Copy()
+			if region != "" {
+				cfg.Region = region
+			}
+			return delivery.AWSClients{SSM: ssm.NewFromConfig(cfg), Secrets: secretsmanager.NewFromConfig(cfg)}, nil
 		},
-		Config: env.Config,
-		Now:    env.Now,
-		Log:    env.Log,
 	}
-	lambdastep.Start(env, d.Handle)
+	// The stored key is read in the user's account (in organization mode
+	// a member's, through its member role, as create-and-store wrote it);
+	// documents, tokens and records are the hub's.
+	lambdastep.Start(env, lambdastep.PerAccount(env, "deliver", func(a lambdastep.Account) func(context.Context, rotation.Task) (*rotation.Delivery, error) {
+		d := &rotation.Deliverer{
+			Records: records, Documents: docs, Secrets: secretsmanager.NewFromConfig(a.AWS), Topic: topic, Env: denv,
+			Config: a.Config, Now: env.Now, Log: env.Log,
+		}
+		return d.Handle
+	}))
 }

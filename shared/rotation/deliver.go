@@ -49,13 +49,10 @@ const DeliveryTriesPerRun = 3
 type Deliverer struct {
 	Records   Records
 	Documents Documents
-	// Secrets reads stored keys in keyrotor's own account. A key stored
-	// in a member account (organization mode) is read through
-	// MemberSecrets; nil: delivery for members' users is refused with a
-	// clear reason, and the old key stays Active.
-	Secrets       StoredKeyReader
-	MemberSecrets func(ctx context.Context, account string) (StoredKeyReader, error)
-	Topic         PublishAPI
+	// Secrets reads stored keys in the user's account (in organization
+	// mode a member's, through its member role: lambdastep.PerAccount).
+	Secrets StoredKeyReader
+	Topic   PublishAPI
 	// Env builds the destinations (HTTP client, tokens from the hub's
 	// secrets, AWS clients).
 	Env    delivery.Env
@@ -118,16 +115,7 @@ func (d *Deliverer) Handle(ctx context.Context, t Task) (*Delivery, error) {
 
 	key, err := d.storedKey(ctx, rec)
 	if err != nil {
-		var ue *unreadableError
-		if !errors.As(err, &ue) {
-			return nil, err
-		}
-		what := fmt.Sprintf("%sthe new key %s of user %s cannot be delivered: %s. The old key %s stays Active; deliver the key yourself, then deactivate the old key",
-			attentionDelivery, rec.NewKeyID, it.User, ue.why, it.OldKey.ID)
-		if err := rc.attention(ctx, rec, it.OldKey.ID, what); err != nil {
-			return nil, err
-		}
-		return &Delivery{Destinations: len(doc.Destinations), Left: []Undelivered{{Where: "every destination of " + it.User, Reason: ue.why}}}, nil
+		return nil, err
 	}
 	if !rec.Evidence && doc.Evidence() {
 		rec.Evidence = true
@@ -299,18 +287,7 @@ func (d *Deliverer) storedKey(ctx context.Context, rec *ledger.Record) (delivery
 	if id == "" {
 		return delivery.Key{}, &failures.InvalidInputError{Field: "record.secretArn", Msg: "the rotation record names no secret: create-and-store stores the key first"}
 	}
-	reader := d.Secrets
-	if !org.IsHome(d.Config, rec.Account) {
-		if d.MemberSecrets == nil {
-			return delivery.Key{}, &unreadableError{"delivery to users of member accounts is not supported yet (docs/delivery.md)"}
-		}
-		r, err := d.MemberSecrets(ctx, rec.Account)
-		if err != nil {
-			return delivery.Key{}, err
-		}
-		reader = r
-	}
-	out, err := reader.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)})
+	out, err := d.Secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)})
 	if err != nil {
 		return delivery.Key{}, fmt.Errorf("read the new key from secret %s: %s", id, failures.APICodeOr(err, "error"))
 	}
@@ -320,12 +297,6 @@ func (d *Deliverer) storedKey(ctx context.Context, rec *ledger.Record) (delivery
 	}
 	return delivery.Key{AccessKeyID: sk.AccessKeyID, SecretAccessKey: sk.SecretAccessKey}, nil
 }
-
-// unreadableError: the stored key cannot be read for delivery, for a
-// reason no retry changes.
-type unreadableError struct{ why string }
-
-func (e *unreadableError) Error() string { return e.why }
 
 // redact removes the secret from a text (a destination's message could,
 // in principle, echo what it was sent).
