@@ -72,7 +72,7 @@ const (
 // deliver reads a member user's stored key through the member role (the
 // member role's own read of the stored secrets: it adds no action there);
 // it writes AWS destinations in the hub only (docs/delivery.md).
-var MemberFunctions = []string{"find", "create-and-store", "deliver", "check-adoption", "deactivate", "delete"}
+var MemberFunctions = []string{"find", "create-and-store", "check-adoption", "deactivate", "delete", "deliver"}
 
 // HubRoleName is the name the hub's role of function fn must have in
 // region for the member role to trust it. In the organization mode the hub
