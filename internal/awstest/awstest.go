@@ -144,11 +144,34 @@ func (a *Account) User(t testing.TB, name string, tags ...string) string {
 // Key creates an access key for user and returns its id.
 func (a *Account) Key(t testing.TB, user string) string {
 	t.Helper()
-	out, err := a.IAM.CreateAccessKey(context.Background(), &iam.CreateAccessKeyInput{UserName: aws.String(user)})
-	if err != nil {
-		t.Fatalf("create key for %s: %v", user, err)
+	return aws.ToString(a.createKey(t, user).AccessKeyId)
+}
+
+// createKey creates a key for user exactly once. The SDK does not retry
+// the call: under load a create whose answer timed out may have taken
+// effect, and its retry would add a second key (or hit IAM's two-key
+// limit). A failed attempt's key, if any, is deleted before the next.
+func (a *Account) createKey(t testing.TB, user string) *types.AccessKey {
+	t.Helper()
+	ctx := context.Background()
+	var last error
+	for attempt := 0; attempt < 4; attempt++ {
+		before := a.Keys(t, user)
+		out, err := a.IAM.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(user)}, func(o *iam.Options) { o.RetryMaxAttempts = 1 })
+		if err == nil {
+			return out.AccessKey
+		}
+		last = err
+		for id := range a.Keys(t, user) {
+			if _, had := before[id]; !had {
+				if _, derr := a.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String(user), AccessKeyId: aws.String(id)}); derr != nil {
+					t.Fatalf("delete the key %s a failed create left for %s: %v", id, user, derr)
+				}
+			}
+		}
 	}
-	return aws.ToString(out.AccessKey.AccessKeyId)
+	t.Fatalf("create key for %s: %v", user, last)
+	return nil
 }
 
 // SetKeyStatus sets a key Active or Inactive.
@@ -338,9 +361,6 @@ func (a *Account) Work(t testing.TB, keyID, secret string) {
 // KeyWithSecret creates an access key and returns its id and secret.
 func (a *Account) KeyWithSecret(t testing.TB, user string) (string, string) {
 	t.Helper()
-	out, err := a.IAM.CreateAccessKey(context.Background(), &iam.CreateAccessKeyInput{UserName: aws.String(user)})
-	if err != nil {
-		t.Fatalf("create key for %s: %v", user, err)
-	}
-	return aws.ToString(out.AccessKey.AccessKeyId), aws.ToString(out.AccessKey.SecretAccessKey)
+	k := a.createKey(t, user)
+	return aws.ToString(k.AccessKeyId), aws.ToString(k.SecretAccessKey)
 }
