@@ -140,8 +140,9 @@ func runRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 const exitNeedsPerson = 3
 
 // needsPerson says in one line what a succeeded run left for a person:
-// rotations waiting (their notice did not go out, so nothing was
-// deactivated) and conditions needing a person; "" when none.
+// rotations waiting (their notice did not go out, or their new key is not
+// delivered everywhere yet, so nothing was deactivated) and conditions
+// needing a person; "" when none.
 func needsPerson(output json.RawMessage) string {
 	var sum rotation.Summary
 	if json.Unmarshal(output, &sum) != nil {
@@ -150,7 +151,9 @@ func needsPerson(output json.RawMessage) string {
 	var parts []string
 	first := ""
 	if n := sum.Totals.Waiting; n > 0 {
-		parts = append(parts, fmt.Sprintf("%d %s waiting (the owner's notice did not go out; old key still Active)", n, plural(n, "rotation is", "rotations are")))
+		// Waiting: the notice did not go out, or the new key is not
+		// delivered everywhere yet (the reason says which).
+		parts = append(parts, fmt.Sprintf("%d %s waiting (old key still Active)", n, plural(n, "rotation is", "rotations are")))
 		for _, o := range sum.Users {
 			if o.Result == "waiting" && first == "" {
 				first = fmt.Sprintf("%s: %s", o.User, o.Reason)
