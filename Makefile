@@ -130,7 +130,7 @@ fuzz:
 
 # demo: a full rotation on an emulated account, with progress and a summary.
 demo: deps build-host synth
-	./build/keyrotor demo --adoption-window 10s --adoption-check 2s --organization build/cdk.org
+	./build/keyrotor demo --adoption-window 10s --adoption-check 2s --delivery build/cdk.delivery --organization build/cdk.org
 
 vet:
 	go vet ./...
