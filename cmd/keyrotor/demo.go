@@ -98,7 +98,7 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return 1
 		}
 	}
-	if !demoOrganizationOnly {
+	if !demoOrganizationOnly && !demoDeliveryOnly {
 		if code := demoAccount(ctx, rf, srv, cfg, st.Config.Sender, st.Config.SecretPrefix, *wait, stdout, stderr); code != 0 {
 			return code
 		}
@@ -108,18 +108,20 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return code
 		}
 	}
-	if *orgDir != "" {
+	if *orgDir != "" && !demoDeliveryOnly {
 		return demoOrganization(ctx, rf, *orgDir, srv, cfg, st.Config.SecretPrefix, *wait, stdout, stderr)
 	}
 	return 0
 }
 
-// Test hooks: demoOrganizationOnly skips the first two acts (the
-// organization act runs alone); demoOrganizationDone, when set, receives
-// the emulator's endpoint and the organization after the organization act,
-// before the emulator stops.
+// Test hooks: demoOrganizationOnly skips the first three acts (the
+// organization act runs alone), demoDeliveryOnly every act but the
+// delivery act; demoOrganizationDone, when set, receives the emulator's
+// endpoint and the organization after the organization act, before the
+// emulator stops.
 var (
 	demoOrganizationOnly bool
+	demoDeliveryOnly     bool
 	demoOrganizationDone func(endpoint string, o *demo.Org)
 )
 
