@@ -217,6 +217,11 @@ func TestSlowE2EDelivery(t *testing.T) {
 	if h, err := os.ReadFile(filepath.Join(first, "history.jsonl")); err != nil || !strings.Contains(string(h), `"DeliveryIncomplete"`) {
 		t.Errorf("first run: the history does not show bob-ci's rotation stopping at DeliveryIncomplete (%v)", err)
 	}
+	for _, w := range []string{"delivery of alice-ci's new key " + alice.NewKeyID + ": 2 of 2 destinations hold it", "delivery of bob-ci's new key " + bob.NewKeyID + ": 0 of 1 destinations hold it", "  NOT delivered: gitlab project group/app"} {
+		if !strings.Contains(errOut, w) {
+			t.Errorf("first run: stderr lacks %q:\n%s", w, tail(errOut))
+		}
+	}
 	if !strings.Contains(errOut, "bob-ci: the new key is not delivered everywhere yet") {
 		t.Errorf("first run: the run does not say bob-ci's rotation waits for its delivery:\n%s", tail(errOut))
 	}

@@ -127,6 +127,7 @@ func runRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if reportGrace(stderr, res) > 0 {
 		return 1
 	}
+	reportDeliveries(stderr, res.Output)
 	fmt.Fprintf(stderr, "execution SUCCEEDED in %s, and its %d grace-and-delete executions; logs in %s\n", res.Duration.Round(time.Millisecond), len(res.Grace), res.LogDir)
 	if why := needsPerson(res.Output); why != "" {
 		fmt.Fprintf(stderr, "keyrotor run: %s\n", why)
@@ -170,6 +171,32 @@ func needsPerson(output json.RawMessage) string {
 		return ""
 	}
 	return fmt.Sprintf("%s; first: %s (the output's \"users\" and \"attention\" list them all)", strings.Join(parts, " and "), first)
+}
+
+// reportDeliveries says, for each user whose new key has destinations,
+// where it was delivered and read back and where not, with why (the run
+// summary's delivered and undelivered).
+func reportDeliveries(w io.Writer, output json.RawMessage) {
+	var sum rotation.Summary
+	if json.Unmarshal(output, &sum) != nil {
+		return
+	}
+	for _, o := range sum.Users {
+		if len(o.Delivered)+len(o.Undelivered) == 0 {
+			continue
+		}
+		who := o.User
+		if o.Account != "" {
+			who += " in account " + o.Account
+		}
+		fmt.Fprintf(w, "delivery of %s's new key %s: %d of %d destinations hold it\n", who, dash(o.NewKeyID), len(o.Delivered), len(o.Delivered)+len(o.Undelivered))
+		for _, d := range o.Delivered {
+			fmt.Fprintf(w, "  delivered and read back: %s\n", d)
+		}
+		for _, d := range o.Undelivered {
+			fmt.Fprintf(w, "  NOT delivered: %s\n", d)
+		}
+	}
 }
 
 func plural(n int, one, many string) string {
