@@ -75,6 +75,9 @@ synth: build deps-npm
 	@# The organization mode's templates (hub and member stack) for local runs
 	@# over several emulated accounts: cdk.json's context plus these keys.
 	CDK_OUTDIR=build/cdk.org CDK_CONTEXT_JSON='{"localRun":true,"organizationScope":"all","hubAccount":"123456789012"}' go run ./infra
+	@# The template with delivery to SSM parameters under /ci/ allowed
+	@# (deliveryParameters), for the demo's delivery act and its tests.
+	CDK_OUTDIR=build/cdk.delivery CDK_CONTEXT_JSON='{"localRun":true,"deliveryParameters":["/ci/*"]}' go run ./infra
 
 # deploy / diff: the pinned CDK CLI (aws-cdk in package.json), with your AWS
 # credentials. Pass context with CDK_ARGS, e.g. CDK_ARGS="-c senderAddress=keyrotor@yourcompany.com".
@@ -127,7 +130,7 @@ fuzz:
 
 # demo: a full rotation on an emulated account, with progress and a summary.
 demo: deps build-host synth
-	./build/keyrotor demo --adoption-window 10s --adoption-check 2s --organization build/cdk.org
+	./build/keyrotor demo --adoption-window 10s --adoption-check 2s --delivery build/cdk.delivery --organization build/cdk.org
 
 vet:
 	go vet ./...

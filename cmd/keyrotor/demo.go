@@ -23,12 +23,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/keyrotor/keyrotor/internal/demo"
 	"github.com/keyrotor/keyrotor/internal/faultproxy"
 	"github.com/keyrotor/keyrotor/internal/local"
 	"github.com/keyrotor/keyrotor/internal/motoserver"
+	"github.com/keyrotor/keyrotor/internal/operator"
 	"github.com/keyrotor/keyrotor/shared/awsconf"
+	"github.com/keyrotor/keyrotor/shared/delivery"
 	"github.com/keyrotor/keyrotor/shared/ledger"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 	"github.com/keyrotor/keyrotor/shared/settings"
@@ -39,10 +42,11 @@ func init() { commands["demo"] = runDemo }
 func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	wait := fs.Duration("wait", 3*time.Second, "the grace period, shortened for the demo")
+	deliveryDir := fs.String("delivery", "", "the template with deliveryParameters [\"/ci/*\"] (make synth writes build/cdk.delivery): adds the delivery act, keys delivered to an emulated GitHub repository, SSM parameters and a GitLab project that is down (default: no delivery act)")
 	orgDir := fs.String("organization", "", "the organization mode's templates (make synth writes build/cdk.org): adds the organization act, over three emulated member accounts (default: no organization act)")
 	var rf runFlags
 	rf.register(fs)
-	if code, ok := parseFlags(fs, args, "usage: keyrotor demo [--wait DURATION] [--organization DIR]\n\nStarts moto_server, seeds an account of 40 users, and runs the synthesized state machine\nwith the grace period shortened; with --adoption-window, a second act with an adoption window;\nwith --organization, a last act over an emulated organization. Stops everything it started,\nalso on Ctrl-C.", stdout, stderr); !ok {
+	if code, ok := parseFlags(fs, args, "usage: keyrotor demo [--wait DURATION] [--delivery DIR] [--organization DIR]\n\nStarts moto_server, seeds an account of 40 users, and runs the synthesized state machine\nwith the grace period shortened; with --adoption-window, a second act with an adoption window;\nwith --delivery, an act delivering new keys where pipelines read them; with --organization,\na last act over an emulated organization. Stops everything it started, also on Ctrl-C.", stdout, stderr); !ok {
 		return code
 	}
 	if rf.name == "" {
@@ -54,6 +58,12 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err := rf.check(); err != nil {
 		fmt.Fprintf(stderr, "keyrotor demo: %v\n", err)
 		return 2
+	}
+	if *deliveryDir != "" {
+		if err := checkTemplates(*deliveryDir, orgHubTemplate); err != nil {
+			fmt.Fprintf(stderr, "keyrotor demo: --delivery %s: %v\n", *deliveryDir, err)
+			return 2
+		}
 	}
 	if *orgDir != "" {
 		if err := checkOrgTemplates(*orgDir); err != nil {
@@ -88,23 +98,30 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return 1
 		}
 	}
-	if !demoOrganizationOnly {
+	if !demoOrganizationOnly && !demoDeliveryOnly {
 		if code := demoAccount(ctx, rf, srv, cfg, st.Config.Sender, st.Config.SecretPrefix, *wait, stdout, stderr); code != 0 {
 			return code
 		}
 	}
-	if *orgDir != "" {
+	if *deliveryDir != "" && !demoOrganizationOnly {
+		if code := demoDelivery(ctx, rf, *deliveryDir, srv.Endpoint, cfg, srv.SetClock, *wait, stdout, stderr); code != 0 {
+			return code
+		}
+	}
+	if *orgDir != "" && !demoDeliveryOnly {
 		return demoOrganization(ctx, rf, *orgDir, srv, cfg, st.Config.SecretPrefix, *wait, stdout, stderr)
 	}
 	return 0
 }
 
-// Test hooks: demoOrganizationOnly skips the first two acts (the
-// organization act runs alone); demoOrganizationDone, when set, receives
-// the emulator's endpoint and the organization after the organization act,
-// before the emulator stops.
+// Test hooks: demoOrganizationOnly skips the first three acts (the
+// organization act runs alone), demoDeliveryOnly every act but the
+// delivery act; demoOrganizationDone, when set, receives the emulator's
+// endpoint and the organization after the organization act, before the
+// emulator stops.
 var (
 	demoOrganizationOnly bool
+	demoDeliveryOnly     bool
 	demoOrganizationDone func(endpoint string, o *demo.Org)
 )
 
@@ -425,8 +442,14 @@ const (
 // checkOrgTemplates fails early when an organization template is missing or
 // older than cdk.json.
 func checkOrgTemplates(dir string) error {
+	return checkTemplates(dir, orgHubTemplate, orgMemberTemplate)
+}
+
+// checkTemplates fails early when a template of dir is missing or older
+// than cdk.json.
+func checkTemplates(dir string, names ...string) error {
 	ci, cerr := os.Stat("cdk.json")
-	for _, name := range []string{orgHubTemplate, orgMemberTemplate} {
+	for _, name := range names {
 		ti, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			return fmt.Errorf("%s not found: run `make synth`", name)
@@ -594,4 +617,146 @@ func printOrganization(w io.Writer, o *demo.Org, sum *rotation.Summary, checks [
 	fmt.Fprintln(w, leak)
 	fmt.Fprintf(w, "Execution: %s; history and function logs under %s\n", res.String(), workDir)
 	fmt.Fprintf(w, "Organization act: %s.\n", took.Round(100*time.Millisecond))
+}
+
+// demoDelivery is the demo's delivery act: three more users due, each
+// with a destination its pipeline reads its key from (a GitHub repository
+// secret, two SSM parameters, a GitLab project variable whose API is
+// down), run with the template whose deliveryParameters allow /ci/*. The
+// new keys go where the pipelines read them and are read back; the old
+// keys go off on evidence that the pipelines use the new ones, with no
+// person involved, and no pipeline ever fails. GitLab's user keeps its old
+// key Active.
+func demoDelivery(ctx context.Context, rf runFlags, dir string, endpoint string, cfg aws.Config, clock demo.Clock, wait time.Duration, stdout, stderr io.Writer) int {
+	start := time.Now()
+	rf.template = filepath.Join(dir, "KeyRotor.template.json")
+	tmpl, err := local.ReadTemplate(rf.template)
+	if err != nil {
+		fmt.Fprintln(stderr, "keyrotor demo:", err)
+		return 1
+	}
+	tables := tmpl.OfType("AWS::DynamoDB::Table")
+	if len(tables) != 1 {
+		fmt.Fprintf(stderr, "keyrotor demo: %s has tables %v; want the rotation table\n", rf.template, tables)
+		return 1
+	}
+	// The local run's stand-in of the table, made now: the destinations
+	// are registered before the run.
+	db := dynamodb.NewFromConfig(cfg)
+	table := "keyrotor-" + tables[0]
+	if err := ledger.CreateTable(ctx, db, table); err != nil {
+		fmt.Fprintln(stderr, "keyrotor demo:", err)
+		return 1
+	}
+	params := ssm.NewFromConfig(cfg)
+	d, err := demo.SeedDelivery(ctx, iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), params, &delivery.Store{API: db, Table: table}, clock)
+	if err != nil {
+		fmt.Fprintln(stderr, "keyrotor demo: seed:", err)
+		return 1
+	}
+	defer d.Close()
+	// A delivered key switches over on evidence only: without a short
+	// window the act would wait the deployed one out.
+	if rf.adoptionWindow == 0 {
+		rf.adoptionWindow = 10 * time.Second
+	}
+	if rf.adoptionCheck == 0 {
+		rf.adoptionCheck = 2 * time.Second
+	}
+	fmt.Fprintf(stderr, "\nDelivery: %s, %s and %s are due, each with a registered destination\n"+
+		"(keyrotor destinations set) that its pipeline reads its key from every second, never from\n"+
+		"Secrets Manager: a GitHub repository secret (an emulator on %s), two SSM parameters\n"+
+		"under /ci/, and a GitLab project variable whose API answers 500 all along. Template\n"+
+		"%s (deliveryParameters /ci/*), adoption checked every %s.\n\n",
+		demo.DeliveryUsers[0], demo.DeliveryUsers[1], demo.DeliveryUsers[2], d.GitHub.URL(), rf.template, rf.adoptionCheck)
+	pctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, p := range d.Pipelines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.Run(pctx, cfg, iam.NewFromConfig(cfg))
+		}()
+	}
+	rf.name += "-delivery"
+	rf.workDir = filepath.Join(filepath.Dir(rf.workDir), rf.name)
+	users, _ := json.Marshal(map[string]any{"users": demo.DeliveryUsers})
+	res, err := runLocal(ctx, rf, endpoint, users, wait, newProgress(stderr), false)
+	stop()
+	wg.Wait()
+	if !succeeded(stderr, res, err) {
+		return 1
+	}
+	var sum rotation.Summary
+	if err := json.Unmarshal(res.Output, &sum); err != nil {
+		fmt.Fprintf(stderr, "keyrotor demo: the output is not a run summary: %v\n", err)
+		return 1
+	}
+	recs, err := accountRecords(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "keyrotor demo:", err)
+		return 1
+	}
+	leak, clean := scanForSecrets(ctx, func(string) aws.Config { return cfg }, endpoint, &sum, res)
+	problems := printDelivery(stdout, d, recs, leak)
+	fmt.Fprintf(stdout, "Execution: %s; history and function logs under %s\nDelivery act: %s.\n", res.String(), rf.workDir, time.Since(start).Round(100*time.Millisecond))
+	if len(problems) > 0 {
+		fmt.Fprintln(stderr, "keyrotor demo: the delivery act did not end as expected:")
+		for _, p := range problems {
+			fmt.Fprintln(stderr, "  "+p)
+		}
+		return 1
+	}
+	if !clean {
+		return 1
+	}
+	return 0
+}
+
+// printDelivery writes the delivery act's result: per key its
+// destinations and each one's state, what its pipeline saw and what
+// became of the old key. It returns what was not as expected: a pipeline
+// that failed, a delivered key not switched over on evidence, GitLab's
+// user's old key not left Active.
+func printDelivery(w io.Writer, d *demo.Delivery, recs map[string]*ledger.Record, leak string) []string {
+	var problems []string
+	fmt.Fprintln(w, "\nDelivery: each new key written where its pipeline reads it and read back; the old key off on evidence")
+	for _, u := range demo.DeliveryUsers {
+		r := recs[d.Keys[u].ID]
+		calls, failures, _, switched := d.Pipelines[u].Result()
+		for _, f := range failures {
+			problems = append(problems, u+"'s pipeline: "+f)
+		}
+		if r == nil || len(r.Deliveries) == 0 {
+			fmt.Fprintf(w, "\n  %s (old key %s): no delivery recorded\n", u, d.Keys[u].ID)
+			problems = append(problems, u+": no delivery recorded")
+			continue
+		}
+		delivered := len(r.Undelivered()) == 0
+		fmt.Fprintf(w, "\n  %s, old key %s, new key %s\n", u, r.ID, dash(r.NewKeyID))
+		for _, dl := range r.Deliveries {
+			fmt.Fprintf(w, "    destination  %s\n                 %s\n", dl.Where, operator.DeliveryText(dl))
+		}
+		took := "kept the old key: its destination never got the new one"
+		if !switched.IsZero() {
+			took = "took the new key from its destination at " + switched.UTC().Format("15:04:05Z")
+		}
+		fmt.Fprintf(w, "    pipeline     %d jobs, %d failed; %s\n", calls, len(failures), took)
+		old := "old key " + string(r.State)
+		switch {
+		case !delivered:
+			old = "stays Active: the owner was told what is left, the admins which destination failed; the next run delivers"
+		case r.Adoption != nil && r.Adoption.SwitchOver != "":
+			old = fmt.Sprintf("off on %s after %d checks (new key last used %s), then %s", r.Adoption.SwitchOver, r.Adoption.Checks, r.Adoption.NewLastUsed, r.State)
+		}
+		fmt.Fprintf(w, "    old key      %s\n", old)
+		switch {
+		case u == "mobile-release" && (delivered || !switched.IsZero()):
+			problems = append(problems, u+": want the old key kept Active while GitLab is down")
+		case u != "mobile-release" && (!delivered || r.Adoption == nil || r.Adoption.SwitchOver != ledger.SwitchEvidence || switched.IsZero()):
+			problems = append(problems, u+": want the key delivered, taken up by the pipeline and switched over on evidence")
+		}
+	}
+	fmt.Fprintln(w, "\n"+leak)
+	return problems
 }

@@ -197,3 +197,75 @@ func TestDemoOrganizationFlag(t *testing.T) {
 		t.Fatalf("the demo started the emulator before checking --organization:\n%s", errOut)
 	}
 }
+
+// TestSlowDemoDelivery: `keyrotor demo --delivery build/cdk.delivery`, its
+// delivery act alone (the test hook skips the others), ends 0 and prints
+// per key its destination and its state: the GitHub repository secret and
+// the SSM parameters delivered and read back, with their pipelines taking
+// the new key up without a failed job and the old keys off on evidence;
+// the GitLab project failed with its 500, its user's old key Active.
+func TestSlowDemoDelivery(t *testing.T) {
+	requireBuild(t)
+	if _, err := os.Stat(deliveryTemplate); err != nil {
+		t.Fatalf("%s missing: run `make synth` (make test does)", deliveryTemplate)
+	}
+	work := t.TempDir()
+	t.Chdir("../..") // the demo reads cdk.json and build/ from the module's root
+	demoDeliveryOnly = true
+	t.Cleanup(func() { demoDeliveryOnly = false })
+	var out, errb bytes.Buffer
+	start := time.Now()
+	code := dispatch(context.Background(), []string{"demo", "--delivery", "build/cdk.delivery", "--name", "demo-delivery-test", "--work-dir", filepath.Join(work, "main")},
+		strings.NewReader(""), &out, &errb)
+	if code != 0 {
+		t.Fatalf("keyrotor demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
+	}
+	t.Logf("the delivery act alone (moto_server's start included) took %s", time.Since(start).Round(100*time.Millisecond))
+	printed := out.String()
+	block := func(user string) string {
+		i := strings.Index(printed, "\n  "+user+", old key ")
+		if i < 0 {
+			t.Fatalf("the demo's output has no block for %s:\n%s", user, printed)
+		}
+		b := printed[i+1:]
+		if j := strings.Index(b, "\n\n"); j >= 0 {
+			b = b[:j]
+		}
+		return b
+	}
+	for user, want := range map[string][]string{
+		"app-deployer":   {"destination  github repository secret octo/app", "delivered, read back ", " 0 failed; took the new key from its destination at ", "old key      off on evidence"},
+		"nightly-etl":    {"destination  ssm parameters /ci/nightly-etl/aws-access-key-id", "delivered, read back ", " 0 failed; took the new key from its destination at ", "old key      off on evidence"},
+		"mobile-release": {"destination  gitlab project mobile/app", "failed: ", "HTTP 500", " 0 failed; kept the old key", "old key      stays Active"},
+	} {
+		b := block(user)
+		for _, w := range want {
+			if !strings.Contains(b, w) {
+				t.Errorf("%s's block lacks %q:\n%s", user, w, b)
+			}
+		}
+	}
+	if !strings.Contains(printed, "Secret check: none of the 3 new secret access keys") || !strings.Contains(printed, "Delivery act:") {
+		t.Errorf("the demo's output lacks the secret check or the act's time:\n%s", printed)
+	}
+	if strings.Contains(errb.String(), "Seeded 40 IAM users") || strings.Contains(printed, "over organization") {
+		t.Errorf("another act ran, with the delivery act alone asked for")
+	}
+}
+
+// TestDemoDeliveryFlag: --delivery naming a directory without the template
+// fails at once (exit 2, before any emulator starts), saying how to make it.
+func TestDemoDeliveryFlag(t *testing.T) {
+	dir := t.TempDir()
+	tmpl := filepath.Join(dir, "out", "KeyRotor.template.json")
+	if err := os.MkdirAll(filepath.Dir(tmpl), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tmpl, []byte(`{}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := keyrotor(t, "", "demo", "--template", tmpl, "--delivery", filepath.Join(dir, "nothing"), "--work-dir", filepath.Join(dir, "work"))
+	if code != 2 || !strings.Contains(errOut, "--delivery") || !strings.Contains(errOut, "KeyRotor.template.json not found: run `make synth`") || strings.Contains(errOut, "Starting moto_server") {
+		t.Fatalf("exit %d, stderr %q; want 2 naming --delivery and make synth, before the emulator starts", code, errOut)
+	}
+}

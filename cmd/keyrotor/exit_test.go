@@ -56,3 +56,24 @@ func TestSlowE2ERunExitStatus(t *testing.T) {
 		t.Fatalf("release without --table: exit %d %q", code, errOut)
 	}
 }
+
+// TestReportDeliveries: run names, per user whose key has destinations,
+// each destination that holds the new key and each that does not, with
+// why; users without destinations get no line.
+func TestReportDeliveries(t *testing.T) {
+	sum := rotation.Summary{Users: []rotation.Outcome{
+		{User: "plain", NewKeyID: "AKIAP", Result: "rotated"},
+		{User: "ci", NewKeyID: "AKIANEW", Result: "waiting",
+			Delivered:   []string{"github repository secret octo/app: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY"},
+			Undelivered: []string{"gitlab project group/app variables AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (scope *): HTTP 500"}},
+	}}
+	raw, _ := json.Marshal(sum)
+	var b strings.Builder
+	reportDeliveries(&b, raw)
+	want := "delivery of ci's new key AKIANEW: 1 of 2 destinations hold it\n" +
+		"  delivered and read back: github repository secret octo/app: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY\n" +
+		"  NOT delivered: gitlab project group/app variables AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (scope *): HTTP 500\n"
+	if b.String() != want {
+		t.Errorf("reportDeliveries = %q; want %q", b.String(), want)
+	}
+}

@@ -127,6 +127,7 @@ func runRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if reportGrace(stderr, res) > 0 {
 		return 1
 	}
+	reportDeliveries(stderr, res.Output)
 	fmt.Fprintf(stderr, "execution SUCCEEDED in %s, and its %d grace-and-delete executions; logs in %s\n", res.Duration.Round(time.Millisecond), len(res.Grace), res.LogDir)
 	if why := needsPerson(res.Output); why != "" {
 		fmt.Fprintf(stderr, "keyrotor run: %s\n", why)
@@ -140,8 +141,9 @@ func runRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 const exitNeedsPerson = 3
 
 // needsPerson says in one line what a succeeded run left for a person:
-// rotations waiting (their notice did not go out, so nothing was
-// deactivated) and conditions needing a person; "" when none.
+// rotations waiting (their notice did not go out, or their new key is not
+// delivered everywhere yet, so nothing was deactivated) and conditions
+// needing a person; "" when none.
 func needsPerson(output json.RawMessage) string {
 	var sum rotation.Summary
 	if json.Unmarshal(output, &sum) != nil {
@@ -150,7 +152,9 @@ func needsPerson(output json.RawMessage) string {
 	var parts []string
 	first := ""
 	if n := sum.Totals.Waiting; n > 0 {
-		parts = append(parts, fmt.Sprintf("%d %s waiting (the owner's notice did not go out; old key still Active)", n, plural(n, "rotation is", "rotations are")))
+		// Waiting: the notice did not go out, or the new key is not
+		// delivered everywhere yet (the reason says which).
+		parts = append(parts, fmt.Sprintf("%d %s waiting (old key still Active)", n, plural(n, "rotation is", "rotations are")))
 		for _, o := range sum.Users {
 			if o.Result == "waiting" && first == "" {
 				first = fmt.Sprintf("%s: %s", o.User, o.Reason)
@@ -167,6 +171,32 @@ func needsPerson(output json.RawMessage) string {
 		return ""
 	}
 	return fmt.Sprintf("%s; first: %s (the output's \"users\" and \"attention\" list them all)", strings.Join(parts, " and "), first)
+}
+
+// reportDeliveries says, for each user whose new key has destinations,
+// where it was delivered and read back and where not, with why (the run
+// summary's delivered and undelivered).
+func reportDeliveries(w io.Writer, output json.RawMessage) {
+	var sum rotation.Summary
+	if json.Unmarshal(output, &sum) != nil {
+		return
+	}
+	for _, o := range sum.Users {
+		if len(o.Delivered)+len(o.Undelivered) == 0 {
+			continue
+		}
+		who := o.User
+		if o.Account != "" {
+			who += " in account " + o.Account
+		}
+		fmt.Fprintf(w, "delivery of %s's new key %s: %d of %d destinations hold it\n", who, dash(o.NewKeyID), len(o.Delivered), len(o.Delivered)+len(o.Undelivered))
+		for _, d := range o.Delivered {
+			fmt.Fprintf(w, "  delivered and read back: %s\n", d)
+		}
+		for _, d := range o.Undelivered {
+			fmt.Fprintf(w, "  NOT delivered: %s\n", d)
+		}
+	}
 }
 
 func plural(n int, one, many string) string {

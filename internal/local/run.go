@@ -352,6 +352,10 @@ func startFunctions(tmpl *Template, res *resources, o Options) (*Server, string,
 				env[config.EnvRecordingInterval] = o.AdoptionCheck.String()
 			}
 		}
+		// A local run's destinations are emulators on loopback (plain
+		// http): the deliver step accepts http on a loopback address only
+		// with this, which the stack never sets (docs/delivery.md).
+		env[config.EnvDeliveryAllowHTTP] = "true"
 		env["AWS_ENDPOINT_URL"] = fnEndpoint
 		env["AWS_REGION"], env["AWS_DEFAULT_REGION"] = o.Region, o.Region
 		// Each function signs with its own access key id, so every call a

@@ -32,6 +32,9 @@ type Rotation struct {
 	// Note says who drives it (in flight), why it is held, or what a
 	// person must do (needing attention).
 	Note string `json:"note,omitempty"`
+	// Destinations are where the new key is delivered (the user's
+	// destinations document), each with its state.
+	Destinations []ledger.Delivery `json:"destinations,omitempty"`
 }
 
 // AccountStatus counts one account's rotations (organization mode).
@@ -94,7 +97,7 @@ func BuildStatus(stack string, records map[string]*ledger.Record, report *audit.
 	}
 	for _, id := range ids {
 		rec := records[id]
-		r := Rotation{Account: rec.Account, User: rec.User, Key: rec.ID, Rotation: rec.Rotation, State: string(rec.State)}
+		r := Rotation{Account: rec.Account, User: rec.User, Key: rec.ID, Rotation: rec.Rotation, State: string(rec.State), Destinations: rec.Deliveries}
 		switch audit.StateOf(rec, now) {
 		case audit.StateInFlight:
 			r.Until = rec.LeaseUntil
@@ -202,6 +205,7 @@ func (st *Status) WriteTable(w io.Writer) error {
 	section("In grace (old key Inactive)", "DELETE AFTER", st.InGrace)
 	section("Held by a person", "HELD UNTIL", st.Held)
 	section("Needing attention (what to do)", "-", st.Attention)
+	st.writeDestinations(&b, org)
 	if org {
 		fmt.Fprintf(&b, "\nBy account\n")
 		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
@@ -213,6 +217,56 @@ func (st *Status) WriteTable(w io.Writer) error {
 	}
 	_, err := w.Write(b.Bytes())
 	return err
+}
+
+// writeDestinations prints, for each rotation shown above whose user has
+// destinations, where its new key goes and how far each delivery got.
+func (st *Status) writeDestinations(b *bytes.Buffer, org bool) {
+	seen := map[string]bool{}
+	var rs []Rotation
+	for _, sec := range [][]Rotation{st.InFlight, st.Adopting, st.InGrace, st.Held, st.Attention} {
+		for _, r := range sec {
+			if len(r.Destinations) > 0 && !seen[r.Key] {
+				seen[r.Key] = true
+				rs = append(rs, r)
+			}
+		}
+	}
+	if len(rs) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\nNew keys' destinations (%d)\n", len(rs))
+	tw := tabwriter.NewWriter(b, 0, 4, 2, ' ', 0)
+	head := []string{"USER", "KEY", "DESTINATION", "DELIVERY"}
+	if org {
+		head = append([]string{"ACCOUNT"}, head...)
+	}
+	fmt.Fprintln(tw, strings.Join(head, "\t"))
+	for _, r := range rs {
+		for _, d := range r.Destinations {
+			cols := []string{r.User, r.Key, d.Where, DeliveryText(d)}
+			if org {
+				cols = append([]string{accountName(r.Account)}, cols...)
+			}
+			fmt.Fprintln(tw, strings.Join(cols, "\t"))
+		}
+	}
+	tw.Flush()
+}
+
+// DeliveryText says how far the new key's delivery to one destination
+// got, for people: delivered (read back, when), failed (why), a write
+// begun, or pending.
+func DeliveryText(d ledger.Delivery) string {
+	switch d.State {
+	case ledger.DeliveryVerified:
+		return "delivered, read back " + stamp(d.VerifiedAt)
+	case ledger.DeliveryFailed:
+		return "failed: " + d.Reason
+	case ledger.DeliveryWriting:
+		return "write begun " + stamp(d.WriteAt) + ", not read back yet"
+	}
+	return "pending"
 }
 
 func accountName(a string) string {

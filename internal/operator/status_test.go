@@ -50,3 +50,58 @@ func TestBuildStatusPerAccount(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusDestinations: a rotation whose user has destinations shows
+// each one with how far its delivery got (delivered and read back when,
+// failed and why, a write begun, pending), in the table and the JSON; a
+// finished rotation's destinations are not listed, nor a rotation without
+// any.
+func TestStatusDestinations(t *testing.T) {
+	now := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	verified := now.Add(-time.Hour)
+	records := map[string]*ledger.Record{
+		"AKIA1": {ID: "AKIA1", User: "ci", State: ledger.Stored, LeaseUntil: now.Add(time.Minute), Owner: "run-1",
+			Attention: "delivery: 1 of 4 destinations of user ci do not hold the new key",
+			Deliveries: []ledger.Delivery{
+				{Where: "github repository secret octo/app: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY", State: ledger.DeliveryVerified, VerifiedAt: verified},
+				{Where: "gitlab project group/app variables AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (scope *)", State: ledger.DeliveryFailed, Reason: "HTTP 500: 500 Internal Server Error"},
+				{Where: "ssm parameters /ci/id, /ci/secret (keyrotor's account, keyrotor's region)", State: ledger.DeliveryWriting, WriteAt: verified},
+				{Where: "circleci project gh/octo/app", State: ledger.DeliveryPending},
+			}},
+		"AKIA2": {ID: "AKIA2", User: "plain", State: ledger.Deactivated, DeleteAfter: now.Add(time.Hour)},
+		"AKIA3": {ID: "AKIA3", User: "done", State: ledger.Deleted,
+			Deliveries: []ledger.Delivery{{Where: "github repository secret octo/old: X, Y", State: ledger.DeliveryVerified, VerifiedAt: verified}}},
+	}
+	st := BuildStatus("KeyRotor", records, nil, "", now)
+	var b bytes.Buffer
+	if err := st.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	table := b.String()
+	for _, want := range []string{
+		"New keys' destinations (1)",
+		"USER  KEY    DESTINATION",
+		"failed: HTTP 500: 500 Internal Server Error",
+		"write begun 2026-12-31T23:00:00Z, not read back yet",
+		"circleci project gh/octo/app",
+		"pending",
+	} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+	for _, line := range strings.Split(table, "\n") {
+		if strings.Contains(line, "github repository secret octo/app") && !strings.HasSuffix(line, "  delivered, read back 2026-12-31T23:00:00Z") {
+			t.Errorf("the GitHub destination's line %q; want it delivered, read back at its time", line)
+		}
+	}
+	if strings.Contains(table, "octo/old") {
+		t.Errorf("table lists a finished rotation's destinations:\n%s", table)
+	}
+	if n := strings.Count(table, "gitlab project group/app"); n != 1 {
+		t.Errorf("the GitLab destination is listed %d times (the rotation is in flight and needs attention); want once:\n%s", n, table)
+	}
+	if got := st.InFlight[0].Destinations; len(got) != 4 || got[1].Reason != "HTTP 500: 500 Internal Server Error" {
+		t.Errorf("InFlight[0].Destinations = %+v; want the record's four, with the failure's reason", got)
+	}
+}
