@@ -22,7 +22,7 @@ import (
 	"github.com/keyrotor/keyrotor/internal/awstest"
 	"github.com/keyrotor/keyrotor/internal/calendar"
 	"github.com/keyrotor/keyrotor/internal/faultproxy"
-	"github.com/keyrotor/keyrotor/shared/awsconf"
+	"github.com/keyrotor/keyrotor/shared/awsconf/lambdaenv"
 	"github.com/keyrotor/keyrotor/shared/config"
 )
 
@@ -233,7 +233,7 @@ func orgConfig(t *testing.T, cfg config.Config) config.Config {
 }
 
 // clients are an account's clients, retrying only throttled calls as the
-// Lambdas do (awsconf.ThrottleRetryer): an SDK that retried a send whose
+// Lambdas do (lambdaenv.ThrottleRetryer): an SDK that retried a send whose
 // answer was lost would mail twice where production does not.
 func clients(t *testing.T, endpoint string) calendar.Clients {
 	return clientsOf(awstest.Connect(t, endpoint).Config)
@@ -243,7 +243,7 @@ func clients(t *testing.T, endpoint string) calendar.Clients {
 // clients' do.
 func clientsOf(base aws.Config) calendar.Clients {
 	cfg := base.Copy()
-	cfg.Retryer = func() aws.Retryer { return awsconf.ThrottleRetryer(8) }
+	cfg.Retryer = func() aws.Retryer { return lambdaenv.ThrottleRetryer(8) }
 	cfg.RetryMaxAttempts = 8
 	return calendar.Clients{
 		IAM: iam.NewFromConfig(cfg), Secrets: secretsmanager.NewFromConfig(cfg), SES: sesv2.NewFromConfig(cfg), SNS: sns.NewFromConfig(cfg),
