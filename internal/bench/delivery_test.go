@@ -36,11 +36,11 @@ func TestMotoDeliveryBenchCounts(t *testing.T) {
 			}
 			if tc.failRate == 0 {
 				want := map[string]int{
-					"GET /repos/{owner}/{repo}/actions/secrets/public-key":            keys,
-					"PUT /repos/{owner}/{repo}/actions/secrets/AWS_ACCESS_KEY_ID":     keys,
-					"PUT /repos/{owner}/{repo}/actions/secrets/AWS_SECRET_ACCESS_KEY": keys,
-					"GET /repos/{owner}/{repo}/actions/secrets/AWS_ACCESS_KEY_ID":     keys,
-					"GET /repos/{owner}/{repo}/actions/secrets/AWS_SECRET_ACCESS_KEY": keys,
+					"GET secrets/public-key":            keys,
+					"PUT secrets/AWS_ACCESS_KEY_ID":     keys,
+					"PUT secrets/AWS_SECRET_ACCESS_KEY": keys,
+					"GET secrets/AWS_ACCESS_KEY_ID":     keys,
+					"GET secrets/AWS_SECRET_ACCESS_KEY": keys,
 				}
 				if !equalCounts(r.GitHub, want) {
 					t.Fatalf("GitHub calls %v; want %v", r.GitHub, want)
