@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -18,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/smithy-go/middleware"
 
 	ghemu "github.com/keyrotor/keyrotor/internal/emulators/github"
 	"github.com/keyrotor/keyrotor/shared/config"
@@ -63,6 +65,11 @@ type DeliveryResult struct {
 	// Retry); Retries those after a TransientError.
 	Invocations int `json:"invocations"`
 	Retries     int `json:"retries"`
+	// RetriedOn counts the errors the step returned and was retried on,
+	// by error name; Unexpected holds up to 3 of their messages that do
+	// not come from an injected 503 (moto or the harness failing).
+	RetriedOn  map[string]int `json:"retriedOn,omitempty"`
+	Unexpected []string       `json:"unexpectedRetryCauses,omitempty"`
 	// Complete, Incomplete and Failed count the keys whose step returned
 	// every destination holding the key, some left (DeliveryIncomplete:
 	// the old key stays Active) or an error after the last attempt.
@@ -77,6 +84,9 @@ type DeliveryResult struct {
 	// ("ssm:PutParameter"); one per operation call, the SDK's own retries
 	// not counted (moto does not throttle).
 	AWS map[string]int `json:"awsCallsByOperation"`
+	// AWSAttempts counts the HTTP attempts of those calls: above the
+	// calls, the SDK retried (moto answering 5xx or not at all).
+	AWSAttempts int `json:"awsHttpAttempts"`
 	// Written counts the destinations read back holding their key's new
 	// value afterwards (GitHub: the emulator's plaintext; SSM: the
 	// parameters), out of 2 x Keys.
@@ -92,6 +102,16 @@ func (d *DeliveryResult) SSMTotal() int { return sumPrefix(d.AWS, "ssm:") }
 
 // AWSTotal sums every AWS call of the step.
 func (d *DeliveryResult) AWSTotal() int { return sum(d.AWS) }
+
+func (d *DeliveryResult) retriedOn(err error) {
+	if d.RetriedOn == nil {
+		d.RetriedOn = map[string]int{}
+	}
+	d.RetriedOn[failures.Name(failures.Boundary(err))]++
+	if msg := err.Error(); !strings.Contains(msg, "503") && len(d.Unexpected) < 3 {
+		d.Unexpected = append(d.Unexpected, msg)
+	}
+}
 
 func (d *DeliveryResult) problem(format string, args ...any) {
 	d.Problems = append(d.Problems, fmt.Sprintf(format, args...))
@@ -122,6 +142,19 @@ type deliveryBench struct {
 	gh       *ghemu.Server
 	records  *ledger.Store
 	counters map[string]*Counter // the deliver step's, by service
+	attempts atomic.Int64        // their HTTP attempts, SDK retries included
+}
+
+// countAttempts counts each HTTP attempt of an SDK client: the Finalize
+// step's end runs once per attempt, after the SDK's retry middleware.
+func (b *deliveryBench) countAttempts(apiOptions *[]func(*middleware.Stack) error) {
+	*apiOptions = append(*apiOptions, func(st *middleware.Stack) error {
+		return st.Finalize.Add(middleware.FinalizeMiddlewareFunc("keyrotorAttempts",
+			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+				b.attempts.Add(1)
+				return next.HandleFinalize(ctx, in)
+			}), middleware.After)
+	})
 }
 
 const (
@@ -191,12 +224,20 @@ func DeliveryRun(ctx context.Context, base aws.Config, clock Clock, o DeliveryOp
 	t2 := time.Now()
 	err = parallel(o.Concurrency, len(tasks), func(i int) error {
 		var attempts int
+		var errs []error
 		dl, err := retryStep(ctx, o.MaxAttempts, o.RetryInterval, func() (*rotation.Delivery, error) {
 			attempts++
-			return d.Handle(ctx, tasks[i])
+			dl, err := d.Handle(ctx, tasks[i])
+			if err != nil {
+				errs = append(errs, err)
+			}
+			return dl, err
 		})
 		mu.Lock()
 		defer mu.Unlock()
+		for _, e := range errs[:attempts-1] {
+			r.retriedOn(e)
+		}
 		r.Invocations += attempts
 		r.Retries += attempts - 1
 		switch {
@@ -230,6 +271,7 @@ func DeliveryRun(ctx context.Context, base aws.Config, clock Clock, o DeliveryOp
 			r.AWS[svc+":"+op] = n
 		}
 	}
+	r.AWSAttempts = int(b.attempts.Load())
 	if r.Written, err = b.verify(ctx, tasks); err != nil {
 		return nil, err
 	}
@@ -320,14 +362,20 @@ func seedDelivery(ctx context.Context, base aws.Config, clock Clock, keys int) (
 // client counting its calls.
 func (b *deliveryBench) deliverer() *rotation.Deliverer {
 	b.counters = map[string]*Counter{"secretsmanager": NewCounter(), "ssm": NewCounter(), "dynamodb": NewCounter(), "sns": NewCounter()}
-	hub := secretsmanager.NewFromConfig(b.base, func(o *secretsmanager.Options) { b.counters["secretsmanager"].Option(&o.APIOptions) })
-	ddb := dynamodb.NewFromConfig(b.base, func(o *dynamodb.Options) { b.counters["dynamodb"].Option(&o.APIOptions) })
-	ssmc := ssm.NewFromConfig(b.base, func(o *ssm.Options) { b.counters["ssm"].Option(&o.APIOptions) })
+	hub := secretsmanager.NewFromConfig(b.base, func(o *secretsmanager.Options) {
+		b.counters["secretsmanager"].Option(&o.APIOptions)
+		b.countAttempts(&o.APIOptions)
+	})
+	ddb := dynamodb.NewFromConfig(b.base, func(o *dynamodb.Options) {
+		b.counters["dynamodb"].Option(&o.APIOptions)
+		b.countAttempts(&o.APIOptions)
+	})
+	ssmc := ssm.NewFromConfig(b.base, func(o *ssm.Options) { b.counters["ssm"].Option(&o.APIOptions); b.countAttempts(&o.APIOptions) })
 	return &rotation.Deliverer{
 		Records:   &ledger.Store{API: ddb, Table: b.cfg.RotationTable},
 		Documents: &delivery.Store{API: ddb, Table: b.cfg.RotationTable},
 		Secrets:   hub,
-		Topic:     sns.NewFromConfig(b.base, func(o *sns.Options) { b.counters["sns"].Option(&o.APIOptions) }),
+		Topic:     sns.NewFromConfig(b.base, func(o *sns.Options) { b.counters["sns"].Option(&o.APIOptions); b.countAttempts(&o.APIOptions) }),
 		Env: delivery.Env{
 			HTTP:       delivery.Client(quiet(), 20*time.Second),
 			Credential: rotation.HubCredentials(hub),
@@ -452,7 +500,14 @@ func printDelivery(w io.Writer, runs []*DeliveryResult) {
 			p += fmt.Sprintf(", %.0f%% of GitHub attempts 503", d.FailRate*100)
 		}
 		fmt.Fprintf(w, "%s: keys complete / incomplete / failed\t%d / %d / %d (%d of %d destinations hold the new key)\t(measure)\t\n", p, d.Complete, d.Incomplete, d.Failed, d.Written, 2*d.Keys)
-		fmt.Fprintf(w, "%s: step invocations / retries\t%d / %d (retry after %v)\t(measure)\t\n", p, d.Invocations, d.Retries, d.RetryInterval)
+		var on []string
+		for _, n := range SortedOps(d.RetriedOn) {
+			on = append(on, fmt.Sprintf("%s=%d", n, d.RetriedOn[n]))
+		}
+		fmt.Fprintf(w, "%s: step invocations / retries\t%d / %d (retry after %v; on %s)\t(measure)\t\n", p, d.Invocations, d.Retries, d.RetryInterval, strings.Join(on, " "))
+		for _, m := range d.Unexpected {
+			fmt.Fprintf(w, "%s: a retry not caused by an injected 503\t%.240s\t(measure)\t\n", p, m)
+		}
 		gh, ssmCalls := float64(d.GitHubTotal())/float64(max(d.Keys, 1)), float64(d.SSMTotal())/float64(max(d.Keys, 1))
 		if d.FailRate == 0 {
 			fmt.Fprintf(w, "%s: GitHub calls per key\t%s (%s)\t<= %d\t%s\n", p, trimFloat(gh), perOps(d.GitHub, d.Keys), DeliveryTarget, check(gh <= DeliveryTarget))
@@ -461,7 +516,7 @@ func printDelivery(w io.Writer, runs []*DeliveryResult) {
 			fmt.Fprintf(w, "%s: GitHub calls per key\t%s (%s; %d answered 503)\t(measure)\t\n", p, trimFloat(gh), perOps(d.GitHub, d.Keys), d.GitHubFailed)
 			fmt.Fprintf(w, "%s: SSM calls per key\t%s\t(measure)\t\n", p, trimFloat(ssmCalls))
 		}
-		fmt.Fprintf(w, "%s: AWS calls per key (deliver step)\t%s (%s)\t(measure)\t\n", p, per(d.AWSTotal(), d.Keys), perOps(d.AWS, d.Keys))
+		fmt.Fprintf(w, "%s: AWS calls per key (deliver step)\t%s (%s; %d HTTP attempts for %d calls)\t(measure)\t\n", p, per(d.AWSTotal(), d.Keys), perOps(d.AWS, d.Keys), d.AWSAttempts, d.AWSTotal())
 		if d.FailRate > 0 {
 			for _, c := range runs {
 				if c.FailRate == 0 && c.Keys == d.Keys && c.Concurrency == d.Concurrency {

@@ -34,6 +34,16 @@ func TestMotoDeliveryBenchCounts(t *testing.T) {
 			if len(r.Problems) > 0 {
 				t.Fatalf("DeliveryRun: problems %v", r.Problems)
 			}
+			if tc.failRate == 0 && r.Retries > 0 {
+				// moto, loaded, sometimes fails a call (a lost answer
+				// then reads as a ConflictError): the step is retried and
+				// the exact counts no longer apply.
+				t.Logf("retried without injected faults (%v: %v): counts not checked exactly", r.RetriedOn, r.Unexpected)
+				if r.Complete != keys || r.Written != 2*keys || r.GitHubTotal() < 5*keys || r.SSMTotal() < 5*keys {
+					t.Fatalf("%d complete, %d destinations written, %d GitHub and %d SSM calls; want %d, %d, at least %d and %d", r.Complete, r.Written, r.GitHubTotal(), r.SSMTotal(), keys, 2*keys, 5*keys, 5*keys)
+				}
+				return
+			}
 			if tc.failRate == 0 {
 				want := map[string]int{
 					"GET secrets/public-key":            keys,
