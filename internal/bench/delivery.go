@@ -193,7 +193,6 @@ func DeliveryRun(ctx context.Context, base aws.Config, clock Clock, o DeliveryOp
 	t1 := time.Now()
 	creator := &rotation.Creator{IAM: iam.NewFromConfig(base), Secrets: secretsmanager.NewFromConfig(base), Records: b.records,
 		Topic: sns.NewFromConfig(base), Config: b.cfg, Log: quiet()}
-	var mu sync.Mutex
 	err = parallel(o.Concurrency, len(tasks), func(i int) error {
 		nk, err := retryStep(ctx, o.MaxAttempts, o.RetryInterval, func() (*rotation.NewKey, error) { return creator.Handle(ctx, tasks[i]) })
 		if err != nil {
@@ -202,9 +201,7 @@ func DeliveryRun(ctx context.Context, base aws.Config, clock Clock, o DeliveryOp
 		if nk.Skipped != "" {
 			return fmt.Errorf("create and store for %s skipped: %s", tasks[i].Item.User, nk.Skipped)
 		}
-		mu.Lock()
-		tasks[i].NewKey = nk
-		mu.Unlock()
+		tasks[i].NewKey = nk // each worker its own index
 		return nil
 	})
 	if err != nil {
@@ -220,6 +217,7 @@ func DeliveryRun(ctx context.Context, base aws.Config, clock Clock, o DeliveryOp
 		}, http.StatusServiceUnavailable, -1)
 	}
 	d := b.deliverer()
+	var mu sync.Mutex // guards r
 	calls0 := len(b.gh.Calls())
 	t2 := time.Now()
 	err = parallel(o.Concurrency, len(tasks), func(i int) error {
