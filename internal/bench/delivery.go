@@ -502,6 +502,9 @@ func printDelivery(w io.Writer, runs []*DeliveryResult) {
 		for _, n := range SortedOps(d.RetriedOn) {
 			on = append(on, fmt.Sprintf("%s=%d", n, d.RetriedOn[n]))
 		}
+		if len(on) == 0 {
+			on = []string{"nothing"}
+		}
 		fmt.Fprintf(w, "%s: step invocations / retries\t%d / %d (retry after %v; on %s)\t(measure)\t\n", p, d.Invocations, d.Retries, d.RetryInterval, strings.Join(on, " "))
 		for _, m := range d.Unexpected {
 			fmt.Fprintf(w, "%s: a retry not caused by an injected 503\t%.240s\t(measure)\t\n", p, m)
