@@ -1,7 +1,9 @@
 // Package bench measures keyrotor on the emulated AWS: discovery cost
 // against a list-every-user script, a full local run, a run at scale under
-// quotas (thousands of due keys, reserved concurrency, IAM throttling) and
-// the function binaries. `make bench` runs it and prints one table.
+// quotas (thousands of due keys, reserved concurrency, IAM throttling),
+// delivery of new keys to their destinations (calls per key, with and
+// without a failing destination) and the function binaries. `make bench`
+// runs it and prints one table.
 package bench
 
 import (

@@ -27,7 +27,10 @@ type Report struct {
 	Quota           *QuotaResult    `json:"quotaRun,omitempty"`
 	Adoption        *AdoptionResult `json:"adoptionRun,omitempty"`
 	Org             *OrgResult      `json:"organization,omitempty"`
-	Binaries        []Binary        `json:"binaries,omitempty"`
+	// Delivery is DeliverNewKey after create-and-store, without faults and
+	// with the GitHub destination failing, at each concurrency.
+	Delivery []*DeliveryResult `json:"delivery,omitempty"`
+	Binaries []Binary          `json:"binaries,omitempty"`
 }
 
 // RunResult is a full local run's measurement.
@@ -160,6 +163,7 @@ func (r *Report) Print(w io.Writer) {
 	if o := r.Org; o != nil {
 		o.print(tw)
 	}
+	printDelivery(tw, r.Delivery)
 	for _, b := range r.Binaries {
 		fmt.Fprintf(tw, "binary %s: size\t%.1f MB\t<= 10 MB\t%s\n", b.Name, float64(b.SizeBytes)/1e6, check(b.SizeBytes <= 10e6))
 		fmt.Fprintf(tw, "binary %s: cold start\t%v\t<= 50ms\t%s\n", b.Name, b.ColdStart.Round(100*time.Microsecond), check(b.ColdStart <= 50*time.Millisecond))

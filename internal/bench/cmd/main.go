@@ -42,6 +42,11 @@ func main() {
 	flag.IntVar(&o.Users, "org-users", 200, "org: users in each member account (5% due, as discovery)")
 	flag.IntVar(&o.Workers, "org-seed-workers", 16, "org: seeding goroutines over all accounts")
 	flag.IntVar(&o.Groups, "org-groups", 0, "org: also run this many finds at once, each on every Nth account (0: off; find itself assesses rotation.AccountWorkers accounts at a time)")
+	var dv bench.DeliveryOptions
+	flag.IntVar(&dv.Keys, "delivery-keys", 200, "delivery: due keys, each user with a GitHub repository secret and an SSM parameter pair")
+	dvConc := flag.String("delivery-concurrency", "10,40", "delivery: DeliverNewKey invocations at once (the Distributed Map's children running; 10 is the quota bench's reserved concurrency), comma-separated for several runs")
+	flag.Float64Var(&dv.FailRate, "delivery-fail", 0.5, "delivery: fraction of the GitHub destination's write attempts answered 503, in a second run at each concurrency (0: none)")
+	flag.DurationVar(&dv.RetryInterval, "delivery-retry-interval", 50*time.Millisecond, "delivery: wait before the step's Retry (the definition's: 2s, backoff 2, full jitter)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -56,7 +61,16 @@ func main() {
 		}
 	}
 	want := func(s string) bool { return len(sel) == 0 || sel[s] }
-	if err := run(ctx, want, *sizes, *due, q, a, o, *out); err != nil {
+	var conc []int
+	for _, c := range strings.Split(*dvConc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "bench: -delivery-concurrency: %q is not a positive number\n", c)
+			os.Exit(2)
+		}
+		conc = append(conc, n)
+	}
+	if err := run(ctx, want, *sizes, *due, q, a, o, dv, conc, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -66,10 +80,12 @@ func main() {
 // full local run undisturbed and with 30% IAM throttling, and the
 // scale-under-quotas run (many due keys, reserved concurrency, throttling),
 // the adoption window (what a rotation waiting for its new key costs), and
-// discovery in organization mode over many member accounts.
-var scenarios = []string{"discovery", "run", "throttled", "quota", "adoption", "org"}
+// discovery in organization mode over many member accounts, and delivery
+// (DeliverNewKey to two destinations a key, without and with faults).
+var scenarios = []string{"discovery", "run", "throttled", "quota", "adoption", "org", "delivery"}
 
-func run(ctx context.Context, want func(string) bool, sizes string, due int, q bench.QuotaOptions, a bench.AdoptionOptions, o bench.OrgOptions, outDir string) error {
+func run(ctx context.Context, want func(string) bool, sizes string, due int, q bench.QuotaOptions, a bench.AdoptionOptions, o bench.OrgOptions,
+	dv bench.DeliveryOptions, conc []int, outDir string) error {
 	srv, err := motoserver.Start(filepath.Join(os.TempDir(), "keyrotor-bench-moto.log"))
 	if err != nil {
 		return err
@@ -190,6 +206,25 @@ func run(ctx context.Context, want func(string) bool, sizes string, due int, q b
 			return err
 		}
 	}
+	if want("delivery") {
+		rates := []float64{0}
+		if dv.FailRate > 0 {
+			rates = append(rates, dv.FailRate)
+		}
+		for _, c := range conc {
+			for _, rate := range rates {
+				srv.Reset(ctx)
+				x := dv
+				x.Concurrency, x.FailRate = c, rate
+				fmt.Fprintf(os.Stderr, "delivery: %d keys x 2 destinations, %d at once, %.0f%% of GitHub write attempts failing...\n", x.Keys, c, rate*100)
+				d, err := bench.DeliveryRun(ctx, cfg, srv.SetClock, x)
+				if err != nil {
+					return err
+				}
+				rep.Delivery = append(rep.Delivery, d)
+			}
+		}
+	}
 	rep.Print(os.Stdout)
 	path, err := rep.Save(outDir)
 	if err != nil {
@@ -205,6 +240,11 @@ func run(ctx context.Context, want func(string) bool, sizes string, due int, q b
 	}
 	if rep.Org != nil && len(rep.Org.Problems)+len(rep.Org.Deviations) > 0 {
 		failed = append(failed, fmt.Sprintf("organization bench failed its checks:\n  %s", strings.Join(append(rep.Org.Deviations, rep.Org.Problems...), "\n  ")))
+	}
+	for _, d := range rep.Delivery {
+		if len(d.Problems) > 0 {
+			failed = append(failed, fmt.Sprintf("delivery bench (%d at once, %.0f%% failing) failed its checks:\n  %s", d.Concurrency, d.FailRate*100, strings.Join(d.Problems, "\n  ")))
+		}
 	}
 	if len(failed) > 0 {
 		return errors.New(strings.Join(failed, "\n"))
