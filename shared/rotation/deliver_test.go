@@ -253,3 +253,26 @@ func (c *calendar) noSecretIn(secrets ...string) {
 		}
 	}
 }
+
+// TestMotoDeliveryFailedSecondValueIsNotWrittenTwice: the first value's
+// write took effect and the second's failed before it did (a 500). The
+// retry writes only what the repository lacks: each value once. (The
+// calendar simulation, seed 1, day 0: the key id was written twice.)
+func TestMotoDeliveryFailedSecondValueIsNotWrittenTwice(t *testing.T) {
+	c := newCalendar(t)
+	gh := c.withGitHub("gus")
+	gh.Fail(ghemu.Match(http.MethodPut, "/AWS_SECRET_ACCESS_KEY"), http.StatusInternalServerError, 1)
+	old, _ := c.oldUserWithSecret("gus", 100)
+	if _, out := c.run(`{}`); out[old] != "adopting" {
+		t.Fatalf("%q; want delivered on the retry and the window started", out[old])
+	}
+	newID, newSecret := c.newKey(old)
+	if id, secret, _ := delivered(t, gh); id != newID || secret != newSecret {
+		t.Fatalf("the repository holds %q; want the new key %s", id, newID)
+	}
+	for _, name := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+		if n := gh.Writes("repo:octo/app", name); n != 1 {
+			t.Errorf("%s written %d times; want once (the retry writes only what is missing)", name, n)
+		}
+	}
+}
