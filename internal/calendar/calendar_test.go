@@ -61,7 +61,7 @@ const (
 // their pipelines read the key from there. Per thousand destination calls,
 // KEYROTOR_SIM_DEST_FAULT_PERMILLE (default 60) fail before they take
 // effect (a 500, a 429, no connection) and KEYROTOR_SIM_DEST_LOST_PERMILLE
-// (default 60) of the writes lose their answer after they took effect;
+// (default 100) of the writes lose their answer after they took effect;
 // KEYROTOR_SIM_DEST_DOWN_PERCENT (default 10) is the chance per day that
 // GitHub, and apart SSM, is down for the day.
 func TestSlowCalendar(t *testing.T) {
@@ -73,7 +73,7 @@ func TestSlowCalendar(t *testing.T) {
 		LostAnswers: float64(envInt("KEYROTOR_SIM_LOST_PERMILLE", 20)) / 1000,
 		Delivery:    float64(envInt("KEYROTOR_SIM_DELIVERY_PERCENT", 60)) / 100,
 		DestFaults:  float64(envInt("KEYROTOR_SIM_DEST_FAULT_PERMILLE", 60)) / 1000,
-		DestLost:    float64(envInt("KEYROTOR_SIM_DEST_LOST_PERMILLE", 60)) / 1000,
+		DestLost:    float64(envInt("KEYROTOR_SIM_DEST_LOST_PERMILLE", 100)) / 1000,
 		DestDown:    float64(envInt("KEYROTOR_SIM_DEST_DOWN_PERCENT", 10)) / 100,
 	}
 	members := envInt("KEYROTOR_SIM_ACCOUNTS", 2)

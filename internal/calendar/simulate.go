@@ -83,9 +83,9 @@ type Report struct {
 	Evidence, Deadline, Person int
 	Checks                     map[string]int // invariant -> instances checked
 	// Delivered counts the users with destinations; DestFaults the faults
-	// of destination calls by kind, with the documented re-writes
-	// (docs/delivery.md "Limits") and the pipelines' calls that failed on
-	// a half-written destination.
+	// of destination calls by kind, with the values written again in a
+	// rotation (a violation) and the pipelines' calls that failed on a
+	// half-written destination.
 	Delivered  int
 	DestFaults map[string]int
 	Violations []string
@@ -990,6 +990,12 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 		corpus += m.Body
 	}
 	corpus += strings.Join(sent.Messages, "\n")
+	// The rotation records too: their history and the deliveries'
+	// reasons are what `keyrotor status` shows.
+	for _, id := range sortedKeys(recs) {
+		b, _ := json.Marshal(recs[id])
+		corpus += string(b)
+	}
 	for _, s := range secrets {
 		rep.Checks["secret absent from outputs"]++
 		if s != "" && strings.Contains(corpus, s) {
