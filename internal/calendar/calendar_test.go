@@ -55,6 +55,15 @@ const (
 // day the first member is unreachable (an SCP denying iam:*).
 // KEYROTOR_SIM_LOST_PERMILLE is the share of step invocations (per
 // thousand, default 20) whose answer is lost after the step committed.
+// Delivery (issue 21), with an adoption window: KEYROTOR_SIM_DELIVERY_PERCENT
+// of the hub's users (default 60) have their key delivered to a GitHub
+// repository secret (an emulator), half of them to SSM parameters too, and
+// their pipelines read the key from there. Per thousand destination calls,
+// KEYROTOR_SIM_DEST_FAULT_PERMILLE (default 60) fail before they take
+// effect (a 500, a 429, no connection) and KEYROTOR_SIM_DEST_LOST_PERMILLE
+// (default 100) of the writes lose their answer after they took effect;
+// KEYROTOR_SIM_DEST_DOWN_PERCENT (default 10) is the chance per day that
+// GitHub, and apart SSM, is down for the day.
 func TestSlowCalendar(t *testing.T) {
 	o := calendar.Options{
 		Days: envInt("KEYROTOR_SIM_DAYS", 12), Users: envInt("KEYROTOR_SIM_USERS", 60), Seed: int64(envInt("KEYROTOR_SIM_SEED", 1)),
@@ -62,6 +71,10 @@ func TestSlowCalendar(t *testing.T) {
 		Adoption: time.Duration(envInt("KEYROTOR_SIM_ADOPTION_DAYS", 4)) * calendar.Day,
 		// Lost answers per thousand step invocations (the step committed).
 		LostAnswers: float64(envInt("KEYROTOR_SIM_LOST_PERMILLE", 20)) / 1000,
+		Delivery:    float64(envInt("KEYROTOR_SIM_DELIVERY_PERCENT", 60)) / 100,
+		DestFaults:  float64(envInt("KEYROTOR_SIM_DEST_FAULT_PERMILLE", 60)) / 1000,
+		DestLost:    float64(envInt("KEYROTOR_SIM_DEST_LOST_PERMILLE", 100)) / 1000,
+		DestDown:    float64(envInt("KEYROTOR_SIM_DEST_DOWN_PERCENT", 10)) / 100,
 	}
 	members := envInt("KEYROTOR_SIM_ACCOUNTS", 2)
 	o.OutageDay = -1
@@ -174,6 +187,13 @@ func TestSlowCalendar(t *testing.T) {
 		}
 		b, _ := json.Marshal(w.Lost.Lost)
 		t.Logf("answers lost after the step committed, by step: %s", b)
+	}
+	if o.Delivery > 0 && o.Adoption > 0 {
+		if rep.Delivered == 0 || rep.Checks["old key off only when delivered"] == 0 {
+			t.Fatalf("the simulation exercised too little of delivery (want users with destinations whose old key went off):\n%s", rep)
+		}
+		b, _ := json.Marshal(rep.DestFaults)
+		t.Logf("destination faults injected: %s", b)
 	}
 	if injected := steps.Injected(); len(injected) == 0 {
 		t.Fatal("no fault was injected")

@@ -55,7 +55,16 @@ type Options struct {
 	// lost after it committed (World.Lost): a third of those fail the
 	// step for good (a later execution takes over), the rest are retried.
 	LostAnswers float64
-	Progress    io.Writer
+	// Delivery is the share of the hub's users (whose seeded key is used)
+	// with destinations (see destinations.go); it needs Adoption > 0 (the
+	// pipelines read their key from the destinations). DestFaults is the
+	// chance per destination call that it fails before it takes effect (a
+	// 500, a 429, no connection), DestLost the chance per write that its
+	// answer is lost after it took effect, and DestDown the chance per day
+	// and service (GitHub, SSM) that it is down for the day.
+	Delivery                       float64
+	DestFaults, DestLost, DestDown float64
+	Progress                       io.Writer
 }
 
 // Report is what a simulation did and checked.
@@ -73,7 +82,13 @@ type Report struct {
 	Pipelines                  map[string]int
 	Evidence, Deadline, Person int
 	Checks                     map[string]int // invariant -> instances checked
-	Violations                 []string
+	// Delivered counts the users with destinations; DestFaults the faults
+	// of destination calls by kind, with the values written again in a
+	// rotation (a violation) and the pipelines' calls that failed on a
+	// half-written destination.
+	Delivered  int
+	DestFaults map[string]int
+	Violations []string
 	// Accounts counts, by account id, what keyrotor did there (an
 	// organization; one account: the default account's).
 	Accounts map[string]*AccountCounts
@@ -170,6 +185,9 @@ func Simulate(ctx context.Context, w *World, seeded *Seeded, o Options) (*Report
 		rep.Accounts[w.AccountID(a)].Users++
 	}
 	w.Config.AdoptionWindow = o.Adoption
+	if o.Delivery > 0 && o.Adoption > 0 {
+		w.Config.DeliveryParameters = []string{"/ci/*"}
+	}
 	if err := w.Config.Validate(); err != nil {
 		return rep, err
 	}
@@ -184,6 +202,22 @@ func Simulate(ctx context.Context, w *World, seeded *Seeded, o Options) (*Report
 		// Its own generator: the people's draws stay those of a run
 		// without a window.
 		p.pipes = newPipelines(rand.New(rand.NewPCG(uint64(o.Seed), 3)), seeded, o.Adoption)
+		if o.Delivery > 0 {
+			d, err := setupDestinations(ctx, w, seeded, o)
+			if err != nil {
+				return rep, err
+			}
+			defer d.gh.Close()
+			p.dest, p.pipes.dest = d, d
+			for ref := range d.by {
+				p.pipes.by[ref].kind = pipeDelivered
+			}
+			rep.Delivered = len(d.by)
+			defer func() {
+				rep.DestFaults = d.Injected()
+				rep.DestFaults["pipeline calls on a half-written destination"] = d.HalfWritten
+			}()
+		}
 		rep.Pipelines = p.pipes.mix()
 	}
 	for day := 0; day < o.Days; day++ {
@@ -195,6 +229,9 @@ func Simulate(ctx context.Context, w *World, seeded *Seeded, o Options) (*Report
 		}
 		if o.Faults != nil {
 			o.Faults(day, !quiet)
+		}
+		if p.dest != nil {
+			p.dest.day(!quiet, o.DestDown)
 		}
 		if w.Lost != nil {
 			w.Lost.Rate = map[bool]float64{true: 0, false: o.LostAnswers}[quiet]
@@ -307,20 +344,28 @@ func checkOutage(w *World, rep *Report, day int, denied string, plan *rotation.P
 		}
 	}
 	items, done := map[string]int{}, map[string]int{}
+	why := map[string][]string{}
 	for _, out := range outs {
 		a := w.AccountID(out.Item.Account)
 		if a == denied {
 			fail("find planned %s of %s in the denied member", out.Item.OldKey.ID, out.Item.User)
 			continue
 		}
+		if out.Result == "failed" && strings.Contains(out.Detail, "(simulated lost answer)") {
+			// An answer the simulation lost for good fails the item
+			// whatever the outage: not the outage's doing.
+			continue
+		}
 		items[a]++
 		if out.Result != "failed" {
 			done[a]++
+		} else {
+			why[a] = append(why[a], out.Detail)
 		}
 	}
 	for a, n := range items {
 		if done[a] == 0 {
-			fail("every one of the %d items of account %s failed", n, a)
+			fail("every one of the %d items of account %s failed: %q", n, a, why[a])
 		}
 	}
 }
@@ -336,6 +381,7 @@ type people struct {
 	createdBy map[string]string    // keys people created: id -> user
 	seeded    *Seeded
 	pipes     *pipelines        // the owners' pipelines (nil: no adoption window)
+	dest      *destinations     // the users' destinations (nil: none)
 	x         *rand.Rand        // the acts across kinds' own draws
 	undo      map[string]string // keys a person deactivated in a window: id -> user, to switch back on
 }
@@ -887,6 +933,12 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 			}
 		}
 	}
+	// Delivery (issue 21): (a) to (c) in destinations.go.
+	if p.dest != nil {
+		if err := p.dest.check(ctx, w, p, rep, recs, keys, fail); err != nil {
+			return err
+		}
+	}
 	// Adoption windows: (a) to (d).
 	if p.pipes != nil {
 		p.pipes.check(w, p, rep, recs, sent, users, start, final, fail)
@@ -946,10 +998,26 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 		corpus += m.Body
 	}
 	corpus += strings.Join(sent.Messages, "\n")
+	// The rotation records too: their history and the deliveries'
+	// reasons are what `keyrotor status` shows.
+	for _, id := range sortedKeys(recs) {
+		b, _ := json.Marshal(recs[id])
+		corpus += string(b)
+	}
 	for _, s := range secrets {
 		rep.Checks["secret absent from outputs"]++
 		if s != "" && strings.Contains(corpus, s) {
 			fail("a secret access key appears in an output")
+		}
+	}
+	if p.dest != nil {
+		// What the destinations hold (read from them, not from Secrets
+		// Manager) and the GitHub token the deliver step read.
+		for _, s := range p.dest.secrets(ctx) {
+			rep.Checks["delivered secret absent from outputs"]++
+			if s != "" && strings.Contains(corpus, s) {
+				fail("a delivered secret or the destination's token appears in an output")
+			}
 		}
 	}
 	rep.Held, rep.Attention = 0, 0
@@ -1052,6 +1120,13 @@ func (r *Report) String() string {
 		fmt.Fprintf(&b, "  adoption window %s; pipelines: %s; switched over on evidence %d, on the deadline %d, by a person %d\n",
 			r.Adoption, strings.Join(mix, ", "), r.Evidence, r.Deadline, r.Person)
 	}
+	if r.Delivered > 0 {
+		var fs []string
+		for _, k := range sortedKeys(r.DestFaults) {
+			fs = append(fs, fmt.Sprintf("%s %d", k, r.DestFaults[k]))
+		}
+		fmt.Fprintf(&b, "  %d users with destinations; %s\n", r.Delivered, strings.Join(fs, ", "))
+	}
 	names := make([]string, 0, len(r.Checks))
 	for k := range r.Checks {
 		names = append(names, k)
@@ -1079,6 +1154,9 @@ const (
 	pipeNever    = "never switches"    // keeps using the old key only
 	pipeBoth     = "keeps using both"  // adds the new key on a random day, keeps the old one
 	pipeNone     = "none (unused key)" // the seeded key is unused (a retirement): nothing uses it
+	// pipeDelivered reads its key from the user's destinations each day
+	// and uses what each holds: adoption with no person in the loop.
+	pipeDelivered = "reads its destinations"
 )
 
 // pipeline is one owner's automation: every day, before the day's run, it
@@ -1104,6 +1182,8 @@ type pipelines struct {
 	reminders map[string]int  // id#rotation -> reminder mails
 	judged    map[string]bool // id#rotation whose switch-over was counted
 	blamed    map[string]bool // id#rotation whose end on a person's action was checked
+
+	dest *destinations // the users' destinations (nil: none)
 }
 
 func newPipelines(r *rand.Rand, s *Seeded, window time.Duration) *pipelines {
@@ -1177,6 +1257,15 @@ func (ps *pipelines) work(ctx context.Context, w *World, p *people, day int) {
 	}
 	for _, u := range live {
 		pl := ps.by[u]
+		if pl.kind == pipeDelivered {
+			pl.keys = map[string]string{}
+			for _, v := range ps.dest.holds(ctx, u) {
+				if v[0] != "" && v[1] != "" {
+					pl.keys[v[0]] = v[1]
+				}
+			}
+			continue
+		}
 		if pl.kind == pipeNone || pl.kind == pipeNever {
 			continue
 		}
@@ -1211,7 +1300,15 @@ func (ps *pipelines) work(ctx context.Context, w *World, p *people, day int) {
 	for _, u := range live {
 		pl := ps.by[u]
 		for _, id := range sortedKeys(pl.keys) {
-			if keys[u][id] != iamtypes.StatusTypeActive {
+			st, exists := keys[u][id]
+			if pl.kind == pipeDelivered {
+				ps.dest.usable++
+				if st != iamtypes.StatusTypeActive && lastActBy(w, id) == "keyrotor" {
+					ps.dest.Broken = append(ps.dest.Broken, fmt.Sprintf("user %s: its pipeline's call failed: a destination holds %s, which keyrotor left %s",
+						u, id, map[bool]string{true: string(st), false: "deleted"}[exists]))
+				}
+			}
+			if st != iamtypes.StatusTypeActive {
 				continue // deleted or Inactive: not usable
 			}
 			cfg := w.People.Config.Copy()
@@ -1219,9 +1316,22 @@ func (ps *pipelines) work(ctx context.Context, w *World, p *people, day int) {
 			c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true; o.DisableLogOutputChecksumValidationSkipped = true })
 			if _, err := c.ListBuckets(ctx, &s3.ListBucketsInput{}); err == nil {
 				ps.uses[id] = append(ps.uses[id], w.Now())
+			} else if pl.kind == pipeDelivered {
+				ps.dest.HalfWritten++
 			}
 		}
 	}
+}
+
+// lastActBy is who last switched key off or on, or deleted it ("" none).
+func lastActBy(w *World, key string) string {
+	by := ""
+	for _, a := range w.Acts {
+		if a.KeyID == key && a.What != "create" {
+			by = a.By
+		}
+	}
+	return by
 }
 
 // usedBetween reports whether a pipeline used key in [from, to].

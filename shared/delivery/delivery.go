@@ -54,6 +54,14 @@ type Destination interface {
 	Holds(ctx context.Context, k Key, since time.Time) (bool, error)
 }
 
+// Resumer is a destination that can finish a write an earlier attempt
+// began (since: when it began): it writes only the values that do not
+// hold k yet, so a value whose write took effect is not written again
+// when the other's failed or its answer was lost.
+type Resumer interface {
+	Resume(ctx context.Context, k Key, since time.Time) error
+}
+
 // Env is what a destination is built with.
 type Env struct {
 	// HTTP is the client for the CI systems' APIs. Build it with Client.

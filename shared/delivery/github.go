@@ -205,12 +205,39 @@ type sealKey struct {
 // ("List selected repositories for an organization secret") and sends
 // their ids.
 func (g *gitHub) Write(ctx context.Context, k Key) error {
+	return g.write(ctx, []namedValue{{g.idName, k.AccessKeyID}, {g.secretName, k.SecretAccessKey}})
+}
+
+// namedValue is one of the two values and its secret's name.
+type namedValue struct{ name, value string }
+
+// Resume writes the values whose secret was not updated at or after since
+// (GitHub shows no value: an update since the earlier attempt began is
+// taken for its write, as Holds takes it).
+func (g *gitHub) Resume(ctx context.Context, k Key, since time.Time) error {
+	var left []namedValue
+	for _, v := range []namedValue{{g.idName, k.AccessKeyID}, {g.secretName, k.SecretAccessKey}} {
+		ok, err := g.updatedSince(ctx, v.name, since)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			left = append(left, v)
+		}
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	return g.write(ctx, left)
+}
+
+func (g *gitHub) write(ctx context.Context, values []namedValue) error {
 	key, err := g.publicKey(ctx)
 	if err != nil {
 		return err
 	}
 	refetched := false
-	for _, v := range []struct{ name, value string }{{g.idName, k.AccessKeyID}, {g.secretName, k.SecretAccessKey}} {
+	for _, v := range values {
 		access, err := g.access(ctx, v.name)
 		if err != nil {
 			return err
@@ -328,24 +355,29 @@ func (g *gitHub) put(ctx context.Context, key *sealKey, name, value string, acce
 // writes again), never true for one older than the skew. A missing
 // secret is false, not an error.
 func (g *gitHub) Holds(ctx context.Context, _ Key, since time.Time) (bool, error) {
-	cut := since.Truncate(time.Second)
 	for _, name := range []string{g.idName, g.secretName} {
-		var sec struct {
-			UpdatedAt time.Time `json:"updated_at"`
-		}
-		err := g.do(ctx, "get secret "+name, http.MethodGet, g.secretsPath+"/"+name, nil, &sec, http.StatusOK)
-		var ae *Error
-		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-			return false, nil
-		}
-		if err != nil {
+		if ok, err := g.updatedSince(ctx, name, since); err != nil || !ok {
 			return false, err
-		}
-		if sec.UpdatedAt.Truncate(time.Second).Before(cut) {
-			return false, nil
 		}
 	}
 	return true, nil
+}
+
+// updatedSince reports whether secret name was updated at or after since,
+// to the second (a missing secret: false).
+func (g *gitHub) updatedSince(ctx context.Context, name string, since time.Time) (bool, error) {
+	var sec struct {
+		UpdatedAt time.Time `json:"updated_at"`
+	}
+	err := g.do(ctx, "get secret "+name, http.MethodGet, g.secretsPath+"/"+name, nil, &sec, http.StatusOK)
+	var ae *Error
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return !sec.UpdatedAt.Truncate(time.Second).Before(since.Truncate(time.Second)), nil
 }
 
 // do sends one call with GitHub's headers and decodes a JSON answer into

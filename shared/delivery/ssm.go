@@ -126,6 +126,29 @@ func (d *ssmDest) Where() string {
 // written: its readers do not decrypt, and a secret does not belong in
 // plain text.
 func (d *ssmDest) Write(ctx context.Context, k Key) error {
+	return d.write(ctx, k, []namedValue{{d.idName, k.AccessKeyID}, {d.secret, k.SecretAccessKey}})
+}
+
+// Resume writes the parameters that do not hold their value yet (read
+// decrypted, compared exactly).
+func (d *ssmDest) Resume(ctx context.Context, k Key, _ time.Time) error {
+	var left []namedValue
+	for _, v := range []namedValue{{d.idName, k.AccessKeyID}, {d.secret, k.SecretAccessKey}} {
+		ok, err := d.holds(ctx, v.name, v.value)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			left = append(left, v)
+		}
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	return d.write(ctx, k, left)
+}
+
+func (d *ssmDest) write(ctx context.Context, k Key, values []namedValue) error {
 	existing, err := d.describe(ctx)
 	if err != nil {
 		return err
@@ -137,7 +160,7 @@ func (d *ssmDest) Write(ctx context.Context, k Key) error {
 					"(and have its readers decrypt it), or name another parameter; nothing was written", name, p.Type)}
 		}
 	}
-	for _, v := range []struct{ name, value string }{{d.idName, k.AccessKeyID}, {d.secret, k.SecretAccessKey}} {
+	for _, v := range values {
 		in := &ssm.PutParameterInput{Name: aws.String(v.name), Value: aws.String(v.value), Type: types.ParameterTypeSecureString, Overwrite: aws.Bool(true)}
 		if p, ok := existing[v.name]; ok {
 			in.KeyId = p.KeyId
@@ -176,17 +199,22 @@ func (d *ssmDest) describe(ctx context.Context) (map[string]types.ParameterMetad
 // Holds reads both parameters, decrypted: each must equal its value
 // exactly. A missing parameter holds nothing.
 func (d *ssmDest) Holds(ctx context.Context, k Key, _ time.Time) (bool, error) {
-	for _, v := range []struct{ name, value string }{{d.idName, k.AccessKeyID}, {d.secret, k.SecretAccessKey}} {
-		out, err := d.api.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(v.name), WithDecryption: aws.Bool(true)})
-		if failures.APICode(err) == "ParameterNotFound" {
-			return false, nil
-		}
-		if err != nil {
-			return false, awsError(d.Where(), "get parameter "+v.name, err)
-		}
-		if out.Parameter == nil || aws.ToString(out.Parameter.Value) != v.value {
-			return false, nil
+	for _, v := range []namedValue{{d.idName, k.AccessKeyID}, {d.secret, k.SecretAccessKey}} {
+		if ok, err := d.holds(ctx, v.name, v.value); err != nil || !ok {
+			return false, err
 		}
 	}
 	return true, nil
+}
+
+// holds reports whether parameter name holds value (missing: false).
+func (d *ssmDest) holds(ctx context.Context, name, value string) (bool, error) {
+	out, err := d.api.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(true)})
+	if failures.APICode(err) == "ParameterNotFound" {
+		return false, nil
+	}
+	if err != nil {
+		return false, awsError(d.Where(), "get parameter "+name, err)
+	}
+	return out.Parameter != nil && aws.ToString(out.Parameter.Value) == value, nil
 }

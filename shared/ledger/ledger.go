@@ -148,9 +148,10 @@ type Delivery struct {
 	// value.
 	Where string        `json:"where"`
 	State DeliveryState `json:"state"`
-	// WriteAt is when keyrotor last began writing the new key there: a
-	// re-run asks the destination whether it holds the key since then
-	// before it writes again.
+	// WriteAt is when keyrotor began writing the new key there: a re-run
+	// asks the destination whether it holds the key since then before it
+	// writes again, and one that finishes that write (writing only the
+	// value the destination lacks: GitHub, SSM) keeps it.
 	WriteAt    time.Time `json:"writeAt,omitzero"`
 	VerifiedAt time.Time `json:"verifiedAt,omitzero"`
 	// Reason is the last failure (the destination's status and message).

@@ -201,6 +201,7 @@ func (d *Deliverer) deliverOne(ctx context.Context, rc rotationCtx, rec *ledger.
 		log.WarnContext(ctx, "delivery failed", "reason", e.Reason)
 		return where, false, e.Reason, isRetryable(ferr), nil
 	}
+	resume := false
 	if !e.WriteAt.IsZero() {
 		// An earlier attempt began writing: did it take effect?
 		held, herr := dest.Holds(ctx, key, e.WriteAt)
@@ -213,12 +214,25 @@ func (d *Deliverer) deliverOne(ctx context.Context, rc rotationCtx, rec *ledger.
 			rec.Log(rc.now, rec.State, rc.execution, "delivered to "+where+" (an earlier attempt's write, read back)")
 			return where, true, "", false, nil
 		}
+		// Not whole: a destination that can finish the earlier write
+		// writes only what it lacks, so WriteAt stays when that write
+		// began (the read-back counts the value it wrote).
+		_, resume = dest.(delivery.Resumer)
 	}
-	e.State, e.WriteAt, e.Tries = ledger.DeliveryWriting, rc.now, e.Tries+1
+	if !resume {
+		e.WriteAt = rc.now
+	}
+	e.State, e.Tries = ledger.DeliveryWriting, e.Tries+1
 	if err := d.Records.Put(ctx, rec); err != nil {
 		return where, false, "", false, err
 	}
-	if werr := dest.Write(ctx, key); werr != nil {
+	write := dest.Write
+	if resume {
+		write = func(ctx context.Context, k delivery.Key) error {
+			return dest.(delivery.Resumer).Resume(ctx, k, e.WriteAt)
+		}
+	}
+	if werr := write(ctx, key); werr != nil {
 		return fail("writing", werr)
 	}
 	held, herr := dest.Holds(ctx, key, e.WriteAt)

@@ -19,8 +19,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	ghemu "github.com/keyrotor/keyrotor/internal/emulators/github"
+	"github.com/keyrotor/keyrotor/shared/awsconf/lambdaenv"
 	"github.com/keyrotor/keyrotor/shared/delivery"
 	"github.com/keyrotor/keyrotor/shared/ledger"
 	"github.com/keyrotor/keyrotor/shared/rotation"
@@ -293,5 +295,84 @@ func TestMotoDeliveryInvalidDocumentBlocksAtFind(t *testing.T) {
 	}
 	if keys := c.status("gus"); len(keys) != 1 || keys[old] != "Active" {
 		t.Fatalf("keys %v; want only the old key, Active", keys)
+	}
+}
+
+// TestMotoDeliveryFailedSecondValueIsNotWrittenTwice: the first value's
+// write took effect and the second's failed before it did (a 500). The
+// retry writes only what the repository lacks: each value once. (The
+// calendar simulation, seed 1, day 0: the key id was written twice.)
+func TestMotoDeliveryFailedSecondValueIsNotWrittenTwice(t *testing.T) {
+	c := newCalendar(t)
+	gh := c.withGitHub("gus")
+	gh.Fail(ghemu.Match(http.MethodPut, "/AWS_SECRET_ACCESS_KEY"), http.StatusInternalServerError, 1)
+	old, _ := c.oldUserWithSecret("gus", 100)
+	if _, out := c.run(`{}`); out[old] != "adopting" {
+		t.Fatalf("%q; want delivered on the retry and the window started", out[old])
+	}
+	newID, newSecret := c.newKey(old)
+	if id, secret, _ := delivered(t, gh); id != newID || secret != newSecret {
+		t.Fatalf("the repository holds %q; want the new key %s", id, newID)
+	}
+	for _, name := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+		if n := gh.Writes("repo:octo/app", name); n != 1 {
+			t.Errorf("%s written %d times; want once (the retry writes only what is missing)", name, n)
+		}
+	}
+}
+
+// dropSSMPut performs the first PutParameter and then loses its answer.
+type dropSSMPut struct {
+	mu   sync.Mutex
+	seen int
+}
+
+func (d *dropSSMPut) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if r.Header.Get("X-Amz-Target") == "AmazonSSM.PutParameter" {
+		if d.seen++; d.seen == 1 && err == nil {
+			resp.Body.Close()
+			return nil, errors.New("connection reset by peer")
+		}
+	}
+	return resp, err
+}
+
+// TestMotoDeliverySSMLostAnswerIsNotWrittenTwice: the first parameter's
+// write took effect and its answer was lost. The retry writes only the
+// parameter that lacks its value: each is written once.
+func TestMotoDeliverySSMLostAnswerIsNotWrittenTwice(t *testing.T) {
+	c := newCalendar(t)
+	c.cfg.DeliveryParameters = []string{"/ci/*"}
+	names := []string{"/ci/app/aws-access-key-id", "/ci/app/aws-secret-access-key"}
+	c.w.Destinations = docs{"/hal": {Version: 1, Destinations: []delivery.Spec{{Type: "ssm", IDName: names[0], SecretName: names[1]}}}}
+	drop := &dropSSMPut{}
+	cfg := c.a.Config.Copy()
+	cfg.HTTPClient = &http.Client{Transport: drop}
+	// As the deliver function's clients (awsconf.FromLambdaEnv): the SDK
+	// retries throttling only, never a send whose answer was lost.
+	cfg.Retryer = func() aws.Retryer { return lambdaenv.ThrottleRetryer(8) }
+	c.w.Delivery = delivery.Env{AWS: func(context.Context, string, string) (delivery.AWSClients, error) {
+		return delivery.AWSClients{SSM: ssm.NewFromConfig(cfg)}, nil
+	}}
+	old, _ := c.oldUserWithSecret("hal", 100)
+	if _, out := c.run(`{}`); out[old] != "adopting" {
+		t.Fatalf("%q; want delivered on the retry and the window started", out[old])
+	}
+	if drop.seen < 1 {
+		t.Fatal("no answer was lost: the test tested nothing")
+	}
+	newID, newSecret := c.newKey(old)
+	api := ssm.NewFromConfig(c.a.Config)
+	for i, want := range []string{newID, newSecret} {
+		out, err := api.GetParameter(context.Background(), &ssm.GetParameterInput{Name: aws.String(names[i]), WithDecryption: aws.Bool(true)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if aws.ToString(out.Parameter.Value) != want || out.Parameter.Version != 1 {
+			t.Errorf("%s: version %d, holds the new value: %v; want the new value, written once (version 1)", names[i], out.Parameter.Version, aws.ToString(out.Parameter.Value) == want)
+		}
 	}
 }
