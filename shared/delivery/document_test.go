@@ -47,7 +47,7 @@ func TestParseDocument(t *testing.T) {
 		{"destinations missing", `{"version":1}`, "destinations", "empty"},
 		{"too many", `{"version":1,"destinations":[` + many + `]}`, "destinations", fmt.Sprintf("at most %d", delivery.MaxDestinations)},
 		{"twice", `{"version":1,"destinations":[` + ssmSpec + `,` + secretsSpec + `,` + ssmSpec + `]}`, "destinations[2]", "the same destination as destinations[0]"},
-		{"unknown type", `{"version":1,"destinations":[` + ssmSpec + `,{"type":"github","repository":"o/r"}]}`, "destinations[1].type", `unknown destination type "github"; want one of secretsmanager, ssm`},
+		{"unknown type", `{"version":1,"destinations":[` + ssmSpec + `,{"type":"gitea","repository":"o/r"}]}`, "destinations[1].type", `unknown destination type "gitea"; want one of circleci, github, gitlab, secretsmanager, ssm`},
 		{"no type", `{"version":1,"destinations":[{"idName":"/a"}]}`, "destinations[0].type", "unknown destination type"},
 		{"a type's rule", `{"version":1,"destinations":[{"type":"ssm","idName":"/a/id"}]}`, "destinations[0].secretName", "missing"},
 		{"empty", ``, "document", "empty; want a JSON object"},
