@@ -29,8 +29,11 @@ import (
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	"github.com/keyrotor/keyrotor/internal/awstest"
+	ghemu "github.com/keyrotor/keyrotor/internal/emulators/github"
+	glemu "github.com/keyrotor/keyrotor/internal/emulators/gitlab"
 	"github.com/keyrotor/keyrotor/internal/faultproxy"
 	"github.com/keyrotor/keyrotor/internal/local"
+	"github.com/keyrotor/keyrotor/shared/delivery"
 	"github.com/keyrotor/keyrotor/shared/ledger"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
@@ -73,7 +76,7 @@ var permExceptions = []struct{ fn, action, needs, why string }{
 
 // permNeedsStar are actions that support no resource-level permission
 // (Service Authorization Reference): their statement's resource is "*".
-var permNeedsStar = map[string]bool{"iam:GenerateCredentialReport": true, "iam:GetCredentialReport": true}
+var permNeedsStar = map[string]bool{"iam:GenerateCredentialReport": true, "iam:GetCredentialReport": true, "ssm:DescribeParameters": true}
 
 // TestSlowPermissionsFromBehaviour derives each function's permissions from
 // what it does: for every configuration that changes which calls the
@@ -110,6 +113,7 @@ func TestSlowPermissionsFromBehaviour(t *testing.T) {
 	retireTmpl := sy.start(t, "retirePasswords", map[string]any{"retirePasswords": true})
 	exemptTmpl := sy.start(t, "exemptGroup", map[string]any{"exemptGroup": "breakglass"})
 	adoptTmpl := sy.start(t, "adoptionDays", map[string]any{"adoptionDays": 3})
+	deliverTmpl := sy.start(t, "delivery", map[string]any{"deliveryParameters": []any{"/ci/*"}, "deliverySecrets": []any{"ci/aws"}})
 
 	var results []*permResult
 
@@ -262,8 +266,72 @@ func TestSlowPermissionsFromBehaviour(t *testing.T) {
 		results = append(results, newPermResult(t, "adoptionDays", tmpl, p.Log()))
 	})
 
-	if len(results) != 5 {
-		t.Fatalf("only %d of 5 configurations ran: no conclusion on unused permissions", len(results))
+	// delivery: alice's new key goes to a GitHub repository secret, two
+	// SSM parameters and a Secrets Manager secret (deliver reads its
+	// document, the stored key and the hub's token, and writes and reads
+	// back each); bob's GitLab project answers 500, so deliver records the
+	// failure and tells the admins.
+	t.Run("delivery", func(t *testing.T) {
+		a := awstest.New(t)
+		seed(t, a)
+		ctx := context.Background()
+		tmpl := deliverTmpl(t)
+		gh, err := ghemu.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { gh.Close() })
+		gh.AddRepo("octo/app")
+		gl, err := glemu.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(gl.Close)
+		gl.AddProject("group/app")
+		gl.FailUntil(time.Now().Add(time.Hour))
+		for name, value := range map[string]string{"keyrotor-delivery/github": gh.Token(), "keyrotor-delivery/gitlab": gl.Token()} {
+			if _, err := a.Secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(value)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Created empty by its owner, for keyrotor to fill: deliver finds
+		// it with DescribeSecret.
+		if _, err := a.Secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("ci/aws")}); err != nil {
+			t.Fatal(err)
+		}
+		rt, err := local.ReadTemplate(tmpl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		table := "keyrotor-" + rt.OfType("AWS::DynamoDB::Table")[0]
+		a.Records(t, table)
+		docs := &delivery.Store{API: a.DynamoDB, Table: table}
+		for user, doc := range map[string]*delivery.Document{
+			// No adoption window (nobody here would use the new key):
+			// deactivated once every destination holds it.
+			"alice": {Version: 1, Adoption: delivery.AdoptionOff, Destinations: []delivery.Spec{
+				{Type: "github", Repository: "octo/app", Credential: "keyrotor-delivery/github", URL: gh.URL()},
+				{Type: "ssm", IDName: "/ci/alice/id", SecretName: "/ci/alice/secret"},
+				{Type: "secretsmanager", SecretID: "ci/aws"},
+			}},
+			"bob": {Version: 1, Destinations: []delivery.Spec{{Type: "gitlab", Project: "group/app", Credential: "keyrotor-delivery/gitlab", URL: gl.URL()}}},
+		} {
+			if err := docs.Put(ctx, "", user, doc, "test"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p, ps := permProxy(t, a)
+		if code, _, errOut := permRun(t, tmpl, ps.url()); code == 0 || code == 1 {
+			t.Fatalf("exit %d; want 3 (bob's rotation waits for its delivery)\n%s", code, errOut)
+		}
+		if v, _ := gh.Value("repo:octo/app", "AWS_ACCESS_KEY_ID"); v == "" {
+			t.Fatal("alice's key was not delivered to GitHub")
+		}
+		results = append(results, newPermResult(t, "delivery", tmpl, p.Log()))
+	})
+
+	if len(results) != 6 {
+		t.Fatalf("only %d of 6 configurations ran: no conclusion on unused permissions", len(results))
 	}
 	checkUnused(t, results)
 }
