@@ -22,6 +22,7 @@ func TestSamplePayloads(t *testing.T) {
 	}{
 		{"find", func() any { return &rotation.FindInput{} }, func() any { return &rotation.Plan{} }},
 		{"create-and-store", func() any { return &rotation.Task{} }, func() any { return &rotation.NewKey{} }},
+		{"deliver", func() any { return &rotation.Task{} }, func() any { return &rotation.Delivery{} }},
 		{"notify", func() any { return &rotation.Task{} }, func() any { return &rotation.Notice{} }},
 		{"check-adoption", func() any { return &rotation.Task{} }, func() any { return &rotation.Adoption{} }},
 		{"deactivate", func() any { return &rotation.Task{} }, func() any { return &rotation.Deactivation{} }},
@@ -81,6 +82,10 @@ func TestSampleStatePaths(t *testing.T) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(read("notify", "output.json"), &fields); err != nil || fields["accepted"] == nil {
 		t.Fatalf("notify/output.json lacks accepted (%v)", err)
+	}
+	// NoticeSent branches on $.delivery.complete first.
+	if err := json.Unmarshal(read("deliver", "output.json"), &fields); err != nil || fields["complete"] == nil {
+		t.Fatalf("deliver/output.json lacks complete (%v)", err)
 	}
 	var d rotation.Deactivation
 	if err := json.Unmarshal(read("deactivate", "output.json"), &d); err != nil || d.GraceExecution == "" ||
