@@ -46,7 +46,7 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	orgDir := fs.String("organization", "", "the organization mode's templates (make synth writes build/cdk.org): adds the organization act, over three emulated member accounts (default: no organization act)")
 	var rf runFlags
 	rf.register(fs)
-	if code, ok := parseFlags(fs, args, "usage: keyrotor demo [--wait DURATION] [--delivery DIR] [--organization DIR]\n\nStarts moto_server, seeds an account of 40 users, and runs the synthesized state machine\nwith the grace period shortened; with --adoption-window, a second act with an adoption window;\nwith --delivery, an act delivering new keys where pipelines read them; with --organization,\na last act over an emulated organization. Stops everything it started, also on Ctrl-C.", stdout, stderr); !ok {
+	if code, ok := parseFlags(fs, args, "usage: keyrotor demo [--wait DURATION] [--delivery DIR] [--organization DIR]\n\nStarts moto_server, seeds an account of 40 users, and runs the synthesized state machine\nwith the grace period shortened; with --adoption-window, a second act with an adoption window;\nwith --organization, an act over an emulated organization; with --delivery, a last act\ndelivering new keys where pipelines read them. Stops everything it started, also on Ctrl-C.", stdout, stderr); !ok {
 		return code
 	}
 	if rf.name == "" {
@@ -103,13 +103,16 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return code
 		}
 	}
-	if *deliveryDir != "" && !demoOrganizationOnly {
-		if code := demoDelivery(ctx, rf, *deliveryDir, srv.Endpoint, cfg, srv.SetClock, *wait, stdout, stderr); code != 0 {
+	// The organization act before the delivery act: the delivery act
+	// leaves one user's rotation waiting for its destination (down all
+	// along), which the organization hub's run would otherwise pick up.
+	if *orgDir != "" && !demoDeliveryOnly {
+		if code := demoOrganization(ctx, rf, *orgDir, srv, cfg, st.Config.SecretPrefix, *wait, stdout, stderr); code != 0 {
 			return code
 		}
 	}
-	if *orgDir != "" && !demoDeliveryOnly {
-		return demoOrganization(ctx, rf, *orgDir, srv, cfg, st.Config.SecretPrefix, *wait, stdout, stderr)
+	if *deliveryDir != "" && !demoOrganizationOnly {
+		return demoDelivery(ctx, rf, *deliveryDir, srv.Endpoint, cfg, srv.SetClock, *wait, stdout, stderr)
 	}
 	return 0
 }
@@ -663,11 +666,9 @@ func demoDelivery(ctx context.Context, rf runFlags, dir string, endpoint string,
 	if rf.adoptionCheck == 0 {
 		rf.adoptionCheck = 2 * time.Second
 	}
-	fmt.Fprintf(stderr, "\nDelivery: %s, %s and %s are due, each with a registered destination\n"+
-		"(keyrotor destinations set) that its pipeline reads its key from every second, never from\n"+
-		"Secrets Manager: a GitHub repository secret (an emulator on %s), two SSM parameters\n"+
-		"under /ci/, and a GitLab project variable whose API answers 500 all along. Template\n"+
-		"%s (deliveryParameters /ci/*), adoption checked every %s.\n\n",
+	fmt.Fprintf(stderr, "\nDelivery: %s, %s and %s are due, each with a destination (keyrotor destinations set)\n"+
+		"its pipeline reads its key from every second: a GitHub repository secret (emulator on %s), two SSM parameters\n"+
+		"under /ci/, a GitLab project variable whose API answers 500 all along. Template %s, adoption checked every %s.\n\n",
 		demo.DeliveryUsers[0], demo.DeliveryUsers[1], demo.DeliveryUsers[2], d.GitHub.URL(), rf.template, rf.adoptionCheck)
 	pctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -33,6 +33,13 @@ type progress struct {
 	keys    keyCounts
 	seen    map[string]bool // key executions started
 	lastKey time.Time
+	// kinds are the top-level states' types: only the states that do
+	// work (Task, Map) get an "ok" line; a Choice or a Succeed says
+	// nothing a person needs.
+	kinds map[string]string
+	// lastRetry is the last retry line without its time: the same retry
+	// again (a state retried with the same reason) is not printed twice.
+	lastRetry string
 }
 
 // keyCounts totals the key executions of a run.
@@ -41,7 +48,10 @@ type keyCounts struct{ started, deleted, kept, failed int }
 func (k keyCounts) running() int { return k.started - k.deleted - k.kept - k.failed }
 
 func newProgress(w io.Writer) *progress {
-	p := &progress{w: w, started: map[string]time.Time{}, failure: map[string]local.Event{}, seen: map[string]bool{}}
+	// The periodic lines count from now: the first event is not "a long
+	// time since the last line".
+	now := time.Now()
+	p := &progress{w: w, started: map[string]time.Time{}, failure: map[string]local.Event{}, seen: map[string]bool{}, kinds: map[string]string{}, lastBar: now, lastKey: now}
 	if f, ok := w.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 			p.tty = true
@@ -83,7 +93,12 @@ func (p *progress) event(e local.Event) {
 		case e.User != "":
 			where = " for " + who(e)
 		}
-		fmt.Fprintf(p.w, "%s  retry %s%s: %s\n", clock(e.Time), e.State, where, reason(p.failure[fkey]))
+		line := fmt.Sprintf("retry %s%s: %s", e.State, where, reason(p.failure[fkey]))
+		if line == p.lastRetry {
+			return
+		}
+		p.lastRetry = line
+		fmt.Fprintf(p.w, "%s  %s\n", clock(e.Time), line)
 		return
 	}
 	if e.Execution != "" {
@@ -93,12 +108,16 @@ func (p *progress) event(e local.Event) {
 	switch {
 	case e.Type == "StateEntered" && e.Index < 0:
 		p.started[e.State] = e.Time
+		p.kinds[e.State] = e.StateType
 		if e.StateType == "Map" {
 			p.done, p.failed = 0, 0
 			p.clearBar()
 			fmt.Fprintf(p.w, "%s  > %s\n", clock(e.Time), e.State)
 		}
 	case e.Type == "StateExited" && e.Index < 0:
+		if k := p.kinds[e.State]; k == "Choice" || k == "Succeed" || k == "Pass" {
+			return
+		}
 		p.clearBar()
 		took := max(e.Time.Sub(p.started[e.State]), 0)
 		fmt.Fprintf(p.w, "%s  ok %s (%s)\n", clock(e.Time), e.State, took.Round(time.Millisecond))
@@ -190,8 +209,9 @@ func (p *progress) clearBar() {
 	}
 }
 
-// bar draws the users' progress: redrawn in place on a terminal; a line
-// at each quarter (and at the end) otherwise.
+// bar draws the users' progress: redrawn in place on a terminal;
+// otherwise a line at the end, half-way for ten users or more, and every
+// 30 s of a long map.
 func (p *progress) bar(force bool) {
 	total := max(p.total, p.done)
 	if total == 0 {
@@ -207,8 +227,9 @@ func (p *progress) bar(force bool) {
 		fmt.Fprint(p.w, "\r\x1b[K"+line)
 		return
 	}
-	quarter := func(n int) int { return n * 4 / total }
-	if force || p.done == total || quarter(p.done) != quarter(p.done-1) || time.Since(p.lastBar) > 30*time.Second {
+	half := func(n int) int { return n * 2 / total }
+	midway := total >= 10 && half(p.done) != half(p.done-1) // a few users: the end alone
+	if force || p.done == total || midway || time.Since(p.lastBar) > 30*time.Second {
 		p.lastBar = time.Now()
 		fmt.Fprintln(p.w, line)
 	}

@@ -26,7 +26,13 @@ func TestProgress(t *testing.T) {
 	top("StateEntered", "FindDueKeys", "Task", 0)
 	events = append(events, local.Event{Type: "StateFailed", State: "FindDueKeys", Index: -1, Error: "ReportNotReadyError", Cause: "credential report not ready yet (state STARTED); retry later", Time: at(10)},
 		local.Event{Type: "StateRetried", State: "FindDueKeys", Index: -1, Time: at(11)})
+	// The same retry again (same state, same reason) is not a new line.
+	events = append(events, local.Event{Type: "StateFailed", State: "FindDueKeys", Index: -1, Error: "ReportNotReadyError", Cause: "credential report not ready yet (state STARTED); retry later", Time: at(20)},
+		local.Event{Type: "StateRetried", State: "FindDueKeys", Index: -1, Time: at(21)})
 	top("StateExited", "FindDueKeys", "Task", 1500)
+	// A Choice does no work: no "ok" line.
+	top("StateEntered", "IsDryRun", "Choice", 1500)
+	top("StateExited", "IsDryRun", "Choice", 1500)
 	top("StateEntered", "RotateEachUser", "Map", 1500)
 	keyOut := func(user, key string, deleted bool, why string) json.RawMessage {
 		b, _ := json.Marshal(map[string]any{"item": map[string]any{"user": user, "oldKey": map[string]any{"id": key}}, "cleanup": map[string]any{"deleted": deleted, "reason": why}})
@@ -68,7 +74,10 @@ func TestProgress(t *testing.T) {
 			t.Errorf("progress lacks %q:\n%s", want, out)
 		}
 	}
-	for _, bad := range []string{"(-", "ok WaitForGracePeriod", "ok DeleteOldKey", "> FindDueKeys"} {
+	if n := strings.Count(out, "retry FindDueKeys"); n != 1 {
+		t.Errorf("the same retry printed %d times; want once:\n%s", n, out)
+	}
+	for _, bad := range []string{"(-", "ok WaitForGracePeriod", "ok DeleteOldKey", "> FindDueKeys", "ok IsDryRun"} {
 		if strings.Contains(out, bad) {
 			t.Errorf("progress has %q:\n%s", bad, out)
 		}
