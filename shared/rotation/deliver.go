@@ -202,6 +202,21 @@ func (d *Deliverer) deliverOne(ctx context.Context, rc rotationCtx, rec *ledger.
 		return where, false, e.Reason, isRetryable(ferr), nil
 	}
 	resume := false
+	if e.WriteAt.IsZero() && rec.PrevNewKeyID != "" && rec.PrevNewKeyID == rec.NewKeyID {
+		// This rotation reuses the previous rotation's new key (a held
+		// rotation restarted): a destination written then holds it
+		// already, and is not written again.
+		held, herr := dest.Holds(ctx, key, rec.NewKeyCreated)
+		if herr != nil {
+			e.Tries++
+			return fail("reading it", herr)
+		}
+		if held {
+			e.State, e.VerifiedAt, e.Reason = ledger.DeliveryVerified, rc.now, ""
+			rec.Log(rc.now, rec.State, rc.execution, "delivered to "+where+" (it holds the reused key already)")
+			return where, true, "", false, nil
+		}
+	}
 	if !e.WriteAt.IsZero() {
 		// An earlier attempt began writing: did it take effect?
 		held, herr := dest.Holds(ctx, key, e.WriteAt)

@@ -376,3 +376,47 @@ func TestMotoDeliverySSMLostAnswerIsNotWrittenTwice(t *testing.T) {
 		}
 	}
 }
+
+// TestMotoDeliveryReusedKeyIsNotWrittenAgain: a rotation held by a
+// person restarts after the hold and reuses the previous rotation's new
+// key (still Active and stored). The destination holds it already: it is
+// not written again. (The calendar simulation, make soak SEED=11, day 41:
+// each value written twice.)
+func TestMotoDeliveryReusedKeyIsNotWrittenAgain(t *testing.T) {
+	c := newCalendar(t)
+	c.cfg.GracePeriod, c.cfg.HoldDays = oneDay, 1
+	gh := c.withGitHub("hana")
+	old, _ := c.oldUserWithSecret("hana", 100)
+	if _, out := c.run(`{}`); out[old] != "adopting" {
+		t.Fatalf("day 0: %q; want delivered and the window started", out[old])
+	}
+	newID, _ := c.newKey(old)
+	// The owner switches the old key off (the window's verdict), then on
+	// again during the grace: the rotation is held, and restarts after.
+	c.a.SetKeyStatus(t, "hana", old, false)
+	c.advance(oneDay)
+	c.run(`{}`)
+	reactivate(c, "hana", old)
+	var r2 *ledger.Record
+	for day := 2; day <= 6 && r2 == nil; day++ {
+		c.advance(oneDay)
+		c.run(`{}`)
+		if r := c.record(old); r.Rotation == 2 && len(r.Deliveries) > 0 {
+			r2 = r
+		}
+	}
+	if r2 == nil {
+		t.Fatalf("no second rotation delivered: %s", c.describe(old))
+	}
+	if r2.NewKeyID != newID || r2.PrevNewKeyID != newID {
+		t.Fatalf("rotation 2's new key %s (previous %s); want the reused key %s", r2.NewKeyID, r2.PrevNewKeyID, newID)
+	}
+	if r2.Deliveries[0].State != ledger.DeliveryVerified {
+		t.Fatalf("rotation 2's delivery %+v; want verified", r2.Deliveries)
+	}
+	for _, name := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+		if n := gh.Writes("repo:octo/app", name); n != 1 {
+			t.Errorf("%s written %d times; want once: the reused key was there already", name, n)
+		}
+	}
+}
