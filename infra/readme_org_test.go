@@ -10,18 +10,18 @@ import (
 	"github.com/keyrotor/keyrotor/shared/config"
 )
 
-// TestReadmeMemberPermissions keeps README's organization checklist true:
-// it lists exactly the member role's actions (MemberActions, with every
+// TestReadmeMemberPermissions keeps docs/organizations.md's member role
+// section true (README links to it): it lists exactly the member role's actions (MemberActions, with every
 // option on), no more, no fewer.
 func TestReadmeMemberPermissions(t *testing.T) {
-	b, err := os.ReadFile("../README.md")
+	b, err := os.ReadFile("../docs/organizations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
 	start := strings.Index(s, "The member stack's role `KeyRotorMember`")
 	if start < 0 {
-		t.Fatal("README lacks the member stack's permissions in its Organizations section")
+		t.Fatal("docs/organizations.md lacks the member stack's permissions in its member role section")
 	}
 	para := s[start:]
 	para = para[:strings.Index(para, "\n\n")]
@@ -34,6 +34,6 @@ func TestReadmeMemberPermissions(t *testing.T) {
 	all.RetirePasswords, all.ExemptGroup = true, "exempt"
 	want := MemberActions(all)
 	if strings.Join(listed, " ") != strings.Join(want, " ") {
-		t.Fatalf("README lists the member role's actions\n%v\nwant (MemberActions with every option)\n%v", listed, want)
+		t.Fatalf("docs/organizations.md lists the member role's actions\n%v\nwant (MemberActions with every option)\n%v", listed, want)
 	}
 }

@@ -1,5 +1,5 @@
 // Package fault is the fault injection and the clock the CI API emulators
-// (internal/emulators/gitlab and internal/emulators/circleci) share: a
+// (internal/emulators/github, gitlab and circleci) share: a
 // request can be answered with a chosen status a number of times, or every
 // request with 500 until a given time of the emulator's clock ("the
 // destination is down for a day").

@@ -53,7 +53,7 @@ func (s *Server) gate(next http.Handler) http.Handler {
 			s.mu.Unlock()
 		}()
 		s.mu.Lock()
-		status := s.injected(r)
+		status := s.faults.Status(r)
 		tok, hasAuth := bearer(r)
 		valid := s.tokens[tok]
 		s.mu.Unlock()

@@ -42,6 +42,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/nacl/box"
+
+	"github.com/keyrotor/keyrotor/internal/emulators/fault"
 )
 
 // APIVersion is the only REST API version the emulator serves.
@@ -53,19 +55,18 @@ type Server struct {
 	ln  net.Listener
 	url string
 
-	mu        sync.Mutex
-	now       func() time.Time
-	tokens    map[string]bool
-	token     string
-	repos     map[string]*repo  // lower-cased "owner/repo"
-	scopes    map[string]*scope // lower-cased scope
-	orgs      map[string]string // lower-cased org -> org as added
-	nextID    int64             // repository ids
-	faults    []*fault          // in the order added
-	downUntil time.Time         // zero: up
-	calls     []Call            // every request, in order
-	keyIDs    map[string]*scope // key id -> scope, to tell a stale key id from an unknown one
-	byRepoID  map[int64]*repo   // selected_repository_ids
+	mu       sync.Mutex
+	now      func() time.Time
+	tokens   map[string]bool
+	token    string
+	repos    map[string]*repo  // lower-cased "owner/repo"
+	scopes   map[string]*scope // lower-cased scope
+	orgs     map[string]string // lower-cased org -> org as added
+	nextID   int64             // repository ids
+	faults   *fault.Set        // injected failures, on the emulator's clock
+	calls    []Call            // every request, in order
+	keyIDs   map[string]*scope // key id -> scope, to tell a stale key id from an unknown one
+	byRepoID map[int64]*repo   // selected_repository_ids
 }
 
 type repo struct {
@@ -115,6 +116,7 @@ func Start() (*Server, error) {
 		ln:       ln,
 		url:      "http://" + ln.Addr().String(),
 		now:      time.Now,
+		faults:   fault.New(),
 		tokens:   map[string]bool{},
 		repos:    map[string]*repo{},
 		scopes:   map[string]*scope{},
@@ -164,6 +166,7 @@ func (s *Server) SetClock(now func() time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.now = now
+	s.faults.SetClock(now)
 }
 
 // AddRepo adds a repository "owner/repo" and returns its id (the id an
