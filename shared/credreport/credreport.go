@@ -139,6 +139,7 @@ func Parse(r io.Reader) ([]Row, error) {
 				LastUsedService: p.optional(pre + "last_used_service"),
 			}
 			pre = "cert_" + strconv.Itoa(s) + "_"
+			row.Certs[s-1] = Cert{Slot: s} // a report without the columns: no certificate
 			if _, ok := idx[pre+"last_rotated"]; ok {
 				row.Certs[s-1] = Cert{Slot: s, Active: p.bool(pre + "active"), LastRotated: p.time(pre + "last_rotated")}
 			}
