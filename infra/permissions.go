@@ -62,6 +62,7 @@ var Permissions = map[string][]string{
 	},
 	"delete": {
 		"iam:ListAccessKeys", "iam:DeleteAccessKey",
+		"iam:GetAccessKeyLastUsed",              // a key used since it was switched off was re-activated by a person: kept
 		"iam:GetUser", "iam:DeleteLoginProfile", // console passwords, when retirePasswords is on
 		"dynamodb:GetItem", "dynamodb:PutItem",
 		"sns:Publish",

@@ -140,7 +140,7 @@ func TestSlowE2EDelivery(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.Run(pctx, a.Config, a.IAM)
+			p.Run(pctx, a.Config)
 		}()
 	}
 	defer func() { stop(); wg.Wait() }()

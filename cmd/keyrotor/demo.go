@@ -676,7 +676,7 @@ func demoDelivery(ctx context.Context, rf runFlags, dir string, endpoint string,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.Run(pctx, cfg, iam.NewFromConfig(cfg))
+			p.Run(pctx, cfg)
 		}()
 	}
 	rf.name += "-delivery"

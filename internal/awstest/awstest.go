@@ -27,6 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
 
 	"github.com/keyrotor/keyrotor/internal/motoserver"
 	"github.com/keyrotor/keyrotor/shared/awsconf"
@@ -343,19 +344,28 @@ func (a *Account) Use(t testing.TB, keyID, secret string) {
 	cfg := a.Config.Copy()
 	cfg.Credentials = credentials.NewStaticCredentialsProvider(keyID, secret, "")
 	if _, err := sts.NewFromConfig(cfg).GetCallerIdentity(context.Background(), &sts.GetCallerIdentityInput{}); err != nil {
-		t.Fatalf("use key %s: %v", keyID, err)
+		t.Fatalf("use key %s: %v (AWS and the emulator refuse an Inactive key)", keyID, err)
 	}
 }
 
 // Work plays a pipeline's work with a key: an S3 ListBuckets signed with
-// it (moto records the key's last use: service s3, at moto's clock).
-func (a *Account) Work(t testing.TB, keyID, secret string) {
+// it (moto records the key's last use: service s3, at moto's clock). It
+// reports false when the key is refused, as AWS refuses an Inactive key
+// (the emulator does too: internal/motoserver); any other error fails t.
+func (a *Account) Work(t testing.TB, keyID, secret string) bool {
 	t.Helper()
 	cfg := a.Config.Copy()
 	cfg.Credentials = credentials.NewStaticCredentialsProvider(keyID, secret, "")
-	if _, err := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }).ListBuckets(context.Background(), &s3.ListBucketsInput{}); err != nil {
-		t.Fatalf("work with key %s: %v", keyID, err)
+	_, err := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }).ListBuckets(context.Background(), &s3.ListBucketsInput{})
+	var ae smithy.APIError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &ae) && ae.ErrorCode() == "InvalidAccessKeyId":
+		return false
 	}
+	t.Fatalf("work with key %s: %v", keyID, err)
+	return false
 }
 
 // KeyWithSecret creates an access key and returns its id and secret.

@@ -128,6 +128,9 @@ type World struct {
 
 	offset time.Duration
 	runs   int
+	// plan is the last daily run's plan (nil when its find failed): a
+	// violation says what find made of the key.
+	plan   *rotation.Plan
 	grace  []PendingGrace
 	window []*PendingWindow
 	starts map[string]int
@@ -466,6 +469,7 @@ func (w *World) RunDay(ctx context.Context, between func()) (*rotation.Plan, []O
 	plan, err := retried(ctx, invoke(w, "FindDueKeys", exec, func() (*rotation.Plan, error) {
 		return f.Handle(ctx, rotation.FindInput{Request: json.RawMessage(`{}`), ExecutionName: exec})
 	}))
+	w.plan = plan
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: find: %w", exec, err)
 	}
@@ -872,4 +876,26 @@ func containsAny(s string, ids ...string) bool {
 		}
 	}
 	return false
+}
+
+// PlanSays is what the last daily run's find made of a credential: the
+// item it planned, or the list that reported it and why.
+func (w *World) PlanSays(keyID string) string {
+	p := w.plan
+	if p == nil {
+		return "the last daily run's find failed"
+	}
+	for _, it := range p.Items {
+		if it.OldKey.ID == keyID {
+			return fmt.Sprintf("planned: %s (%s)", it.Action, it.Reason)
+		}
+	}
+	for name, l := range map[string][]rotation.Skipped{"blocked": p.Blocked, "exempt": p.Exempt, "held": p.Held, "attention": p.Attention, "in flight": p.InFlight, "adopting": p.Adopting} {
+		for _, s := range l {
+			if s.KeyID == keyID {
+				return fmt.Sprintf("%s: %s", name, s.Reason)
+			}
+		}
+	}
+	return "not in the last plan (not a candidate)"
 }

@@ -640,8 +640,9 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 				// A person deactivated the old key (in its adoption window:
 				// the switch-over, or before a switch-over on evidence):
 				// its grace runs from keyrotor's recording that, after the
-				// person's act.
-				if pd := lastPerson(a.KeyID, a.At, "deactivate"); !pd.IsZero() && !rec.DeactivatedAt.IsZero() && !pd.After(rec.DeactivatedAt.Add(time.Second)) {
+				// person's act (the one before keyrotor recorded it: the
+				// person may have switched it on and off again since).
+				if pd := lastPerson(a.KeyID, rec.DeactivatedAt.Add(2*time.Second), "deactivate"); !pd.IsZero() && !rec.DeactivatedAt.IsZero() {
 					deact = rec.DeactivatedAt
 				}
 			}
@@ -967,7 +968,15 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 				continue
 			}
 			rep.Checks["nothing ended silently"]++
-			if w.Now().Before(rec.HeldUntil.Add(endedSlack)) || rec.Attention != "" || w.Now().Sub(rec.History[len(rec.History)-1].At) < endedSlack {
+			// The slack runs from the later of the rotation's end and a
+			// person's last act on the user's keys (a key switched back on,
+			// or the user's other key deleted, after today's find is first
+			// seen by tomorrow's).
+			since := rec.History[len(rec.History)-1].At
+			if pa := p.touched[ref]; pa.After(since) {
+				since = pa
+			}
+			if w.Now().Before(rec.HeldUntil.Add(endedSlack)) || rec.Attention != "" || w.Now().Sub(since) < endedSlack {
 				continue
 			}
 			ks, err := w.PeopleIn(acct).IAM.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(name)})
@@ -983,7 +992,7 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 			if len(ks.AccessKeyMetadata) > 1 || created.IsZero() || w.Now().Sub(created) < time.Duration(w.Config.MaxKeyAgeDays+2)*Day {
 				continue // the two-key rule blocks it, or it is not due
 			}
-			fail("user %s key %s is due and Active, and its rotation %d %s on %s without a hold or a person needed: it never restarts (%s)", ref, id, rec.Rotation, rec.State, stamp(rec.History[len(rec.History)-1].At), summary(rec))
+			fail("user %s key %s is due and Active, and its rotation %d %s on %s without a hold or a person needed: it never restarts (%s; find's last plan: %s)", ref, id, rec.Rotation, rec.State, stamp(rec.History[len(rec.History)-1].At), summary(rec), w.PlanSays(id))
 		}
 	}
 	// 7. No secret in any output: step outputs and logs, mails, messages.

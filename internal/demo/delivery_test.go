@@ -32,7 +32,7 @@ func TestMotoDeliveredPipeline(t *testing.T) {
 		}}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); p.Run(ctx, a.Config, a.IAM) }()
+	go func() { defer close(done); p.Run(ctx, a.Config) }()
 	defer func() { stop(); <-done }()
 	wait := func(what string, ok func() bool) {
 		t.Helper()
@@ -53,7 +53,7 @@ func TestMotoDeliveredPipeline(t *testing.T) {
 	// The old key off while the pipeline still uses it: a failure.
 	a.SetKeyStatus(t, "ci", oldID, false)
 	wait("a failure", func() bool { _, f, _, _ := p.Result(); return len(f) > 0 })
-	if _, failures, _, _ := p.Result(); !strings.Contains(failures[0], "does not list as Active") {
+	if _, failures, _, _ := p.Result(); !strings.Contains(failures[0], "InvalidAccessKeyId") {
 		t.Fatalf("failure %q; want the inactive key named", failures[0])
 	}
 	// Both values new: taken up.

@@ -42,6 +42,11 @@ type Facts struct {
 	// UsedSinceNotice: the step read the old key's last use, and it is
 	// after the owner's notice (a retirement's premise, "unused", broke).
 	UsedSinceNotice bool
+	// OldLastUsed is the old key's last use, when the step read it (zero:
+	// not read, or never used). An Inactive key cannot be used: a use
+	// after keyrotor's switch-off (past the status lag) shows that a
+	// person re-activated it since, even if it is Inactive again now.
+	OldLastUsed time.Time
 	// Lag replaces StatusLag (0: StatusLag): a run against an emulated
 	// account, which lists every change at once, sets it shorter.
 	Lag time.Duration
@@ -125,6 +130,11 @@ func Decide(rec *Record, ev Event, f Facts) Decision {
 		case rec.State == Adopting && rec.Adoption != nil && rec.Adoption.SwitchOver == SwitchPerson:
 			return Decision{End: fmt.Sprintf("the old key was re-activated by a person after they deactivated it during the adoption window (%s); the verdict no longer holds.", rec.Adoption.SwitchedAt.UTC().Format(time.RFC3339)), Hold: true}
 		}
+	}
+	if rec.State == Deactivated && rec.Action != "retire-password" && !rec.DeactivatedAt.IsZero() && f.OldLastUsed.After(rec.DeactivatedAt.Add(f.lag())) {
+		// Switched on and off again between two looks: IAM keeps no
+		// status history, but the key's use shows it.
+		return Decision{End: fmt.Sprintf("the old key was used on %s, after it was switched off on %s: a person re-activated it since (an Inactive key cannot be used); it is kept.", f.OldLastUsed.UTC().Format(time.RFC3339), rec.DeactivatedAt.UTC().Format(time.RFC3339)), Hold: true}
 	}
 	// A retirement rests on "unused". A step of another kind finding it
 	// (the credential is due for rotation: it was used) ends it; the

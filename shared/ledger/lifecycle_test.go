@@ -26,6 +26,7 @@ func TestDecide(t *testing.T) {
 		verdict        string
 		recent         bool // keyrotor's deactivation was within ledger.StatusLag
 		undelivered    bool // a destination does not hold the new key yet
+		usedAfter      bool // the old key was used after it was switched off (past the lag)
 	}
 	// want returns the decision's shape for a cell: "begin", "stop",
 	// "go", "hold", "end", "end+begin".
@@ -48,6 +49,9 @@ func TestDecide(t *testing.T) {
 		}, "hold"},
 		{"re-activated after the person's own switch-over: the verdict is stale, held", func(c cell) bool {
 			return c.state == Adopting && c.verdict == SwitchPerson && c.oldKnown && c.oldA && c.action != "retire-password"
+		}, "hold"},
+		{"used after it was switched off: a person re-activated it since (Inactive again or not), held", func(c cell) bool {
+			return c.state == Deactivated && c.usedAfter && c.action != "retire-password"
 		}, "hold"},
 		{"a retirement met by another kind's due step ends; the new kind begins if it may", func(c cell) bool {
 			return c.ev == Due && c.kind != c.action && c.action != "rotate" && c.start
@@ -72,12 +76,16 @@ func TestDecide(t *testing.T) {
 							for _, held := range []bool{false, true} {
 								for _, notice := range []bool{false, true} {
 									for _, vr := range []string{"", SwitchEvidence, SwitchDeadline, SwitchPerson, "recent"} {
-										for _, undelivered := range []bool{false, true} {
+										for _, uu := range [][2]bool{{false, false}, {true, false}, {false, true}} {
+											undelivered, usedAfter := uu[0], uu[1]
 											verdict, recent := vr, vr == "recent"
 											if recent {
 												verdict = ""
 											}
-											c := cell{state: st, action: action, kind: kind, ev: ev, start: start, oldKnown: old != "unknown", oldA: old == "active", heldLive: held, notice: notice, verdict: verdict, recent: recent, undelivered: undelivered}
+											c := cell{state: st, action: action, kind: kind, ev: ev, start: start, oldKnown: old != "unknown", oldA: old == "active", heldLive: held, notice: notice, verdict: verdict, recent: recent, undelivered: undelivered, usedAfter: usedAfter}
+											if usedAfter && (st == "" || recent) {
+												continue // a use is "after" only of a switch-off past the lag
+											}
 											if recent && st != Deactivated {
 												continue
 											}
@@ -112,7 +120,11 @@ func TestDecide(t *testing.T) {
 													rec.Deliveries = append(rec.Deliveries, Delivery{Where: "ssm parameters /a, /b", State: DeliveryFailed})
 												}
 											}
-											d := Decide(rec, ev, Facts{Now: now, Kind: kind, Start: start, OldKnown: c.oldKnown, OldActive: c.oldA})
+											f := Facts{Now: now, Kind: kind, Start: start, OldKnown: c.oldKnown, OldActive: c.oldA, OldLastUsed: now.Add(-2 * time.Hour)}
+											if usedAfter {
+												f.OldLastUsed = now.Add(-time.Minute)
+											}
+											d := Decide(rec, ev, f)
 											var got string
 											switch {
 											case d.End != "" && d.Hold && !d.Begin && d.Stop == "":
@@ -178,6 +190,7 @@ func TestDecideSaysWhy(t *testing.T) {
 		{"deleted", &Record{State: Deleted, Rotation: 2}, Due, Facts{Start: true}, "rotation 2 already deleted"},
 		{"notice", &Record{State: Stored}, Deactivate, Facts{}, "notice has not gone out"},
 		{"retirement used since its notice", &Record{Action: "retire", State: Notified, Notice: NoticeAccepted}, Deactivate, Facts{OldKnown: true, OldActive: true, UsedSinceNotice: true}, "used after its owner was told"},
+		{"used after the switch-off", &Record{Action: "rotate", State: Deactivated, DeactivatedAt: now.Add(-48 * time.Hour)}, Continue, Facts{OldKnown: true, OldLastUsed: now.Add(-time.Hour)}, "a person re-activated it since"},
 		{"undelivered", &Record{State: Notified, Notice: NoticeAccepted, Deliveries: []Delivery{{Where: "gitlab project a/b", State: DeliveryFailed}}}, Deactivate, Facts{}, "not delivered to gitlab project a/b"},
 	}
 	for _, tt := range tests {

@@ -338,3 +338,55 @@ func TestAdoptionCheckNewKeyNotListedYet(t *testing.T) {
 		})
 	}
 }
+
+// Found by the 60-day soak (SEED=11, day 15): a person switches the old
+// key off during its window (the verdict: person, grace starts), on again
+// a second after the check recorded that, and off again a day later. The
+// person's re-activation is final for the rotation, whether a daily run
+// saw the key Active (seen) or only its use since shows it (used): the
+// key is not deleted when the grace that started before it ends.
+func TestMotoAdoptionPersonOffOnOffInGraceIsNotDeleted(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		use, seen bool
+	}{
+		{name: "seen Active by a daily run", seen: true},
+		{name: "used while Active, not seen", use: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCalendar(t)
+			c.cfg.AdoptionWindow = 5 * oneDay
+			old, oldSecret := c.oldUserWithSecret("quinn", 100)
+			c.run(`{}`)
+			c.advance(oneDay / 2)
+			c.a.SetKeyStatus(t, "quinn", old, false) // to see what breaks
+			c.advance(oneDay / 2)
+			c.run(`{}`)
+			if r := c.record(old); r.State != ledger.Deactivated || r.Adoption.SwitchOver != ledger.SwitchPerson {
+				t.Fatalf("day 1: %s; want the person's verdict and the grace started", c.describe(old))
+			}
+			c.advance(time.Second)
+			c.a.SetKeyStatus(t, "quinn", old, true) // undone
+			if tc.use {
+				c.advance(time.Hour)
+				c.a.Use(t, old, oldSecret)
+			}
+			if tc.seen {
+				c.advance(oneDay - time.Minute)
+				c.run(`{}`)
+			}
+			c.advance(time.Hour)
+			c.a.SetKeyStatus(t, "quinn", old, false) // and off again, their own act
+			for range 8 {
+				c.advance(oneDay)
+				c.run(`{}`)
+			}
+			if got := c.status("quinn")[old]; got != "Inactive" {
+				t.Fatalf("old key %q (%s); want kept, Inactive as the person left it: they re-activated it after keyrotor's grace started", got, c.describe(old))
+			}
+			if r := c.record(old); r.State == ledger.Deleted || r.State.InFlight() {
+				t.Fatalf("%s; want the rotation ended (held): the person re-activated the key", c.describe(old))
+			}
+		})
+	}
+}

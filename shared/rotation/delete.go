@@ -20,6 +20,7 @@ import (
 type DeleteIAM interface {
 	ListKeysAPI
 	DeleteAccessKey(ctx context.Context, in *iam.DeleteAccessKeyInput, optFns ...func(*iam.Options)) (*iam.DeleteAccessKeyOutput, error)
+	GetAccessKeyLastUsed(ctx context.Context, in *iam.GetAccessKeyLastUsedInput, optFns ...func(*iam.Options)) (*iam.GetAccessKeyLastUsedOutput, error)
 	GetUser(ctx context.Context, in *iam.GetUserInput, optFns ...func(*iam.Options)) (*iam.GetUserOutput, error)
 	DeleteLoginProfile(ctx context.Context, in *iam.DeleteLoginProfileInput, optFns ...func(*iam.Options)) (*iam.DeleteLoginProfileOutput, error)
 }
@@ -97,8 +98,21 @@ func (d *Deleter) Handle(ctx context.Context, t Task) (*Cleanup, error) {
 		res.Deleted, res.Reason = true, "old key already deleted"
 		return res, d.done(ctx, rc, rec, "the old key was already deleted when its grace period ended")
 	}
-	// A key a person re-activated during its grace is theirs: held.
-	if stop, err := rc.apply(ctx, rec, it.OldKey.ID, ledger.Decide(rec, ledger.Continue, ledger.Facts{Now: now, Kind: string(it.Action), OldKnown: true, OldActive: old.Status == types.StatusTypeActive, Lag: rc.cfg.StatusLagOverride})); stop != "" || err != nil {
+	// A key a person re-activated during its grace is theirs: held. It
+	// may be Inactive again by now; its use since it was switched off
+	// shows the re-activation all the same.
+	facts := ledger.Facts{Now: now, Kind: string(it.Action), OldKnown: true, OldActive: old.Status == types.StatusTypeActive, Lag: rc.cfg.StatusLagOverride}
+	used, err := d.IAM.GetAccessKeyLastUsed(ctx, &iam.GetAccessKeyLastUsedInput{AccessKeyId: aws.String(it.OldKey.ID)})
+	switch {
+	case isNoSuchEntity(err):
+		res.Deleted, res.Reason = true, "old key already deleted"
+		return res, d.done(ctx, rc, rec, "the old key was already deleted when its grace period ended")
+	case err != nil:
+		return nil, fmt.Errorf("get last use of %s: %w", it.OldKey.ID, err)
+	case used.AccessKeyLastUsed != nil:
+		facts.OldLastUsed = aws.ToTime(used.AccessKeyLastUsed.LastUsedDate)
+	}
+	if stop, err := rc.apply(ctx, rec, it.OldKey.ID, ledger.Decide(rec, ledger.Continue, facts)); stop != "" || err != nil {
 		res.Reason = "not deleted: " + stop
 		return res, err
 	}
