@@ -19,22 +19,7 @@ import (
 // random characters>, so a whole name is matched as name-??????
 // (https://docs.aws.amazon.com/secretsmanager/latest/userguide/auth-and-access_iam-policies.html).
 func (g grants) deliveryResources(arn func(service, resource string) string) map[string][]string {
-	anyRegion := func(service, resource string) string {
-		a := arn(service, resource)
-		parts := strings.SplitN(a, ":", 6)
-		parts[3] = "*"
-		return strings.Join(parts, ":")
-	}
-	var params, secrets []string
-	for _, p := range g.cfg.DeliveryParameters {
-		params = append(params, anyRegion("ssm", "parameter/"+strings.TrimPrefix(p, "/")))
-	}
-	for _, p := range g.cfg.DeliverySecrets {
-		if !strings.HasSuffix(p, "*") {
-			p += "-??????"
-		}
-		secrets = append(secrets, anyRegion("secretsmanager", "secret:"+p))
-	}
+	params, secrets := deliveryTargets(g.cfg, arn)
 	read := []string{
 		arn("secretsmanager", "secret:"+g.cfg.SecretPrefix+"*"),
 		arn("secretsmanager", "secret:"+config.DeliveryCredentialPrefix+"*"),
@@ -57,4 +42,28 @@ func anyIf(ok bool) []string {
 		return []string{"*"}
 	}
 	return nil
+}
+
+// deliveryTargets are the ARNs of the SSM parameters and Secrets Manager
+// secrets the settings let delivery write (deliveryParameters,
+// deliverySecrets), in the account arn builds ARNs in, in any region: the
+// hub's deliver role's (deliveryResources) and, in organization mode, the
+// member role's in each member (memberDeliveryStatements).
+func deliveryTargets(cfg config.Config, arn func(service, resource string) string) (params, secrets []string) {
+	anyRegion := func(service, resource string) string {
+		a := arn(service, resource)
+		parts := strings.SplitN(a, ":", 6)
+		parts[3] = "*"
+		return strings.Join(parts, ":")
+	}
+	for _, p := range cfg.DeliveryParameters {
+		params = append(params, anyRegion("ssm", "parameter/"+strings.TrimPrefix(p, "/")))
+	}
+	for _, p := range cfg.DeliverySecrets {
+		if !strings.HasSuffix(p, "*") {
+			p += "-??????"
+		}
+		secrets = append(secrets, anyRegion("secretsmanager", "secret:"+p))
+	}
+	return params, secrets
 }

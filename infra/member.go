@@ -70,8 +70,10 @@ const (
 // (IAM users and keys, and their secrets): the member role trusts their
 // roles only. notify and summarize act in the hub alone.
 // deliver reads a member user's stored key through the member role (the
-// member role's own read of the stored secrets: it adds no action there);
-// it writes AWS destinations in the hub only (docs/delivery.md).
+// member role's own read of the stored secrets: it adds no action there)
+// and writes the AWS destinations of a member account through it: exactly
+// the parameters and secrets deliveryParameters and deliverySecrets name
+// (memberDeliveryStatements; docs/delivery.md).
 var MemberFunctions = []string{"find", "create-and-store", "check-adoption", "deactivate", "delete", "deliver"}
 
 // HubRoleName is the name the hub's role of function fn must have in
@@ -83,9 +85,10 @@ var MemberFunctions = []string{"find", "create-and-store", "check-adoption", "de
 func HubRoleName(fn, region string) string { return "KeyRotor-" + fn + "-" + region }
 
 // perAccount reports whether an action of Permissions is called in the
-// account whose users are rotated (the member), rather than in the hub.
+// account whose users are rotated (the member), rather than in the hub:
+// IAM, Secrets Manager and KMS, and SSM (delivery's parameters).
 func perAccount(action string) bool {
-	for _, p := range []string{"iam:", "secretsmanager:", "kms:"} {
+	for _, p := range []string{"iam:", "secretsmanager:", "kms:", "ssm:"} {
 		if strings.HasPrefix(action, p) {
 			return true
 		}
@@ -98,11 +101,15 @@ func perAccount(action string) bool {
 // it in the organization mode (granted: the password actions only with
 // retirePasswords, the group lookup only with exemptGroup; the member stack
 // serves the organization mode only, so OrgOnly's per-account actions, such
-// as iam:ListAccountAliases, always), sorted.
+// as iam:ListAccountAliases, always; delivery's actions, DeliveryOnly,
+// only when their setting names something to write), sorted.
 func MemberActions(cfg config.Config) []string {
 	var out []string
 	for _, fn := range MemberFunctions {
 		for _, a := range Permissions[fn] {
+			if fn == "deliver" && !deliveryGranted(cfg, a) {
+				continue
+			}
 			if a == "kms:Encrypt" {
 				// The hub's functions encrypt with the hub's key (the table);
 				// in a member only Secrets Manager uses the member key, with
@@ -117,6 +124,19 @@ func MemberActions(cfg config.Config) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// deliveryGranted reports whether deliver's action a is granted under
+// cfg: an action of DeliveryOnly only when its setting (deliveryParameters,
+// deliverySecrets) names something.
+func deliveryGranted(cfg config.Config, a string) bool {
+	switch DeliveryOnly[a] {
+	case "parameters":
+		return len(cfg.DeliveryParameters) > 0
+	case "secrets":
+		return len(cfg.DeliverySecrets) > 0
+	}
+	return true
 }
 
 // Organization is the organization mode's context.
@@ -420,6 +440,9 @@ func memberStatements(stack awscdk.Stack, key awskms.IKey, cfg config.Config) []
 	var order []string
 	byResource := map[string][]string{}
 	for _, a := range MemberActions(cfg) {
+		if strings.HasPrefix(a, "ssm:") {
+			continue // delivery's only: memberDeliveryStatements
+		}
 		r := resource(a)
 		if byResource[r] == nil {
 			order = append(order, r)
@@ -433,6 +456,40 @@ func memberStatements(stack awscdk.Stack, key awskms.IKey, cfg config.Config) []
 			p.Conditions = &map[string]any{"StringEquals": map[string]any{"kms:ViaService": "secretsmanager." + region + ".amazonaws.com"}}
 		}
 		out = append(out, awsiam.NewPolicyStatement(p))
+	}
+	return append(out, memberDeliveryStatements(stack, cfg)...)
+}
+
+// memberDeliveryStatements let the deliver step write, through the member
+// role, the AWS destinations of a member account: exactly the SSM
+// parameters and secrets deliveryParameters and deliverySecrets name, in
+// the member account, in any region (the ARN forms of deliveryTargets,
+// which the hub's deliver role has in the hub), with the actions the hub's
+// deliver role has on them: ssm:PutParameter and ssm:GetParameter (and
+// ssm:DescribeParameters, which supports no resource), and
+// secretsmanager:GetSecretValue, PutSecretValue and DescribeSecret. None
+// when neither setting names anything. No kms: action: a parameter or
+// secret under its service's AWS managed key (aws/ssm, aws/secretsmanager)
+// needs none, since that key's policy lets every principal of the account
+// use it through the service; one under a customer managed key needs that
+// key's policy to allow the member role (docs/delivery.md, "Limits").
+func memberDeliveryStatements(stack awscdk.Stack, cfg config.Config) []awsiam.PolicyStatement {
+	partition, region, account := *stack.Partition(), *stack.Region(), *stack.Account()
+	params, secrets := deliveryTargets(cfg, func(service, resource string) string {
+		return "arn:" + partition + ":" + service + ":" + region + ":" + account + ":" + resource
+	})
+	var out []awsiam.PolicyStatement
+	if len(params) > 0 {
+		out = append(out,
+			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{Sid: jsii.String("DeliveryParameters"),
+				Actions: jsii.Strings("ssm:PutParameter", "ssm:GetParameter"), Resources: jsii.Strings(params...)}),
+			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{Sid: jsii.String("DeliveryParameterTypes"),
+				Actions: jsii.Strings("ssm:DescribeParameters"), Resources: jsii.Strings("*")}))
+	}
+	if len(secrets) > 0 {
+		out = append(out, awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{Sid: jsii.String("DeliverySecrets"),
+			Actions:   jsii.Strings("secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:DescribeSecret"),
+			Resources: jsii.Strings(secrets...)}))
 	}
 	return out
 }

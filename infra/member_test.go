@@ -776,11 +776,25 @@ func TestDocsOrganizations(t *testing.T) {
 	}
 
 	// The rows the template implies, with every setting on.
-	m := synthMember(t, withCtx(map[string]any{"exemptGroup": "breakglass", "retirePasswords": "true"}, KeyHubAccount, testHub))
+	m := synthMember(t, withCtx(map[string]any{"exemptGroup": "breakglass", "retirePasswords": "true",
+		"deliveryParameters": []any{"/ci/*"}, "deliverySecrets": []any{"ci/aws"}}, KeyHubAccount, testHub))
 	keyID, _ := m.only(t, "AWS::KMS::Key")
 	always := wantMemberActions("", false)
 	var want []string
 	for _, st := range m.roleStatements(t) {
+		if sid, _ := st["Sid"].(string); strings.HasPrefix(sid, "Delivery") {
+			// delivery's, in the member account, in any region
+			row := map[string]struct{ r, when string }{
+				"DeliveryParameters":     {"`parameter/<deliveryParameters>`, any region", "with `deliveryParameters` set"},
+				"DeliveryParameterTypes": {"`*`", "with `deliveryParameters` set"},
+				"DeliverySecrets":        {"`secret:<deliverySecrets>`, any region", "with `deliverySecrets` set"},
+			}[sid]
+			r, when := row.r, row.when
+			for _, a := range strs(st["Action"]) {
+				want = append(want, "| "+a+" | "+r+" | "+when+" |")
+			}
+			continue
+		}
 		r := resolve(t, st["Resource"])
 		switch {
 		case r == "*":
@@ -806,7 +820,7 @@ func TestDocsOrganizations(t *testing.T) {
 		}
 	}
 	sort.Strings(want)
-	got := regexp.MustCompile(`(?m)^\| (iam|secretsmanager|kms|sts|dynamodb|sns|ses|s3|states):[^\n]*\|$`).FindAllString(doc, -1)
+	got := regexp.MustCompile(`(?m)^\| (iam|secretsmanager|kms|ssm|sts|dynamodb|sns|ses|s3|states):[^\n]*\|$`).FindAllString(doc, -1)
 	sort.Strings(got)
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("docs/organizations.md's member permissions table =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -31,7 +31,8 @@ const destinationsUsage = `usage: keyrotor destinations set|show|remove --user N
 
 The document (JSON) lists the user's destinations: SSM parameters, Secrets Manager
 secrets. set checks it first (each field, every credential secret it names in
-keyrotor's account, the IAM user) and writes nothing when a check fails.
+keyrotor's account, the IAM user, and that keyrotor reaches every other account an
+AWS destination is written in) and writes nothing when a check fails.
 It is kept in keyrotor's rotation record table (the stack's output RotationTableName,
 or --table). Run "keyrotor destinations set -h" for a subcommand's flags.`
 
@@ -61,7 +62,9 @@ func runDestinations(ctx context.Context, args []string, stdin io.Reader, stdout
 		"set": "usage: keyrotor destinations set --user NAME [--account ID] --file doc.json|- [--table NAME | --stack NAME] [--endpoint URL] [--region R]\n\n" +
 			"Stores where the user's rotated keys are delivered, replacing the user's document. The document is\n" +
 			"checked first: its fields (an error names the field and the fix), every credential secret it names\n" +
-			"(in keyrotor's account) and the IAM user. Nothing is written when a check fails.",
+			"(in keyrotor's account), the IAM user, and that keyrotor reaches (through its member role) any other\n" +
+			"account an AWS destination is written in. An ssm or secretsmanager destination without account is\n" +
+			"written in the user's own account. Nothing is written when a check fails.",
 		"show": "usage: keyrotor destinations show --user NAME [--account ID] [--json] [--table NAME | --stack NAME] [--endpoint URL] [--region R]\n\n" +
 			"Prints the user's document, when it was set and by whom. Exit status 1 when the user has none.",
 		"remove": "usage: keyrotor destinations remove --user NAME [--account ID] [--table NAME | --stack NAME] [--endpoint URL] [--region R]\n\n" +

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyrotor/keyrotor/internal/awstest"
+	"github.com/keyrotor/keyrotor/internal/faultproxy"
 	"github.com/keyrotor/keyrotor/shared/delivery"
 )
 
@@ -230,6 +231,46 @@ func TestMotoDestinationsMember(t *testing.T) {
 	}
 	if code, out, _ := run("show", "--account", dev.ID, "--user", "bob"); code != 0 || !strings.Contains(out, "destinations of user bob (account "+dev.ID+")") {
 		t.Fatalf("show: exit %d\n%s", code, out)
+	}
+}
+
+// TestMotoDestinationsAccountUnreachable: an AWS destination written in
+// another account than its user's is set only when keyrotor reaches that
+// account: refused, naming destinations[0].account and nothing written,
+// while the account has no member stack; set once it has.
+func TestMotoDestinationsAccountUnreachable(t *testing.T) {
+	if _, err := os.Stat(memberTemplate); err != nil {
+		t.Fatalf("%s missing: run `make synth`", memberTemplate)
+	}
+	a := awstest.New(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	t.Setenv("AWS_REGION", "us-east-1")
+	a.Records(t, "rotations")
+	a.User(t, "alice")
+	org := awstest.NewOrg(t, a.Endpoint, []awstest.MemberSpec{{Name: "dev"}})
+	dev := org.Member(t, "dev")
+	p, err := faultproxy.New(a.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.RoleChecks = true // a member without the member stack has no role to assume
+	t.Cleanup(p.Close)
+	doc := `{"version":1,"destinations":[{"type":"ssm","idName":"/ci/id","secretName":"/ci/secret","account":"` + dev.ID + `"}]}`
+	run := func() (int, string, string) {
+		return keyrotor(t, doc, "destinations", "set", "--user", "alice", "--file", "-", "--endpoint", p.URL(), "--table", "rotations")
+	}
+	code, _, errOut := run()
+	if code != 2 || !strings.Contains(errOut, "destinations[0].account: keyrotor cannot reach account "+dev.ID) || !strings.Contains(errOut, "nothing written") {
+		t.Fatalf("set with a destination in an unreachable account: exit %d, %q; want 2, naming destinations[0].account", code, errOut)
+	}
+	store := &delivery.Store{API: a.DynamoDB, Table: "rotations"}
+	if d, err := store.Get(context.Background(), "", "alice"); err != nil || d != nil {
+		t.Fatalf("Get(alice) = %v, %v; want nothing written", d, err)
+	}
+	dev.DeployMemberStack(t, memberTemplate)
+	if code, out, errOut := run(); code != 0 {
+		t.Fatalf("set once the member stack is deployed: exit %d\n%s%s", code, out, errOut)
 	}
 }
 

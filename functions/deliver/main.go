@@ -6,13 +6,12 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/keyrotor/keyrotor/shared/delivery"
 	"github.com/keyrotor/keyrotor/shared/lambdastep"
@@ -29,18 +28,11 @@ func main() {
 		HTTP:       delivery.Client(env.Log, 20*time.Second),
 		Credential: rotation.HubCredentials(hub),
 		AllowHTTP:  env.Config.DeliveryAllowHTTP,
-		// AWS destinations in keyrotor's own account (the hub), in any
-		// region.
-		AWS: func(_ context.Context, account, region string) (delivery.AWSClients, error) {
-			if !org.IsHome(env.Config, account) {
-				return delivery.AWSClients{}, fmt.Errorf("account %s: delivery writes AWS destinations in keyrotor's own account only (docs/delivery.md)", account)
-			}
-			cfg := env.AWS.Copy()
-			if region != "" {
-				cfg.Region = region
-			}
-			return delivery.AWSClients{SSM: ssm.NewFromConfig(cfg), Secrets: secretsmanager.NewFromConfig(cfg)}, nil
-		},
+		// AWS destinations in the account they name, else their user's:
+		// keyrotor's own directly, a member's through its member role.
+		AWS: rotation.DestinationClients(env.Config, &org.Sessions{
+			Home: env.AWS, HomeAccount: env.Config.HomeAccount, STS: sts.NewFromConfig(env.AWS), SessionName: "keyrotor-deliver",
+		}),
 	}
 	// The stored key is read in the user's account (in organization mode
 	// a member's, through its member role, as create-and-store wrote it);

@@ -56,8 +56,9 @@ const (
 // KEYROTOR_SIM_LOST_PERMILLE is the share of step invocations (per
 // thousand, default 20) whose answer is lost after the step committed.
 // Delivery (issue 21), with an adoption window: KEYROTOR_SIM_DELIVERY_PERCENT
-// of the hub's users (default 60) have their key delivered to a GitHub
-// repository secret (an emulator), half of them to SSM parameters too, and
+// of every account's users (default 60) have their key delivered to a
+// GitHub repository secret (an emulator), half of them to SSM parameters
+// too, in their own account (a member's through its member role), and
 // their pipelines read the key from there. Per thousand destination calls,
 // KEYROTOR_SIM_DEST_FAULT_PERMILLE (default 60) fail before they take
 // effect (a 500, a 429, no connection) and KEYROTOR_SIM_DEST_LOST_PERMILLE
@@ -191,6 +192,9 @@ func TestSlowCalendar(t *testing.T) {
 	if o.Delivery > 0 && o.Adoption > 0 {
 		if rep.Delivered == 0 || rep.Checks["old key off only when delivered"] == 0 {
 			t.Fatalf("the simulation exercised too little of delivery (want users with destinations whose old key went off):\n%s", rep)
+		}
+		if members > 0 && (rep.DeliveredMemberSSM == 0 || rep.Checks["old key off only when delivered: a member's own SSM parameters"] == 0) {
+			t.Fatalf("the simulation exercised too little of delivery in member accounts (want member users with SSM parameters in their own account whose old key went off):\n%s", rep)
 		}
 		b, _ := json.Marshal(rep.DestFaults)
 		t.Logf("destination faults injected: %s", b)

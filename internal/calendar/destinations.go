@@ -18,18 +18,21 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	ghemu "github.com/keyrotor/keyrotor/internal/emulators/github"
 	"github.com/keyrotor/keyrotor/shared/delivery"
 	"github.com/keyrotor/keyrotor/shared/ledger"
+	"github.com/keyrotor/keyrotor/shared/org"
 	"github.com/keyrotor/keyrotor/shared/policy"
 	"github.com/keyrotor/keyrotor/shared/rotation"
 )
 
-// Destinations in the simulation (issue 21): a share of the hub's users
-// have their key delivered to a GitHub repository secret (one emulator,
-// on loopback, on the world's clock) and some also to a pair of SSM
-// parameters under /ci/. Their pipelines read the key from there each
+// Destinations in the simulation (issue 21): a share of every account's
+// users have their key delivered to a GitHub repository secret (one
+// emulator, on loopback, on the world's clock) and some also to a pair of
+// SSM parameters under /ci/ in their own account (a member's written
+// through its member role). Their pipelines read the key from there each
 // day, so the new key is adopted with no person in the loop; calls to the
 // destinations fail at random before they take effect, lose their answer
 // after, and a destination is down for a day now and then.
@@ -45,6 +48,7 @@ type userDest struct {
 	repo     string // "octo/app-007": its repository secret
 	ssmNames [2]string
 	ssm      bool
+	account  string // the user's account, where its parameters are ("": the hub)
 }
 
 func (u *userDest) scope() string { return "repo:" + u.repo }
@@ -53,7 +57,7 @@ func (u *userDest) scope() string { return "repo:" + u.repo }
 // the invariants saw of them.
 type destinations struct {
 	gh     *ghemu.Server
-	ssm    *ssm.Client // the people's: reads what a parameter holds, no faults
+	ssm    map[string]*ssm.Client // the people's, by account ("": the hub): read what a parameter holds, no faults
 	by     map[string]*userDest
 	docs   map[string]*delivery.Document // ref -> document
 	faults *destFaults
@@ -91,18 +95,22 @@ func setupDestinations(ctx context.Context, w *World, seeded *Seeded, o Options)
 		return nil, err
 	}
 	gh.SetClock(w.Now)
-	d := &destinations{gh: gh, ssm: ssm.NewFromConfig(w.People.Config), by: map[string]*userDest{}, docs: map[string]*delivery.Document{},
+	d := &destinations{gh: gh, ssm: map[string]*ssm.Client{}, by: map[string]*userDest{}, docs: map[string]*delivery.Document{},
 		writes: map[string]int{}, perKey: map[string]map[string]int{}}
+	for _, a := range w.Accounts() {
+		d.ssm[a] = ssm.NewFromConfig(w.PeopleIn(a).Config)
+	}
 	if _, err := w.People.Secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(ghCredential), SecretString: aws.String(gh.Token())}); err != nil {
 		gh.Close()
 		return nil, fmt.Errorf("store the github token: %w", err)
 	}
 	for i, ref := range seeded.Users {
 		k := seeded.Keys[ref]
-		if acct, _ := SplitRef(ref); acct != "" || k.Unused || r.Float64() >= o.Delivery {
-			continue // members' users are not delivered yet (docs/delivery.md "Limits")
+		if k.Unused || r.Float64() >= o.Delivery {
+			continue
 		}
-		u := &userDest{repo: fmt.Sprintf("octo/app-%03d", i)}
+		acct, _ := SplitRef(ref)
+		u := &userDest{repo: fmt.Sprintf("octo/app-%03d", i), account: acct}
 		gh.AddRepo(u.repo)
 		for j, v := range []string{k.ID, k.Secret} {
 			if err := gh.SetSecret(u.scope(), ghNames[j], v, ""); err != nil {
@@ -115,11 +123,12 @@ func setupDestinations(ctx context.Context, w *World, seeded *Seeded, o Options)
 			u.ssm = true
 			u.ssmNames = [2]string{fmt.Sprintf("/ci/app-%03d/aws-access-key-id", i), fmt.Sprintf("/ci/app-%03d/aws-secret-access-key", i)}
 			for j, v := range []string{k.ID, k.Secret} {
-				if _, err := d.ssm.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(u.ssmNames[j]), Value: aws.String(v), Type: ssmtypes.ParameterTypeSecureString}); err != nil {
+				if _, err := d.ssm[acct].PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(u.ssmNames[j]), Value: aws.String(v), Type: ssmtypes.ParameterTypeSecureString}); err != nil {
 					gh.Close()
 					return nil, fmt.Errorf("seed parameter %s: %w", u.ssmNames[j], err)
 				}
 			}
+			// No account: the user's own (a member's, through its member role).
 			doc.Destinations = append(doc.Destinations, delivery.Spec{Type: "ssm", IDName: u.ssmNames[0], SecretName: u.ssmNames[1]})
 		}
 		d.by[ref], d.docs[ref] = u, doc
@@ -139,17 +148,11 @@ func setupDestinations(ctx context.Context, w *World, seeded *Seeded, o Options)
 		HTTP:       hc,
 		AllowHTTP:  true,
 		Credential: rotation.HubCredentials(w.Steps.Secrets),
-		AWS: func(_ context.Context, account, region string) (delivery.AWSClients, error) {
-			if account != "" {
-				return delivery.AWSClients{}, fmt.Errorf("the simulation delivers in keyrotor's account only, not %s", account)
-			}
-			c := ssm.NewFromConfig(awsCfg, func(o *ssm.Options) {
-				if region != "" {
-					o.Region = region
-				}
-			})
-			return delivery.AWSClients{SSM: c, Secrets: secretsmanager.NewFromConfig(awsCfg)}, nil
-		},
+		// As the deliver function builds them: keyrotor's own account
+		// directly, a member through its member role (assumed with the
+		// steps' clients, as lambdastep.PerAccount does).
+		AWS: rotation.DestinationClients(w.Config, &org.Sessions{Home: awsCfg, HomeAccount: w.Config.HomeAccount,
+			STS: sts.NewFromConfig(w.Steps.Config), SessionName: "keyrotor-deliver"}),
 	}
 	return d, nil
 }
@@ -273,7 +276,7 @@ func (d *destinations) holds(ctx context.Context, ref string) map[string][2]stri
 	if u.ssm {
 		var v [2]string
 		for j, name := range u.ssmNames {
-			if p, err := d.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(true)}); err == nil {
+			if p, err := d.ssm[u.account].GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(true)}); err == nil {
 				v[j] = aws.ToString(p.Parameter.Value)
 			}
 		}
@@ -293,7 +296,7 @@ func (d *destinations) values(ctx context.Context, ref string) (map[string]int, 
 	}
 	if u.ssm {
 		for _, name := range u.ssmNames {
-			p, err := d.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name)})
+			p, err := d.ssm[u.account].GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name)})
 			if err != nil {
 				return nil, nil, err
 			}
@@ -330,6 +333,9 @@ func (d *destinations) check(ctx context.Context, w *World, p *people, rep *Repo
 			}
 			for _, where := range sortedKeys(held) {
 				rep.Checks["old key off only when delivered"]++
+				if d.by[ref].account != "" && strings.HasPrefix(where, "ssm ") {
+					rep.Checks["old key off only when delivered: a member's own SSM parameters"]++
+				}
 				hid := held[where][0]
 				later := recs[rec.NewKeyID] != nil && recs[rec.NewKeyID].NewKeyID == hid // the new key's own rotation since
 				if hid != rec.NewKeyID && !later {

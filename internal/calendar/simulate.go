@@ -55,8 +55,8 @@ type Options struct {
 	// lost after it committed (World.Lost): a third of those fail the
 	// step for good (a later execution takes over), the rest are retried.
 	LostAnswers float64
-	// Delivery is the share of the hub's users (whose seeded key is used)
-	// with destinations (see destinations.go); it needs Adoption > 0 (the
+	// Delivery is the share of every account's users (whose seeded key is
+	// used) with destinations (see destinations.go); it needs Adoption > 0 (the
 	// pipelines read their key from the destinations). DestFaults is the
 	// chance per destination call that it fails before it takes effect (a
 	// 500, a 429, no connection), DestLost the chance per write that its
@@ -86,9 +86,13 @@ type Report struct {
 	// of destination calls by kind, with the values written again in a
 	// rotation (a violation) and the pipelines' calls that failed on a
 	// half-written destination.
-	Delivered  int
-	DestFaults map[string]int
-	Violations []string
+	Delivered int
+	// DeliveredMembers counts those of member accounts, and
+	// DeliveredMemberSSM those of them with SSM parameters in their own
+	// member account (written through its member role).
+	DeliveredMembers, DeliveredMemberSSM int
+	DestFaults                           map[string]int
+	Violations                           []string
 	// Accounts counts, by account id, what keyrotor did there (an
 	// organization; one account: the default account's).
 	Accounts map[string]*AccountCounts
@@ -213,6 +217,14 @@ func Simulate(ctx context.Context, w *World, seeded *Seeded, o Options) (*Report
 				p.pipes.by[ref].kind = pipeDelivered
 			}
 			rep.Delivered = len(d.by)
+			for _, u := range d.by {
+				if u.account != "" {
+					rep.DeliveredMembers++
+					if u.ssm {
+						rep.DeliveredMemberSSM++
+					}
+				}
+			}
 			defer func() {
 				rep.DestFaults = d.Injected()
 				rep.DestFaults["pipeline calls on a half-written destination"] = d.HalfWritten
@@ -1134,7 +1146,8 @@ func (r *Report) String() string {
 		for _, k := range sortedKeys(r.DestFaults) {
 			fs = append(fs, fmt.Sprintf("%s %d", k, r.DestFaults[k]))
 		}
-		fmt.Fprintf(&b, "  %d users with destinations; %s\n", r.Delivered, strings.Join(fs, ", "))
+		fmt.Fprintf(&b, "  %d users with destinations (%d in member accounts, %d of them with SSM parameters in their own account); %s\n",
+			r.Delivered, r.DeliveredMembers, r.DeliveredMemberSSM, strings.Join(fs, ", "))
 	}
 	names := make([]string, 0, len(r.Checks))
 	for k := range r.Checks {

@@ -46,7 +46,9 @@ type SetDestinationsRequest struct {
 // to work: it parses (delivery.ParseDocument: a *delivery.FieldError naming
 // the field and the fix), every credential it names is a secret in the hub
 // (Secrets Manager DescribeSecret) and the user exists (IAM GetUser, in
-// the user's account: users returns the client for an account). Nothing is
+// the user's account: users returns the client for an account, reaching it),
+// and every other account an AWS destination is written in is reachable
+// (users for that account). Nothing is
 // written unless all hold; a refusal is a *RefusedError or the
 // *delivery.FieldError.
 func SetDestinations(ctx context.Context, docs Documents, hub SecretDescriber, users func(account string) (UserGetter, error), req SetDestinationsRequest) (*delivery.Document, error) {
@@ -69,6 +71,27 @@ func SetDestinations(ctx context.Context, docs Documents, hub SecretDescriber, u
 		if out.DeletedDate != nil {
 			return nil, &RefusedError{fmt.Sprintf("destinations[%d].credential: secret %q is scheduled for deletion (%s): "+
 				"restore it (aws secretsmanager restore-secret) or name another", i, s.Credential, out.DeletedDate.UTC().Format(time.RFC3339))}
+		}
+	}
+	// An AWS destination in another account than the user's: keyrotor must
+	// reach that account (in organization mode, through its member role;
+	// a single-account deployment has none). Whether the account is in the
+	// deployment's scope is checked by find and deliver, which know it.
+	for i, s := range doc.Destinations {
+		account, from := s.AccountFor(req.Account)
+		if account == "" || account == req.Account {
+			continue
+		}
+		if from == "" {
+			from = "account"
+		}
+		if _, err := users(account); err != nil {
+			var ue *failures.AccountUnreachableError
+			if errors.As(err, &ue) {
+				return nil, &RefusedError{fmt.Sprintf("destinations[%d].%s: keyrotor cannot reach account %s, where this destination is written: %s; "+
+					"or leave account out to write it in the user's own account", i, from, account, ue.Msg)}
+			}
+			return nil, fmt.Errorf("destinations[%d].%s: reach account %s: %w", i, from, account, err)
 		}
 	}
 	api, err := users(req.Account)

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/arn"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
@@ -28,11 +30,37 @@ var (
 	regionPattern = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
 )
 
+// IsAWS reports whether s is written through AWS clients (Env.AWS): the
+// ssm and secretsmanager types.
+func (s Spec) IsAWS() bool { return s.Type == "ssm" || s.Type == "secretsmanager" }
+
+// AccountFor returns the account an AWS destination of a user in
+// userAccount is written in, and the field that names it: its account;
+// else the account of a secretId given as an ARN; else the user's own
+// account (field ""), which for a user of keyrotor's own account is
+// keyrotor's. "" stands for keyrotor's own account. A destination of
+// another type has no account ("", "").
+func (s Spec) AccountFor(userAccount string) (account, field string) {
+	switch {
+	case !s.IsAWS():
+		return "", ""
+	case s.Account != "":
+		return s.Account, "account"
+	}
+	if s.Type == "secretsmanager" && strings.HasPrefix(s.SecretID, "arn:") {
+		if a, err := arn.Parse(s.SecretID); err == nil && a.AccountID != "" {
+			return a.AccountID, "secretId"
+		}
+	}
+	return userAccount, ""
+}
+
 // checkPlace checks the account and region of an AWS destination: both
-// optional ("" is keyrotor's own).
+// optional (account "": the user's own account, see AccountFor; region
+// "": keyrotor's own).
 func checkPlace(s Spec, field string) error {
 	if s.Account != "" && !accountPattern.MatchString(s.Account) {
-		return &FieldError{Field: join(field, "account"), Msg: fmt.Sprintf("%q is not an AWS account id; want its 12 digits, or leave it out for keyrotor's own account", s.Account)}
+		return &FieldError{Field: join(field, "account"), Msg: fmt.Sprintf("%q is not an AWS account id; want its 12 digits, or leave it out for the user's own account", s.Account)}
 	}
 	if s.Region != "" && !regionPattern.MatchString(s.Region) {
 		return &FieldError{Field: join(field, "region"), Msg: fmt.Sprintf("%q is not a region name; want one such as us-east-1, or leave it out for keyrotor's own region", s.Region)}

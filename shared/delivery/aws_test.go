@@ -418,3 +418,27 @@ func TestMotoSecretsManagerCases(t *testing.T) {
 		t.Fatal("Write created the missing secret")
 	}
 }
+
+// TestAccountFor: an AWS destination is written in its account, else the
+// account of its secret's ARN, else its user's own account.
+func TestAccountFor(t *testing.T) {
+	tests := []struct {
+		name                     string
+		spec                     delivery.Spec
+		user, account, fromField string
+	}{
+		{"the user's own", delivery.Spec{Type: "ssm", IDName: "/a", SecretName: "/b"}, "111122223333", "111122223333", ""},
+		{"a hub user's own: keyrotor's", delivery.Spec{Type: "ssm", IDName: "/a", SecretName: "/b"}, "", "", ""},
+		{"named", delivery.Spec{Type: "ssm", IDName: "/a", SecretName: "/b", Account: "444455556666"}, "111122223333", "444455556666", "account"},
+		{"a secret's ARN", delivery.Spec{Type: "secretsmanager", SecretID: "arn:aws:secretsmanager:eu-west-1:444455556666:secret:ci/aws-AbCdEf"}, "", "444455556666", "secretId"},
+		{"a secret's name", delivery.Spec{Type: "secretsmanager", SecretID: "ci/aws"}, "111122223333", "111122223333", ""},
+		{"not an AWS destination", delivery.Spec{Type: "github", Repository: "o/r"}, "111122223333", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if a, f := tt.spec.AccountFor(tt.user); a != tt.account || f != tt.fromField {
+				t.Errorf("AccountFor(%q) = %q, %q; want %q, %q", tt.user, a, f, tt.account, tt.fromField)
+			}
+		})
+	}
+}

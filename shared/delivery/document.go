@@ -72,9 +72,11 @@ type Spec struct {
 	EnvironmentScope string `json:"environmentScope,omitempty"`
 	Context          string `json:"context,omitempty"`
 
-	// ssm and secretsmanager: where ("" is keyrotor's own account and
-	// region; in organization mode, a member account reached through its
-	// member role). SecretID is the Secrets Manager secret's name or ARN.
+	// ssm and secretsmanager: where. Account "" is the user's own account
+	// (keyrotor's own for a user of the hub; see AccountFor); another
+	// account is reached, in organization mode, through its member role.
+	// Region "" is keyrotor's own region. SecretID is the Secrets Manager
+	// secret's name or ARN.
 	Account  string `json:"account,omitempty"`
 	Region   string `json:"region,omitempty"`
 	SecretID string `json:"secretId,omitempty"`

@@ -85,9 +85,15 @@ func (d *Deliverer) Handle(ctx context.Context, t Task) (*Delivery, error) {
 	log := logOf(d.Log).With("user", it.User, "oldKeyId", it.OldKey.ID, "newKeyId", t.NewKey.KeyID)
 	rc := rotationCtx{recs: d.Records, topic: d.Topic, cfg: d.Config, execution: t.Execution, now: nowOf(d.Now).UTC().Truncate(time.Second), log: log}
 
-	doc, docErr := d.Documents.Get(ctx, homeless(d.Config, it.Account), it.User)
+	userAccount := homeless(d.Config, it.Account)
+	doc, docErr := d.Documents.Get(ctx, userAccount, it.User)
 	if docErr != nil && !isFieldError(docErr) {
 		return nil, fmt.Errorf("read the destinations of %s: %w", it.User, docErr)
+	}
+	if docErr == nil {
+		// An AWS destination in an account out of scope: the whole
+		// document is refused, as find refuses it.
+		docErr = CheckDestinationAccounts(d.Config, userAccount, doc)
 	}
 	if doc == nil && docErr == nil {
 		// No destinations: nothing to do, and nothing read or written.
@@ -124,7 +130,7 @@ func (d *Deliverer) Handle(ctx context.Context, t Task) (*Delivery, error) {
 	res := &Delivery{Destinations: len(doc.Destinations), Evidence: rec.Evidence}
 	retry := false
 	for i, spec := range doc.Destinations {
-		where, ok, reason, retryable, err := d.deliverOne(ctx, rc, rec, i, spec, key, log)
+		where, ok, reason, retryable, err := d.deliverOne(ctx, rc, rec, i, d.placed(spec, userAccount), key, log)
 		if err != nil {
 			return nil, err // the record could not be written: retried as a whole
 		}
@@ -262,6 +268,18 @@ func (d *Deliverer) deliverOne(ctx context.Context, rc rotationCtx, rec *ledger.
 	rec.Log(rc.now, rec.State, rc.execution, "delivered to "+where)
 	log.InfoContext(ctx, "delivered and read back")
 	return where, true, "", false, nil
+}
+
+// placed returns spec with the account it is written in when that is not
+// keyrotor's own (Spec.AccountFor: an AWS destination without an account is
+// written in its user's account, so a member user's goes through that
+// member's role). A hub user's destination keeps account "", so its Where,
+// which names its delivery in the record, is what it always was.
+func (d *Deliverer) placed(spec delivery.Spec, userAccount string) delivery.Spec {
+	if account, _ := spec.AccountFor(userAccount); !org.IsHome(d.Config, account) {
+		spec.Account = account
+	}
+	return spec
 }
 
 // allowed refuses an AWS destination the deployment does not let

@@ -1291,7 +1291,8 @@ type DestinationDocuments interface {
 }
 
 // checkDestinations blocks the rotate items whose user's destinations
-// document does not validate (one read per 100 items).
+// document does not validate, or names an AWS destination in an account
+// out of scope (CheckDestinationAccounts), one read per 100 items.
 func (f *Finder) checkDestinations(ctx context.Context, plan *Plan) error {
 	if f.Destinations == nil {
 		return nil
@@ -1305,9 +1306,19 @@ func (f *Finder) checkDestinations(ctx context.Context, plan *Plan) error {
 	if len(refs) == 0 {
 		return nil
 	}
-	_, bad, err := f.Destinations.GetMany(ctx, refs)
+	good, bad, err := f.Destinations.GetMany(ctx, refs)
 	if err != nil {
 		return fmt.Errorf("read the users' destinations: %w", err)
+	}
+	// A document that validates may still name an AWS destination in an
+	// account this deployment may not write.
+	for ref, doc := range good {
+		if derr := CheckDestinationAccounts(f.Config, ref.Account, doc); derr != nil {
+			if bad == nil {
+				bad = map[delivery.Ref]error{}
+			}
+			bad[ref] = derr
+		}
 	}
 	if len(bad) == 0 {
 		return nil
