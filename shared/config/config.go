@@ -194,6 +194,22 @@ func DeliveryAllowed(patterns []string, name string) bool {
 	return false
 }
 
+// patternsOverlap reports whether two name patterns (a name, or a prefix
+// ending in *) can match one name.
+func patternsOverlap(a, b string) bool {
+	pa, wa := strings.CutSuffix(a, "*")
+	pb, wb := strings.CutSuffix(b, "*")
+	switch {
+	case wa && wb:
+		return strings.HasPrefix(pa, pb) || strings.HasPrefix(pb, pa)
+	case wa:
+		return strings.HasPrefix(pb, pa)
+	case wb:
+		return strings.HasPrefix(pa, pb)
+	}
+	return a == b
+}
+
 // UnderExcludedPath returns the excluded path the user of arn (an IAM
 // user ARN, which holds the user's path) is under, or "".
 func (c Config) UnderExcludedPath(arn string) string {
@@ -451,6 +467,17 @@ func (c Config) Validate() error {
 		for _, p := range l.patterns {
 			if p == "" || p == "*" || strings.Contains(strings.TrimSuffix(p, "*"), "*") {
 				return &Error{l.env, strings.Join(l.patterns, ","), fmt.Sprintf("%q: want names or name prefixes ending in * such as %s (not * alone: name what delivery may overwrite)", p, l.example)}
+			}
+		}
+	}
+	// Delivery overwrites what deliverySecrets names: never keyrotor's own
+	// secrets (a stored key's resource policy lets keyrotor's roles write
+	// it, so only this check would stand between a broad pattern and
+	// another user's stored key or a destination's token).
+	for _, p := range c.DeliverySecrets {
+		for _, own := range []string{c.SecretPrefix, DeliveryCredentialPrefix} {
+			if own != "" && patternsOverlap(p, own+"*") {
+				return &Error{EnvDeliverySecrets, strings.Join(c.DeliverySecrets, ","), fmt.Sprintf("%q may name keyrotor's own secrets (%s*): delivery must never overwrite a stored key or a destination's token; name your pipelines' secrets outside %s and %s", p, own, c.SecretPrefix, DeliveryCredentialPrefix)}
 			}
 		}
 	}

@@ -68,6 +68,15 @@ func TestFromEnv(t *testing.T) {
 		{"emulated account: recording interval scaled to the check", map[string]string{EnvAdoptionWindow: "10s", EnvAdoptionCheck: "2s", EnvRecordingInterval: "2s"}, "", func(c Config) bool {
 			return c.CheckEvery() == 2*time.Second && c.Recording() == 2*time.Second
 		}},
+		// deliverySecrets may never reach keyrotor's own secrets: the
+		// stored keys (the prefix) and the destinations' tokens.
+		{"delivery secrets by prefix", map[string]string{EnvDeliverySecrets: "ci/aws-*,deploy/key"}, "", func(c Config) bool {
+			return reflect.DeepEqual(c.DeliverySecrets, []string{"ci/aws-*", "deploy/key"})
+		}},
+		{"delivery secrets over the stored keys", map[string]string{EnvDeliverySecrets: "iam-access-keys/ci-*"}, EnvDeliverySecrets, nil},
+		{"delivery secrets a prefix of the stored keys'", map[string]string{EnvDeliverySecrets: "iam-*"}, EnvDeliverySecrets, nil},
+		{"delivery secrets over the tokens", map[string]string{EnvDeliverySecrets: "keyrotor-delivery/github"}, EnvDeliverySecrets, nil},
+		{"delivery secrets over a custom stored-key prefix", map[string]string{EnvSecretPrefix: "ci/keys/", EnvDeliverySecrets: "ci/*"}, EnvDeliverySecrets, nil},
 		{"recording interval negative", map[string]string{EnvRecordingInterval: "-1s"}, EnvRecordingInterval, nil},
 	}
 	for _, tt := range tests {
