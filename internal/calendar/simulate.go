@@ -195,7 +195,7 @@ func Simulate(ctx context.Context, w *World, seeded *Seeded, o Options) (*Report
 	if err := w.Config.Validate(); err != nil {
 		return rep, err
 	}
-	p := &people{w: w, r: r, users: users, touched: map[string]time.Time{}, gone: map[string]bool{}, created: map[string]string{}, createdBy: map[string]string{}, seeded: seeded,
+	p := &people{w: w, r: r, users: users, touched: map[string]time.Time{}, used: map[string]time.Time{}, gone: map[string]bool{}, created: map[string]string{}, createdBy: map[string]string{}, seeded: seeded,
 		// The acts across kinds draw from their own generator: the
 		// people's draws above stay those of earlier versions.
 		x: rand.New(rand.NewPCG(uint64(o.Seed), 5)), undo: map[string]string{}}
@@ -388,6 +388,7 @@ type people struct {
 	r         *rand.Rand
 	users     []string
 	touched   map[string]time.Time // user -> last time a person changed its keys
+	used      map[string]time.Time // key -> last time a person used it on re-activating it
 	gone      map[string]bool      // deleted users
 	created   map[string]string    // keys people created: id -> secret
 	createdBy map[string]string    // keys people created: id -> user
@@ -436,7 +437,9 @@ func (p *people) actAcross(ctx context.Context, rep *Report, outs []Outcome) {
 		rep.PersonActs++
 		if active {
 			if s := p.secretOf(id); s != "" {
-				p.w.KeyAccount(ctx, id, s) // used at once: the pipeline needed it
+				if _, ok := p.w.KeyAccount(ctx, id, s); ok { // used at once: the pipeline needed it
+					p.used[id] = p.w.Now()
+				}
 			}
 		}
 		return true
@@ -682,6 +685,11 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 				}
 			case a.At.Before(deact.Add(w.Config.GracePeriod)):
 				fail("keyrotor deleted %s of %s at %s, before the grace from its deactivation at %s", a.KeyID, a.User, a.At, deact)
+			case lastPerson(a.KeyID, a.At, "reactivate").After(deact) && p.used[a.KeyID].After(deact):
+				// Re-activated and used after keyrotor's switch-off: the
+				// use shows it (an Inactive key cannot be used), whatever
+				// the person did after.
+				fail("keyrotor deleted %s of %s, which a person re-activated and used (%s) after it was switched off (%s): (record %s)", a.KeyID, a.User, stamp(p.used[a.KeyID]), stamp(deact), summary(recs[a.KeyID]))
 			case lastPerson(a.KeyID, a.At, "reactivate").After(deact) && !lastPerson(a.KeyID, a.At, "deactivate").After(lastPerson(a.KeyID, a.At, "reactivate")):
 				// (A person who switched it off again after re-activating
 				// it left it as keyrotor did: their last act stands.)
