@@ -59,11 +59,11 @@ func runDestinations(ctx context.Context, args []string, stdin io.Reader, stdout
 		fs.StringVar(&file, "file", "", "the document: a JSON file, or - for standard input")
 	}
 	text := map[string]string{
-		"set": "usage: keyrotor destinations set --user NAME [--account ID] --file doc.json|- [--table NAME | --stack NAME] [--endpoint URL] [--region R]\n\n" +
+		"set": "usage: keyrotor destinations set --user NAME [--account ID] --file doc.json|- [--member-role NAME] [--table NAME | --stack NAME] [--endpoint URL] [--region R]\n\n" +
 			"Stores where the user's rotated keys are delivered, replacing the user's document. The document is\n" +
 			"checked first: its fields (an error names the field and the fix), every credential secret it names\n" +
-			"(in keyrotor's account), the IAM user, and that keyrotor reaches (through its member role) any other\n" +
-			"account an AWS destination is written in. An ssm or secretsmanager destination without account is\n" +
+			"(in keyrotor's account), the IAM user, and that keyrotor's member role is in any other account an AWS\n" +
+			"destination is written in (member accounts are looked at as --member-role). An ssm or secretsmanager destination without account is\n" +
 			"written in the user's own account. Nothing is written when a check fails.",
 		"show": "usage: keyrotor destinations show --user NAME [--account ID] [--json] [--table NAME | --stack NAME] [--endpoint URL] [--region R]\n\n" +
 			"Prints the user's document, when it was set and by whom. Exit status 1 when the user has none.",
@@ -149,7 +149,9 @@ func destinationsSet(ctx context.Context, cfg aws.Config, store *delivery.Store,
 		return 1
 	}
 	by := aws.ToString(id.Arn)
-	sessions := &org.Sessions{Home: cfg, HomeAccount: aws.ToString(id.Account), STS: stsc, SessionName: "keyrotor-destinations"}
+	// Other accounts are reached with the operator's own role there
+	// (KeyRotorMember trusts only keyrotor's functions), as the audit does.
+	sessions := &org.Sessions{Home: cfg, HomeAccount: aws.ToString(id.Account), STS: stsc, SessionName: "keyrotor-destinations", Role: df.memberRole}
 	users := func(account string) (operator.UserGetter, error) {
 		c, err := sessions.Reach(ctx, account)
 		if err != nil {
@@ -158,7 +160,7 @@ func destinationsSet(ctx context.Context, cfg aws.Config, store *delivery.Store,
 		return iam.NewFromConfig(c), nil
 	}
 	doc, err := operator.SetDestinations(ctx, store, secretsmanager.NewFromConfig(cfg), users,
-		operator.SetDestinationsRequest{Account: df.account, User: df.user, Document: raw, By: by})
+		operator.SetDestinationsRequest{Account: df.account, User: df.user, Document: raw, By: by, Home: aws.ToString(id.Account), Reach: "as role " + df.memberRole + " (--member-role)"})
 	if operator.IsRefusal(err) {
 		fmt.Fprintf(stderr, "%s: %v; nothing written\n", name, err)
 		return 2
@@ -179,6 +181,7 @@ func destinationsSet(ctx context.Context, cfg aws.Config, store *delivery.Store,
 type destinationsFlags struct {
 	stackFlags
 	user, account, table string
+	memberRole           string
 }
 
 func (f *destinationsFlags) register(fs *flag.FlagSet, withJSON bool) {
@@ -191,6 +194,7 @@ func (f *destinationsFlags) register(fs *flag.FlagSet, withJSON bool) {
 	fs.StringVar(&f.user, "user", "", "the IAM user")
 	fs.StringVar(&f.account, "account", "", "the user's account in organization mode (default: keyrotor's own)")
 	fs.StringVar(&f.table, "table", "", "the rotation record table (default: the stack's output RotationTableName)")
+	fs.StringVar(&f.memberRole, "member-role", "OrganizationAccountAccessRole", "for a user or destination in a member account: the role assumed there to check it (it must trust your credentials; KeyRotorMember trusts only keyrotor's functions)")
 }
 
 // open loads the caller's configuration and the document store: --table,

@@ -235,9 +235,12 @@ func TestMotoDestinationsMember(t *testing.T) {
 }
 
 // TestMotoDestinationsAccountUnreachable: an AWS destination written in
-// another account than its user's is set only when keyrotor reaches that
-// account: refused, naming destinations[0].account and nothing written,
-// while the account has no member stack; set once it has.
+// another account than its user's is set only when keyrotor can write
+// there: the account is looked at as the operator's own role there
+// (--member-role; KeyRotorMember trusts only keyrotor's functions), and
+// keyrotor's member role must be in it. Refused, naming
+// destinations[0].account and nothing written, while the operator cannot
+// reach the account or its member stack is not deployed; set once it is.
 func TestMotoDestinationsAccountUnreachable(t *testing.T) {
 	if _, err := os.Stat(memberTemplate); err != nil {
 		t.Fatalf("%s missing: run `make synth`", memberTemplate)
@@ -254,23 +257,35 @@ func TestMotoDestinationsAccountUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.RoleChecks = true // a member without the member stack has no role to assume
+	p.RoleChecks = true // a role that is not there cannot be assumed
 	t.Cleanup(p.Close)
 	doc := `{"version":1,"destinations":[{"type":"ssm","idName":"/ci/id","secretName":"/ci/secret","account":"` + dev.ID + `"}]}`
-	run := func() (int, string, string) {
-		return keyrotor(t, doc, "destinations", "set", "--user", "alice", "--file", "-", "--endpoint", p.URL(), "--table", "rotations")
-	}
-	code, _, errOut := run()
-	if code != 2 || !strings.Contains(errOut, "destinations[0].account: keyrotor cannot reach account "+dev.ID) || !strings.Contains(errOut, "nothing written") {
-		t.Fatalf("set with a destination in an unreachable account: exit %d, %q; want 2, naming destinations[0].account", code, errOut)
+	run := func(flags ...string) (int, string, string) {
+		return keyrotor(t, doc, append([]string{"destinations", "set", "--user", "alice", "--file", "-", "--endpoint", p.URL(), "--table", "rotations"}, flags...)...)
 	}
 	store := &delivery.Store{API: a.DynamoDB, Table: "rotations"}
-	if d, err := store.Get(context.Background(), "", "alice"); err != nil || d != nil {
-		t.Fatalf("Get(alice) = %v, %v; want nothing written", d, err)
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		want  string
+	}{
+		{"the operator cannot reach the account", []string{"--member-role", "NoSuchRole"}, "destinations[0].account: cannot reach account " + dev.ID + ", where this destination is written (as role NoSuchRole (--member-role))"},
+		{"keyrotor's member stack is not there", nil, "destinations[0].account: keyrotor cannot write in account " + dev.ID + ": its member role KeyRotorMember is not there"},
+	} {
+		code, _, errOut := run(tc.flags...)
+		if code != 2 || !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, "nothing written") {
+			t.Fatalf("%s: exit %d, %q; want 2, %q", tc.name, code, errOut, tc.want)
+		}
+		if d, err := store.Get(context.Background(), "", "alice"); err != nil || d != nil {
+			t.Fatalf("%s: Get(alice) = %v, %v; want nothing written", tc.name, d, err)
+		}
 	}
 	dev.DeployMemberStack(t, memberTemplate)
 	if code, out, errOut := run(); code != 0 {
 		t.Fatalf("set once the member stack is deployed: exit %d\n%s%s", code, out, errOut)
+	}
+	if d, err := store.Get(context.Background(), "", "alice"); err != nil || d == nil || d.Destinations[0].Account != dev.ID {
+		t.Fatalf("Get(alice) = %+v, %v; want the document with its destination in %s", d, err, dev.ID)
 	}
 }
 

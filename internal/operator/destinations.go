@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyrotor/keyrotor/shared/config"
 	"github.com/keyrotor/keyrotor/shared/delivery"
 	"github.com/keyrotor/keyrotor/shared/failures"
 )
@@ -29,9 +30,10 @@ type SecretDescriber interface {
 	DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error)
 }
 
-// UserGetter finds an IAM user.
+// UserGetter finds an IAM user, and a role (keyrotor's member role).
 type UserGetter interface {
 	GetUser(ctx context.Context, in *iam.GetUserInput, optFns ...func(*iam.Options)) (*iam.GetUserOutput, error)
+	GetRole(ctx context.Context, in *iam.GetRoleInput, optFns ...func(*iam.Options)) (*iam.GetRoleOutput, error)
 }
 
 // SetDestinationsRequest is `keyrotor destinations set`.
@@ -40,6 +42,12 @@ type SetDestinationsRequest struct {
 	User     string
 	Document []byte // the document's JSON
 	By       string // who sets it, for the stored document
+	// Home is the caller's own account (keyrotor's, the hub): an AWS
+	// destination in any other account needs keyrotor's member role there.
+	Home string
+	// Reach says how users reaches other accounts (for errors: the
+	// --member-role flag).
+	Reach string
 }
 
 // SetDestinations stores a user's destinations document once it is known
@@ -85,13 +93,25 @@ func SetDestinations(ctx context.Context, docs Documents, hub SecretDescriber, u
 		if from == "" {
 			from = "account"
 		}
-		if _, err := users(account); err != nil {
+		api, err := users(account)
+		if err != nil {
 			var ue *failures.AccountUnreachableError
 			if errors.As(err, &ue) {
-				return nil, &RefusedError{fmt.Sprintf("destinations[%d].%s: keyrotor cannot reach account %s, where this destination is written: %s; "+
-					"or leave account out to write it in the user's own account", i, from, account, ue.Msg)}
+				return nil, &RefusedError{fmt.Sprintf("destinations[%d].%s: cannot reach account %s, where this destination is written (%s): %s; "+
+					"or leave account out to write it in the user's own account", i, from, account, req.Reach, ue.Msg)}
 			}
 			return nil, fmt.Errorf("destinations[%d].%s: reach account %s: %w", i, from, account, err)
+		}
+		if account == req.Home {
+			continue
+		}
+		// keyrotor writes there through its member role: the account's
+		// member stack must be deployed.
+		if _, err := api.GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String(config.MemberRoleName)}); failures.APICode(err) == "NoSuchEntity" {
+			return nil, &RefusedError{fmt.Sprintf("destinations[%d].%s: keyrotor cannot write in account %s: its member role %s is not there "+
+				"(the member stack is not deployed in that account: docs/organizations.md); or leave account out to write it in the user's own account", i, from, account, config.MemberRoleName)}
+		} else if err != nil {
+			return nil, fmt.Errorf("destinations[%d].%s: look for keyrotor's member role in account %s: %w", i, from, account, err)
 		}
 	}
 	api, err := users(req.Account)
