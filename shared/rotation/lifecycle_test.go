@@ -383,3 +383,90 @@ func TestEndedPasswordRetirementRestartsWhenDueAgain(t *testing.T) {
 		t.Fatalf("record rotation %d %s; want rotation 2 notified", r.Rotation, r.State)
 	}
 }
+
+// passwordUser creates a user with no key and a console password set age
+// days ago and never used (moto records no console sign-in).
+func (c *calendar) passwordUser(name string, age int) time.Time {
+	c.t.Helper()
+	off := c.w.Offset()
+	c.a.Clock(c.t, off-time.Duration(age)*oneDay)
+	c.a.User(c.t, name, "email", name+"@example.com")
+	out, err := c.a.IAM.CreateLoginProfile(context.Background(), &iam.CreateLoginProfileInput{UserName: &name, Password: ptr("Long-enough-pass-1!")})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.a.Clock(c.t, off)
+	return *out.LoginProfile.CreateDate
+}
+
+// Issue 18 (passwords): the owner is told the unused console password
+// will be removed; during the grace a person sets a new one (the
+// password's analogue of re-activating a key). That is final for the
+// retirement: the grace's end does not remove the new password, the
+// retirement is held with the person's act recorded and the admins told.
+// The new password is a credential of its own (its own id, by its set
+// time), retired only once it is unused long enough, with its own notice.
+func TestMotoDaysPasswordResetAfterNoticeIsKept(t *testing.T) {
+	tests := []struct {
+		name  string
+		reset func(c *calendar, user string) error
+	}{
+		{"UpdateLoginProfile with a new password", func(c *calendar, user string) error {
+			_, err := c.a.IAM.UpdateLoginProfile(context.Background(), &iam.UpdateLoginProfileInput{UserName: &user, Password: ptr("A-new-long-pass-2!")})
+			return err
+		}},
+		{"DeleteLoginProfile then CreateLoginProfile", func(c *calendar, user string) error {
+			if _, err := c.a.IAM.DeleteLoginProfile(context.Background(), &iam.DeleteLoginProfileInput{UserName: &user}); err != nil {
+				return err
+			}
+			_, err := c.a.IAM.CreateLoginProfile(context.Background(), &iam.CreateLoginProfileInput{UserName: &user, Password: ptr("A-new-long-pass-2!")})
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCalendar(t)
+			c.cfg.RetirePasswords = true
+			user := "pia"
+			c.passwordUser(user, 100)
+			plan, out := c.run(`{}`)
+			it := itemFor(t, plan, user)
+			id := ledger.PasswordID(user, it.OldKey.Created)
+			if it.Action != "retire-password" || out["password"] != "grace" || c.ownerMails(user) != 1 {
+				t.Fatalf("day 0: item %+v, outcome %q, %d mails; want the retirement noticed, its grace started", it, out["password"], c.ownerMails(user))
+			}
+			c.advance(2 * oneDay)
+			if err := tt.reset(c, user); err != nil {
+				t.Fatal(err)
+			}
+			lp, err := c.a.IAM.GetLoginProfile(context.Background(), &iam.GetLoginProfileInput{UserName: &user})
+			if err != nil {
+				t.Fatal(err)
+			}
+			reset := *lp.LoginProfile.CreateDate
+			for range 7 { // the grace (7 days from day 0) ends on day 7
+				c.advance(oneDay)
+				if plan, _ := c.run(`{}`); len(plan.Items) != 0 {
+					t.Fatalf("day %d: the new password (set %s) is planned: %+v", int(c.w.Offset()/oneDay), reset, plan.Items)
+				}
+			}
+			if len(c.grace) != 0 {
+				t.Fatalf("day 9: grace executions still pending: %+v", c.grace)
+			}
+			lp, err = c.a.IAM.GetLoginProfile(context.Background(), &iam.GetLoginProfileInput{UserName: &user})
+			if err != nil || !lp.LoginProfile.CreateDate.Equal(reset) {
+				t.Fatalf("day 9: login profile %+v, %v; want the password the person set on day 2 kept", lp, err)
+			}
+			r := c.record(id)
+			if r.State != ledger.Held || !strings.Contains(r.Outcome, "re-set by a person") {
+				t.Fatalf("day 9: %s; want the retirement held, saying a person re-set the password", c.describe(id))
+			}
+			if msgs := strings.Join(c.adminMessages(user), "\n"); !strings.Contains(msgs, "re-set by a person") {
+				t.Fatalf("day 9: admins told %q; want the re-set told", msgs)
+			}
+			if c.ownerMails(user) != 1 {
+				t.Fatalf("day 9: %d owner mails; want the one notice", c.ownerMails(user))
+			}
+		})
+	}
+}
