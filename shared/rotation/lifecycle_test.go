@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -469,4 +470,98 @@ func TestMotoDaysPasswordResetAfterNoticeIsKept(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Issue 18 (passwords, at least once): every step of a password
+// retirement may commit and lose its answer, retried at once or failing
+// its execution for a later one to take over. Whatever is lost: one owner
+// mail, the password removed once and only after the grace, and a
+// password a person re-set during the grace kept.
+func TestMotoDaysPasswordRetirementLostAnswers(t *testing.T) {
+	tests := []struct {
+		name        string
+		rate, final float64
+		reset       bool
+	}{
+		{"answers lost and retried", 0.5, 0, false},
+		{"answers lost, some for good", 0.4, 0.5, false},
+		{"answers lost, some for good; re-set during the grace", 0.4, 0.5, true},
+	}
+	lostAll := map[string]int{}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCalendar(t)
+			c.cfg.RetirePasswords = true
+			user := "lou"
+			set := c.passwordUser(user, 100)
+			id := ledger.PasswordID(user, set.Truncate(time.Second))
+			c.w.Lost = &cal.LostAnswers{Rate: tt.rate, Final: tt.final, R: rand.New(rand.NewPCG(uint64(i), 18))}
+			var reset time.Time
+			for day := 0; day <= 12; day++ {
+				c.w.RunDay(context.Background(), nil) // a find whose answer is lost for good fails the day
+				if day < 7 {
+					c.w.GraceDue(context.Background())
+				}
+				if r, _ := c.recs.Get(context.Background(), id); r != nil && r.State == ledger.Deleted {
+					if r.DeactivatedAt.IsZero() || c.now().Before(r.DeactivatedAt.Add(c.cfg.GracePeriod)) {
+						t.Fatalf("day %d: %s; removed before the grace", day, c.describe(id))
+					}
+				}
+				if tt.reset && day == 2 {
+					if _, err := c.a.IAM.UpdateLoginProfile(context.Background(), &iam.UpdateLoginProfileInput{UserName: &user, Password: ptr("A-new-long-pass-2!")}); err != nil {
+						t.Fatal(err)
+					}
+					lp, err := c.a.IAM.GetLoginProfile(context.Background(), &iam.GetLoginProfileInput{UserName: &user})
+					if err != nil {
+						t.Fatal(err)
+					}
+					reset = *lp.LoginProfile.CreateDate
+				}
+				c.advance(oneDay)
+			}
+			lost, _ := json.Marshal(c.w.Lost.Lost)
+			for step, n := range c.w.Lost.Lost {
+				lostAll[step] += n
+			}
+			r := c.record(id)
+			lp, err := c.a.IAM.GetLoginProfile(context.Background(), &iam.GetLoginProfileInput{UserName: &user})
+			switch {
+			case tt.reset && (err != nil || !lp.LoginProfile.CreateDate.Equal(reset) || r.State != ledger.Held):
+				t.Fatalf("login profile %v, %v; %s; want the new password kept and the retirement held (lost: %s)", lp, err, c.describe(id), lost)
+			case !tt.reset && (err == nil || r.State != ledger.Deleted):
+				t.Fatalf("login profile %v; %s; want it removed (lost: %s)", lp, c.describe(id), lost)
+			}
+			if n := len(c.mailsTo(user + "@example.com")); n != 1+unknownNotices(r) {
+				t.Fatalf("%d owner mails; want one (%d unknown outcomes) (lost: %s)", n, unknownNotices(r), lost)
+			}
+		})
+	}
+	t.Logf("answers lost, by step: %v", lostAll)
+	for _, step := range []string{"NotifyOwner", "DeactivateOldKey", "DeleteOldKey"} {
+		if lostAll[step] == 0 {
+			t.Errorf("no answer of %s was lost (lost: %v); the test plays too little", step, lostAll)
+		}
+	}
+}
+
+func unknownNotices(r *ledger.Record) int {
+	n := 0
+	for _, h := range r.History {
+		if strings.Contains(h.Note, "is unknown") {
+			n++
+		}
+	}
+	return n
+}
+
+// mailsTo are the mails sent to addr.
+func (c *calendar) mailsTo(addr string) []string {
+	mails, _ := c.a.Sent(c.t)
+	var out []string
+	for _, m := range mails {
+		if strings.Contains(strings.Join(m.To, ","), addr) {
+			out = append(out, m.Subject)
+		}
+	}
+	return out
 }
