@@ -64,6 +64,7 @@ var Permissions = map[string][]string{
 		"iam:ListAccessKeys", "iam:DeleteAccessKey",
 		"iam:GetAccessKeyLastUsed",              // a key used since it was switched off was re-activated by a person: kept
 		"iam:GetUser", "iam:DeleteLoginProfile", // console passwords, when retirePasswords is on
+		"iam:GetLoginProfile", // ... a password a person set anew since its notice is kept
 		"dynamodb:GetItem", "dynamodb:PutItem",
 		"sns:Publish",
 		"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
@@ -96,7 +97,7 @@ var Permissions = map[string][]string{
 // console passwords: granted only when retirePasswords is on.
 var PasswordOnly = map[string][]string{
 	"find":   {"iam:GetUser"},
-	"delete": {"iam:GetUser", "iam:DeleteLoginProfile"},
+	"delete": {"iam:GetUser", "iam:GetLoginProfile", "iam:DeleteLoginProfile"},
 }
 
 // OrgOnly are the actions of Permissions a function calls only in the

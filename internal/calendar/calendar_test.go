@@ -64,7 +64,10 @@ const (
 // effect (a 500, a 429, no connection) and KEYROTOR_SIM_DEST_LOST_PERMILLE
 // (default 100) of the writes lose their answer after they took effect;
 // KEYROTOR_SIM_DEST_DOWN_PERCENT (default 10) is the chance per day that
-// GitHub, and apart SSM, is down for the day.
+// GitHub, and apart SSM, is down for the day. KEYROTOR_SIM_PASSWORD_PERCENT
+// of the users (default 15; 0: none) also have an unused console password,
+// with retirePasswords on (issue 18: the password path, people re-setting
+// a password after its notice).
 func TestSlowCalendar(t *testing.T) {
 	o := calendar.Options{
 		Days: envInt("KEYROTOR_SIM_DAYS", 12), Users: envInt("KEYROTOR_SIM_USERS", 60), Seed: int64(envInt("KEYROTOR_SIM_SEED", 1)),
@@ -76,6 +79,7 @@ func TestSlowCalendar(t *testing.T) {
 		DestFaults:  float64(envInt("KEYROTOR_SIM_DEST_FAULT_PERMILLE", 60)) / 1000,
 		DestLost:    float64(envInt("KEYROTOR_SIM_DEST_LOST_PERMILLE", 100)) / 1000,
 		DestDown:    float64(envInt("KEYROTOR_SIM_DEST_DOWN_PERCENT", 10)) / 100,
+		Passwords:   float64(envInt("KEYROTOR_SIM_PASSWORD_PERCENT", 15)) / 100,
 	}
 	members := envInt("KEYROTOR_SIM_ACCOUNTS", 2)
 	o.OutageDay = -1
@@ -198,6 +202,13 @@ func TestSlowCalendar(t *testing.T) {
 		}
 		b, _ := json.Marshal(rep.DestFaults)
 		t.Logf("destination faults injected: %s", b)
+	}
+	if o.Passwords > 0 {
+		// The password path, noticed and removed, and a person's new
+		// password kept (held), at least once each.
+		if rep.Passwords["removed by keyrotor"] == 0 || rep.Passwords["reset-password"] == 0 || rep.Passwords["retirements held: re-set by a person"] == 0 {
+			t.Fatalf("the simulation exercised too little of the password path (want passwords removed, and re-set by people and kept):\n%s", rep)
+		}
 	}
 	if injected := steps.Injected(); len(injected) == 0 {
 		t.Fatal("no fault was injected")

@@ -64,7 +64,10 @@ type Options struct {
 	// and service (GitHub, SSM) that it is down for the day.
 	Delivery                       float64
 	DestFaults, DestLost, DestDown float64
-	Progress                       io.Writer
+	// Passwords is the share of seeded users with an unused console
+	// password, and retirePasswords on (see passwords.go; 0: none).
+	Passwords float64
+	Progress  io.Writer
 }
 
 // Report is what a simulation did and checked.
@@ -96,6 +99,8 @@ type Report struct {
 	// Accounts counts, by account id, what keyrotor did there (an
 	// organization; one account: the default account's).
 	Accounts map[string]*AccountCounts
+	// Passwords counts what happened to console passwords (passwords.go).
+	Passwords map[string]int
 }
 
 // AccountCounts is what keyrotor did in one account.
@@ -202,6 +207,13 @@ func Simulate(ctx context.Context, w *World, seeded *Seeded, o Options) (*Report
 	if o.LostAnswers > 0 {
 		w.Lost = &LostAnswers{Rate: o.LostAnswers, Final: 1.0 / 3, R: rand.New(rand.NewPCG(uint64(o.Seed), 4))}
 	}
+	if o.Passwords > 0 {
+		pw, err := seedPasswords(ctx, w, seeded, o)
+		if err != nil {
+			return rep, err
+		}
+		p.pw, rep.Passwords = pw, pw.counts
+	}
 	if o.Adoption > 0 {
 		// Its own generator: the people's draws stay those of a run
 		// without a window.
@@ -297,6 +309,7 @@ func Simulate(ctx context.Context, w *World, seeded *Seeded, o Options) (*Report
 			// Across kinds: between a failed step and the takeover, and
 			// undoing their own deactivation during a window.
 			p.actAcross(ctx, rep, outs)
+			p.pw.act(ctx, w, p, rep)
 		}
 		before := len(rep.Violations)
 		if err := check(ctx, w, p, rep, day, start, quiet && day == o.Days-1); err != nil {
@@ -397,6 +410,7 @@ type people struct {
 	dest      *destinations     // the users' destinations (nil: none)
 	x         *rand.Rand        // the acts across kinds' own draws
 	undo      map[string]string // keys a person deactivated in a window: id -> user, to switch back on
+	pw        *passwords        // console passwords (nil: none)
 }
 
 // secretOf is the secret of a key the people know (seeded or their own).
@@ -960,6 +974,8 @@ func check(ctx context.Context, w *World, p *people, rep *Report, day, start int
 			return err
 		}
 	}
+	// Console passwords: (p1) to (p4) in passwords.go.
+	p.pw.check(ctx, w, p, rep, recs, sent, start, final, fail)
 	// Adoption windows: (a) to (d).
 	if p.pipes != nil {
 		p.pipes.check(w, p, rep, recs, sent, users, start, final, fail)
@@ -1157,6 +1173,7 @@ func (r *Report) String() string {
 		fmt.Fprintf(&b, "  %d users with destinations (%d in member accounts, %d of them with SSM parameters in their own account); %s\n",
 			r.Delivered, r.DeliveredMembers, r.DeliveredMemberSSM, strings.Join(fs, ", "))
 	}
+	b.WriteString(r.passwordLine())
 	names := make([]string, 0, len(r.Checks))
 	for k := range r.Checks {
 		names = append(names, k)

@@ -6,6 +6,18 @@
 # named by KEYROTOR_MOTO_CLOCK. Seeding code moves the clock back, creates and
 # uses keys, and moves it forward again. It also refuses requests signed with
 # an Inactive key, as AWS does (below).
+#
+# And for console passwords: moto 5.2.1 dates a login profile
+# (GetLoginProfile's CreateDate) and the credential report's
+# password_last_changed with the user's creation, whatever password was set
+# since. IAM dates them when the password was set (API reference,
+# LoginProfile: "The date when the password for the user was created";
+# IAM User Guide, credential report: password_last_changed "The date and
+# time when the user's password was last set"). Here both carry the time of
+# the user's last CreateLoginProfile or UpdateLoginProfile, so a person's
+# re-set password is a new password, as keyrotor sees it in AWS. (Whether
+# IAM moves CreateDate on UpdateLoginProfile is not documented: this
+# emulator assumes it does; see docs/limits.md.)
 import datetime
 import os
 import sys
@@ -92,6 +104,62 @@ def setup_class(self, *args, **kwargs):
 
 _iam.mark_account_as_visited = mark_account_as_visited
 BaseResponse.setup_class = setup_class
+
+
+# Console passwords dated when set (see the top).
+import moto.iam.responses as _iam_responses  # noqa: E402
+
+
+def _password_set(user):
+    return getattr(user, "keyrotor_password_set", None) or user.create_date
+
+
+def _dated(name):
+    orig = getattr(_iam.IAMBackend, name)
+
+    def f(self, user_name, *args, **kwargs):
+        out = orig(self, user_name, *args, **kwargs)
+        self.get_user(user_name).keyrotor_password_set = _utils.utcnow()
+        return out
+
+    setattr(_iam.IAMBackend, name, f)
+
+
+_dated("create_login_profile")
+_dated("update_login_profile")
+
+
+def _profile(name):
+    orig = getattr(_iam_responses.IamResponse, name)
+
+    def f(self):
+        out = orig(self)
+        user = self.backend.get_user(self._get_param("UserName"))
+        out.result["LoginProfile"]["CreateDate"] = _password_set(user)
+        return out
+
+    setattr(_iam_responses.IamResponse, name, f)
+
+
+_profile("create_login_profile")
+_profile("get_login_profile")
+
+_to_csv = _iam.User.to_csv
+
+
+def _user_csv(self):
+    # password_last_changed is the 6th of 22 columns; a user name may hold
+    # commas, the 16 columns after it never do.
+    row = _to_csv(self)
+    if not self.password:
+        return row
+    parts = row.rstrip("\n").rsplit(",", 16)
+    first = parts[0].rsplit(",", 1)
+    first[1] = _password_set(self).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return ",".join([",".join(first)] + parts[1:]) + "\n"
+
+
+_iam.User.to_csv = _user_csv
 
 from moto.server import main  # noqa: E402  (after the patch, on purpose)
 

@@ -47,6 +47,12 @@ type Facts struct {
 	// after keyrotor's switch-off (past the status lag) shows that a
 	// person re-activated it since, even if it is Inactive again now.
 	OldLastUsed time.Time
+	// PasswordReset: the step read the console password's set time (the
+	// login profile's CreateDate) and it is later than the password the
+	// rotation names: a person set a new password (UpdateLoginProfile, or
+	// DeleteLoginProfile and CreateLoginProfile). The password's analogue
+	// of re-activating a key.
+	PasswordReset bool
 	// Lag replaces StatusLag (0: StatusLag): a run against an emulated
 	// account, which lists every change at once, sets it shorter.
 	Lag time.Duration
@@ -135,6 +141,12 @@ func Decide(rec *Record, ev Event, f Facts) Decision {
 		// Switched on and off again between two looks: IAM keeps no
 		// status history, but the key's use shows it.
 		return Decision{End: fmt.Sprintf("the old key was used on %s, after it was switched off on %s: a person re-activated it since (an Inactive key cannot be used); it is kept.", f.OldLastUsed.UTC().Format(time.RFC3339), rec.DeactivatedAt.UTC().Format(time.RFC3339)), Hold: true}
+	}
+	// A person setting a new console password is final for the
+	// retirement of the one noticed: the new password is theirs (a
+	// credential of its own, retired only once it is unused in turn).
+	if f.PasswordReset && rec.Action == "retire-password" {
+		return Decision{End: fmt.Sprintf("the console password was re-set by a person after its owner was told on %s that it would be removed; the new password is kept.", rec.NoticeAt.UTC().Format(time.RFC3339)), Hold: true}
 	}
 	// A retirement rests on "unused". A step of another kind finding it
 	// (the credential is due for rotation: it was used) ends it; the

@@ -27,6 +27,7 @@ func TestDecide(t *testing.T) {
 		recent         bool // keyrotor's deactivation was within ledger.StatusLag
 		undelivered    bool // a destination does not hold the new key yet
 		usedAfter      bool // the old key was used after it was switched off (past the lag)
+		reset          bool // a person set a new console password
 	}
 	// want returns the decision's shape for a cell: "begin", "stop",
 	// "go", "hold", "end", "end+begin".
@@ -53,6 +54,9 @@ func TestDecide(t *testing.T) {
 		{"used after it was switched off: a person re-activated it since (Inactive again or not), held", func(c cell) bool {
 			return c.state == Deactivated && c.usedAfter && c.action != "retire-password"
 		}, "hold"},
+		{"a console password re-set by a person: the retirement is held", func(c cell) bool {
+			return c.state.InFlight() && c.reset && c.action == "retire-password"
+		}, "hold"},
 		{"a retirement met by another kind's due step ends; the new kind begins if it may", func(c cell) bool {
 			return c.ev == Due && c.kind != c.action && c.action != "rotate" && c.start
 		}, "end+begin"},
@@ -76,13 +80,13 @@ func TestDecide(t *testing.T) {
 							for _, held := range []bool{false, true} {
 								for _, notice := range []bool{false, true} {
 									for _, vr := range []string{"", SwitchEvidence, SwitchDeadline, SwitchPerson, "recent"} {
-										for _, uu := range [][2]bool{{false, false}, {true, false}, {false, true}} {
-											undelivered, usedAfter := uu[0], uu[1]
+										for _, uu := range [][3]bool{{false, false, false}, {true, false, false}, {false, true, false}, {false, false, true}} {
+											undelivered, usedAfter, reset := uu[0], uu[1], uu[2]
 											verdict, recent := vr, vr == "recent"
 											if recent {
 												verdict = ""
 											}
-											c := cell{state: st, action: action, kind: kind, ev: ev, start: start, oldKnown: old != "unknown", oldA: old == "active", heldLive: held, notice: notice, verdict: verdict, recent: recent, undelivered: undelivered, usedAfter: usedAfter}
+											c := cell{state: st, action: action, kind: kind, ev: ev, start: start, oldKnown: old != "unknown", oldA: old == "active", heldLive: held, notice: notice, verdict: verdict, recent: recent, undelivered: undelivered, usedAfter: usedAfter, reset: reset}
 											if usedAfter && (st == "" || recent) {
 												continue // a use is "after" only of a switch-off past the lag
 											}
@@ -97,6 +101,9 @@ func TestDecide(t *testing.T) {
 											}
 											if undelivered && (st == "" || action != "rotate") {
 												continue // only a replacement is delivered
+											}
+											if reset && (st == "" || old != "unknown") {
+												continue // a password's set time is read with no key status, of a rotation
 											}
 											var rec *Record
 											if st != "" {
@@ -120,7 +127,7 @@ func TestDecide(t *testing.T) {
 													rec.Deliveries = append(rec.Deliveries, Delivery{Where: "ssm parameters /a, /b", State: DeliveryFailed})
 												}
 											}
-											f := Facts{Now: now, Kind: kind, Start: start, OldKnown: c.oldKnown, OldActive: c.oldA, OldLastUsed: now.Add(-2 * time.Hour)}
+											f := Facts{Now: now, Kind: kind, Start: start, OldKnown: c.oldKnown, OldActive: c.oldA, OldLastUsed: now.Add(-2 * time.Hour), PasswordReset: reset}
 											if usedAfter {
 												f.OldLastUsed = now.Add(-time.Minute)
 											}
@@ -190,6 +197,7 @@ func TestDecideSaysWhy(t *testing.T) {
 		{"deleted", &Record{State: Deleted, Rotation: 2}, Due, Facts{Start: true}, "rotation 2 already deleted"},
 		{"notice", &Record{State: Stored}, Deactivate, Facts{}, "notice has not gone out"},
 		{"retirement used since its notice", &Record{Action: "retire", State: Notified, Notice: NoticeAccepted}, Deactivate, Facts{OldKnown: true, OldActive: true, UsedSinceNotice: true}, "used after its owner was told"},
+		{"console password re-set", &Record{Action: "retire-password", State: Deactivated, Notice: NoticeAccepted, NoticeAt: now.Add(-48 * time.Hour)}, Continue, Facts{PasswordReset: true}, "re-set by a person"},
 		{"used after the switch-off", &Record{Action: "rotate", State: Deactivated, DeactivatedAt: now.Add(-48 * time.Hour)}, Continue, Facts{OldKnown: true, OldLastUsed: now.Add(-time.Hour)}, "a person re-activated it since"},
 		{"undelivered", &Record{State: Notified, Notice: NoticeAccepted, Deliveries: []Delivery{{Where: "gitlab project a/b", State: DeliveryFailed}}}, Deactivate, Facts{}, "not delivered to gitlab project a/b"},
 	}

@@ -22,6 +22,9 @@ type DeleteIAM interface {
 	DeleteAccessKey(ctx context.Context, in *iam.DeleteAccessKeyInput, optFns ...func(*iam.Options)) (*iam.DeleteAccessKeyOutput, error)
 	GetAccessKeyLastUsed(ctx context.Context, in *iam.GetAccessKeyLastUsedInput, optFns ...func(*iam.Options)) (*iam.GetAccessKeyLastUsedOutput, error)
 	GetUser(ctx context.Context, in *iam.GetUserInput, optFns ...func(*iam.Options)) (*iam.GetUserOutput, error)
+	// The console password's set time: a person's new password is not
+	// the one noticed.
+	GetLoginProfile(ctx context.Context, in *iam.GetLoginProfileInput, optFns ...func(*iam.Options)) (*iam.GetLoginProfileOutput, error)
 	DeleteLoginProfile(ctx context.Context, in *iam.DeleteLoginProfileInput, optFns ...func(*iam.Options)) (*iam.DeleteLoginProfileOutput, error)
 }
 
@@ -138,8 +141,9 @@ func (d *Deleter) done(ctx context.Context, rc rotationCtx, rec *ledger.Record, 
 	return d.Records.Put(ctx, rec)
 }
 
-// password removes an unused console password after its grace period,
-// unless it was used since the notice.
+// password removes an unused console password after its grace period:
+// the password noticed (a person's new password is theirs: the retirement
+// is held), unless it was used since the notice.
 func (d *Deleter) password(ctx context.Context, rc rotationCtx, t Task, rec *ledger.Record, log *slog.Logger) (*Cleanup, error) {
 	it := t.Item
 	res := &Cleanup{KeyID: it.OldKey.ID}
@@ -150,6 +154,26 @@ func (d *Deleter) password(ctx context.Context, rc rotationCtx, t Task, rec *led
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get user %s: %w", it.User, err)
+	}
+	lp, err := d.IAM.GetLoginProfile(ctx, &iam.GetLoginProfileInput{UserName: aws.String(it.User)})
+	if isNoSuchEntity(err) {
+		// Removed during its grace (by a person, or by a delete whose
+		// answer was lost after it removed it): nothing is left to do.
+		res.Deleted, res.Reason = true, "console password already removed"
+		return res, d.done(ctx, rc, rec, "the console password was already removed when its grace period ended")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get login profile of %s: %w", it.User, err)
+	}
+	// A password set after the one the rotation names (its id's time, the
+	// report's password_last_changed, whole seconds) is a person's new one.
+	set, noticed := aws.ToTime(lp.LoginProfile.CreateDate).Truncate(time.Second), passwordSetAt(rec.ID)
+	if noticed.Unix() == 0 {
+		noticed = it.OldKey.Created
+	}
+	if stop, err := rc.apply(ctx, rec, it.OldKey.ID, ledger.Decide(rec, ledger.Continue, ledger.Facts{Now: rc.now, Kind: string(it.Action), PasswordReset: set.After(noticed), Lag: rc.cfg.StatusLagOverride})); stop != "" || err != nil {
+		res.Reason = "not deleted: " + stop
+		return res, err
 	}
 	if used := aws.ToTime(out.User.PasswordLastUsed); used.After(rec.DeactivatedAt) {
 		res.Reason = fmt.Sprintf("not deleted: the password was used on %s, after the notice; it is kept", used.UTC().Format(time.RFC3339))

@@ -29,6 +29,7 @@ type fakeIAM struct {
 	updates        int
 	deletes        int
 	passwordUsed   *time.Time
+	passwordSet    *time.Time // the login profile's CreateDate (nil: t0 - 200 days)
 	profileDeleted bool
 }
 
@@ -58,6 +59,17 @@ func (f *fakeIAM) DeleteAccessKey(_ context.Context, in *iam.DeleteAccessKeyInpu
 
 func (f *fakeIAM) GetUser(_ context.Context, in *iam.GetUserInput, _ ...func(*iam.Options)) (*iam.GetUserOutput, error) {
 	return &iam.GetUserOutput{User: &types.User{UserName: in.UserName, PasswordLastUsed: f.passwordUsed}}, nil
+}
+
+func (f *fakeIAM) GetLoginProfile(_ context.Context, in *iam.GetLoginProfileInput, _ ...func(*iam.Options)) (*iam.GetLoginProfileOutput, error) {
+	if f.profileDeleted {
+		return nil, &types.NoSuchEntityException{Message: aws.String("Login profile not found")}
+	}
+	set := t0.Add(-200 * 24 * time.Hour)
+	if f.passwordSet != nil {
+		set = *f.passwordSet
+	}
+	return &iam.GetLoginProfileOutput{LoginProfile: &types.LoginProfile{UserName: in.UserName, CreateDate: aws.Time(set)}}, nil
 }
 
 func (f *fakeIAM) DeleteLoginProfile(context.Context, *iam.DeleteLoginProfileInput, ...func(*iam.Options)) (*iam.DeleteLoginProfileOutput, error) {
@@ -420,22 +432,29 @@ func TestDeleteUnit(t *testing.T) {
 }
 
 // TestDeletePasswordUnit: a console password is removed after its grace,
-// unless it was used after the notice.
+// unless it was used after the notice, or a person set a new one (held),
+// or it is gone already.
 func TestDeletePasswordUnit(t *testing.T) {
 	noticeAt := t0.Add(-8 * 24 * time.Hour)
 	usedAfter := noticeAt.Add(time.Hour)
 	usedBefore := noticeAt.Add(-time.Hour)
 	set := t0.Add(-200 * 24 * time.Hour)
+	setLater, setSubsecond := noticeAt.Add(2*24*time.Hour), set.Add(300*time.Millisecond)
 	tests := []struct {
 		name      string
-		used      *time.Time
+		used, set *time.Time
+		gone      bool
 		deleted   bool
 		wantState ledger.State
 		adminMsg  bool
 	}{
-		{"never used", nil, true, ledger.Deleted, false},
-		{"used before the notice", &usedBefore, true, ledger.Deleted, false},
-		{"used after the notice: kept", &usedAfter, false, ledger.Ended, true},
+		{"never used", nil, nil, false, true, ledger.Deleted, false},
+		{"used before the notice", &usedBefore, nil, false, true, ledger.Deleted, false},
+		{"used after the notice: kept", &usedAfter, nil, false, false, ledger.Ended, true},
+		{"the noticed password, its CreateDate in milliseconds", nil, &setSubsecond, false, true, ledger.Deleted, false},
+		{"re-set by a person after the notice: kept, held", nil, &setLater, false, false, ledger.Held, true},
+		{"re-set and used: kept, held", &usedAfter, &setLater, false, false, ledger.Held, true},
+		{"already removed", nil, nil, true, true, ledger.Deleted, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -444,7 +463,7 @@ func TestDeletePasswordUnit(t *testing.T) {
 				r.ID, r.User, r.Action, r.NewKeyID, r.NewKeyCreated = id, "carol", "retire-password", "", time.Time{}
 			})
 			recs := newRecords(r)
-			f := &fakeIAM{keys: map[string]types.StatusType{}, passwordUsed: tt.used}
+			f := &fakeIAM{keys: map[string]types.StatusType{}, passwordUsed: tt.used, passwordSet: tt.set, profileDeleted: tt.gone}
 			topic := &fakeTopic{}
 			cfg := config.Default()
 			cfg.AdminTopicARN = adminARN
