@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -178,7 +180,17 @@ func TestSlowCalendar(t *testing.T) {
 		t.Logf("adoption window %s: switched over on evidence %d, on the deadline %d, by a person %d", o.Adoption, rep.Evidence, rep.Deadline, rep.Person)
 	}
 	if len(rep.Violations) > 0 {
-		t.Fatalf("replay with: make soak DAYS=%d SEED=%d USERS=%d ACCOUNTS=%d (adoption window: KEYROTOR_SIM_ADOPTION_DAYS=%d)\n%s", o.Days, o.Seed, o.Users, members, o.Adoption/calendar.Day, rep)
+		// The knobs make soak does not name are replayed from the
+		// environment (KEYROTOR_SIM_LOST_PERMILLE=150 make soak ...).
+		var knobs []string
+		for _, kv := range os.Environ() {
+			k, _, _ := strings.Cut(kv, "=")
+			if strings.HasPrefix(k, "KEYROTOR_SIM_") && !slices.Contains([]string{"KEYROTOR_SIM_DAYS", "KEYROTOR_SIM_SEED", "KEYROTOR_SIM_USERS", "KEYROTOR_SIM_ADOPTION_DAYS", "KEYROTOR_SIM_ACCOUNTS"}, k) {
+				knobs = append(knobs, kv+" ")
+			}
+		}
+		sort.Strings(knobs)
+		t.Fatalf("replay with: %smake soak DAYS=%d SEED=%d USERS=%d ACCOUNTS=%d ADOPTION=%d\n%s", strings.Join(knobs, ""), o.Days, o.Seed, o.Users, members, o.Adoption/calendar.Day, rep)
 	}
 	if o.Adoption > 0 {
 		// A window must have time to end before the quiet days do.
