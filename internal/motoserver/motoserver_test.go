@@ -21,16 +21,8 @@ import (
 // TestClockDatesKeys checks the settable clock: a key created with the
 // clock 200 days back is 200 days old, and Reset empties the account.
 func TestClockDatesKeys(t *testing.T) {
-	s, err := Start("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
+	s, cfg := start(t)
 	ctx := context.Background()
-	cfg, err := awsconf.Load(ctx, awsconf.Options{Endpoint: s.Endpoint, Region: "us-east-1", StaticTestCredentials: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	api := iam.NewFromConfig(cfg)
 	if err := s.SetClock(-200 * 24 * time.Hour); err != nil {
 		t.Fatal(err)
@@ -65,16 +57,8 @@ func TestClockDatesKeys(t *testing.T) {
 // same key works again once Active. keyrotor reads a key's last use as
 // evidence, so moto's accepting it would fake a use no real key can have.
 func TestInactiveKeyRefused(t *testing.T) {
-	s, err := Start("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
+	_, cfg := start(t)
 	ctx := context.Background()
-	cfg, err := awsconf.Load(ctx, awsconf.Options{Endpoint: s.Endpoint, Region: "us-east-1", StaticTestCredentials: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	api := iam.NewFromConfig(cfg)
 	if _, err := api.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String("pipe")}); err != nil {
 		t.Fatal(err)
@@ -137,4 +121,19 @@ func TestInactiveKeyRefused(t *testing.T) {
 	if lastUsed().IsZero() {
 		t.Fatal("no use recorded for an accepted call")
 	}
+}
+
+// start starts a moto_server for one test, with test credentials.
+func start(t *testing.T) (*Server, aws.Config) {
+	t.Helper()
+	s, err := Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	cfg, err := awsconf.Load(context.Background(), awsconf.Options{Endpoint: s.Endpoint, Region: "us-east-1", StaticTestCredentials: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, cfg
 }
