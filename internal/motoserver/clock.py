@@ -48,7 +48,10 @@ for _name, _mod in list(sys.modules.items()):
         setattr(_mod, "utcnow", utcnow)
 
 
-# AWS refuses a request signed with an Inactive access key and records no use
+# AWS refuses a request signed with an Inactive access key (IAM API Reference,
+# UpdateAccessKey, Status: "Inactive means that the key cannot be used":
+# https://docs.aws.amazon.com/IAM/latest/APIReference/API_UpdateAccessKey.html)
+# and records no use
 # of it; moto accepts it and records the use. keyrotor reads a key's last use
 # as evidence (an Inactive key cannot be used), so the emulation refuses such a
 # request before moto records the visit, with the error each protocol gives:
